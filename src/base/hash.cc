@@ -1,0 +1,36 @@
+#include "base/hash.h"
+
+#include <xxhash.h>
+
+#include <fmt/format.h>
+
+namespace crescent {
+
+std::string Hash128::ToHex() const { return fmt::format("{:016x}{:016x}", hi, lo); }
+
+Hash128 HashBytes128(const void* data, size_t len) {
+  XXH128_hash_t h = XXH3_128bits(data, len);
+  return {h.low64, h.high64};
+}
+
+uint64_t HashBytes64(const void* data, size_t len) { return XXH3_64bits(data, len); }
+
+struct Hasher128::State {
+  State() : s(XXH3_createState()) {}
+  ~State() { XXH3_freeState(s); }
+  XXH3_state_t* s;
+};
+
+Hasher128::Hasher128() : state_(std::make_unique<State>()) { XXH3_128bits_reset(state_->s); }
+Hasher128::~Hasher128() = default;
+Hasher128::Hasher128(Hasher128&&) noexcept = default;
+Hasher128& Hasher128::operator=(Hasher128&&) noexcept = default;
+
+void Hasher128::Update(const void* data, size_t len) { XXH3_128bits_update(state_->s, data, len); }
+
+Hash128 Hasher128::Finish() const {
+  XXH128_hash_t h = XXH3_128bits_digest(state_->s);
+  return {h.low64, h.high64};
+}
+
+}  // namespace crescent

@@ -1,0 +1,36 @@
+// Subcommand registration for the `crescent` binary.
+//
+// Each Register* adds one subcommand to the app and sets its callback. A
+// callback reports failure by throwing CommandError (caught in main, printed as
+// one readable line, exit code 1); this is the one place exceptions are used,
+// because CLI11 is exception-based. Never let a crescent Status escape as a crash.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <stdexcept>
+#include <string>
+
+#include "base/status.h"
+
+namespace crescent::cli {
+
+struct CommandError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Throws CommandError with the status message when `s` is not OK.
+inline void ThrowIfError(const Status& s) {
+  if (!s.ok()) throw CommandError(s.message());
+}
+template <typename T>
+T ValueOrThrow(Result<T> r) {
+  ThrowIfError(r.status());
+  return std::move(r).value();
+}
+
+void RegisterMakeModel(CLI::App& app);
+void RegisterGenerate(CLI::App& app);
+void RegisterBench(CLI::App& app);
+
+}  // namespace crescent::cli

@@ -1,0 +1,23 @@
+// crescent: one binary, subcommands registered from cmd_*.cc (commands.h).
+#include <cstdio>
+#include <cstdlib>
+
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"crescent: a KVCache-centric LLM serving system"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for all subcommands");
+  crescent::cli::RegisterMakeModel(app);
+  crescent::cli::RegisterGenerate(app);
+  crescent::cli::RegisterBench(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const crescent::cli::CommandError& e) {
+    std::fprintf(stderr, "crescent: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
