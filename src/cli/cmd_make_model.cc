@@ -1,6 +1,39 @@
+// `crescent make-model`: write a random-weight model in the real formats.
+#include <cstdio>
+#include <memory>
+
+#include "base/logging.h"
 #include "cli/commands.h"
+#include "model/dummy_model.h"
+
 namespace crescent::cli {
-void RegisterMakeModel(CLI::App&) {}
-void RegisterGenerate(CLI::App&) {}
-void RegisterBench(CLI::App&) {}
+
+void RegisterMakeModel(CLI::App& app) {
+  struct Opts {
+    std::string config, tokenizer, out;
+    uint64_t seed = 0;
+  };
+  auto opts = std::make_shared<Opts>();
+  CLI::App* cmd = app.add_subcommand("make-model", "Write a dummy (random-weight) model: config.json, "
+                                                   "model.safetensors (bf16), tokenizer files");
+  cmd->add_option("--config", opts->config, "tiny-llama3 | tiny-qwen3 | llama3-1b | qwen3-0.6b | path/to/config.json")
+      ->required();
+  cmd->add_option("--tokenizer", opts->tokenizer, "Folder with tokenizer.json and tokenizer_config.json")->required();
+  cmd->add_option("--out", opts->out, "Output folder")->required();
+  cmd->add_option("--seed", opts->seed, "Weight seed (deterministic)");
+  cmd->callback([opts] {
+    model::DummyModelSpec spec;
+    spec.config = ValueOrThrow(model::ResolveDummyConfig(opts->config));
+    spec.tokenizer_dir = opts->tokenizer;
+    spec.out_dir = opts->out;
+    spec.seed = opts->seed;
+    ThrowIfError(model::WriteDummyModel(spec));
+    std::printf("wrote %s (%s, %.1fM parameters)\n", opts->out.c_str(),
+                std::string(model::ArchitectureName(spec.config.architecture)).c_str(),
+                static_cast<double>(spec.config.NonEmbeddingParams() + spec.config.vocab_size * spec.config.hidden_size *
+                                                                           (spec.config.tie_word_embeddings ? 0 : 1)) /
+                    1e6);
+  });
+}
+
 }  // namespace crescent::cli

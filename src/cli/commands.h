@@ -32,5 +32,7 @@ T ValueOrThrow(Result<T> r) {
 void RegisterMakeModel(CLI::App& app);
 void RegisterGenerate(CLI::App& app);
 void RegisterBench(CLI::App& app);
+// Parts of `crescent bench`, each in cmd_bench_<name>.cc, called from RegisterBench.
+void RegisterBenchEngine(CLI::App& bench);
 
 }  // namespace crescent::cli

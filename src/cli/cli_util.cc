@@ -1,0 +1,58 @@
+#include "cli/cli_util.h"
+
+#include <charconv>
+#include <chrono>
+
+#include "base/logging.h"
+
+namespace crescent::cli {
+
+namespace {
+template <typename T>
+Result<std::vector<T>> ParseList(const std::string& text, const std::string& flag, T min_value) {
+  std::vector<T> out;
+  size_t i = 0;
+  while (i <= text.size()) {
+    size_t j = text.find(',', i);
+    if (j == std::string::npos) j = text.size();
+    std::string item = text.substr(i, j - i);
+    size_t a = item.find_first_not_of(" \t"), b = item.find_last_not_of(" \t");
+    item = a == std::string::npos ? "" : item.substr(a, b - a + 1);
+    T v{};
+    auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || p != item.data() + item.size() || v < min_value) {
+      return InvalidArgument(flag + ": '" + item + "' is not a valid value");
+    }
+    out.push_back(v);
+    i = j + 1;
+  }
+  return out;
+}
+}  // namespace
+
+Result<std::vector<int32_t>> ParseIdList(const std::string& text, const std::string& flag) {
+  return ParseList<int32_t>(text, flag, 0);
+}
+
+Result<std::vector<int64_t>> ParseIntList(const std::string& text, const std::string& flag) {
+  return ParseList<int64_t>(text, flag, 1);
+}
+
+Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir) {
+  auto t0 = std::chrono::steady_clock::now();
+  int last_pct = -1;
+  auto r = engine::ModelRunner::Load(dir, [&](int64_t done, int64_t total) {
+    int pct = static_cast<int>(100 * done / total);
+    if (pct / 25 != last_pct / 25 || done == total) {
+      LOG_INFO("loading {}: {}%", dir, pct);
+      last_pct = pct;
+    }
+  });
+  if (r.ok()) {
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    LOG_INFO("loaded {} in {:.2f} s ({:.1f} MB of weights)", dir, s, static_cast<double>((*r)->weight_bytes_per_step()) / 1e6);
+  }
+  return r;
+}
+
+}  // namespace crescent::cli

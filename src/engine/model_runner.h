@@ -1,0 +1,72 @@
+// ModelRunner: one forward pass of a decoder-only transformer over a flattened
+// batch of sequences, reading and writing K/V in a KvPagePool.
+//
+// Each ForwardSeq contributes `tokens` (its next prompt chunk, or its one newest
+// token in decode) at positions start_pos.. . All sequences' tokens are stacked
+// into one [T, hidden] activation so each projection is a single matmul over the
+// whole batch; only attention looks at sequences one by one.
+//
+//   per layer:  h = rmsnorm(x)             -> bf16 [T, hidden]
+//               qkv = h · Wqkvᵀ (+b)       -> f32  [T, q_dim + 2 kv_dim]  (fused q|k|v)
+//               (q,k) = rope(qk_norm(q,k)); K/V rows -> pages
+//               a = attention(q, pages)    -> bf16 [T, q_dim]
+//               x += a · Woᵀ               (residual fused into the matmul)
+//               h = rmsnorm(x); gu = h · Wguᵀ -> f32 [T, 2 * intermediate]
+//               x += (silu(g) * u) · Wdownᵀ
+//   logits for the last token of each sequence that asks: rmsnorm -> lm_head.
+//
+// Weights are copied out of the mapped files at Load into oneDNN's reordered
+// buffers (anonymous memory). bf16 models compute with bf16 matmul inputs and
+// f32 accumulation; f16/f32 models compute in f32.
+// Thread-compatible: one caller at a time (the engine's step thread); the work
+// itself runs on all cores.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/kv_cache.h"
+#include "model/model_config.h"
+
+namespace crescent::engine {
+
+struct ForwardSeq {
+  std::span<const int32_t> tokens;  // new tokens, at positions start_pos ...
+  int64_t start_pos = 0;            // tokens already in kv
+  SequenceKv* kv = nullptr;         // REQUIRES: pages cover start_pos + tokens.size()
+  bool want_logits = true;          // logits of the last new token
+};
+
+class ModelRunner {
+ public:
+  // Loads config.json and the safetensors weights of a model folder.
+  // `progress(done, total)` is called as tensors load (may be empty).
+  static Result<std::unique_ptr<ModelRunner>> Load(const std::string& dir,
+                                                   const std::function<void(int64_t, int64_t)>& progress = {});
+  ~ModelRunner();
+
+  const model::ModelConfig& config() const;
+  KvCacheShape kv_shape(int64_t page_tokens = 16) const;
+  // Weight bytes one decode step reads (every projection and the lm_head).
+  int64_t weight_bytes_per_step() const;
+  // FLOPs of a forward over `new_tokens` tokens after `start_pos` cached ones
+  // (matmuls, attention, and the lm_head for one row).
+  double ForwardFlops(int64_t start_pos, int64_t new_tokens) const;
+
+  // Writes K/V of every sequence's new tokens to its pages and, for those with
+  // want_logits, the next-token logits (f32 [count, vocab], in order) into *logits.
+  // Validates token ids and page coverage (InvalidArgument / OutOfRange).
+  Status Forward(std::span<const ForwardSeq> seqs, KvPagePool& pool, std::vector<float>* logits);
+
+ private:
+  ModelRunner();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crescent::engine

@@ -1,0 +1,117 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace crescent::engine {
+
+namespace {
+inline uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+}  // namespace
+
+Rng::Rng(uint64_t seed) {
+  for (auto& s : s_) {
+    uint64_t z = (seed += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    s = z ^ (z >> 31);
+  }
+}
+
+uint64_t Rng::Next() {
+  const uint64_t result = Rotl(s_[1] * 5, 7) * 9;
+  const uint64_t t = s_[1] << 17;
+  s_[2] ^= s_[0];
+  s_[3] ^= s_[1];
+  s_[1] ^= s_[2];
+  s_[0] ^= s_[3];
+  s_[2] ^= t;
+  s_[3] = Rotl(s_[3], 45);
+  return result;
+}
+
+double Rng::Uniform() { return static_cast<double>(Next() >> 11) * (1.0 / 9007199254740992.0); }
+
+void LogSoftmax(float* row, int64_t n) {
+  float mx = *std::max_element(row, row + n);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(row[i] - mx));
+  const float lse = mx + static_cast<float>(std::log(sum));
+  for (int64_t i = 0; i < n; ++i) row[i] -= lse;
+}
+
+SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng) {
+  SampledToken out;
+  std::vector<float> lp(logits, logits + vocab);
+  LogSoftmax(lp.data(), vocab);
+  if (p.logprobs > 0) {
+    const int64_t k = std::min<int64_t>(p.logprobs, vocab);
+    std::vector<int32_t> idx(static_cast<size_t>(vocab));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+      return lp[a] != lp[b] ? lp[a] > lp[b] : a < b;
+    });
+    for (int64_t i = 0; i < k; ++i) out.top.emplace_back(idx[i], lp[idx[i]]);
+  }
+  if (p.temperature <= 0.0f) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < vocab; ++i) {
+      if (logits[i] > logits[best]) best = i;
+    }
+    out.token = static_cast<int32_t>(best);
+    out.logprob = lp[best];
+    return out;
+  }
+  // Candidates sorted by logit, best first (ties by id for determinism).
+  std::vector<int32_t> cand(static_cast<size_t>(vocab));
+  std::iota(cand.begin(), cand.end(), 0);
+  auto better = [&](int32_t a, int32_t b) { return logits[a] != logits[b] ? logits[a] > logits[b] : a < b; };
+  int64_t keep = vocab;
+  if (p.top_k > 0 && p.top_k < vocab) {
+    keep = p.top_k;
+    std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), better);
+  } else {
+    std::sort(cand.begin(), cand.end(), better);
+  }
+  std::vector<double> prob(static_cast<size_t>(keep));
+  const double inv_t = 1.0 / p.temperature;
+  const double top = logits[cand[0]];
+  double sum = 0;
+  for (int64_t i = 0; i < keep; ++i) {
+    prob[i] = std::exp((logits[cand[i]] - top) * inv_t);
+    sum += prob[i];
+  }
+  for (auto& x : prob) x /= sum;
+  if (p.top_p < 1.0f) {
+    double acc = 0;
+    int64_t n = 0;
+    while (n < keep) {
+      acc += prob[n++];
+      if (acc >= p.top_p) break;
+    }
+    keep = std::max<int64_t>(1, n);
+  }
+  if (p.min_p > 0.0f) {
+    const double floor = p.min_p * prob[0];
+    int64_t n = 1;
+    while (n < keep && prob[n] >= floor) ++n;
+    keep = n;
+  }
+  double total = 0;
+  for (int64_t i = 0; i < keep; ++i) total += prob[i];
+  double u = rng.Uniform() * total;
+  int64_t pick = keep - 1;
+  for (int64_t i = 0; i < keep; ++i) {
+    u -= prob[i];
+    if (u < 0) {
+      pick = i;
+      break;
+    }
+  }
+  out.token = cand[pick];
+  out.logprob = lp[out.token];
+  return out;
+}
+
+}  // namespace crescent::engine

@@ -1,0 +1,48 @@
+// Sampler: picks the next token from one row of logits.
+//
+// Order (as vLLM): temperature == 0 is greedy (argmax, lowest id on ties);
+// otherwise logits / temperature, then top-k, top-p (smallest set whose
+// probability reaches p) and min-p (drop tokens below min_p * max prob), then a
+// draw from the renormalized distribution with the request's own Rng — so a
+// seeded request samples the same tokens whatever else is in the batch.
+// Log-probs are of the raw model distribution (log_softmax of the logits), as
+// OpenAI's API reports them. Stateless apart from the Rng; thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace crescent::engine {
+
+// xoshiro256** seeded through splitmix64: small state, reproducible streams.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+  uint64_t Next();
+  double Uniform();  // [0, 1)
+
+ private:
+  uint64_t s_[4];
+};
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0 = greedy
+  int32_t top_k = 0;         // 0 = off
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  int32_t logprobs = 0;  // top log-probs to report per token (0 = none)
+};
+
+struct SampledToken {
+  int32_t token = -1;
+  float logprob = 0;                             // of the chosen token
+  std::vector<std::pair<int32_t, float>> top;    // best first, `logprobs` entries
+};
+
+SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng);
+
+// log_softmax of a row, in place (f64 accumulation for the normalizer).
+void LogSoftmax(float* row, int64_t n);
+
+}  // namespace crescent::engine

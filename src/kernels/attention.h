@@ -1,0 +1,61 @@
+// Causal GQA attention that reads K and V straight from KV pages.
+//
+// Page layout (DESIGN.md), per layer:
+//   K pages: [num_pages][kv_heads][page_tokens][head_dim] bf16, V pages likewise.
+// A sequence's block table lists its pages in token order: token t lives in page
+// block_table[t / page_tokens], slot t % page_tokens.
+//
+//   tokens:  0 .............. start_pos-1 | start_pos ... start_pos+n-1
+//            (already in pages: a cached   (this step's queries; their K/V are
+//             prefix or earlier steps)      written to pages before attention)
+//
+// Query token at position p attends to keys [max(0, p-window+1), p]. Query head
+// h uses KV head h / (num_heads / num_kv_heads). Math in f32, softmax with the
+// running max subtracted. Thread-safe for disjoint outputs; parallelizes itself
+// over (sequence, token, kv head) on the default ThreadPool.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+namespace crescent::kernels {
+
+struct KvLayerView {
+  uint16_t* k = nullptr;  // [num_pages][kv_heads][page_tokens][head_dim]
+  uint16_t* v = nullptr;
+  int64_t page_tokens = 16;
+  int64_t kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t page_elems() const { return kv_heads * page_tokens * head_dim; }
+};
+
+struct AttentionSeq {
+  const int32_t* block_table = nullptr;  // covers start_pos + num_tokens tokens
+  int64_t start_pos = 0;
+  int64_t num_tokens = 0;
+  int64_t row = 0;  // index of this sequence's first query row in the batch
+};
+
+struct AttentionParams {
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  float scale = 1.0f;          // usually 1/sqrt(head_dim)
+  int64_t sliding_window = 0;  // 0 = unlimited
+};
+
+// Stores each sequence's new K/V rows into its pages (bf16).
+// k, v: row r at k + r * stride, kv_heads * head_dim values each.
+void WriteKvPages(const KvLayerView& kv, std::span<const AttentionSeq> seqs, const float* k,
+                  const float* v, int64_t stride);
+
+// q: row r at q + r * q_stride (num_heads * head_dim values);
+// out: row r at out + r * num_heads * head_dim, bf16.
+void PagedAttention(const AttentionParams& p, const KvLayerView& kv, std::span<const AttentionSeq> seqs,
+                    const float* q, int64_t q_stride, uint16_t* out);
+
+// The same math with f32 output (tests and references).
+void PagedAttentionF32(const AttentionParams& p, const KvLayerView& kv, std::span<const AttentionSeq> seqs,
+                       const float* q, int64_t q_stride, float* out);
+
+}  // namespace crescent::kernels

@@ -1,0 +1,124 @@
+#include "kernels/linear.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "base/logging.h"
+
+namespace crescent::kernels {
+
+namespace {
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+dnnl::engine& Engine() {
+  static dnnl::engine* e = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *e;
+}
+dnnl::stream& Stream() {
+  static dnnl::stream* s = new dnnl::stream(Engine());
+  return *s;
+}
+dt ToDnnl(DType t) { return t == DType::kF32 ? dt::f32 : t == DType::kBF16 ? dt::bf16 : dt::f16; }
+}  // namespace
+
+struct Linear::Impl {
+  int64_t n = 0, k = 0;
+  DType dtype = DType::kBF16;
+  dnnl::memory::desc w_desc;  // blocked layout
+  dnnl::memory weights;
+  dnnl::memory bias;  // [1, N] f32, or empty
+  bool has_bias = false;
+  struct Prim {
+    dnnl::matmul prim;
+    dnnl::memory::desc src, dst;
+  };
+  mutable std::map<std::pair<int64_t, bool>, Prim> cache;
+
+  dnnl::matmul::primitive_desc Desc(int64_t m, bool accumulate, const dnnl::memory::desc& w) const {
+    dnnl::memory::desc src({m, k}, ToDnnl(dtype), tag::ab);
+    dnnl::memory::desc dst({m, n}, dt::f32, tag::ab);
+    dnnl::primitive_attr attr;
+    if (accumulate) {
+      dnnl::post_ops po;
+      po.append_sum(1.0f);
+      attr.set_post_ops(po);
+    }
+    if (has_bias) {
+      dnnl::memory::desc b({1, n}, dt::f32, tag::ab);
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w, b, dst), attr, Engine());
+    }
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w, dst), attr, Engine());
+  }
+
+  const Prim& Get(int64_t m, bool accumulate) const {
+    auto key = std::make_pair(m, accumulate);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    auto pd = Desc(m, accumulate, w_desc);
+    std::string impl = pd.impl_info_str();
+    if (impl.find("ref") != std::string::npos) {
+      LOG_WARNING("oneDNN chose a slow matmul ({}) for M={} N={} K={}", impl, m, n, k);
+    }
+    if (cache.size() > 256) cache.clear();  // bound memory for many distinct M
+    Prim p{dnnl::matmul(pd), pd.src_desc(), pd.dst_desc()};
+    return cache.emplace(key, std::move(p)).first->second;
+  }
+};
+
+Linear::Linear() = default;
+Linear::~Linear() = default;
+Linear::Linear(Linear&&) noexcept = default;
+Linear& Linear::operator=(Linear&&) noexcept = default;
+
+Result<Linear> Linear::Create(int64_t n, int64_t k, DType dtype, const void* weights, const float* bias) {
+  if (n <= 0 || k <= 0) return InvalidArgument("Linear: bad shape");
+  if (dtype == DType::kF16) return Unimplemented("Linear: f16 weights must be converted to bf16 or f32 first");
+  Linear l;
+  l.impl_ = std::make_unique<Impl>();
+  Impl& im = *l.impl_;
+  im.n = n;
+  im.k = k;
+  im.dtype = dtype;
+  im.has_bias = bias != nullptr;
+  try {
+    dnnl::memory::desc any({k, n}, ToDnnl(dtype), tag::any);
+    auto pd = im.Desc(1, false, any);
+    im.w_desc = pd.weights_desc();
+    // HF [N, K] row-major is the [K, N] tensor in format "ba".
+    dnnl::memory::desc plain({k, n}, ToDnnl(dtype), tag::ba);
+    dnnl::memory src(plain, Engine(), const_cast<void*>(weights));
+    im.weights = dnnl::memory(im.w_desc, Engine());
+    dnnl::reorder(src, im.weights).execute(Stream(), src, im.weights);
+    if (bias) {
+      im.bias = dnnl::memory(dnnl::memory::desc({1, n}, dt::f32, tag::ab), Engine());
+      std::memcpy(im.bias.get_data_handle(), bias, static_cast<size_t>(n) * 4);
+    }
+    Stream().wait();
+  } catch (const dnnl::error& e) {
+    return Internal(std::string("oneDNN: ") + e.what());
+  }
+  return l;
+}
+
+int64_t Linear::n() const { return impl_->n; }
+int64_t Linear::k() const { return impl_->k; }
+DType Linear::dtype() const { return impl_->dtype; }
+int64_t Linear::weight_bytes() const { return static_cast<int64_t>(impl_->w_desc.get_size()); }
+
+void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const {
+  if (m <= 0) return;
+  const Impl::Prim& p = impl_->Get(m, accumulate);
+  dnnl::memory src(p.src, Engine(), const_cast<void*>(x));
+  dnnl::memory dst(p.dst, Engine(), y);
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, impl_->weights}, {DNNL_ARG_DST, dst}};
+  if (impl_->has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
+  p.prim.execute(Stream(), args);
+  Stream().wait();
+}
+
+}  // namespace crescent::kernels
