@@ -8,6 +8,7 @@ void RegisterBench(CLI::App& app) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (figures and ratios to measured limits)");
   bench->require_subcommand(1);
   RegisterBenchEngine(*bench);
+  RegisterBenchTokenizer(*bench);
 }
 
 }  // namespace crescent::cli
