@@ -1,0 +1,90 @@
+#include "transfer/transfer_batch.h"
+
+#include <string>
+
+#include "base/check.h"
+
+namespace crescent::transfer {
+
+size_t BatchState::size() const {
+  std::lock_guard lock(mutex_);
+  return size_;
+}
+
+size_t BatchState::Append(const std::vector<int>& parts, int64_t submit_ns) {
+  std::lock_guard lock(mutex_);
+  CHECK_LE(size_ + parts.size(), entries_.size());
+  size_t first = size_;
+  for (int p : parts) {
+    CHECK_GE(p, 1);
+    Entry& e = entries_[size_++];
+    e.parts_left = p;
+    e.submit_ns = submit_ns;
+  }
+  pending_ += parts.size();
+  return first;
+}
+
+void BatchState::FinishPart(size_t index, const Status& s, int64_t now_ns) {
+  std::lock_guard lock(mutex_);
+  CHECK_LT(index, size_);
+  Entry& e = entries_[index];
+  CHECK_GT(e.parts_left, 0);
+  if (!s.ok() && e.error.ok()) e.error = s;
+  if (--e.parts_left > 0) return;
+  e.state = e.error.ok() ? EntryState::kDone : EntryState::kFailed;
+  e.done_ns = now_ns;
+  if (--pending_ == 0) cv_.notify_all();
+}
+
+EntryStatus BatchState::status(size_t index) const {
+  std::lock_guard lock(mutex_);
+  CHECK_LT(index, size_);
+  return {entries_[index].state, entries_[index].error};
+}
+
+int64_t BatchState::latency_ns(size_t index) const {
+  std::lock_guard lock(mutex_);
+  CHECK_LT(index, size_);
+  const Entry& e = entries_[index];
+  return e.done_ns < 0 ? -1 : e.done_ns - e.submit_ns;
+}
+
+bool BatchState::AllFinished() const {
+  std::lock_guard lock(mutex_);
+  return pending_ == 0;
+}
+
+void BatchState::WaitAll() const {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [&] { return pending_ == 0; });
+}
+
+TransferBatch::~TransferBatch() {
+  if (state_) state_->WaitAll();
+}
+
+TransferBatch& TransferBatch::operator=(TransferBatch&& o) noexcept {
+  if (this != &o) {
+    if (state_) state_->WaitAll();
+    state_ = std::move(o.state_);
+  }
+  return *this;
+}
+
+Status TransferBatch::Wait() const {
+  if (!state_) return Status::Ok();
+  state_->WaitAll();
+  size_t failed = 0;
+  Status first;
+  for (size_t i = 0; i < state_->size(); ++i) {
+    EntryStatus st = state_->status(i);
+    if (st.state != EntryState::kFailed) continue;
+    if (failed++ == 0) first = st.error.WithContext("entry " + std::to_string(i));
+  }
+  if (failed == 0) return Status::Ok();
+  return Status(first.code(), first.message() + " (" + std::to_string(failed) + " of " +
+                                  std::to_string(state_->size()) + " entries failed)");
+}
+
+}  // namespace crescent::transfer

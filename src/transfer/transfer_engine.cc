@@ -1,0 +1,320 @@
+#include "transfer/transfer_engine.h"
+
+#include <unistd.h>
+
+#include <random>
+
+#include "base/clock.h"
+#include "base/logging.h"
+#include "transfer/segment_descriptor.h"
+
+namespace crescent::transfer {
+namespace {
+
+std::string MakeInstanceId() {
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::random_device rd;
+  uint64_t r = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + fmt::format("{:016x}", r);
+}
+
+std::string Range(uint64_t off, uint64_t len) {
+  return fmt::format("[{}, {}+{})", off, off, len);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(EngineOptions options,
+                                                               std::shared_ptr<MetadataStore> metadata) {
+  if (!metadata) return InvalidArgument("transfer engine needs a metadata store");
+  if (options.num_workers < 1) return InvalidArgument("num_workers must be >= 1");
+  if (options.slice_bytes < 1) return InvalidArgument("slice_bytes must be >= 1");
+  if (options.timeout_ms < 1) return InvalidArgument("timeout_ms must be >= 1");
+  if (options.max_endpoints_per_worker < 1) return InvalidArgument("max_endpoints_per_worker must be >= 1");
+  ASSIGN_OR_RETURN(UcxContext context, UcxContext::Create(options));
+  std::unique_ptr<TransferEngine> engine(
+      new TransferEngine(std::move(options), std::move(metadata), std::move(context)));
+  for (int i = 0; i < engine->options_.num_workers; ++i) {
+    WorkerOptions wo;
+    wo.index = i;
+    wo.max_endpoints = engine->options_.max_endpoints_per_worker;
+    wo.timeout_ms = engine->options_.timeout_ms;
+    using PF = EngineOptions::PeerFailure;
+    const std::string& tls = engine->options_.transports;
+    wo.detect_peer_failure = engine->options_.peer_failure == PF::kOn ||
+                             (engine->options_.peer_failure == PF::kAuto &&
+                              (tls.empty() || tls.find("tcp") != std::string::npos));
+    wo.on_peer_failure = [e = engine.get()](const std::string& owner) { e->OnPeerFailure(owner); };
+    ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(engine->context_.get(), std::move(wo)));
+    engine->workers_.push_back(std::move(worker));
+  }
+  return engine;
+}
+
+TransferEngine::TransferEngine(EngineOptions options, std::shared_ptr<MetadataStore> metadata,
+                               UcxContext context)
+    : options_(std::move(options)),
+      metadata_(std::move(metadata)),
+      instance_id_(MakeInstanceId()),
+      context_(std::move(context)) {}
+
+TransferEngine::~TransferEngine() {
+  workers_.clear();  // finishes in-flight entries, closes endpoints
+  std::lock_guard lock(local_mutex_);
+  for (auto& [name, seg] : local_) {
+    metadata_->Remove(options_.metadata_prefix + name).IgnoreError();  // best effort at shutdown
+    ucp_mem_unmap(context_.get(), seg.memh);
+  }
+}
+
+int64_t TransferEngine::endpoints_created() const {
+  int64_t n = 0;
+  for (const auto& w : workers_) n += w->endpoints_created();
+  return n;
+}
+
+Status TransferEngine::Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length) {
+  void* buf = nullptr;
+  size_t size = 0;
+  ucs_status_t st = ucp_rkey_pack(context_.get(), memh, &buf, &size);
+  if (st != UCS_OK) return UcxError("rkey_pack", st);
+  SegmentDescriptor d;
+  d.name = std::string(name);
+  d.owner = instance_id_;
+  for (const auto& w : workers_) d.worker_addresses.push_back(w->address());
+  d.base = base;
+  d.length = length;
+  d.rkey.assign(static_cast<const char*>(buf), size);
+  ucp_rkey_buffer_release(buf);
+  return metadata_->Put(options_.metadata_prefix + d.name, d.Encode());
+}
+
+Status TransferEngine::RegisterLocalMemory(std::string_view name, void* addr, uint64_t length) {
+  if (name.empty()) return InvalidArgument("segment name is empty");
+  if (addr == nullptr || length == 0) return InvalidArgument("segment '" + std::string(name) + "': null or empty memory");
+  uint64_t base = reinterpret_cast<uint64_t>(addr);
+  {
+    std::lock_guard lock(local_mutex_);
+    if (local_.count(name)) return InvalidArgument("segment '" + std::string(name) + "' is already registered");
+    auto next = local_by_base_.lower_bound(base);
+    bool overlaps = (next != local_by_base_.end() && next->first < base + length);
+    if (!overlaps && next != local_by_base_.begin()) {
+      const LocalSegment& prev = local_.find(std::prev(next)->second)->second;
+      overlaps = prev.base + prev.length > base;
+    }
+    if (overlaps) return InvalidArgument("segment '" + std::string(name) + "' overlaps registered memory");
+  }
+  ucp_mem_map_params_t params{};
+  params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+  params.address = addr;
+  params.length = length;
+  ucp_mem_h memh = nullptr;
+  ucs_status_t st = ucp_mem_map(context_.get(), &params, &memh);
+  if (st != UCS_OK) return UcxError("mem_map of segment '" + std::string(name) + "'", st);
+  {
+    std::lock_guard lock(local_mutex_);
+    if (local_.count(name)) {  // lost a race with a concurrent registration
+      ucp_mem_unmap(context_.get(), memh);
+      return InvalidArgument("segment '" + std::string(name) + "' is already registered");
+    }
+    local_.emplace(std::string(name), LocalSegment{base, length, memh});
+    local_by_base_.emplace(base, std::string(name));
+  }
+  Status s = Publish(name, memh, base, length);
+  if (!s.ok()) UnregisterLocalMemory(name).IgnoreError();  // report the publish failure instead
+  return s;
+}
+
+Result<void*> TransferEngine::AllocateLocalMemory(std::string_view name, uint64_t length) {
+  if (name.empty()) return InvalidArgument("segment name is empty");
+  if (length == 0) return InvalidArgument("segment '" + std::string(name) + "': zero length");
+  {
+    std::lock_guard lock(local_mutex_);
+    if (local_.count(name)) return InvalidArgument("segment '" + std::string(name) + "' is already registered");
+  }
+  ucp_mem_map_params_t params{};
+  params.field_mask = UCP_MEM_MAP_PARAM_FIELD_LENGTH | UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+  params.length = length;
+  params.flags = UCP_MEM_MAP_ALLOCATE;
+  ucp_mem_h memh = nullptr;
+  ucs_status_t st = ucp_mem_map(context_.get(), &params, &memh);
+  if (st != UCS_OK) return UcxError("allocation of segment '" + std::string(name) + "'", st);
+  ucp_mem_attr_t attr{};
+  attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+  st = ucp_mem_query(memh, &attr);
+  if (st != UCS_OK) {
+    ucp_mem_unmap(context_.get(), memh);
+    return UcxError("mem_query", st);
+  }
+  uint64_t base = reinterpret_cast<uint64_t>(attr.address);
+  {
+    std::lock_guard lock(local_mutex_);
+    if (local_.count(name)) {
+      ucp_mem_unmap(context_.get(), memh);
+      return InvalidArgument("segment '" + std::string(name) + "' is already registered");
+    }
+    local_.emplace(std::string(name), LocalSegment{base, length, memh});
+    local_by_base_.emplace(base, std::string(name));
+  }
+  Status s = Publish(name, memh, base, length);
+  if (!s.ok()) {
+    UnregisterLocalMemory(name).IgnoreError();  // report the publish failure instead
+    return s;
+  }
+  return attr.address;
+}
+
+Status TransferEngine::UnregisterLocalMemory(std::string_view name) {
+  LocalSegment seg;
+  {
+    std::lock_guard lock(local_mutex_);
+    auto it = local_.find(name);
+    if (it == local_.end()) return NotFound("no local segment '" + std::string(name) + "'");
+    seg = it->second;
+    local_by_base_.erase(seg.base);
+    local_.erase(it);
+  }
+  Status s = metadata_->Remove(options_.metadata_prefix + std::string(name));
+  ucp_mem_unmap(context_.get(), seg.memh);
+  return s;
+}
+
+Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Fetch(const std::string& name) {
+  Result<std::string> text = metadata_->Get(options_.metadata_prefix + name);
+  if (!text.ok()) {
+    if (text.status().code() == StatusCode::kNotFound) return NotFound("segment '" + name + "' not found");
+    return text.status().WithContext("segment '" + name + "'");
+  }
+  ASSIGN_OR_RETURN(SegmentDescriptor d, SegmentDescriptor::Decode(*text));
+  return std::make_shared<const SegmentDescriptor>(std::move(d));
+}
+
+Result<SegmentId> TransferEngine::OpenSegment(std::string_view name) {
+  {
+    std::lock_guard lock(remote_mutex_);
+    auto it = remote_ids_.find(name);
+    if (it != remote_ids_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(auto desc, Fetch(std::string(name)));
+  std::lock_guard lock(remote_mutex_);
+  auto it = remote_ids_.find(name);
+  if (it != remote_ids_.end()) return it->second;
+  remote_.push_back(RemoteSegment{std::string(name), std::move(desc)});
+  SegmentId id = remote_.size();
+  remote_ids_.emplace(std::string(name), id);
+  return id;
+}
+
+Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Descriptor(SegmentId id) {
+  std::string name;
+  {
+    std::lock_guard lock(remote_mutex_);
+    if (id == 0 || id > remote_.size()) return NotFound("unknown segment id " + std::to_string(id));
+    const RemoteSegment& r = remote_[id - 1];
+    if (r.descriptor) return r.descriptor;
+    name = r.name;
+  }
+  ASSIGN_OR_RETURN(auto desc, Fetch(name));
+  std::lock_guard lock(remote_mutex_);
+  remote_[id - 1].descriptor = desc;
+  return desc;
+}
+
+Result<uint64_t> TransferEngine::SegmentLength(SegmentId id) {
+  ASSIGN_OR_RETURN(auto desc, Descriptor(id));
+  return desc->length;
+}
+
+void TransferEngine::OnPeerFailure(const std::string& owner) {
+  std::lock_guard lock(remote_mutex_);
+  for (RemoteSegment& r : remote_) {
+    if (r.descriptor && r.descriptor->owner == owner) r.descriptor = nullptr;
+  }
+}
+
+Status TransferEngine::Submit(TransferBatch& batch, std::span<const TransferRequest> requests) {
+  if (!batch.state()) return InvalidArgument("submit to an empty TransferBatch");
+  if (batch.size() + requests.size() > batch.capacity()) {
+    return ResourceExhausted("batch of capacity " + std::to_string(batch.capacity()) + " cannot take " +
+                             std::to_string(requests.size()) + " more entries (has " +
+                             std::to_string(batch.size()) + ")");
+  }
+  // Check everything before anything moves.
+  struct Checked {
+    std::shared_ptr<const SegmentDescriptor> desc;
+    ucp_mem_h memh = nullptr;
+  };
+  std::vector<Checked> checked(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const TransferRequest& r = requests[i];
+    std::string where = "entry " + std::to_string(i);
+    if (r.length == 0) return InvalidArgument(where + ": zero length");
+    if (r.local == nullptr) return InvalidArgument(where + ": null local address");
+    Result<std::shared_ptr<const SegmentDescriptor>> desc = Descriptor(r.segment);
+    if (!desc.ok()) return desc.status().WithContext(where);
+    const SegmentDescriptor& d = **desc;
+    if (r.offset > d.length || r.length > d.length - r.offset) {
+      return OutOfRange(where + ": remote range " + Range(r.offset, r.length) + " is outside segment '" +
+                        d.name + "' of " + std::to_string(d.length) + " bytes");
+    }
+    uint64_t local = reinterpret_cast<uint64_t>(r.local);
+    {
+      std::lock_guard lock(local_mutex_);
+      auto it = local_by_base_.upper_bound(local);
+      const LocalSegment* seg = nullptr;
+      if (it != local_by_base_.begin()) seg = &local_.find(std::prev(it)->second)->second;
+      if (!seg || local - seg->base > seg->length || r.length > seg->length - (local - seg->base)) {
+        return InvalidArgument(where + ": local memory " + fmt::format("{:#x}", local) + "+" +
+                               std::to_string(r.length) + " is not inside a registered segment");
+      }
+      checked[i].memh = seg->memh;
+    }
+    checked[i].desc = std::move(desc).value();
+  }
+
+  // Plan: slices of slice_bytes, round-robin over the workers.
+  const uint64_t slice = options_.slice_bytes;
+  const size_t nw = workers_.size();
+  std::vector<std::vector<std::unique_ptr<WorkItem>>> plan(requests.size());
+  std::vector<int> parts(requests.size());
+  std::vector<size_t> first_worker(requests.size());
+  int64_t now = MonotonicClock::Get().NowNanos();
+  int64_t deadline = now + options_.timeout_ms * 1'000'000;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const TransferRequest& r = requests[i];
+    uint64_t nslices = (r.length + slice - 1) / slice;
+    size_t nitems = static_cast<size_t>(std::min<uint64_t>(nslices, nw));
+    first_worker[i] = next_worker_.fetch_add(1, std::memory_order_relaxed) % nw;
+    std::vector<std::unique_ptr<WorkItem>> items(nitems);
+    for (auto& item : items) {
+      item = std::make_unique<WorkItem>();
+      item->op = r.op;
+      item->segment = checked[i].desc;
+      item->local_memh = checked[i].memh;
+      item->deadline_ns = deadline;
+      item->slices.reserve(nslices / nitems + 1);
+    }
+    uint64_t remote = checked[i].desc->base + r.offset;
+    char* local = static_cast<char*>(r.local);
+    for (uint64_t k = 0; k < nslices; ++k) {
+      uint64_t off = k * slice;
+      items[k % nitems]->slices.push_back(Slice{local + off, remote + off, std::min(slice, r.length - off)});
+    }
+    parts[i] = static_cast<int>(nitems);
+    plan[i] = std::move(items);
+  }
+  size_t base = batch.state()->Append(parts, now);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    size_t w = first_worker[i];
+    for (auto& item : plan[i]) {
+      item->batch = batch.state();
+      item->entry = base + i;
+      workers_[w % nw]->Post(std::move(item));
+      ++w;
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace crescent::transfer

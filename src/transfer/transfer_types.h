@@ -1,0 +1,69 @@
+// Plain value types of the transfer engine's API: requests, entry states and
+// engine options. The engine moves bytes; nothing here knows tokens or KV.
+// Thread-safety: values only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+
+namespace crescent::transfer {
+
+// Handle of a remote segment opened with TransferEngine::OpenSegment.
+using SegmentId = uint64_t;
+
+enum class OpKind {
+  kRead,   // remote segment -> local memory
+  kWrite,  // local memory -> remote segment
+};
+
+// One entry of a batch. `local` must lie inside memory registered with the
+// same engine; [offset, offset + length) inside the remote segment.
+struct TransferRequest {
+  OpKind op = OpKind::kRead;
+  void* local = nullptr;
+  SegmentId segment = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+enum class EntryState { kPending, kDone, kFailed };
+
+struct EntryStatus {
+  EntryState state = EntryState::kPending;
+  Status error;  // set when state == kFailed: the reason
+};
+
+struct EngineOptions {
+  // UCX transports (UCX_TLS), e.g. "self,sm" (one host) or "tcp". Empty: UCX's
+  // own choice (or the UCX_TLS environment variable).
+  std::string transports = "self,sm,tcp";
+  // Network devices UCX may use (UCX_NET_DEVICES). Only loopback by default so
+  // that nothing binds to an outward-facing address unless asked to.
+  std::string net_devices = "lo";
+  // Further UCX settings (name without the UCX_ prefix, value), applied last.
+  std::vector<std::pair<std::string, std::string>> ucx_settings;
+  // UCX workers, each with its own progress thread; large entries are sliced
+  // and the slices spread over all of them.
+  int num_workers = 2;
+  // Entries longer than this are cut into slices of this size.
+  uint64_t slice_bytes = 64 << 10;
+  // Every entry completes or fails within this long of its submission.
+  int64_t timeout_ms = 10'000;
+  // Endpoints kept per worker; idle ones are closed beyond this.
+  int max_endpoints_per_worker = 64;
+  // Whether UCX endpoints detect a failed peer themselves (error handling mode
+  // "peer"). kAuto turns it on when TCP is among the transports: UCX 1.13 has
+  // no shared-memory transport for active messages that supports it, so with
+  // "self,sm" alone a dead peer is found by the per-entry timeout instead.
+  enum class PeerFailure { kAuto, kOn, kOff };
+  PeerFailure peer_failure = PeerFailure::kAuto;
+  // Metadata keys are "<prefix><segment name>".
+  std::string metadata_prefix = "crescent/segments/";
+};
+
+}  // namespace crescent::transfer

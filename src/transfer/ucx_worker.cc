@@ -1,0 +1,362 @@
+#include "transfer/ucx_worker.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <utility>
+
+#include "base/check.h"
+#include "base/clock.h"
+#include "base/logging.h"
+#include "transfer/ucx_context.h"
+
+namespace crescent::transfer {
+namespace {
+
+// How long the thread keeps polling after the last progress while items are
+// running, before it sleeps on the event fd.
+constexpr int64_t kSpinNanos = 100'000;
+// After an item's deadline its endpoint is force-closed, which returns its
+// operations; if UCX still has not returned them this much later, the entry is
+// reported failed anyway (the Running record stays until they come back).
+constexpr int64_t kAbandonNanos = 2'000'000'000;
+constexpr int64_t kCloseNanos = 2'000'000'000;
+
+int64_t Now() { return MonotonicClock::Get().NowNanos(); }
+
+}  // namespace
+
+struct UcxWorker::Endpoint {
+  UcxWorker* worker = nullptr;
+  std::string key;
+  std::string owner;
+  ucp_ep_h ep = nullptr;
+  std::unordered_map<std::string, ucp_rkey_h> rkeys;  // by packed rkey bytes
+  int running = 0;       // items using this endpoint
+  int64_t last_use_ns = 0;
+  bool broken = false;   // set by the error callback or a timeout
+  Status reason;
+  bool close_started = false;
+  void* close_request = nullptr;
+  int64_t close_deadline_ns = 0;
+};
+
+struct UcxWorker::Running {
+  std::unique_ptr<WorkItem> item;
+  Endpoint* ep = nullptr;
+  int outstanding = 0;  // UCX requests not yet called back
+  Status error;
+  bool expired = false;
+  bool reported = false;
+  int64_t abandon_ns = 0;
+};
+
+Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(ucp_context_h context, WorkerOptions options) {
+  ucp_worker_params_t params{};
+  params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  params.thread_mode = UCS_THREAD_MODE_SINGLE;  // only our thread touches it (signal is safe)
+  ucp_worker_h worker = nullptr;
+  ucs_status_t st = ucp_worker_create(context, &params, &worker);
+  if (st != UCS_OK) return UcxError("worker_create", st);
+  int efd = -1;
+  st = ucp_worker_get_efd(worker, &efd);
+  if (st != UCS_OK) {
+    ucp_worker_destroy(worker);
+    return UcxError("worker_get_efd", st);
+  }
+  std::unique_ptr<UcxWorker> w(new UcxWorker(worker, efd, std::move(options)));
+  ucp_worker_attr_t attr{};
+  attr.field_mask = UCP_WORKER_ATTR_FIELD_ADDRESS;
+  st = ucp_worker_query(worker, &attr);
+  if (st != UCS_OK) return UcxError("worker_query", st);
+  w->address_.assign(reinterpret_cast<const char*>(attr.address), attr.address_length);
+  ucp_worker_release_address(worker, attr.address);
+  w->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (w->epoll_fd_ < 0) return Internal("epoll_create1 failed");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (epoll_ctl(w->epoll_fd_, EPOLL_CTL_ADD, efd, &ev) != 0) return Internal("epoll_ctl failed");
+  w->thread_ = std::thread([p = w.get()] { p->Run(); });
+  return w;
+}
+
+UcxWorker::UcxWorker(ucp_worker_h worker, int efd, WorkerOptions options)
+    : worker_(worker), efd_(efd), options_(std::move(options)) {}
+
+UcxWorker::~UcxWorker() {
+  stop_.store(true);
+  if (thread_.joinable()) {
+    ucp_worker_signal(worker_);
+    thread_.join();
+  }
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+  ucp_worker_destroy(worker_);
+}
+
+void UcxWorker::Post(std::unique_ptr<WorkItem> item) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    queue_.push_back(std::move(item));
+    has_queued_.store(true, std::memory_order_release);
+  }
+  ucp_worker_signal(worker_);
+}
+
+bool UcxWorker::DrainQueue() {
+  if (!has_queued_.load(std::memory_order_acquire)) return false;
+  std::deque<std::unique_ptr<WorkItem>> items;
+  {
+    std::lock_guard lock(queue_mutex_);
+    items.swap(queue_);
+    has_queued_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& item : items) Start(std::move(item));
+  return !items.empty();
+}
+
+void UcxWorker::Run() {
+  int64_t last_progress = Now();
+  for (;;) {
+    bool posted = DrainQueue();
+    unsigned progressed = ucp_worker_progress(worker_);
+    int64_t now = Now();
+    Sweep(now);
+    ReapEndpoints();
+    if (stop_.load() && running_.empty() && !has_queued_.load()) break;
+    if (posted || progressed) {
+      last_progress = now;
+      continue;
+    }
+    if (!running_.empty() && now - last_progress < kSpinNanos) continue;
+    ucs_status_t st = ucp_worker_arm(worker_);
+    if (st == UCS_ERR_BUSY) continue;
+    if (has_queued_.load(std::memory_order_acquire) || stop_.load()) continue;
+    epoll_event ev;
+    epoll_wait(epoll_fd_, &ev, 1, running_.empty() && closing_.empty() ? 100 : 1);
+  }
+  CloseAllEndpoints();
+}
+
+void UcxWorker::OnOpDone(void* request, ucs_status_t status, void* user_data) {
+  auto* r = static_cast<Running*>(user_data);
+  --r->outstanding;
+  if (status != UCS_OK && r->error.ok()) r->error = UcxError("transfer", status);
+  ucp_request_free(request);
+}
+
+void UcxWorker::OnEpError(void* arg, ucp_ep_h, ucs_status_t status) {
+  auto* e = static_cast<Endpoint*>(arg);
+  if (e->broken) return;
+  e->broken = true;
+  e->reason = UcxError("endpoint to " + e->owner, status);
+}
+
+void UcxWorker::Account(Running& r, ucs_status_ptr_t p, std::string_view what) {
+  if (p == nullptr) return;
+  if (UCS_PTR_IS_ERR(p)) {
+    if (r.error.ok()) r.error = UcxError(what, UCS_PTR_STATUS(p));
+    return;
+  }
+  ++r.outstanding;
+}
+
+void UcxWorker::Start(std::unique_ptr<WorkItem> item) {
+  auto run = std::make_unique<Running>();
+  Running& r = *run;
+  r.item = std::move(item);
+  const WorkItem& it = *r.item;
+  const SegmentDescriptor& seg = *it.segment;
+  int remote_worker = options_.index % static_cast<int>(seg.worker_addresses.size());
+  Result<Endpoint*> ep = GetEndpoint(seg, remote_worker);
+  if (!ep.ok()) {
+    r.error = ep.status();
+  } else {
+    r.ep = *ep;
+    r.ep->running++;
+    Result<ucp_rkey_h> rkey = GetRkey(*r.ep, seg.rkey);
+    if (!rkey.ok()) {
+      r.error = rkey.status();
+    } else {
+      ucp_request_param_t param{};
+      param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+      param.cb.send = &UcxWorker::OnOpDone;
+      param.user_data = &r;
+      if (it.local_memh) {
+        param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+        param.memh = it.local_memh;
+      }
+      for (const Slice& s : it.slices) {
+        ucs_status_ptr_t p = it.op == OpKind::kWrite
+                                 ? ucp_put_nbx(r.ep->ep, s.local, s.length, s.remote_addr, *rkey, &param)
+                                 : ucp_get_nbx(r.ep->ep, s.local, s.length, s.remote_addr, *rkey, &param);
+        Account(r, p, it.op == OpKind::kWrite ? "put" : "get");
+        if (!r.error.ok()) break;
+      }
+      if (it.op == OpKind::kWrite && r.error.ok()) {
+        ucp_request_param_t fparam{};
+        fparam.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+        fparam.cb.send = &UcxWorker::OnOpDone;
+        fparam.user_data = &r;
+        Account(r, ucp_ep_flush_nbx(r.ep->ep, &fparam), "flush");
+      }
+    }
+  }
+  running_.push_back(std::move(run));
+}
+
+Result<UcxWorker::Endpoint*> UcxWorker::GetEndpoint(const SegmentDescriptor& seg, int remote_worker) {
+  std::string key = seg.owner + "/" + std::to_string(remote_worker);
+  auto it = pool_.find(key);
+  if (it != pool_.end()) {
+    if (!it->second->broken) return it->second.get();
+    BreakEndpoint(it->second.get(), it->second->reason);
+  }
+  if (static_cast<int>(pool_.size()) >= options_.max_endpoints && !EvictIdleEndpoint()) {
+    return ResourceExhausted("endpoint pool full (" + std::to_string(options_.max_endpoints) +
+                             " endpoints, all busy)");
+  }
+  auto e = std::make_unique<Endpoint>();
+  e->worker = this;
+  e->key = key;
+  e->owner = seg.owner;
+  e->last_use_ns = Now();
+  const std::string& addr = seg.worker_addresses[remote_worker];
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                      UCP_EP_PARAM_FIELD_ERR_HANDLER;
+  params.address = reinterpret_cast<const ucp_address_t*>(addr.data());
+  params.err_mode = options_.detect_peer_failure ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
+  params.err_handler.cb = &UcxWorker::OnEpError;
+  params.err_handler.arg = e.get();
+  ucs_status_t st = ucp_ep_create(worker_, &params, &e->ep);
+  if (st != UCS_OK) return UcxError("ep_create to segment '" + seg.name + "'", st);
+  endpoints_created_.fetch_add(1);
+  Endpoint* raw = e.get();
+  pool_.emplace(key, std::move(e));
+  return raw;
+}
+
+Result<ucp_rkey_h> UcxWorker::GetRkey(Endpoint& ep, const std::string& packed) {
+  auto it = ep.rkeys.find(packed);
+  if (it != ep.rkeys.end()) return it->second;
+  ucp_rkey_h rkey = nullptr;
+  ucs_status_t st = ucp_ep_rkey_unpack(ep.ep, packed.data(), &rkey);
+  if (st != UCS_OK) return UcxError("rkey_unpack", st);
+  ep.rkeys.emplace(packed, rkey);
+  return rkey;
+}
+
+void UcxWorker::Sweep(int64_t now) {
+  for (auto it = running_.begin(); it != running_.end();) {
+    Running& r = **it;
+    if (r.outstanding == 0) {
+      if (!r.reported) r.item->batch->FinishPart(r.item->entry, r.error, now);
+      if (r.ep) {
+        r.ep->running--;
+        r.ep->last_use_ns = now;
+      }
+      it = running_.erase(it);
+      continue;
+    }
+    if (!r.expired && now >= r.item->deadline_ns) {
+      r.expired = true;
+      r.abandon_ns = now + kAbandonNanos;
+      Status timeout = DeadlineExceeded("no completion within " + std::to_string(options_.timeout_ms) +
+                                        " ms from segment '" + r.item->segment->name + "'");
+      if (r.error.ok()) r.error = timeout;
+      if (r.ep && !r.ep->broken) BreakEndpoint(r.ep, timeout);
+    } else if (r.expired && !r.reported && now >= r.abandon_ns) {
+      LOG_WARNING("transfer: UCX kept {} operations of a timed-out entry; reporting it failed",
+                  r.outstanding);
+      r.reported = true;
+      r.item->batch->FinishPart(r.item->entry, r.error, now);
+    }
+    ++it;
+  }
+}
+
+void UcxWorker::BreakEndpoint(Endpoint* ep, const Status& reason) {
+  ep->broken = true;
+  if (ep->reason.ok()) ep->reason = reason;
+  auto it = pool_.find(ep->key);
+  if (it == pool_.end() || it->second.get() != ep) return;  // already out of the pool
+  LOG_DEBUG("transfer: worker {} drops endpoint {}: {}", options_.index, ep->key, ep->reason.ToString());
+  std::unique_ptr<Endpoint> owned = std::move(it->second);
+  pool_.erase(it);
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+  owned->close_started = true;
+  owned->close_deadline_ns = Now() + kCloseNanos;
+  ucs_status_ptr_t p = ucp_ep_close_nbx(owned->ep, &param);
+  owned->close_request = UCS_PTR_IS_PTR(p) ? p : nullptr;
+  std::string owner = owned->owner;
+  closing_.push_back(std::move(owned));
+  if (options_.on_peer_failure) options_.on_peer_failure(owner);
+}
+
+bool UcxWorker::EvictIdleEndpoint() {
+  Endpoint* victim = nullptr;
+  for (auto& [key, e] : pool_) {
+    if (e->running == 0 && (!victim || e->last_use_ns < victim->last_use_ns)) victim = e.get();
+  }
+  if (!victim) return false;
+  auto it = pool_.find(victim->key);
+  std::unique_ptr<Endpoint> owned = std::move(it->second);
+  pool_.erase(it);
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = 0;  // flush, then close
+  owned->close_started = true;
+  owned->close_deadline_ns = Now() + kCloseNanos;
+  ucs_status_ptr_t p = ucp_ep_close_nbx(owned->ep, &param);
+  owned->close_request = UCS_PTR_IS_PTR(p) ? p : nullptr;
+  closing_.push_back(std::move(owned));
+  return true;
+}
+
+void UcxWorker::ReapEndpoints() {
+  // Endpoints the error callback marked broken leave the pool now.
+  for (auto it = pool_.begin(); it != pool_.end();) {
+    Endpoint* e = (it++)->second.get();
+    if (e->broken) BreakEndpoint(e, e->reason);
+  }
+  int64_t now = -1;
+  for (auto it = closing_.begin(); it != closing_.end();) {
+    Endpoint& e = **it;
+    if (e.close_request) {
+      if (ucp_request_check_status(e.close_request) == UCS_INPROGRESS) {
+        if (now < 0) now = Now();
+        if (now < e.close_deadline_ns) {
+          ++it;
+          continue;
+        }
+        // Left to ucp_worker_destroy; the request is released with the worker.
+      } else {
+        ucp_request_free(e.close_request);
+      }
+      e.close_request = nullptr;
+    }
+    if (e.running > 0) {
+      ++it;
+      continue;
+    }
+    for (auto& [packed, rkey] : e.rkeys) ucp_rkey_destroy(rkey);
+    it = closing_.erase(it);
+  }
+}
+
+void UcxWorker::CloseAllEndpoints() {
+  while (!pool_.empty()) {
+    Endpoint* victim = pool_.begin()->second.get();
+    victim->running = 0;
+    if (!EvictIdleEndpoint()) break;
+  }
+  while (!closing_.empty()) {
+    ucp_worker_progress(worker_);
+    ReapEndpoints();
+  }
+}
+
+}  // namespace crescent::transfer
