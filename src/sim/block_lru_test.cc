@@ -1,0 +1,66 @@
+#include "sim/block_lru.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "sim/hit_rate.h"
+#include "sim/trace.h"
+
+namespace crescent::sim {
+namespace {
+
+TEST(BlockLruTest, PrefixOutlivesSuffixAndCapacityHolds) {
+  BlockLru lru(4);
+  std::vector<BlockKey> a = {1, 2, 3};
+  lru.InsertChain(a);
+  EXPECT_EQ(lru.MatchPrefix(a), 3);
+  std::vector<BlockKey> b = {1, 9, 10};  // shares block 1
+  lru.InsertChain(b);                    // 4 slots for {1,2,3,9,10}: evicts the oldest, 3
+  EXPECT_EQ(lru.size(), 4);
+  EXPECT_EQ(lru.MatchPrefix(a), 2);
+  EXPECT_EQ(lru.MatchPrefix(b), 3);
+  EXPECT_EQ(lru.evictions(), 1);
+  std::vector<BlockKey> long_chain = {20, 21, 22, 23, 24, 25};
+  lru.InsertChain(long_chain);  // longer than the cache: its prefix survives
+  EXPECT_EQ(lru.size(), 4);
+  EXPECT_EQ(lru.MatchPrefix(long_chain), 4);
+}
+
+TEST(BlockLruTest, ZeroCapacityHoldsNothing) {
+  BlockLru lru(0);
+  std::vector<BlockKey> a = {1, 2};
+  lru.InsertChain(a);
+  EXPECT_EQ(lru.size(), 0);
+  EXPECT_EQ(lru.MatchPrefix(a), 0);
+}
+
+TEST(HitRateTest, HandBuiltTrace) {
+  // 1000 tokens on blocks {0,1}; then 600 tokens on {0,2}: 512 reused.
+  Trace t = *ParseTrace(
+      "{\"timestamp\": 0, \"input_length\": 1000, \"output_length\": 1, \"hash_ids\": [0, 1]}\n"
+      "{\"timestamp\": 1, \"input_length\": 600, \"output_length\": 1, \"hash_ids\": [0, 2]}\n",
+      "t");
+  EXPECT_DOUBLE_EQ(MaxHitRate(t), 512.0 / 1600.0);
+  EXPECT_DOUBLE_EQ(LruHitRate(t, 0), 0.0);
+}
+
+// More capacity never lowers the LRU hit rate (the first 3000 requests of each trace).
+TEST(HitRateTest, MonotoneInCapacity) {
+  for (const char* name : {"conversation_trace.jsonl", "synthetic_trace.jsonl"}) {
+    Result<Trace> full = LoadTrace(std::string(CRESCENT_SOURCE_DIR "/../shared/traces/") + name);
+    ASSERT_TRUE(full.ok()) << full.status().ToString();
+    const Trace t = full->Prefix(3000);
+    double prev = -1;
+    for (int64_t cap = 1000; cap <= 100'000'000; cap = cap * 3) {
+      const double h = LruHitRate(t, cap);
+      EXPECT_GE(h, prev) << name << " capacity " << cap;
+      prev = h;
+    }
+    EXPECT_GE(MaxHitRate(t), prev);
+    EXPECT_GT(MaxHitRate(t), 0.2) << name;
+  }
+}
+
+}  // namespace
+}  // namespace crescent::sim
