@@ -33,6 +33,7 @@ void RegisterMakeModel(CLI::App& app);
 void RegisterGenerate(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterTokenize(CLI::App& app);  // tokenize + detokenize
+void RegisterSimulate(CLI::App& app);
 // Parts of `crescent bench`, each in cmd_bench_<name>.cc, called from RegisterBench.
 void RegisterBenchEngine(CLI::App& bench);
 void RegisterBenchTokenizer(CLI::App& bench);

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   crescent::cli::RegisterMakeModel(app);
   crescent::cli::RegisterGenerate(app);
   crescent::cli::RegisterBench(app);
+  crescent::cli::RegisterSimulate(app);
   crescent::cli::RegisterTokenize(app);
   try {
     app.parse(argc, argv);
