@@ -4,6 +4,7 @@
 // compute; or, with --hit-rate-curve, Figure 9's hit rate against LRU capacity.
 // Docs: docs/simulator.md.
 #include <chrono>
+#include <exception>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -92,6 +93,24 @@ void RunSimulate(const SimulateOpts& o) {
   if (o.per_instance) std::printf("requests per instance: %s\n", InstanceCounts(r.requests_per_instance).c_str());
 }
 
+// CLI11's number checks print DBL_MAX in their messages; these say it plainly.
+CLI::Validator NumberAtLeast(double lo, bool strict) {
+  return CLI::Validator(
+      [lo, strict](std::string& text) -> std::string {
+        double v = 0;
+        try {
+          size_t used = 0;
+          v = std::stod(text, &used);
+          if (used != text.size()) return "'" + text + "' is not a number";
+        } catch (const std::exception&) {
+          return "'" + text + "' is not a number";
+        }
+        if (strict ? v > lo : v >= lo) return "";
+        return "must be " + std::string(strict ? "greater than " : "at least ") + fmt::format("{}", lo);
+      },
+      strict ? "NUMBER > " + fmt::format("{}", lo) : "NUMBER >= " + fmt::format("{}", lo));
+}
+
 }  // namespace
 
 void RegisterSimulate(CLI::App& app) {
@@ -107,16 +126,16 @@ void RegisterSimulate(CLI::App& app) {
       ->check(CLI::IsMember({"random", "least-loaded", "local-cache", "global-cache", "coupled", "coupled-prefix",
                              "coupled-chunked"}));
   cmd->add_option("--cache-tokens-per-node", o->config.cache_tokens_per_node, "DRAM KVCache per prefill node, tokens")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--ttft-slo", o->config.ttft_slo_s, "TTFT SLO in seconds (0: none)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--tbt-slo", o->config.tbt_slo_s, "TBT SLO in seconds (0: none)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--speedup", o->config.speedup, "Replay the trace X times faster")->check(CLI::PositiveNumber);
+      ->check(NumberAtLeast(0, false));
+  cmd->add_option("--ttft-slo", o->config.ttft_slo_s, "TTFT SLO in seconds (0: none)")->check(NumberAtLeast(0, false));
+  cmd->add_option("--tbt-slo", o->config.tbt_slo_s, "TBT SLO in seconds (0: none)")->check(NumberAtLeast(0, false));
+  cmd->add_option("--speedup", o->config.speedup, "Replay the trace X times faster")->check(NumberAtLeast(0, true));
   cmd->add_option("--seed", o->config.seed, "Seed (the random policy's stream)");
   cmd->add_option("--balancing-threshold", o->config.kvcache_balancing_threshold,
                   "Algorithm 1's kvcache_balancing_threshold (>= 1)")
-      ->check(CLI::Range(1.0, 1e12));
+      ->check(NumberAtLeast(1, false));
   cmd->add_option("--profile", o->profile, "Cost profile JSON overriding the LLaMA3-70B/8xA800 defaults");
-  cmd->add_option("--limit", o->limit, "Replay only the first N requests")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", o->limit, "Replay only the first N requests")->check(NumberAtLeast(0, false));
   cmd->add_flag("--no-admission", o->no_admission, "Never reject, even when a prediction breaks an SLO");
   cmd->add_flag("--per-instance", o->per_instance, "Print the request count of every prefill instance");
   cmd->add_flag("--hit-rate-curve", o->hit_rate_curve,
