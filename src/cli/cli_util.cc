@@ -38,16 +38,19 @@ Result<std::vector<int64_t>> ParseIntList(const std::string& text, const std::st
   return ParseList<int64_t>(text, flag, 1);
 }
 
-Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir) {
+Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, const std::string& dtype) {
   auto t0 = std::chrono::steady_clock::now();
   int last_pct = -1;
-  auto r = engine::ModelRunner::Load(dir, [&](int64_t done, int64_t total) {
+  engine::RunnerOptions opts;
+  ASSIGN_OR_RETURN(opts.dtype, engine::ParseComputeDType(dtype));
+  opts.progress = [&](int64_t done, int64_t total) {
     int pct = static_cast<int>(100 * done / total);
     if (pct / 25 != last_pct / 25 || done == total) {
       LOG_INFO("loading {}: {}%", dir, pct);
       last_pct = pct;
     }
-  });
+  };
+  auto r = engine::ModelRunner::Load(dir, opts);
   if (r.ok()) {
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     LOG_INFO("loaded {} in {:.2f} s ({:.1f} MB of weights)", dir, s, static_cast<double>((*r)->weight_bytes_per_step()) / 1e6);

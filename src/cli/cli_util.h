@@ -16,7 +16,7 @@ namespace crescent::cli {
 Result<std::vector<int32_t>> ParseIdList(const std::string& text, const std::string& flag);
 // "1,8,32" -> {1,8,32} (positive integers).
 Result<std::vector<int64_t>> ParseIntList(const std::string& text, const std::string& flag);
-// Loads a model folder, logging progress to stderr.
-Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir);
+// Loads a model folder, logging progress to stderr. dtype: auto|bfloat16|float32.
+Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, const std::string& dtype = "auto");
 
 }  // namespace crescent::cli

@@ -25,6 +25,7 @@ double Now() {
 
 struct BenchOpts {
   std::string model;
+  std::string dtype = "auto";
   int64_t prompt_len = 512, gen_len = 64;
   std::string batch = "1";
   bool json = false;
@@ -74,6 +75,7 @@ double TimeDecode(engine::ModelRunner& runner, engine::KvPagePool& pool, int64_t
 void RegisterBenchEngine(CLI::App& bench) {
   auto o = std::make_shared<BenchOpts>();
   CLI::App* cmd = bench.add_subcommand("engine", "Prefill and decode throughput vs memory bandwidth and matmul peak");
+  cmd->add_option("--dtype", o->dtype, "Compute and KV dtype: auto | bfloat16 | float32");
   cmd->add_option("--model", o->model, "Model folder")->required();
   cmd->add_option("--prompt-len", o->prompt_len, "Prompt tokens")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--gen-len", o->gen_len, "Generated tokens per request")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
@@ -82,7 +84,7 @@ void RegisterBenchEngine(CLI::App& bench) {
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->callback([o] {
     std::vector<int64_t> batches = ValueOrThrow(ParseIntList(o->batch, "--batch"));
-    auto runner = ValueOrThrow(LoadModel(o->model));
+    auto runner = ValueOrThrow(LoadModel(o->model, o->dtype));
     const auto& cfg = runner->config();
     if (o->prompt_len + o->gen_len + 1 > cfg.max_position_embeddings) throw CommandError("prompt + gen length exceed the model's context");
     int64_t max_b = *std::max_element(batches.begin(), batches.end());

@@ -13,7 +13,7 @@ namespace crescent::cli {
 
 void RegisterGenerate(CLI::App& app) {
   struct Opts {
-    std::string model, prompt, prompt_tokens;
+    std::string model, dtype = "auto", prompt, prompt_tokens;
     int64_t max_tokens = 16;
     float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f;
     int32_t top_k = 0, logprobs = 0;
@@ -22,6 +22,7 @@ void RegisterGenerate(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate tokens for one prompt");
+  cmd->add_option("--dtype", o->dtype, "Compute and KV dtype: auto | bfloat16 | float32");
   cmd->add_option("--model", o->model, "Model folder (config.json, safetensors, tokenizer)")->required();
   auto* p1 = cmd->add_option("--prompt", o->prompt, "Prompt text");
   auto* p2 = cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prompt token ids, comma-separated");
@@ -40,7 +41,7 @@ void RegisterGenerate(CLI::App& app) {
     if (!o->prompt.empty()) throw CommandError("no tokenizer yet: use --prompt-tokens");
     engine::GenerateRequest req;
     req.prompt = ValueOrThrow(ParseIdList(o->prompt_tokens, "--prompt-tokens"));
-    auto runner = ValueOrThrow(LoadModel(o->model));
+    auto runner = ValueOrThrow(LoadModel(o->model, o->dtype));
     const auto& cfg = runner->config();
     for (int32_t t : req.prompt) {
       if (t >= cfg.vocab_size) {

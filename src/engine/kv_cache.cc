@@ -9,7 +9,7 @@ KvPagePool::KvPagePool(const KvCacheShape& shape, int64_t num_pages) : shape_(sh
   CHECK_GT(num_pages, 0);
   size_t bytes = static_cast<size_t>(shape.page_bytes() * num_pages);
   bytes = (bytes + 63) / 64 * 64;
-  data_ = static_cast<uint16_t*>(std::aligned_alloc(64, bytes));
+  data_ = static_cast<std::byte*>(std::aligned_alloc(64, bytes));
   CHECK(data_ != nullptr) << "cannot allocate " << bytes << " bytes of KV cache";
   std::memset(data_, 0, bytes);
   free_.reserve(static_cast<size_t>(num_pages));
@@ -23,9 +23,10 @@ kernels::KvLayerView KvPagePool::Layer(int64_t layer) const {
   v.page_tokens = shape_.page_tokens;
   v.kv_heads = shape_.kv_heads;
   v.head_dim = shape_.head_dim;
-  const int64_t per_side = v.page_elems() * num_pages_;
+  v.dtype = shape_.dtype;
+  const int64_t per_side = v.page_elems() * num_pages_ * static_cast<int64_t>(DTypeSize(shape_.dtype));
   v.k = data_ + layer * 2 * per_side;
-  v.v = v.k + per_side;
+  v.v = data_ + layer * 2 * per_side + per_side;
   return v;
 }
 

@@ -1,7 +1,7 @@
 // KvPagePool: the engine's KV memory, in pages (DESIGN.md "KV layout and keys").
 //
 //   storage: for each layer l: K pages then V pages
-//     K(l): [num_pages][kv_heads][page_tokens][head_dim] bf16
+//     K(l): [num_pages][kv_heads][page_tokens][head_dim] in `dtype` (bf16 default)
 //     V(l): same shape
 //   A sequence's SequenceKv holds its block table (page ids in token order) and
 //   the number of tokens whose K/V are stored.
@@ -18,6 +18,7 @@
 #include <memory>
 #include <vector>
 
+#include "base/dtype.h"
 #include "base/status.h"
 #include "kernels/attention.h"
 
@@ -28,8 +29,11 @@ struct KvCacheShape {
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
   int64_t page_tokens = 16;
+  DType dtype = DType::kBF16;
   // Bytes of one page across all layers, K and V.
-  int64_t page_bytes() const { return num_layers * 2 * kv_heads * page_tokens * head_dim * 2; }
+  int64_t page_bytes() const {
+    return num_layers * 2 * kv_heads * page_tokens * head_dim * static_cast<int64_t>(DTypeSize(dtype));
+  }
 };
 
 struct SequenceKv {
@@ -57,7 +61,7 @@ class KvPagePool {
  private:
   KvCacheShape shape_;
   int64_t num_pages_;
-  uint16_t* data_ = nullptr;
+  std::byte* data_ = nullptr;
   std::vector<int32_t> free_;  // LIFO: recently freed pages are warm in cache
 };
 

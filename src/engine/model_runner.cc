@@ -88,11 +88,20 @@ ModelRunner::~ModelRunner() = default;
 const model::ModelConfig& ModelRunner::config() const { return impl_->cfg; }
 
 KvCacheShape ModelRunner::kv_shape(int64_t page_tokens) const {
-  return {impl_->cfg.num_layers, impl_->cfg.num_kv_heads, impl_->cfg.head_dim, page_tokens};
+  return {impl_->cfg.num_layers, impl_->cfg.num_kv_heads, impl_->cfg.head_dim, page_tokens, impl_->act};
 }
 
-Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir,
-                                                       const std::function<void(int64_t, int64_t)>& progress) {
+Result<std::optional<DType>> ParseComputeDType(const std::string& name) {
+  if (name == "auto") return std::optional<DType>();
+  if (name == "bfloat16" || name == "bf16") return std::optional<DType>(DType::kBF16);
+  if (name == "float32" || name == "f32" || name == "float") return std::optional<DType>(DType::kF32);
+  return InvalidArgument("unsupported dtype '" + name + "' (auto, bfloat16, float32)");
+}
+
+DType ModelRunner::dtype() const { return impl_->act; }
+
+Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, const RunnerOptions& options) {
+  const auto& progress = options.progress;
   ASSIGN_OR_RETURN(model::ModelConfig cfg, model::LoadModelConfig(dir));
   ASSIGN_OR_RETURN(model::WeightFiles files, model::WeightFiles::Open(dir));
   RETURN_IF_ERROR(model::ValidateWeights(cfg, files).WithContext(dir));
@@ -106,6 +115,10 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir,
     if (spec.init == model::TensorSpec::Init::kMatrix || spec.init == model::TensorSpec::Init::kEmbedding) {
       if (files.Get(spec.name)->dtype != DType::kBF16) im.act = DType::kF32;
     }
+  }
+  if (options.dtype) {
+    if (*options.dtype == DType::kF16) return Unimplemented("float16 compute is not supported (use bfloat16 or float32)");
+    im.act = *options.dtype;
   }
   auto get = [&](const std::string& name) { return files.Get(name).value(); };  // validated above
   const int64_t hs = cfg.hidden_size, total = cfg.num_layers + 2;
@@ -207,7 +220,7 @@ Status ModelRunner::Forward(std::span<const ForwardSeq> seqs, KvPagePool& pool, 
   const int64_t hs = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim;
   const int64_t qkv_w = qd + 2 * kvd, inter = c.intermediate_size;
   if (pool.shape().num_layers != c.num_layers || pool.shape().kv_heads != c.num_kv_heads ||
-      pool.shape().head_dim != hd) {
+      pool.shape().head_dim != hd || pool.shape().dtype != im.act) {
     return InvalidArgument("KV pool shape does not match the model");
   }
   // Validate and lay out the batch.

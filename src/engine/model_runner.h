@@ -16,8 +16,10 @@
 //   logits for the last token of each sequence that asks: rmsnorm -> lm_head.
 //
 // Weights are copied out of the mapped files at Load into oneDNN's reordered
-// buffers (anonymous memory). bf16 models compute with bf16 matmul inputs and
-// f32 accumulation; f16/f32 models compute in f32.
+// buffers (anonymous memory). The compute dtype (vLLM's --dtype) is bf16 for bf16
+// models by default: bf16 matmul inputs, bf16 KV pages, f32 accumulation and f32
+// everywhere else. float32 runs weights, activations and KV in f32 (half the
+// speed, for reference checks and f16/f32 models).
 // Thread-compatible: one caller at a time (the engine's step thread); the work
 // itself runs on all cores.
 #pragma once
@@ -25,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -42,15 +45,24 @@ struct ForwardSeq {
   bool want_logits = true;          // logits of the last new token
 };
 
+struct RunnerOptions {
+  // nullopt = auto: bf16 when every matrix in the files is bf16, else f32.
+  std::optional<DType> dtype;
+  // Called as tensors load: (done, total). May be empty.
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+// "auto" | "bfloat16" | "float32" (as vLLM's --dtype; also "bf16", "f32").
+Result<std::optional<DType>> ParseComputeDType(const std::string& name);
+
 class ModelRunner {
  public:
   // Loads config.json and the safetensors weights of a model folder.
-  // `progress(done, total)` is called as tensors load (may be empty).
-  static Result<std::unique_ptr<ModelRunner>> Load(const std::string& dir,
-                                                   const std::function<void(int64_t, int64_t)>& progress = {});
+  static Result<std::unique_ptr<ModelRunner>> Load(const std::string& dir, const RunnerOptions& options = {});
   ~ModelRunner();
 
   const model::ModelConfig& config() const;
+  DType dtype() const;  // compute dtype = KV dtype
   KvCacheShape kv_shape(int64_t page_tokens = 16) const;
   // Weight bytes one decode step reads (every projection and the lm_head).
   int64_t weight_bytes_per_step() const;

@@ -1,5 +1,7 @@
 #include "engine/sampler.h"
 
+#include "kernels/vec_math.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -35,15 +37,23 @@ double Rng::Uniform() { return static_cast<double>(Next() >> 11) * (1.0 / 900719
 
 void LogSoftmax(float* row, int64_t n) {
   float mx = *std::max_element(row, row + n);
+  // Sum in f32 lanes of 1024 elements, the lanes in f64: exp() vectorizes and the
+  // total keeps ~1e-7 relative accuracy over vocabularies of 10^5.
   double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(row[i] - mx));
+  thread_local std::vector<float> tmp(1024);
+  for (int64_t b = 0; b < n; b += 1024) {
+    const int64_t e = std::min(n, b + 1024);
+    sum += kernels::ExpShiftSum(row + b, e - b, mx, tmp.data());
+  }
   const float lse = mx + static_cast<float>(std::log(sum));
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) row[i] -= lse;
 }
 
 SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng) {
   SampledToken out;
-  std::vector<float> lp(logits, logits + vocab);
+  thread_local std::vector<float> lp;
+  lp.assign(logits, logits + vocab);
   LogSoftmax(lp.data(), vocab);
   if (p.logprobs > 0) {
     const int64_t k = std::min<int64_t>(p.logprobs, vocab);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/convert.h"
+#include "kernels/vec_math.h"
 
 namespace crescent::kernels {
 
@@ -11,6 +12,7 @@ void SiluMul(const float* gate_up, int64_t rows, int64_t dim, float* out) {
     const float* g = gate_up + r * 2 * dim;
     const float* u = g + dim;
     float* o = out + r * dim;
+#pragma omp simd
     for (int64_t i = 0; i < dim; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   }
 }
@@ -22,7 +24,16 @@ void SiluMulBf16(const float* gate_up, int64_t rows, int64_t dim, uint16_t* out)
     const float* u = g + dim;
     for (int64_t i0 = 0; i0 < dim; i0 += 1024) {
       int64_t len = dim - i0 < 1024 ? dim - i0 : 1024;
-      for (int64_t i = 0; i < len; ++i) {
+      int64_t i = 0;
+#if defined(__AVX512F__)
+      for (; i + 16 <= len; i += 16) {
+        __m512 x = _mm512_loadu_ps(g + i0 + i);
+        __m512 sig = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                                   _mm512_add_ps(_mm512_set1_ps(1.0f), Exp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+        _mm512_storeu_ps(tmp + i, _mm512_mul_ps(_mm512_mul_ps(x, sig), _mm512_loadu_ps(u + i0 + i)));
+      }
+#endif
+      for (; i < len; ++i) {
         float x = g[i0 + i];
         tmp[i] = x / (1.0f + std::exp(-x)) * u[i0 + i];
       }

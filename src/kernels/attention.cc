@@ -8,6 +8,7 @@
 #include "base/dtype.h"
 #include "base/thread_pool.h"
 #include "kernels/convert.h"
+#include "kernels/vec_math.h"
 
 namespace crescent::kernels {
 
@@ -19,15 +20,22 @@ struct Item {
   int64_t token;  // index within the sequence's new tokens
 };
 
-inline const uint16_t* Row(const uint16_t* base, const KvLayerView& kv, const int32_t* table, int64_t t,
-                           int64_t g) {
+template <typename KvT>
+inline KvT* Row(void* base, const KvLayerView& kv, const int32_t* table, int64_t t, int64_t g) {
   int64_t page = table[t / kv.page_tokens];
   int64_t slot = t % kv.page_tokens;
-  return base + page * kv.page_elems() + (g * kv.page_tokens + slot) * kv.head_dim;
+  return static_cast<KvT*>(base) + page * kv.page_elems() + (g * kv.page_tokens + slot) * kv.head_dim;
 }
 
+inline void LoadRow(const uint16_t* r, int64_t n, float* out) {
+  for (int64_t d = 0; d < n; ++d) out[d] = crescent::Bf16ToF32(r[d]);
+}
+inline void LoadRow(const float* r, int64_t n, float* out) { std::copy(r, r + n, out); }
+inline void StoreRow(const float* in, int64_t n, uint16_t* r) { F32ToBf16(in, r, n); }
+inline void StoreRow(const float* in, int64_t n, float* r) { std::copy(in, in + n, r); }
+
 // One (sequence, query token, kv head): all query heads of the group.
-template <typename Out>
+template <typename KvT, typename Out>
 void AttendOne(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& s, int64_t i, int64_t g,
                const float* q, int64_t q_stride, Out* out, std::vector<float>& scratch) {
   const int64_t hd = p.head_dim;
@@ -42,11 +50,11 @@ void AttendOne(const AttentionParams& p, const KvLayerView& kv, const AttentionS
   const float* qrow = q + (s.row + i) * q_stride + g * group * hd;
 
   for (int64_t t = 0; t < ctx; ++t) {
-    const uint16_t* kr = Row(kv.k, kv, s.block_table, lo + t, g);
-    for (int64_t d = 0; d < hd; ++d) row[d] = crescent::Bf16ToF32(kr[d]);
+    LoadRow(Row<KvT>(kv.k, kv, s.block_table, lo + t, g), hd, row);
     for (int64_t j = 0; j < group; ++j) {
       const float* qj = qrow + j * hd;
       float dot = 0;
+#pragma omp simd reduction(+ : dot)
       for (int64_t d = 0; d < hd; ++d) dot += qj[d] * row[d];
       scores[j * ctx + t] = dot * p.scale;
     }
@@ -55,6 +63,7 @@ void AttendOne(const AttentionParams& p, const KvLayerView& kv, const AttentionS
     float* sj = scores + j * ctx;
     float mx = *std::max_element(sj, sj + ctx);
     float sum = 0;
+#pragma omp simd reduction(+ : sum)
     for (int64_t t = 0; t < ctx; ++t) {
       sj[t] = std::exp(sj[t] - mx);
       sum += sj[t];
@@ -64,8 +73,7 @@ void AttendOne(const AttentionParams& p, const KvLayerView& kv, const AttentionS
   }
   std::fill(acc, acc + group * hd, 0.0f);
   for (int64_t t = 0; t < ctx; ++t) {
-    const uint16_t* vr = Row(kv.v, kv, s.block_table, lo + t, g);
-    for (int64_t d = 0; d < hd; ++d) row[d] = crescent::Bf16ToF32(vr[d]);
+    LoadRow(Row<KvT>(kv.v, kv, s.block_table, lo + t, g), hd, row);
     for (int64_t j = 0; j < group; ++j) {
       const float w = scores[j * ctx + t];
       float* aj = acc + j * hd;
@@ -80,15 +88,115 @@ void AttendOne(const AttentionParams& p, const KvLayerView& kv, const AttentionS
   }
 }
 
+
+#if defined(__AVX512F__)
+// Flash-style kernel: one (sequence, kv head, block of query tokens). All query
+// heads of the group for those tokens form R rows; keys stream through in chunks
+// of up to 16 tokens of one page. Per chunk, K is transposed to [head_dim][16] so
+// a row's 16 scores are head_dim broadcast-FMAs with no horizontal sum, then an
+// online softmax (running max m, running sum l) rescales the row's accumulator.
+constexpr int64_t kQueryBlock = 16;
+
+template <typename KvT, typename Out>
+void AttendBlock(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& s, int64_t g, int64_t i0,
+                 int64_t i1, const float* q, int64_t q_stride, Out* out, std::vector<float>& scratch) {
+  const int64_t hd = p.head_dim;
+  const int64_t group = p.num_heads / p.num_kv_heads;
+  const int64_t rows = (i1 - i0) * group;
+  const int64_t hd16 = (hd + 15) / 16 * 16;
+  scratch.resize(static_cast<size_t>(rows * hd16 * 2 + hd16 * 16 + 16 * hd16 + rows * 2 + 64));
+  float* Q = scratch.data();       // [rows][hd16], pre-scaled, zero-padded
+  float* O = Q + rows * hd16;      // [rows][hd16]
+  float* Kt = O + rows * hd16;     // [hd][16]
+  float* V = Kt + hd16 * 16;       // [16][hd16]
+  float* M = V + 16 * hd16;        // [rows] running max
+  float* L = M + rows;             // [rows] running sum
+  alignas(64) float prob[16];
+
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t tok = i0 + r / group, j = r % group;
+    const float* src = q + (s.row + tok) * q_stride + (g * group + j) * hd;
+    for (int64_t d = 0; d < hd16; ++d) Q[r * hd16 + d] = d < hd ? src[d] * p.scale : 0.0f;
+    std::fill(O + r * hd16, O + (r + 1) * hd16, 0.0f);
+    M[r] = -INFINITY;
+    L[r] = 0.0f;
+  }
+  const int64_t pos_first = s.start_pos + i0, pos_last = s.start_pos + i1 - 1;
+  const int64_t lo_first = p.sliding_window > 0 ? std::max<int64_t>(0, pos_first - p.sliding_window + 1) : 0;
+  const int64_t chunk = std::min<int64_t>(16, kv.page_tokens);
+  for (int64_t t0 = lo_first / chunk * chunk; t0 <= pos_last; t0 += chunk) {
+    const int64_t n = std::min<int64_t>(chunk, pos_last + 1 - t0);
+    // Stage this chunk of K (transposed) and V in f32.
+    for (int64_t t = 0; t < 16; ++t) {
+      if (t < n) {
+        float krow[256 + 16];
+        LoadRow(Row<KvT>(kv.k, kv, s.block_table, t0 + t, g), hd, krow);
+        for (int64_t d = 0; d < hd; ++d) Kt[d * 16 + t] = krow[d];
+        LoadRow(Row<KvT>(kv.v, kv, s.block_table, t0 + t, g), hd, V + t * hd16);
+        for (int64_t d = hd; d < hd16; ++d) V[t * hd16 + d] = 0.0f;
+      } else {
+        for (int64_t d = 0; d < hd; ++d) Kt[d * 16 + t] = 0.0f;
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t pos = s.start_pos + i0 + r / group;
+      const int64_t lo = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+      if (t0 > pos || t0 + n - 1 < lo) continue;
+      const float* qr = Q + r * hd16;
+      __m512 sc = _mm512_setzero_ps();
+      for (int64_t d = 0; d < hd; ++d) sc = _mm512_fmadd_ps(_mm512_set1_ps(qr[d]), _mm512_load_ps(Kt + d * 16), sc);
+      // Valid lanes: lo <= t0 + lane <= pos and lane < n.
+      const int64_t first = std::max<int64_t>(0, lo - t0);
+      const int64_t last = std::min<int64_t>(n - 1, pos - t0);
+      const __mmask16 valid = static_cast<__mmask16>(((1u << (last + 1)) - 1) & ~((1u << first) - 1));
+      sc = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), sc);
+      const float m_new = std::max(M[r], ReduceMax512(sc));
+      const float rescale = std::exp(M[r] - m_new);  // 0 on the first chunk (M = -inf)
+      __m512 pr = _mm512_maskz_mov_ps(valid, Exp512(_mm512_sub_ps(sc, _mm512_set1_ps(m_new))));
+      L[r] = L[r] * rescale + ReduceAdd512(pr);
+      M[r] = m_new;
+      _mm512_store_ps(prob, pr);
+      float* o = O + r * hd16;
+      const __m512 rs = _mm512_set1_ps(rescale);
+      for (int64_t d = 0; d < hd16; d += 16) {
+        __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(o + d), rs);
+        for (int64_t t = first; t <= last; ++t) {
+          acc = _mm512_fmadd_ps(_mm512_set1_ps(prob[t]), _mm512_loadu_ps(V + t * hd16 + d), acc);
+        }
+        _mm512_storeu_ps(o + d, acc);
+      }
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t tok = i0 + r / group, j = r % group;
+    float* o = O + r * hd16;
+    const float inv = 1.0f / L[r];
+    for (int64_t d = 0; d < hd; ++d) o[d] *= inv;
+    Out* dst = out + (s.row + tok) * p.num_heads * hd + (g * group + j) * hd;
+    if constexpr (sizeof(Out) == 2) {
+      F32ToBf16(o, reinterpret_cast<uint16_t*>(dst), hd);
+    } else {
+      std::copy(o, o + hd, dst);
+    }
+  }
+}
+#endif
+
 template <typename Out>
 void Run(const AttentionParams& p, const KvLayerView& kv, std::span<const AttentionSeq> seqs, const float* q,
          int64_t q_stride, Out* out) {
   CHECK(p.num_kv_heads > 0 && p.num_heads % p.num_kv_heads == 0);
   CHECK_EQ(p.num_kv_heads, kv.kv_heads);
   CHECK_EQ(p.head_dim, kv.head_dim);
-  std::vector<Item> items;
+  CHECK_LE(p.head_dim, 256);
+#if defined(__AVX512F__)
+  const int64_t block = kQueryBlock;
+#else
+  const int64_t block = 1;
+#endif
+  std::vector<Item> items;  // token = first query of a block of `block` tokens
   for (size_t s = 0; s < seqs.size(); ++s) {
-    for (int64_t i = 0; i < seqs[s].num_tokens; ++i) {
+    for (int64_t i = 0; i < seqs[s].num_tokens; i += block) {
       for (int64_t g = 0; g < p.num_kv_heads; ++g) items.push_back({static_cast<int32_t>(s), static_cast<int32_t>(g), i});
     }
   }
@@ -97,7 +205,20 @@ void Run(const AttentionParams& p, const KvLayerView& kv, std::span<const Attent
     thread_local std::vector<float> scratch;
     for (size_t k = static_cast<size_t>(t); k < items.size(); k += static_cast<size_t>(nt)) {
       const Item& it = items[k];
-      AttendOne(p, kv, seqs[it.seq], it.token, it.kv_head, q, q_stride, out, scratch);
+#if defined(__AVX512F__)
+      const int64_t end = std::min(it.token + block, seqs[it.seq].num_tokens);
+      if (kv.dtype == DType::kF32) {
+        AttendBlock<float>(p, kv, seqs[it.seq], it.kv_head, it.token, end, q, q_stride, out, scratch);
+      } else {
+        AttendBlock<uint16_t>(p, kv, seqs[it.seq], it.kv_head, it.token, end, q, q_stride, out, scratch);
+      }
+#else
+      if (kv.dtype == DType::kF32) {
+        AttendOne<float>(p, kv, seqs[it.seq], it.token, it.kv_head, q, q_stride, out, scratch);
+      } else {
+        AttendOne<uint16_t>(p, kv, seqs[it.seq], it.token, it.kv_head, q, q_stride, out, scratch);
+      }
+#endif
     }
   });
 }
@@ -112,8 +233,13 @@ void WriteKvPages(const KvLayerView& kv, std::span<const AttentionSeq> seqs, con
       const float* kr = k + (s.row + i) * stride;
       const float* vr = v + (s.row + i) * stride;
       for (int64_t g = 0; g < kv.kv_heads; ++g) {
-        F32ToBf16(kr + g * kv.head_dim, const_cast<uint16_t*>(Row(kv.k, kv, s.block_table, t, g)), kv.head_dim);
-        F32ToBf16(vr + g * kv.head_dim, const_cast<uint16_t*>(Row(kv.v, kv, s.block_table, t, g)), kv.head_dim);
+        if (kv.dtype == DType::kF32) {
+          StoreRow(kr + g * kv.head_dim, kv.head_dim, Row<float>(kv.k, kv, s.block_table, t, g));
+          StoreRow(vr + g * kv.head_dim, kv.head_dim, Row<float>(kv.v, kv, s.block_table, t, g));
+        } else {
+          StoreRow(kr + g * kv.head_dim, kv.head_dim, Row<uint16_t>(kv.k, kv, s.block_table, t, g));
+          StoreRow(vr + g * kv.head_dim, kv.head_dim, Row<uint16_t>(kv.v, kv, s.block_table, t, g));
+        }
       }
     }
   }

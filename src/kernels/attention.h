@@ -1,7 +1,8 @@
 // Causal GQA attention that reads K and V straight from KV pages.
 //
 // Page layout (DESIGN.md), per layer:
-//   K pages: [num_pages][kv_heads][page_tokens][head_dim] bf16, V pages likewise.
+//   K pages: [num_pages][kv_heads][page_tokens][head_dim] in the KV dtype (bf16 by
+//   default, f32 for full-precision runs), V pages likewise.
 // A sequence's block table lists its pages in token order: token t lives in page
 // block_table[t / page_tokens], slot t % page_tokens.
 //
@@ -18,11 +19,14 @@
 #include <cstdint>
 #include <span>
 
+#include "base/dtype.h"
+
 namespace crescent::kernels {
 
 struct KvLayerView {
-  uint16_t* k = nullptr;  // [num_pages][kv_heads][page_tokens][head_dim]
-  uint16_t* v = nullptr;
+  void* k = nullptr;  // [num_pages][kv_heads][page_tokens][head_dim] of `dtype`
+  void* v = nullptr;
+  DType dtype = DType::kBF16;  // kBF16 or kF32
   int64_t page_tokens = 16;
   int64_t kv_heads = 0;
   int64_t head_dim = 0;
@@ -44,7 +48,7 @@ struct AttentionParams {
   int64_t sliding_window = 0;  // 0 = unlimited
 };
 
-// Stores each sequence's new K/V rows into its pages (bf16).
+// Stores each sequence's new K/V rows into its pages (converted to the KV dtype).
 // k, v: row r at k + r * stride, kv_heads * head_dim values each.
 void WriteKvPages(const KvLayerView& kv, std::span<const AttentionSeq> seqs, const float* k,
                   const float* v, int64_t stride);

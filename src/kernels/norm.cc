@@ -9,6 +9,7 @@ namespace crescent::kernels {
 namespace {
 float InvRms(const float* x, int64_t dim, float eps) {
   float ss = 0;
+#pragma omp simd reduction(+ : ss)
   for (int64_t i = 0; i < dim; ++i) ss += x[i] * x[i];
   return 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
 }
