@@ -1,0 +1,1081 @@
+// GCC 12 reports a false -Wrestrict inside std::string's operator+ (GCC bug
+// 105329); string building here is ordinary.
+#pragma GCC diagnostic ignored "-Wrestrict"
+
+#include "model/jinja_interpreter.h"
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <set>
+
+#include "model/tokenizer_unicode.h"
+
+namespace crescent::model::jinja {
+
+Value Environment::Lookup(const std::string& name) const {
+  for (const Environment* e = this; e; e = e->parent_) {
+    auto it = e->vars_.find(name);
+    if (it != e->vars_.end()) return it->second;
+  }
+  return Value::Undefined();
+}
+
+namespace {
+
+Status Err(const std::string& m) { return InvalidArgument("chat template: " + m); }
+
+const std::set<std::string>& KnownFilters() {
+  static const std::set<std::string> k = {
+      "safe", "tojson", "list", "first", "last", "length", "reverse", "sort", "join", "string", "unique", "upper",
+      "lower", "title", "capitalize", "trim", "indent", "int", "float", "abs", "items", "bool", "default",
+      "selectattr", "rejectattr", "map", "replace", "get", "keys", "values"};
+  return k;
+}
+const std::set<std::string>& KnownTests() {
+  static const std::set<std::string> k = {"boolean", "callable", "odd", "even", "false", "true", "none", "string",
+                                          "number", "integer", "iterable", "mapping", "sequence", "lower", "upper",
+                                          "defined", "undefined", "equalto", "eq"};
+  return k;
+}
+
+Status CheckNode(const Node* n) {
+  if (!n) return Status::Ok();
+  if (n->type == NodeType::kFilter) {
+    const Node* f = n->b.get();
+    std::string name = f->type == NodeType::kCall ? (f->a->type == NodeType::kIdentifier ? f->a->str : "?") : f->str;
+    if (!KnownFilters().count(name)) return Unimplemented("chat template: unsupported filter '" + name + "'");
+  }
+  if (n->type == NodeType::kTest && !KnownTests().count(n->str)) {
+    return Unimplemented("chat template: unsupported test '" + n->str + "'");
+  }
+  for (const Node* c : {n->a.get(), n->b.get(), n->c.get()}) RETURN_IF_ERROR(CheckNode(c));
+  for (const auto* l : {&n->list, &n->body, &n->alt}) {
+    for (const auto& c : *l) RETURN_IF_ERROR(CheckNode(c.get()));
+  }
+  return Status::Ok();
+}
+
+// Code points of a string, as JavaScript's Array.from(string) gives them.
+std::vector<std::string> CodePoints(const std::string& s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t b = i;
+    NextCodePoint(s, &i);
+    out.push_back(s.substr(b, i - b));
+  }
+  return out;
+}
+
+std::string PayloadString(const Value& v) {  // JavaScript's String(value.value)
+  switch (v.kind) {
+    case Kind::kInt: return std::to_string(v.i);
+    case Kind::kFloat: return JsNumberToString(v.f);
+    case Kind::kBool: return v.b ? "true" : "false";
+    case Kind::kString: return v.s;
+    case Kind::kNull: return "null";
+    case Kind::kUndefined: return "undefined";
+    case Kind::kArray:
+    case Kind::kTuple: {
+      std::string out;
+      for (size_t k = 0; k < v.arr->size(); ++k) out += (k ? "," : "") + (*v.arr)[k].ToString();
+      return out;
+    }
+    default: return "[object Map]";
+  }
+}
+
+bool StrictEquals(const Value& a, const Value& b) {
+  if (a.is_number() && b.is_number()) return a.number() == b.number();
+  if (a.kind != b.kind) return false;
+  switch (a.kind) {
+    case Kind::kString: return a.s == b.s;
+    case Kind::kBool: return a.b == b.b;
+    case Kind::kNull:
+    case Kind::kUndefined: return true;
+    default: return LooseEquals(a, b);
+  }
+}
+
+// Python-style slice with the reference's clamping.
+template <typename T>
+std::vector<T> SliceOf(const std::vector<T>& a, std::optional<int64_t> start, std::optional<int64_t> stop,
+                       std::optional<int64_t> step_opt) {
+  int64_t n = static_cast<int64_t>(a.size());
+  int64_t step = step_opt.value_or(1);
+  std::vector<T> out;
+  if (step == 0) return out;
+  int64_t s, e;
+  if (step > 0) {
+    s = start.value_or(0);
+    s = s < 0 ? std::max<int64_t>(n + s, 0) : std::min(s, n);
+    e = stop.value_or(n);
+    e = e < 0 ? std::max<int64_t>(n + e, 0) : std::min(e, n);
+    for (int64_t i = s; i < e; i += step) out.push_back(a[static_cast<size_t>(i)]);
+  } else {
+    s = start.value_or(n - 1);
+    s = s < 0 ? std::max<int64_t>(n + s, -1) : std::min(s, n - 1);
+    e = stop.value_or(-1);
+    e = e < -1 ? std::max<int64_t>(n + e, -1) : std::min(e, n - 1);
+    for (int64_t i = s; i > e; i += step) out.push_back(a[static_cast<size_t>(i)]);
+  }
+  return out;
+}
+
+int CompareValues(const Value& a, const Value& b) {
+  if (a.is_number() && b.is_number()) return a.number() < b.number() ? -1 : a.number() > b.number() ? 1 : 0;
+  if (a.kind == Kind::kString && b.kind == Kind::kString) {
+    std::string x = JsToLower(a.s), y = JsToLower(b.s);
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  return 0;
+}
+
+class Interpreter {
+ public:
+  Result<std::string> Block(const std::vector<NodePtr>& stmts, Environment& env) {
+    std::string out;
+    for (const auto& s : stmts) {
+      ASSIGN_OR_RETURN(Value v, Eval(*s, env));
+      if (flow_ != Flow::kNormal) return out;
+      if (v.kind == Kind::kNull || v.kind == Kind::kUndefined) continue;
+      if (v.is_array() || v.is_object() || v.kind == Kind::kNamespace) {
+        ASSIGN_OR_RETURN(std::string s, ToJson(v, JsonOptions{}, /*undefined_as_null=*/false));
+        out += s;
+      } else {
+        out += v.ToString();
+      }
+    }
+    return out;
+  }
+  bool pending_flow() const { return flow_ != Flow::kNormal; }
+
+ private:
+  enum class Flow { kNormal, kBreak, kContinue };
+  Flow flow_ = Flow::kNormal;
+
+  Result<Value> Eval(const Node& n, Environment& env);
+  Result<Value> EvalOpt(const Node* n, Environment& env) {
+    if (!n) return Value::Undefined();
+    return Eval(*n, env);
+  }
+  Status Args(const std::vector<NodePtr>& nodes, Environment& env, std::vector<Value>* pos, std::shared_ptr<Object>* kw);
+  Result<Value> Binary(const Node& n, Environment& env);
+  Result<Value> Member(const Node& n, Environment& env);
+  Result<Value> Filter(const Value& operand, const Node& filter, Environment& env);
+  Result<Value> For(const Node& n, Environment& env);
+  Result<Value> Set(const Node& n, Environment& env);
+  Result<Value> MakeMacro(const Node& n, Environment& env);
+  Result<bool> Test(const std::string& name, const Value& v, const Value* other = nullptr);
+};
+
+Value StringBuiltin(const Value& self, const std::string& name);
+
+Value ObjectBuiltin(const Value& self, const std::string& name) {
+  std::shared_ptr<Object> obj = self.obj;
+  if (name == "get") {
+    return Value::Func([obj](std::vector<Value>& a, Environment&) -> Result<Value> {
+      if (a.empty() || a[0].kind != Kind::kString) return Err("Object key must be a string");
+      const Value* v = obj->Find(a[0].s);
+      if (v) return *v;
+      return a.size() > 1 ? a[1] : Value::Null();
+    });
+  }
+  if (name == "items" || name == "keys" || name == "values") {
+    return Value::Func([obj, name](std::vector<Value>&, Environment&) -> Result<Value> {
+      std::vector<Value> out;
+      for (const auto& [k, v] : obj->entries) {
+        if (name == "items") out.push_back(Value::Array({Value::Str(k), v}));
+        if (name == "keys") out.push_back(Value::Str(k));
+        if (name == "values") out.push_back(v);
+      }
+      return Value::Array(std::move(out));
+    });
+  }
+  return Value::Undefined();
+}
+
+Value StringBuiltin(const Value& self, const std::string& name) {
+  std::string s = self.s;
+  auto fn = [](auto f) { return Value::Func(f); };
+  if (name == "upper") return fn([s](std::vector<Value>&, Environment&) -> Result<Value> { return Value::Str(JsToUpper(s)); });
+  if (name == "lower") return fn([s](std::vector<Value>&, Environment&) -> Result<Value> { return Value::Str(JsToLower(s)); });
+  if (name == "strip") {
+    return fn([s](std::vector<Value>&, Environment&) -> Result<Value> { return Value::Str(std::string(TrimJsEnd(TrimJsStart(s)))); });
+  }
+  if (name == "rstrip") return fn([s](std::vector<Value>&, Environment&) -> Result<Value> { return Value::Str(std::string(TrimJsEnd(s))); });
+  if (name == "lstrip") return fn([s](std::vector<Value>&, Environment&) -> Result<Value> { return Value::Str(std::string(TrimJsStart(s))); });
+  if (name == "title") {
+    return fn([s](std::vector<Value>&, Environment&) -> Result<Value> {
+      std::string out = s;
+      auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+      for (size_t i = 0; i < out.size(); ++i) {
+        if (word(out[i]) && (i == 0 || !word(out[i - 1]))) out[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[i])));
+      }
+      return Value::Str(out);
+    });
+  }
+  if (name == "capitalize") {
+    return fn([s](std::vector<Value>&, Environment&) -> Result<Value> {
+      if (s.empty()) return Value::Str("");
+      size_t i = 0;
+      NextCodePoint(s, &i);
+      return Value::Str(JsToUpper(s.substr(0, i)) + s.substr(i));
+    });
+  }
+  if (name == "length") return Value::Int(JsLength(s));
+  if (name == "startswith" || name == "endswith") {
+    bool start = name == "startswith";
+    return fn([s, start, name](std::vector<Value>& a, Environment&) -> Result<Value> {
+      if (a.empty()) return Err(name + "() requires at least one argument");
+      auto test = [&](const std::string& p) {
+        return start ? s.compare(0, p.size(), p) == 0 && s.size() >= p.size()
+                     : s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+      };
+      if (a[0].kind == Kind::kString) return Value::Bool(test(a[0].s));
+      if (a[0].is_array()) {
+        for (const Value& x : *a[0].arr) {
+          if (x.kind != Kind::kString) return Err(name + "() tuple elements must be strings");
+          if (test(x.s)) return Value::Bool(true);
+        }
+        return Value::Bool(false);
+      }
+      return Err(name + "() argument must be a string or tuple of strings");
+    });
+  }
+  if (name == "split") {
+    return fn([s](std::vector<Value>& a, Environment&) -> Result<Value> {
+      Value sep = a.size() > 0 ? a[0] : Value::Null();
+      int64_t maxsplit = a.size() > 1 && a[1].kind == Kind::kInt ? a[1].i : -1;
+      std::vector<Value> out;
+      if (sep.kind == Kind::kNull) {
+        std::string_view t = TrimJsStart(s);
+        // Runs of non-whitespace (JS \S).
+        size_t i = 0;
+        while (i < t.size()) {
+          size_t j = i;
+          while (j < t.size()) {
+            size_t k = j;
+            if (IsJsWhitespace(NextCodePoint(t, &k))) break;
+            j = k;
+          }
+          if (j > i) {
+            if (maxsplit != -1 && static_cast<int64_t>(out.size()) >= maxsplit) {
+              out.push_back(Value::Str(std::string(t.substr(i))));
+              break;
+            }
+            out.push_back(Value::Str(std::string(t.substr(i, j - i))));
+          }
+          if (j >= t.size()) break;
+          size_t k = j;
+          NextCodePoint(t, &k);
+          i = k;
+        }
+      } else if (sep.kind == Kind::kString) {
+        if (sep.s.empty()) return Err("empty separator");
+        size_t b = 0;
+        std::vector<std::string> parts;
+        while (true) {
+          size_t p = s.find(sep.s, b);
+          if (p == std::string::npos) break;
+          parts.push_back(s.substr(b, p - b));
+          b = p + sep.s.size();
+        }
+        parts.push_back(s.substr(b));
+        if (maxsplit != -1 && static_cast<int64_t>(parts.size()) > maxsplit) {
+          std::string rest;
+          for (size_t k = static_cast<size_t>(maxsplit); k < parts.size(); ++k) rest += (k > static_cast<size_t>(maxsplit) ? sep.s : "") + parts[k];
+          parts.resize(static_cast<size_t>(maxsplit));
+          parts.push_back(rest);
+        }
+        for (auto& p : parts) out.push_back(Value::Str(std::move(p)));
+      } else {
+        return Err("sep argument must be a string or null");
+      }
+      return Value::Array(std::move(out));
+    });
+  }
+  if (name == "replace") {
+    return fn([s](std::vector<Value>& a, Environment&) -> Result<Value> {
+      if (a.size() < 2 || a[0].kind != Kind::kString || a[1].kind != Kind::kString) {
+        return Err("replace() arguments must be strings");
+      }
+      int64_t count = -1;
+      if (a.size() > 2) {
+        const Value* c = &a[2];
+        Value tmp;
+        if (c->kind == Kind::kKwArgs) {
+          const Value* f = c->obj->Find("count");
+          tmp = f ? *f : Value::Null();
+          c = &tmp;
+        }
+        if (c->kind == Kind::kInt) count = c->i;
+      }
+      if (count == 0) return Value::Str(s);
+      const std::string& from = a[0].s;
+      const std::string& to = a[1].s;
+      std::string out;
+      int64_t left = count < 0 ? INT64_MAX : count;
+      if (from.empty()) {
+        auto cps = CodePoints(s);
+        for (size_t k = 0; k <= cps.size(); ++k) {
+          if (left > 0) {
+            out += to;
+            --left;
+          }
+          if (k < cps.size()) out += cps[k];
+        }
+        return Value::Str(out);
+      }
+      size_t b = 0;
+      while (left > 0) {
+        size_t p = s.find(from, b);
+        if (p == std::string::npos) break;
+        out.append(s, b, p - b);
+        out += to;
+        b = p + from.size();
+        --left;
+      }
+      out.append(s, b, std::string::npos);
+      return Value::Str(out);
+    });
+  }
+  return Value::Undefined();
+}
+
+Status Interpreter::Args(const std::vector<NodePtr>& nodes, Environment& env, std::vector<Value>* pos,
+                         std::shared_ptr<Object>* kw) {
+  *kw = std::make_shared<Object>();
+  for (const auto& a : nodes) {
+    if (a->type == NodeType::kSpread) {
+      ASSIGN_OR_RETURN(Value v, Eval(*a->a, env));
+      if (!v.is_array()) return Err(std::string("Cannot unpack non-iterable type: ") + v.TypeName());
+      for (const Value& x : *v.arr) pos->push_back(x);
+    } else if (a->type != NodeType::kKwArg && a->type != NodeType::kKwSpread) {
+      ASSIGN_OR_RETURN(Value v, Eval(*a, env));
+      pos->push_back(std::move(v));
+    }
+  }
+  for (const auto& a : nodes) {
+    if (a->type == NodeType::kKwArg) {
+      ASSIGN_OR_RETURN(Value v, Eval(*a->a, env));
+      (*kw)->Set(a->str, std::move(v));
+    } else if (a->type == NodeType::kKwSpread) {
+      ASSIGN_OR_RETURN(Value v, Eval(*a->a, env));
+      if (!v.is_object()) return Err("Argument after ** must be a mapping");
+      for (const auto& [k, x] : v.obj->entries) (*kw)->Set(k, x);
+    }
+  }
+  return Status::Ok();
+}
+
+Result<bool> Interpreter::Test(const std::string& t, const Value& v, const Value* other) {
+  if (t == "boolean") return v.kind == Kind::kBool;
+  if (t == "callable") return v.kind == Kind::kFunction;
+  if (t == "odd" || t == "even") {
+    if (v.kind != Kind::kInt) return Err("cannot " + t + " on " + v.TypeName());
+    return (v.i % 2 != 0) == (t == "odd");
+  }
+  if (t == "false") return v.kind == Kind::kBool && !v.b;
+  if (t == "true") return v.kind == Kind::kBool && v.b;
+  if (t == "none") return v.kind == Kind::kNull;
+  if (t == "string") return v.kind == Kind::kString;
+  if (t == "number") return v.is_number();
+  if (t == "integer") return v.kind == Kind::kInt;
+  if (t == "iterable") return v.kind == Kind::kArray || v.kind == Kind::kString;
+  if (t == "mapping") return v.is_object();
+  if (t == "sequence") return v.is_array() || v.is_object() || v.kind == Kind::kString;
+  if (t == "lower") return v.kind == Kind::kString && v.s == JsToLower(v.s);
+  if (t == "upper") return v.kind == Kind::kString && v.s == JsToUpper(v.s);
+  if (t == "defined") return v.kind != Kind::kUndefined;
+  if (t == "undefined") return v.kind == Kind::kUndefined;
+  if (t == "equalto" || t == "eq") return other && StrictEquals(v, *other);  // `x is eq` alone: no operand
+  return Err("Unknown test: " + t);
+}
+
+Result<Value> Interpreter::Binary(const Node& n, Environment& env) {
+  const std::string& op = n.str;
+  ASSIGN_OR_RETURN(Value l, Eval(*n.a, env));
+  if (op == "and") {
+    if (!l.Truthy()) return l;
+    return Eval(*n.b, env);
+  }
+  if (op == "or") {
+    if (l.Truthy()) return l;
+    return Eval(*n.b, env);
+  }
+  ASSIGN_OR_RETURN(Value r, Eval(*n.b, env));
+  if (op == "==") return Value::Bool(LooseEquals(l, r));
+  if (op == "!=") return Value::Bool(!LooseEquals(l, r));
+  if (l.kind == Kind::kUndefined || r.kind == Kind::kUndefined) {
+    if (r.kind == Kind::kUndefined && (op == "in" || op == "not in")) return Value::Bool(op == "not in");
+    return Err("Cannot perform operation " + op + " on undefined values");
+  }
+  if (l.kind == Kind::kNull || r.kind == Kind::kNull) return Err("Cannot perform operation on null values");
+  if (op == "~") return Value::Str(PayloadString(l) + PayloadString(r));
+  auto numeric_like = [](const Value& v) { return v.is_number() || v.kind == Kind::kBool; };
+  if (op == "**" && numeric_like(l) && numeric_like(r)) {
+    double a = l.number(), b = r.number();
+    if (a == 0 && b < 0) return Err("0.0 cannot be raised to a negative power");
+    double res = std::pow(a, b);
+    if (!std::isfinite(res)) return Err("Exponentiation result is not a finite real number");
+    bool is_float = l.kind == Kind::kFloat || r.kind == Kind::kFloat || b < 0;
+    return is_float ? Value::Float(res) : Value::Int(static_cast<int64_t>(res));
+  }
+  if (l.is_number() && r.is_number()) {
+    bool is_float = l.kind == Kind::kFloat || r.kind == Kind::kFloat;
+    double a = l.number(), b = r.number();
+    auto num = [&](double x) { return is_float ? Value::Float(x) : Value::Int(static_cast<int64_t>(x)); };
+    if (op == "+") return is_float ? Value::Float(a + b) : Value::Int(l.i + r.i);
+    if (op == "-") return is_float ? Value::Float(a - b) : Value::Int(l.i - r.i);
+    if (op == "*") return is_float ? Value::Float(a * b) : Value::Int(l.i * r.i);
+    if (op == "/") return Value::Float(a / b);
+    if (op == "//") return num(std::floor(a / b));
+    if (op == "%") {
+      if (!is_float && r.i != 0) return Value::Int(l.i % r.i);
+      return Value::Float(std::fmod(a, b));
+    }
+    if (op == "<") return Value::Bool(a < b);
+    if (op == ">") return Value::Bool(a > b);
+    if (op == ">=") return Value::Bool(a >= b);
+    if (op == "<=") return Value::Bool(a <= b);
+  } else if (l.is_array() && r.is_array()) {
+    if (op == "+") {
+      std::vector<Value> all = *l.arr;
+      all.insert(all.end(), r.arr->begin(), r.arr->end());
+      return Value::Array(std::move(all));
+    }
+  } else if (r.is_array()) {
+    bool member = std::any_of(r.arr->begin(), r.arr->end(), [&](const Value& x) { return StrictEquals(x, l); });
+    if (op == "in") return Value::Bool(member);
+    if (op == "not in") return Value::Bool(!member);
+  }
+  if ((l.kind == Kind::kString || r.kind == Kind::kString) && op == "+") {
+    return Value::Str(PayloadString(l) + PayloadString(r));
+  }
+  if (l.kind == Kind::kString && r.kind == Kind::kString) {
+    if (op == "in") return Value::Bool(r.s.find(l.s) != std::string::npos);
+    if (op == "not in") return Value::Bool(r.s.find(l.s) == std::string::npos);
+  }
+  if (l.kind == Kind::kString && r.is_object()) {
+    bool has = r.obj->Find(l.s) != nullptr;
+    if (op == "in") return Value::Bool(has);
+    if (op == "not in") return Value::Bool(!has);
+  }
+  return Err("Unknown operator \"" + op + "\" between " + l.TypeName() + " and " + r.TypeName());
+}
+
+Result<Value> Interpreter::Member(const Node& n, Environment& env) {
+  ASSIGN_OR_RETURN(Value obj, Eval(*n.a, env));
+  Value prop;
+  if (n.flag) {
+    if (n.b->type == NodeType::kSlice) {
+      if (!obj.is_array() && obj.kind != Kind::kString) return Err("Slice object must be an array or string");
+      std::optional<int64_t> idx[3];
+      const Node* parts[3] = {n.b->a.get(), n.b->b.get(), n.b->c.get()};
+      for (int k = 0; k < 3; ++k) {
+        ASSIGN_OR_RETURN(Value v, EvalOpt(parts[k], env));
+        if (v.kind == Kind::kInt) {
+          idx[k] = v.i;
+        } else if (v.kind != Kind::kUndefined) {
+          return Err("Slice indices must be integers");
+        }
+      }
+      if (obj.is_array()) return Value::Array(SliceOf(*obj.arr, idx[0], idx[1], idx[2]));
+      std::string out;
+      for (const auto& cp : SliceOf(CodePoints(obj.s), idx[0], idx[1], idx[2])) out += cp;
+      return Value::Str(out);
+    }
+    ASSIGN_OR_RETURN(prop, Eval(*n.b, env));
+  } else if (n.b->type == NodeType::kInt) {
+    prop = Value::Int(n.b->i);
+  } else {
+    prop = Value::Str(n.b->str);
+  }
+  if (obj.is_object() || obj.kind == Kind::kNamespace) {
+    if (prop.kind != Kind::kString) return Err(std::string("Cannot access property with non-string: got ") + prop.TypeName());
+    const Value* v = obj.obj->Find(prop.s);
+    if (v) return *v;
+    if (obj.kind == Kind::kObject || obj.kind == Kind::kKwArgs) return ObjectBuiltin(obj, prop.s);
+    return Value::Undefined();
+  }
+  if (obj.is_array() || obj.kind == Kind::kString) {
+    if (prop.kind == Kind::kInt) {
+      if (obj.is_array()) {
+        int64_t sz = static_cast<int64_t>(obj.arr->size()), k = prop.i < 0 ? sz + prop.i : prop.i;
+        if (k < 0 || k >= sz) return Value::Undefined();
+        return (*obj.arr)[static_cast<size_t>(k)];
+      }
+      auto cps = CodePoints(obj.s);
+      int64_t sz = static_cast<int64_t>(cps.size()), k = prop.i < 0 ? sz + prop.i : prop.i;
+      if (k < 0 || k >= sz) return Value::Undefined();
+      return Value::Str(cps[static_cast<size_t>(k)]);
+    }
+    if (prop.kind == Kind::kString) {
+      if (obj.is_array()) return prop.s == "length" ? Value::Int(static_cast<int64_t>(obj.arr->size())) : Value::Undefined();
+      return StringBuiltin(obj, prop.s);
+    }
+    return Err(std::string("Cannot access property with non-string/non-number: got ") + prop.TypeName());
+  }
+  if (prop.kind != Kind::kString) return Err(std::string("Cannot access property with non-string: got ") + prop.TypeName());
+  return Value::Undefined();
+}
+
+Result<Value> Interpreter::Filter(const Value& v, const Node& f, Environment& env) {
+  if (f.type == NodeType::kIdentifier) {
+    const std::string& name = f.str;
+    if (name == "safe") return v;
+    if (name == "tojson") {
+      ASSIGN_OR_RETURN(std::string s, ToJson(v, JsonOptions{}));
+      return Value::Str(s);
+    }
+    if (v.is_array()) {
+      const auto& a = *v.arr;
+      if (name == "list") return v;
+      if (name == "first") return a.empty() ? Value::Undefined() : a.front();
+      if (name == "last") return a.empty() ? Value::Undefined() : a.back();
+      if (name == "length") return Value::Int(static_cast<int64_t>(a.size()));
+      if (name == "reverse") return Value::Array(std::vector<Value>(a.rbegin(), a.rend()));
+      if (name == "sort") {
+        std::vector<Value> s = a;
+        std::stable_sort(s.begin(), s.end(), [](const Value& x, const Value& y) { return CompareValues(x, y) < 0; });
+        return Value::Array(std::move(s));
+      }
+      if (name == "join") {
+        std::string out;
+        for (const Value& x : a) out += PayloadString(x);
+        return Value::Str(out);
+      }
+      if (name == "string") {
+        ASSIGN_OR_RETURN(std::string s, ToJson(v, JsonOptions{}, false));
+        return Value::Str(s);
+      }
+      if (name == "unique") {
+        std::vector<Value> out;
+        for (const Value& x : a) {
+          if (std::none_of(out.begin(), out.end(), [&](const Value& y) { return StrictEquals(x, y); })) out.push_back(x);
+        }
+        return Value::Array(std::move(out));
+      }
+      return Err("Unknown ArrayValue filter: " + name);
+    }
+    if (v.kind == Kind::kString) {
+      if (name == "length") return Value::Int(JsLength(v.s));
+      if (name == "upper" || name == "lower" || name == "title" || name == "capitalize") {
+        Value fn = StringBuiltin(v, name);
+        std::vector<Value> none;
+        return (*fn.fn)(none, env);
+      }
+      if (name == "trim") return Value::Str(std::string(TrimJsEnd(TrimJsStart(v.s))));
+      if (name == "indent") {
+        std::string out;
+        size_t b = 0;
+        bool first = true;
+        while (true) {
+          size_t e = v.s.find('\n', b);
+          std::string line = v.s.substr(b, e == std::string::npos ? std::string::npos : e - b);
+          out += (first ? "" : "\n") + ((first || line.empty()) ? line : "    " + line);
+          first = false;
+          if (e == std::string::npos) break;
+          b = e + 1;
+        }
+        return Value::Str(out);
+      }
+      if (name == "join" || name == "string") return v;
+      if (name == "int") return Value::Int(std::strtoll(std::string(TrimJsStart(v.s)).c_str(), nullptr, 10));
+      if (name == "float") return Value::Float(std::strtod(std::string(TrimJsStart(v.s)).c_str(), nullptr));
+      return Err("Unknown StringValue filter: " + name);
+    }
+    if (v.is_number()) {
+      if (name == "abs") return v.kind == Kind::kInt ? Value::Int(std::llabs(v.i)) : Value::Float(std::fabs(v.f));
+      if (name == "int") return Value::Int(static_cast<int64_t>(std::floor(v.number())));
+      if (name == "float") return Value::Float(v.number());
+      if (name == "string") return Value::Str(v.ToString());
+      return Err("Unknown NumericValue filter: " + name);
+    }
+    if (v.is_object()) {
+      if (name == "items") return (*ObjectBuiltin(v, "items").fn)(*std::make_unique<std::vector<Value>>(), env);
+      if (name == "length") return Value::Int(static_cast<int64_t>(v.obj->entries.size()));
+      Value b = ObjectBuiltin(v, name);
+      if (b.kind == Kind::kFunction) {
+        std::vector<Value> none;
+        return (*b.fn)(none, env);
+      }
+      return Err("Unknown ObjectValue filter: " + name);
+    }
+    if (v.kind == Kind::kBool) {
+      if (name == "bool") return v;
+      if (name == "int") return Value::Int(v.b ? 1 : 0);
+      if (name == "float") return Value::Float(v.b ? 1 : 0);
+      if (name == "string") return Value::Str(v.b ? "true" : "false");
+      return Err("Unknown BooleanValue filter: " + name);
+    }
+    return Err("Cannot apply filter \"" + name + "\" to type: " + v.TypeName());
+  }
+  // A filter with arguments.
+  const std::string& name = f.a->str;
+  std::vector<Value> args;
+  std::shared_ptr<Object> kw;
+  RETURN_IF_ERROR(Args(f.list, env, &args, &kw));
+  auto kwarg = [&](const char* k) -> const Value* { return kw->Find(k); };
+  if (name == "tojson") {
+    JsonOptions o;
+    if (const Value* x = kwarg("indent")) {
+      if (x->kind == Kind::kInt) {
+        o.indent = x->i;
+      } else if (x->kind != Kind::kNull) {
+        return Err("If set, indent must be a number");
+      }
+    }
+    if (const Value* x = kwarg("ensure_ascii")) o.ensure_ascii = x->Truthy();
+    if (const Value* x = kwarg("sort_keys")) o.sort_keys = x->Truthy();
+    if (const Value* x = kwarg("separators")) {
+      if (x->is_array() && x->arr->size() == 2 && (*x->arr)[0].kind == Kind::kString && (*x->arr)[1].kind == Kind::kString) {
+        o.separators = std::make_pair((*x->arr)[0].s, (*x->arr)[1].s);
+      } else if (x->kind != Kind::kNull) {
+        return Err("separators must be a tuple of two strings");
+      }
+    }
+    ASSIGN_OR_RETURN(std::string s, ToJson(v, o));
+    return Value::Str(s);
+  }
+  if (name == "join") {
+    std::vector<std::string> parts;
+    if (v.kind == Kind::kString) {
+      parts = CodePoints(v.s);
+    } else if (v.is_array()) {
+      for (const Value& x : *v.arr) parts.push_back(PayloadString(x));
+    } else {
+      return Err("Cannot apply filter \"join\" to type: " + std::string(v.TypeName()));
+    }
+    Value sep = !args.empty() ? args[0] : kwarg("separator") ? *kwarg("separator") : Value::Str("");
+    if (sep.kind != Kind::kString) return Err("separator must be a string");
+    std::string out;
+    for (size_t k = 0; k < parts.size(); ++k) out += (k ? sep.s : "") + parts[k];
+    return Value::Str(out);
+  }
+  if (name == "default") {
+    Value dflt = !args.empty() ? args[0] : Value::Str("");
+    bool boolean = args.size() > 1 ? args[1].Truthy() : kwarg("boolean") ? kwarg("boolean")->Truthy() : false;
+    if (v.kind == Kind::kUndefined || (boolean && !v.Truthy())) return dflt;
+    return v;
+  }
+  if (name == "int" || name == "float") {
+    if (v.kind == Kind::kString) {
+      std::string t(TrimJsStart(v.s));
+      char* end = nullptr;
+      if (name == "int") {
+        long long x = std::strtoll(t.c_str(), &end, 10);
+        if (end == t.c_str()) return !args.empty() ? args[0] : kwarg("default") ? *kwarg("default") : Value::Int(0);
+        return Value::Int(x);
+      }
+      double x = std::strtod(t.c_str(), &end);
+      if (end == t.c_str()) return !args.empty() ? args[0] : kwarg("default") ? *kwarg("default") : Value::Float(0);
+      return Value::Float(x);
+    }
+    if (v.is_number()) return v;
+    if (v.kind == Kind::kBool) return name == "int" ? Value::Int(v.b) : Value::Float(v.b);
+    return Err("Cannot apply filter \"" + name + "\" to type: " + v.TypeName());
+  }
+  if (v.is_array()) {
+    if (name == "selectattr" || name == "rejectattr") {
+      bool select = name == "selectattr";
+      if (args.empty() || args[0].kind != Kind::kString) return Err("arguments of `" + name + "` must be strings");
+      std::vector<Value> out;
+      for (const Value& item : *v.arr) {
+        if (!item.is_object() && item.kind != Kind::kNamespace) return Err("`" + name + "` can only be applied to array of objects");
+        const Value* a = item.obj->Find(args[0].s);
+        bool r = false;
+        if (a && a->kind != Kind::kUndefined) {
+          if (args.size() > 1) {
+            ASSIGN_OR_RETURN(r, Test(args[1].s, *a, args.size() > 2 ? &args[2] : nullptr));
+          } else {
+            r = a->Truthy();
+          }
+        }
+        if (r == select) out.push_back(item);
+      }
+      return Value::Array(std::move(out));
+    }
+    if (name == "map") {
+      const Value* attr = kwarg("attribute");
+      if (!attr) return Err("`map` expressions without `attribute` set are not currently supported.");
+      std::vector<Value> out;
+      for (const Value& item : *v.arr) {
+        if (!item.is_object() && item.kind != Kind::kNamespace) return Err("items in map must be an object");
+        const Value* x = item.obj->Find(attr->s);
+        out.push_back(x ? *x : (kwarg("default") ? *kwarg("default") : Value::Undefined()));
+      }
+      return Value::Array(std::move(out));
+    }
+    if (name == "sort") {
+      bool reverse = !args.empty() ? args[0].Truthy() : kwarg("reverse") ? kwarg("reverse")->Truthy() : false;
+      std::vector<Value> s = *v.arr;
+      std::stable_sort(s.begin(), s.end(), [&](const Value& x, const Value& y) {
+        int c = CompareValues(x, y);
+        return reverse ? c > 0 : c < 0;
+      });
+      return Value::Array(std::move(s));
+    }
+    return Err("Unknown ArrayValue filter: " + name);
+  }
+  if (v.kind == Kind::kString) {
+    if (name == "indent") {
+      int64_t width = !args.empty() && args[0].kind == Kind::kInt ? args[0].i
+                      : kwarg("width") && kwarg("width")->kind == Kind::kInt ? kwarg("width")->i : 4;
+      bool first = args.size() > 1 ? args[1].Truthy() : kwarg("first") ? kwarg("first")->Truthy() : false;
+      bool blank = args.size() > 2 ? args[2].Truthy() : kwarg("blank") ? kwarg("blank")->Truthy() : false;
+      std::string pad(static_cast<size_t>(std::max<int64_t>(width, 0)), ' '), out;
+      size_t b = 0;
+      for (int line = 0;; ++line) {
+        size_t e = v.s.find('\n', b);
+        std::string l = v.s.substr(b, e == std::string::npos ? std::string::npos : e - b);
+        out += (line ? "\n" : "") + (((!first && line == 0) || (!blank && l.empty())) ? l : pad + l);
+        if (e == std::string::npos) break;
+        b = e + 1;
+      }
+      return Value::Str(out);
+    }
+    if (name == "replace") {
+      Value fn = StringBuiltin(v, "replace");
+      Value kwv = Value::MakeObject(Kind::kKwArgs);
+      kwv.obj = kw;
+      args.push_back(kwv);
+      return (*fn.fn)(args, env);
+    }
+    return Err("Unknown StringValue filter: " + name);
+  }
+  if (v.is_object()) {
+    Value b = ObjectBuiltin(v, name);
+    if (b.kind == Kind::kFunction) return (*b.fn)(args, env);
+    return Err("Unknown ObjectValue filter: " + name);
+  }
+  return Err("Cannot apply filter \"" + name + "\" to type: " + v.TypeName());
+}
+
+Result<Value> Interpreter::Set(const Node& n, Environment& env) {
+  Value rhs;
+  if (n.b) {
+    ASSIGN_OR_RETURN(rhs, Eval(*n.b, env));
+  } else {
+    ASSIGN_OR_RETURN(std::string s, Block(n.body, env));
+    rhs = Value::Str(s);
+  }
+  const Node& lhs = *n.a;
+  if (lhs.type == NodeType::kIdentifier) {
+    env.Set(lhs.str, rhs);
+  } else if (lhs.type == NodeType::kTuple) {
+    if (!rhs.is_array()) return Err(std::string("Cannot unpack non-iterable type in set: ") + rhs.TypeName());
+    if (rhs.arr->size() != lhs.list.size()) return Err("Wrong number of items to unpack in set");
+    for (size_t k = 0; k < lhs.list.size(); ++k) {
+      if (lhs.list[k]->type != NodeType::kIdentifier) return Err("Cannot unpack to non-identifier in set");
+      env.Set(lhs.list[k]->str, (*rhs.arr)[k]);
+    }
+  } else if (lhs.type == NodeType::kMember) {
+    ASSIGN_OR_RETURN(Value obj, Eval(*lhs.a, env));
+    if (obj.kind != Kind::kNamespace) return Err("cannot assign attribute on non-namespace object");
+    if (lhs.b->type != NodeType::kIdentifier) return Err("Cannot assign to member with non-identifier property");
+    obj.obj->Set(lhs.b->str, rhs);
+  } else {
+    return Err("Invalid LHS inside assignment expression");
+  }
+  return Value::Null();
+}
+
+Result<Value> Interpreter::For(const Node& n, Environment& env) {
+  Environment scope(&env);
+  const Node* test = nullptr;
+  Value iterable;
+  if (n.b->type == NodeType::kSelect) {
+    ASSIGN_OR_RETURN(iterable, Eval(*n.b->a, scope));
+    test = n.b->b.get();
+  } else {
+    ASSIGN_OR_RETURN(iterable, Eval(*n.b, scope));
+  }
+  if (iterable.is_object()) {
+    std::vector<Value> keys;
+    for (const auto& e : iterable.obj->entries) keys.push_back(Value::Str(e.first));
+    iterable = Value::Array(std::move(keys));
+  }
+  if (!iterable.is_array()) return Err(std::string("Expected iterable or object type in for loop: got ") + iterable.TypeName());
+  const Node& var = *n.a;
+  auto bind = [&](Environment& e, const Value& cur) -> Status {
+    if (var.type == NodeType::kIdentifier) {
+      e.Set(var.str, cur);
+      return Status::Ok();
+    }
+    if (!cur.is_array()) return Err(std::string("Cannot unpack non-iterable type: ") + cur.TypeName());
+    if (cur.arr->size() != var.list.size()) return Err("Wrong number of items to unpack");
+    for (size_t k = 0; k < var.list.size(); ++k) {
+      if (var.list[k]->type != NodeType::kIdentifier) return Err("Cannot unpack non-identifier type");
+      e.Set(var.list[k]->str, (*cur.arr)[k]);
+    }
+    return Status::Ok();
+  };
+  std::vector<Value> items;
+  for (const Value& cur : *iterable.arr) {
+    if (test) {
+      Environment loop_scope(&scope);
+      RETURN_IF_ERROR(bind(loop_scope, cur));
+      ASSIGN_OR_RETURN(Value t, Eval(*test, loop_scope));
+      if (!t.Truthy()) continue;
+    }
+    items.push_back(cur);
+  }
+  std::string result;
+  bool no_iteration = true;
+  const int64_t len = static_cast<int64_t>(items.size());
+  for (int64_t i = 0; i < len; ++i) {
+    Value loop = Value::MakeObject();
+    loop.obj->Set("index", Value::Int(i + 1));
+    loop.obj->Set("index0", Value::Int(i));
+    loop.obj->Set("revindex", Value::Int(len - i));
+    loop.obj->Set("revindex0", Value::Int(len - i - 1));
+    loop.obj->Set("first", Value::Bool(i == 0));
+    loop.obj->Set("last", Value::Bool(i == len - 1));
+    loop.obj->Set("length", Value::Int(len));
+    loop.obj->Set("previtem", i > 0 ? items[static_cast<size_t>(i - 1)] : Value::Undefined());
+    loop.obj->Set("nextitem", i < len - 1 ? items[static_cast<size_t>(i + 1)] : Value::Undefined());
+    scope.Set("loop", loop);
+    RETURN_IF_ERROR(bind(scope, items[static_cast<size_t>(i)]));
+    ASSIGN_OR_RETURN(std::string body, Block(n.body, scope));
+    if (flow_ == Flow::kContinue) {  // the iteration's text is dropped, as in the reference
+      flow_ = Flow::kNormal;
+      continue;
+    }
+    if (flow_ == Flow::kBreak) {
+      flow_ = Flow::kNormal;
+      break;
+    }
+    result += body;
+    no_iteration = false;
+  }
+  if (no_iteration) {
+    ASSIGN_OR_RETURN(std::string alt, Block(n.alt, scope));
+    result += alt;
+  }
+  return Value::Str(result);
+}
+
+Result<Value> Interpreter::MakeMacro(const Node& n, Environment& env) {
+  const Node* node = &n;
+  env.Set(n.str, Value::Func([this, node](std::vector<Value>& args, Environment& caller) -> Result<Value> {
+    Environment scope(&caller);
+    std::vector<Value> pos = args;
+    std::shared_ptr<Object> kw = std::make_shared<Object>();
+    if (!pos.empty() && pos.back().kind == Kind::kKwArgs) {
+      kw = std::make_shared<Object>(*pos.back().obj);
+      pos.pop_back();
+    }
+    std::vector<std::pair<std::string, const Node*>> defaults;
+    for (size_t k = 0; k < node->list.size(); ++k) {
+      const Node& p = *node->list[k];
+      std::string name = p.type == NodeType::kKwArg ? p.str : p.str;
+      Value v;
+      bool have = false;
+      if (k < pos.size()) {
+        v = pos[k];
+        have = true;
+      } else if (const Value* x = kw->Find(name)) {
+        v = *x;
+        have = true;
+        auto& e = kw->entries;
+        e.erase(std::remove_if(e.begin(), e.end(), [&](const auto& kv) { return kv.first == name; }), e.end());
+      }
+      if (!have && p.type == NodeType::kKwArg) defaults.emplace_back(name, p.a.get());
+      scope.Set(name, have ? v : Value::Undefined());
+    }
+    Value kwv = Value::MakeObject();
+    kwv.obj = kw;
+    scope.Set("kwargs", kwv);
+    std::vector<Value> rest;
+    for (size_t k = node->list.size(); k < pos.size(); ++k) rest.push_back(pos[k]);
+    scope.Set("varargs", Value::Array(std::move(rest)));
+    for (const auto& [name, expr] : defaults) {
+      ASSIGN_OR_RETURN(Value v, Eval(*expr, scope));
+      scope.Set(name, v);
+    }
+    ASSIGN_OR_RETURN(std::string s, Block(node->body, scope));
+    return Value::Str(s);
+  }));
+  return Value::Null();
+}
+
+Result<Value> Interpreter::Eval(const Node& n, Environment& env) {
+  switch (n.type) {
+    case NodeType::kIf: {
+      ASSIGN_OR_RETURN(Value t, Eval(*n.a, env));
+      ASSIGN_OR_RETURN(std::string s, Block(t.Truthy() ? n.body : n.alt, env));
+      return Value::Str(s);
+    }
+    case NodeType::kFor: return For(n, env);
+    case NodeType::kSet: return Set(n, env);
+    case NodeType::kMacro: return MakeMacro(n, env);
+    case NodeType::kBreak: flow_ = Flow::kBreak; return Value::Null();
+    case NodeType::kContinue: flow_ = Flow::kContinue; return Value::Null();
+    case NodeType::kComment: return Value::Null();
+    case NodeType::kInt: return Value::Int(n.i);
+    case NodeType::kFloat: return Value::Float(n.f);
+    case NodeType::kString: return Value::Str(n.str);
+    case NodeType::kArray:
+    case NodeType::kTuple: {
+      std::vector<Value> items;
+      for (const auto& c : n.list) {
+        ASSIGN_OR_RETURN(Value v, Eval(*c, env));
+        items.push_back(std::move(v));
+      }
+      return Value::Array(std::move(items), n.type == NodeType::kTuple ? Kind::kTuple : Kind::kArray);
+    }
+    case NodeType::kObjectLiteral: {
+      Value o = Value::MakeObject();
+      for (size_t k = 0; k + 1 < n.list.size(); k += 2) {
+        ASSIGN_OR_RETURN(Value key, Eval(*n.list[k], env));
+        if (key.kind != Kind::kString) return Err(std::string("Object keys must be strings: got ") + key.TypeName());
+        ASSIGN_OR_RETURN(Value v, Eval(*n.list[k + 1], env));
+        o.obj->Set(key.s, std::move(v));
+      }
+      return o;
+    }
+    case NodeType::kIdentifier: return env.Lookup(n.str);
+    case NodeType::kCall: {
+      std::vector<Value> args;
+      std::shared_ptr<Object> kw;
+      RETURN_IF_ERROR(Args(n.list, env, &args, &kw));
+      if (!kw->entries.empty()) {
+        Value kwv = Value::MakeObject(Kind::kKwArgs);
+        kwv.obj = kw;
+        args.push_back(std::move(kwv));
+      }
+      ASSIGN_OR_RETURN(Value fn, Eval(*n.a, env));
+      if (fn.kind != Kind::kFunction) {
+        return Err(std::string("Cannot call something that is not a function: got ") + fn.TypeName());
+      }
+      return (*fn.fn)(args, env);
+    }
+    case NodeType::kMember: return Member(n, env);
+    case NodeType::kUnary: {
+      ASSIGN_OR_RETURN(Value a, Eval(*n.a, env));
+      if (n.str == "not") return Value::Bool(!a.Truthy());
+      double sign = n.str == "-" ? -1 : 1;
+      if (a.kind == Kind::kFloat) return Value::Float(sign * a.f);
+      if (a.kind == Kind::kInt) return Value::Int(static_cast<int64_t>(sign) * a.i);
+      if (a.kind == Kind::kBool) return Value::Int(static_cast<int64_t>(sign) * (a.b ? 1 : 0));
+      return Err("Unknown operator \"" + n.str + "\" for " + a.TypeName());
+    }
+    case NodeType::kBinary: return Binary(n, env);
+    case NodeType::kFilter: {
+      ASSIGN_OR_RETURN(Value operand, Eval(*n.a, env));
+      return Filter(operand, *n.b, env);
+    }
+    case NodeType::kTest: {
+      ASSIGN_OR_RETURN(Value operand, Eval(*n.a, env));
+      ASSIGN_OR_RETURN(bool r, Test(n.str, operand));
+      return Value::Bool(n.flag ? !r : r);
+    }
+    case NodeType::kSelect: {
+      ASSIGN_OR_RETURN(Value t, Eval(*n.b, env));
+      if (!t.Truthy()) return Value::Undefined();
+      return Eval(*n.a, env);
+    }
+    case NodeType::kTernary: {
+      ASSIGN_OR_RETURN(Value c, Eval(*n.a, env));
+      return Eval(c.Truthy() ? *n.b : *n.c, env);
+    }
+    default: return Err("Unknown node type");
+  }
+}
+
+std::string Strftime(const std::string& fmt) {
+  static const char* kLong[] = {"January", "February", "March", "April", "May", "June", "July",
+                                "August", "September", "October", "November", "December"};
+  static const char* kShort[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  auto pad2 = [](int v) { return (v < 10 ? "0" : "") + std::to_string(v); };
+  std::string out;
+  for (size_t i = 0; i < fmt.size(); ++i) {
+    if (fmt[i] != '%' || i + 1 >= fmt.size()) {
+      out.push_back(fmt[i]);
+      continue;
+    }
+    char c = fmt[++i];
+    switch (c) {
+      case 'Y': out += std::to_string(tm.tm_year + 1900); break;
+      case 'm': out += pad2(tm.tm_mon + 1); break;
+      case 'd': out += pad2(tm.tm_mday); break;
+      case 'b': out += kShort[tm.tm_mon]; break;
+      case 'B': out += kLong[tm.tm_mon]; break;
+      case 'H': out += pad2(tm.tm_hour); break;
+      case 'M': out += pad2(tm.tm_min); break;
+      case '%': out += "%"; break;
+      default: out += std::string("%") + c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Status CheckSupported(const std::vector<NodePtr>& program) {
+  for (const auto& n : program) RETURN_IF_ERROR(CheckNode(n.get()));
+  return Status::Ok();
+}
+
+Result<std::string> Render(const std::vector<NodePtr>& program,
+                           const std::vector<std::pair<std::string, Value>>& globals) {
+  Environment root(nullptr);
+  root.Set("namespace", Value::Func([](std::vector<Value>& args, Environment&) -> Result<Value> {
+    Value ns = Value::MakeObject(Kind::kNamespace);
+    std::vector<Value> pos = args;
+    Value kw;
+    if (!pos.empty() && pos.back().kind == Kind::kKwArgs) {
+      kw = pos.back();
+      pos.pop_back();
+    }
+    if (pos.size() > 1) return Err("namespace expected at most 1 argument");
+    if (pos.size() == 1) {
+      if (pos[0].is_object()) {
+        for (const auto& [k, v] : pos[0].obj->entries) ns.obj->Set(k, v);
+      } else {
+        return Err("namespace expected an object");
+      }
+    }
+    if (kw.obj) {
+      for (const auto& [k, v] : kw.obj->entries) ns.obj->Set(k, v);
+    }
+    return ns;
+  }));
+  root.Set("false", Value::Bool(false));
+  root.Set("true", Value::Bool(true));
+  root.Set("none", Value::Null());
+  root.Set("False", Value::Bool(false));
+  root.Set("True", Value::Bool(true));
+  root.Set("None", Value::Null());
+  root.Set("raise_exception", Value::Func([](std::vector<Value>& args, Environment&) -> Result<Value> {
+    return Status(StatusCode::kInvalidArgument, args.empty() ? "undefined" : PayloadString(args[0]));
+  }));
+  root.Set("range", Value::Func([](std::vector<Value>& args, Environment&) -> Result<Value> {
+    std::vector<double> a;
+    for (const Value& v : args) {
+      if (v.kind != Kind::kKwArgs) a.push_back(v.number());
+    }
+    if (a.empty()) return Err("range expects arguments");
+    double start = a.size() > 1 ? a[0] : 0, stop = a.size() > 1 ? a[1] : a[0], step = a.size() > 2 ? a[2] : 1;
+    if (step == 0) return Err("range() step must not be zero");
+    std::vector<Value> out;
+    for (double i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::Int(static_cast<int64_t>(i)));
+    return Value::Array(std::move(out));
+  }));
+  root.Set("strftime_now", Value::Func([](std::vector<Value>& args, Environment&) -> Result<Value> {
+    return Value::Str(Strftime(args.empty() ? "" : PayloadString(args[0])));
+  }));
+  for (const auto& [k, v] : globals) root.Set(k, v);
+  Interpreter interp;
+  ASSIGN_OR_RETURN(std::string out, interp.Block(program, root));
+  if (interp.pending_flow()) return Err("break or continue outside a loop");
+  return out;
+}
+
+}  // namespace crescent::model::jinja
