@@ -167,7 +167,15 @@ TEST(SimulationTest, HotPrefixSpreadsOnceReplicasExist) {
   EXPECT_LT(ttft[1], ttft[0]);  // fetching the prompt beats recomputing it
 }
 
-// Benchmark: the whole 12,031-request conversation trace, one policy, < 10 s.
+// Benchmark: the whole 12,031-request conversation trace, one policy, < 10 s in
+// an optimised build (~0.2 s here). Sanitised or unoptimised builds run ~25x
+// slower; they get 60 s so the check stays meaningful without flaking.
+#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)
+constexpr double kBenchmarkBudgetS = 10.0;
+#else
+constexpr double kBenchmarkBudgetS = 60.0;
+#endif
+
 TEST(SimulationTest, WholeConversationTraceUnderTenSeconds) {
   SimConfig c;  // global-cache, 16 prefill + 16 decode
   const auto t0 = std::chrono::steady_clock::now();
@@ -177,7 +185,7 @@ TEST(SimulationTest, WholeConversationTraceUnderTenSeconds) {
   const SimSummary s = Summarize(*r, 0, 0);
   std::printf("whole conversation trace, global-cache 16P+16D: %.3f s wall, TTFT avg %.3f s, hit rate %.3f\n", wall,
               s.ttft_avg_s, s.cache_hit_rate);
-  EXPECT_LT(wall, 10.0);
+  EXPECT_LT(wall, kBenchmarkBudgetS);
   EXPECT_EQ(s.requests, 12031);
 }
 
