@@ -94,7 +94,7 @@ TEST(ChatTemplateTest, MatchesReferenceRenderer) {
     }
   }
   for (const char* model : {"llama3", "qwen3", "gemma3", "deepseek_v3"}) {
-    std::printf("%s: %d conversations rendered identically, %zu raised in both\n", model, matched[model],
+    std::printf("%s: %d renders identical (conversations x add_generation_prompt), %zu raised in both\n", model, matched[model],
                 static_cast<size_t>(cases.at("conversations").as_array().size() * 2 - static_cast<size_t>(rendered[model])));
     EXPECT_GE(matched[model], 30) << model << ": conversations rendered identically";
     EXPECT_EQ(matched[model], rendered[model]) << model;

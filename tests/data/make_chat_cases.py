@@ -68,6 +68,16 @@ convs = [
     {"messages": [U("emoji 👨‍👩‍👧 and ZWJ"), A("🏳️‍🌈")]},
     {"messages": [U("think"), A("</think>only close tag"), U("next")]},
     {"messages": [U("Hi"), A("Hello"), U("How are you?")], "enable_thinking": False},
+    {"messages": [S("You are a translator."), U("Translate 'cat' to German."), A("Katze"), U("And 'dog'?")]},
+    {"messages": [U("List three colors."), A("1. Red\n2. Green\n3. Blue"), U("Now in reverse.")]},
+    {"messages": [S("Answer in JSON."), U("Give {\"a\": 1}")]},
+    {"messages": [U("Summarize: The quick brown fox jumps over the lazy dog."), A("A fox jumps over a dog.")]},
+    {"messages": [U("한국어로 대답해 주세요."), A("네, 알겠습니다."), U("감사합니다.")]},
+    {"messages": [S("Math tutor"), U("What is the derivative of x^3?"), A("3x^2"), U("Integral?"), A("x^4/4 + C"), U("Thanks")]},
+    {"messages": [U("\n\nleading newlines"), A("\ttabbed answer\t")]},
+    {"messages": [U("SQL?"), A("SELECT * FROM t WHERE a = 'x';"), U("Explain {{ jinja }} and {% raw %}")]},
+    {"messages": [S("System 🤖"), U("ping"), A("pong"), U("ping"), A("pong"), U("ping")]},
+    {"messages": [U("Numbers: 3.14159, 2.71828, 1e10"), A("Pi, e, ten billion.")]},
 ]
 
 features = [
