@@ -17,7 +17,7 @@ int64_t CostProfile::hbm_kv_tokens() const {
 }
 
 int64_t CostProfile::coupled_cache_token_capacity() const {
-  return coupled_cache_tokens > 0 ? static_cast<int64_t>(coupled_cache_tokens) : hbm_kv_tokens() / 2;
+  return coupled_cache_tokens >= 0 ? static_cast<int64_t>(coupled_cache_tokens) : hbm_kv_tokens() / 2;
 }
 
 double CostProfile::PrefillFlops(int64_t n, int64_t p) const {
@@ -74,9 +74,12 @@ Result<CostProfile> ParseCostProfile(std::string_view json_text, std::string_vie
   }
   RETURN_IF_ERROR(r.status());
   for (auto& [k, dst] : fields) {
-    const bool may_be_zero = std::string_view(k) == "transfer_latency_s" ||
-                             std::string_view(k) == "decode_step_overhead_s" ||
-                             std::string_view(k) == "coupled_cache_tokens";
+    const std::string_view key = k;
+    if (key == "coupled_cache_tokens") {
+      if (*dst < 0 && *dst != -1) return InvalidArgument(std::string(name) + ": field '" + k + "': must be -1 or >= 0");
+      continue;
+    }
+    const bool may_be_zero = key == "transfer_latency_s" || key == "decode_step_overhead_s";
     if (*dst < 0 || (*dst == 0 && !may_be_zero)) {
       return InvalidArgument(std::string(name) + ": field '" + k + "': must be positive");
     }

@@ -50,8 +50,9 @@ struct CostProfile {
   double block_tokens = 512;     // the traces' hash block
   double chunk_tokens = 2048;    // coupled-chunked token budget per step
   // Prefix cache of a coupled (vLLM-like) instance, in tokens: a fixed share of
-  // HBM beside the running requests' KV. <= 0: half of hbm_kv_tokens().
-  double coupled_cache_tokens = 0;
+  // HBM beside the running requests' KV. -1: half of hbm_kv_tokens(); 0: none
+  // (coupled-chunked then runs chunked prefill without prefix caching).
+  double coupled_cache_tokens = -1;
 
   double kv_bytes_per_token() const { return 2 * layers * hidden / gqa * dtype_bytes; }
   double weight_bytes() const { return params * dtype_bytes; }

@@ -33,6 +33,9 @@ TEST(CostModelTest, ProfileOverridesAndRejectsTypos) {
   EXPECT_FALSE(ParseCostProfile(R"({"layers": -1})", "p").ok());
   EXPECT_FALSE(ParseCostProfile(R"({"layers": "80"})", "p").ok());
   EXPECT_FALSE(ParseCostProfile("[", "p").ok());
+  EXPECT_EQ(ParseCostProfile(R"({"coupled_cache_tokens": 0})", "p")->coupled_cache_token_capacity(), 0);
+  EXPECT_EQ(CostProfile().coupled_cache_token_capacity(), CostProfile().hbm_kv_tokens() / 2);
+  EXPECT_FALSE(ParseCostProfile(R"({"coupled_cache_tokens": -2})", "p").ok());
 }
 
 TEST(CostModelTest, FittedEstimatorsMatchTheCostModel) {
