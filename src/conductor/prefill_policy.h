@@ -62,7 +62,12 @@ class PrefillPolicy {
 
 std::unique_ptr<PrefillPolicy> MakePrefillPolicy(PolicyKind kind, const PolicyOptions& options);
 
-// Tokens covered by `blocks` leading blocks of a prompt of `input_tokens`.
+// Tokens covered by `blocks` leading blocks of a prompt of `input_tokens`; the
+// last block of a prompt may be partial:
+//
+//   prompt  |  block 0  |  block 1  |  block 2  |blk 3|     input = 3*512 + 100
+//   held    |  block 0  |  block 1  |                    -> 2 blocks = 1024 tokens
+//   held    |  block 0  |  block 1  |  block 2  |blk 3|  -> 4 blocks = input (1636)
 inline int64_t PrefixTokens(int64_t blocks, int64_t block_tokens, int64_t input_tokens) {
   return blocks * block_tokens < input_tokens ? blocks * block_tokens : input_tokens;
 }
