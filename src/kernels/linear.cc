@@ -2,11 +2,16 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cstring>
+#include <vector>
 #include <map>
 #include <mutex>
 
 #include "base/logging.h"
+#include "kernels/gemv.h"
 
 namespace crescent::kernels {
 
@@ -32,6 +37,7 @@ struct Linear::Impl {
   dnnl::memory weights;
   dnnl::memory bias;  // [1, N] f32, or empty
   bool has_bias = false;
+  bool gemv = false;  // weights are BA16a64b2a bf16: small M uses GemvBf16
   struct Prim {
     dnnl::matmul prim;
     dnnl::memory::desc src, dst;
@@ -93,6 +99,9 @@ Result<Linear> Linear::Create(int64_t n, int64_t k, DType dtype, const void* wei
     dnnl::memory src(plain, Engine(), const_cast<void*>(weights));
     im.weights = dnnl::memory(im.w_desc, Engine());
     dnnl::reorder(src, im.weights).execute(Stream(), src, im.weights);
+#if defined(__AVX512BF16__)
+    im.gemv = dtype == DType::kBF16 && im.w_desc == dnnl::memory::desc({k, n}, dt::bf16, tag::BA16a64b2a);
+#endif
     if (bias) {
       im.bias = dnnl::memory(dnnl::memory::desc({1, n}, dt::f32, tag::ab), Engine());
       std::memcpy(im.bias.get_data_handle(), bias, static_cast<size_t>(n) * 4);
@@ -111,6 +120,14 @@ int64_t Linear::weight_bytes() const { return static_cast<int64_t>(impl_->w_desc
 
 void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const {
   if (m <= 0) return;
+#if defined(__AVX512BF16__)
+  if (impl_->gemv && m <= kGemvMaxRows) {
+    GemvBf16Blocked(static_cast<const uint16_t*>(impl_->weights.get_data_handle()), impl_->n, impl_->k,
+             static_cast<const uint16_t*>(x), m, impl_->has_bias ? static_cast<const float*>(impl_->bias.get_data_handle()) : nullptr,
+             y, accumulate);
+    return;
+  }
+#endif
   const Impl::Prim& p = impl_->Get(m, accumulate);
   dnnl::memory src(p.src, Engine(), const_cast<void*>(x));
   dnnl::memory dst(p.dst, Engine(), y);

@@ -1,0 +1,81 @@
+// Decode-shaped matmuls (M = 1..4) through crescent's GEMV and through oneDNN's
+// own matmul on the same blocked weights, reported as weight GB/s, next to a
+// streaming-read bandwidth probe measured in the same run.
+//   build/bench/crescent_kernels_bench --benchmark_min_time=0.5
+#include <benchmark/benchmark.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <vector>
+
+#include "kernels/gemv.h"
+#include "kernels/linear.h"
+#include "kernels/roofline.h"
+
+namespace {
+
+using crescent::DType;
+using crescent::kernels::Linear;
+
+std::vector<uint16_t> Weights(int64_t n, int64_t k) {
+  std::vector<uint16_t> w(static_cast<size_t>(n * k));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(0x3c00 + (i * 2654435761u >> 24));
+  return w;
+}
+
+// crescent: Linear::Forward (GEMV for M <= 4).
+void BM_Linear(benchmark::State& st) {
+  const int64_t m = st.range(0), n = st.range(1), k = st.range(2);
+  auto w = Weights(n, k);
+  auto lin = Linear::Create(n, k, DType::kBF16, w.data(), nullptr).value();
+  std::vector<uint16_t> x(static_cast<size_t>(m * k), 0x3f80);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  for (auto _ : st) lin.Forward(x.data(), m, y.data());
+  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(lin.weight_bytes()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// oneDNN's matmul with weights reordered to its preferred layout.
+void BM_OneDnn(benchmark::State& st) {
+  using namespace dnnl;
+  const int64_t m = st.range(0), n = st.range(1), k = st.range(2);
+  engine eng(engine::kind::cpu, 0);
+  stream s(eng);
+  memory::desc src({m, k}, memory::data_type::bf16, memory::format_tag::ab);
+  memory::desc dst({m, n}, memory::data_type::f32, memory::format_tag::ab);
+  memory::desc any({k, n}, memory::data_type::bf16, memory::format_tag::any);
+  matmul::primitive_desc pd(matmul::desc(src, any, dst), eng);
+  auto w = Weights(n, k);
+  memory plain(memory::desc({k, n}, memory::data_type::bf16, memory::format_tag::ba), eng, w.data());
+  memory wm(pd.weights_desc(), eng);
+  reorder(plain, wm).execute(s, plain, wm);
+  std::vector<uint16_t> x(static_cast<size_t>(m * k), 0x3f80);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  memory xm(src, eng, x.data()), ym(dst, eng, y.data());
+  matmul mm(pd);
+  for (auto _ : st) {
+    mm.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}});
+    s.wait();
+  }
+  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(pd.weights_desc().get_size()),
+                                           benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_StreamRead(benchmark::State& st) {
+  double gbs = 0;
+  for (auto _ : st) gbs = crescent::kernels::MeasureReadBandwidthGBs(int64_t{1} << 30, 3);
+  st.counters["GB/s"] = gbs;
+}
+
+// Llama-3.2-1B decode shapes: qkv, o, gate_up, down.
+void Shapes(benchmark::internal::Benchmark* b) {
+  for (int64_t m : {1, 4}) {
+    b->Args({m, 3072, 2048})->Args({m, 2048, 2048})->Args({m, 16384, 2048})->Args({m, 2048, 8192});
+  }
+}
+
+BENCHMARK(BM_StreamRead)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Linear)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_OneDnn)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
