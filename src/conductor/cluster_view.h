@@ -30,6 +30,12 @@ struct PrefillLoad {
   std::span<const PrefillWork> queued;  // waiting, in FIFO order
 };
 
+// The longest prefix held anywhere in the pool, and one instance holding it.
+struct PrefixHolder {
+  int64_t blocks = 0;
+  int prefill = -1;  // a prefill instance holding `blocks` leading blocks; -1 when blocks == 0
+};
+
 // A decode instance's continuous batch, counting requests waiting to join it.
 struct DecodeLoad {
   int64_t batch_size = 0;
@@ -45,6 +51,17 @@ class ClusterView {
   // How many leading blocks of `keys` prefill instance `prefill` holds in its
   // local cache (DRAM tier). The global pool is the union of these caches.
   virtual int64_t PrefixBlocks(int prefill, std::span<const BlockKey> keys) const = 0;
+  // FindBestPrefixMatch over the global pool. The default scans PrefixBlocks of
+  // every instance (ties to the lowest index); a cluster whose store keeps a
+  // key -> holders index answers from it instead.
+  virtual PrefixHolder BestPrefix(std::span<const BlockKey> keys) const {
+    PrefixHolder best;
+    for (int i = 0; i < num_prefill(); ++i) {
+      const int64_t b = PrefixBlocks(i, keys);
+      if (b > best.blocks) best = {b, i};
+    }
+    return best;
+  }
   virtual PrefillLoad GetPrefillLoad(int prefill) const = 0;
   virtual DecodeLoad GetDecodeLoad(int decode) const = 0;
 };

@@ -132,6 +132,32 @@ TEST(GlobalCacheAwareTest, ThresholdGatesTheTransfer) {
   EXPECT_EQ(above.prefill.prefix_tokens, 8 * kBlock);
 }
 
+// A store-backed view answers FindBestPrefixMatch from its own index; the
+// policy fetches from the holder it names.
+TEST(GlobalCacheAwareTest, UsesTheViewsGlobalIndex) {
+  class IndexedView final : public ClusterView {
+   public:
+    int num_prefill() const override { return 3; }
+    int num_decode() const override { return 1; }
+    int64_t PrefixBlocks(int i, std::span<const BlockKey>) const override { return i == 2 ? 12 : 0; }
+    PrefixHolder BestPrefix(std::span<const BlockKey>) const override { return {12, 2}; }
+    PrefillLoad GetPrefillLoad(int i) const override {
+      PrefillLoad l;
+      if (i == 2) l.queued = busy_;
+      return l;
+    }
+    DecodeLoad GetDecodeLoad(int) const override { return {0, 0, 1 << 20}; }
+    std::vector<PrefillWork> busy_ = {{30000, 0}};
+  } v;
+  Prompt pr = MakePrompt(20, 100);
+  Estimators est = TestEstimators();
+  est.transfer = TransferTimeEstimator{327680.0, 100e9, 0.0};
+  Placement p = Conductor(PolicyKind::kGlobalCacheAware, Options(), est).Place(pr.request, v, 0);
+  EXPECT_EQ(p.prefill.prefill, 0);
+  EXPECT_EQ(p.prefill.transfer_from, 2);
+  EXPECT_EQ(p.prefill.prefix_tokens, 12 * kBlock);
+}
+
 TEST(GlobalCacheAwareTest, DoesNotFetchWhenRecomputingIsCheaper) {
   Prompt pr = MakePrompt(20, 100);
   FakeClusterView v = TwoPrefillsOneHolds(pr, 16);

@@ -2,7 +2,6 @@
 
 #include <limits>
 #include <string>
-#include <vector>
 
 namespace crescent::conductor {
 namespace {
@@ -88,20 +87,15 @@ class GlobalCacheAwarePolicy final : public PrefillPolicy {
   PrefillChoice Choose(const Request& r, const ClusterView& view, const Estimators& est, double now_s) override {
     const int n = view.num_prefill();
     CHECK_GE(n, 1);
-    local_blocks_.assign(n, 0);
-    int64_t best_blocks = 0;
-    int best_instance = -1;
-    for (int i = 0; i < n; ++i) {  // FindBestPrefixMatch
-      local_blocks_[i] = view.PrefixBlocks(i, r.block_keys);
-      if (local_blocks_[i] > best_blocks) best_blocks = local_blocks_[i], best_instance = i;
-    }
-    const int64_t best_len = PrefixTokens(best_blocks, opt_.block_tokens, r.input_tokens);
+    const PrefixHolder holder = view.BestPrefix(r.block_keys);  // FindBestPrefixMatch
+    CHECK(holder.blocks == 0 || (holder.prefill >= 0 && holder.prefill < n));
+    const int64_t best_len = PrefixTokens(holder.blocks, opt_.block_tokens, r.input_tokens);
     PrefillChoice best;
     best.predicted_ttft_s = std::numeric_limits<double>::infinity();
     for (int i = 0; i < n; ++i) {
       PrefillChoice c;
       c.prefill = i;
-      c.local_prefix_tokens = PrefixTokens(local_blocks_[i], opt_.block_tokens, r.input_tokens);
+      c.local_prefix_tokens = PrefixTokens(view.PrefixBlocks(i, r.block_keys), opt_.block_tokens, r.input_tokens);
       c.prefix_tokens = c.local_prefix_tokens;
       const double queue = EstimateQueueSeconds(view.GetPrefillLoad(i), est.prefill, now_s);
       c.predicted_ttft_s = queue + est.prefill.Seconds(r.input_tokens, c.local_prefix_tokens);
@@ -115,7 +109,7 @@ class GlobalCacheAwarePolicy final : public PrefillPolicy {
         const double fetch = est.transfer.Seconds(transfer) + queue + est.prefill.Seconds(r.input_tokens, best_len);
         if (fetch < c.predicted_ttft_s) {
           c.prefix_tokens = best_len;
-          c.transfer_from = best_instance;
+          c.transfer_from = holder.prefill;
           c.transfer_tokens = transfer;
           c.predicted_ttft_s = fetch;
         }
@@ -127,7 +121,6 @@ class GlobalCacheAwarePolicy final : public PrefillPolicy {
 
  private:
   PolicyOptions opt_;
-  std::vector<int64_t> local_blocks_;  // scratch, reused across calls
 };
 
 }  // namespace
