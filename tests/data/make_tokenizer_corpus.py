@@ -132,6 +132,25 @@ for i in range(200):
     k = rng.randint(2, 5)
     add(rng.choice(["\n", "\n\n", " ", "\r\n", "\t"]).join(rng.choice(pool) for _ in range(k)))
 
+# Random mixes of scripts, marks, whitespace, digits and punctuation. Only code points
+# assigned by Unicode 14 (this Python's unicodedata, and PCRE2 10.42's tables): the
+# reference's node ships newer Unicode data, and a character assigned later has
+# different \p{..} classes in the two (a known, documented version skew).
+import unicodedata
+ranges = [(0x20, 0x7E), (0xA0, 0x24F), (0x300, 0x36F), (0x370, 0x3FF), (0x400, 0x4FF), (0x590, 0x6FF),
+          (0x900, 0x97F), (0xE00, 0xE7F), (0x1100, 0x11FF), (0x2000, 0x206F), (0x2190, 0x23FF), (0x3000, 0x30FF),
+          (0x4E00, 0x9FFF), (0xAC00, 0xD7A3), (0xFF00, 0xFFEF), (0x1F300, 0x1FAFF), (0x10000, 0x1007F)]
+for i in range(400):
+    parts = []
+    for _ in range(rng.randint(1, 30)):
+        lo, hi = rng.choice(ranges)
+        c = chr(rng.randint(lo, hi))
+        if unicodedata.category(c) != "Cn":
+            parts.append(c)
+        if rng.random() < 0.2:
+            parts.append(rng.choice([" ", "  ", "\n", "\t", "'s", "'LL", "123", "4567", ".", "..."]))
+    add("".join(parts))
+
 # Edge cases.
 for s in ["a", " ", "  ", "\n", "'s", "I'm", "don't", "DON'T", "you'LL", "ſ", "K", "ǅ", "ℌ", "ﬁ", "Ⅻ",
           "\uFFFD", "\U0010FFFF", "\u0000", "a\u0000b", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "ﾊﾝｶｸ", "ｆｕｌｌｗｉｄｔｈ", "x" * 300,
