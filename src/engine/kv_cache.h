@@ -1,25 +1,35 @@
-// KvPagePool: the engine's KV memory, in pages (DESIGN.md "KV layout and keys").
+// KvPagePool: the engine's KV memory in pages, with reference counts and a
+// prefix cache (DESIGN.md "KV layout and keys"; vLLM v1's block pool).
 //
-//   storage: for each layer l: K pages then V pages
-//     K(l): [num_pages][kv_heads][page_tokens][head_dim] in `dtype` (bf16 default)
-//     V(l): same shape
-//   A sequence's SequenceKv holds its block table (page ids in token order) and
-//   the number of tokens whose K/V are stored.
+//   storage, per layer l:  K(l): [num_pages][kv_heads][page_tokens][head_dim]
+//                          V(l): same shape, in `dtype` (bf16 by default)
+//   A sequence's SequenceKv holds its block table (page ids in token order):
 //
-//     tokens 0..15 -> pages[0], 16..31 -> pages[1], ...  (page_tokens = 16)
+//     tokens 0..15 -> pages[0], 16..31 -> pages[1], ...     (page_tokens = 16)
 //
-// This pool hands out whole pages from a free list; each page has one owner.
-// (Sharing pages between sequences, prefix keys and LRU eviction of cached pages
-// build on this in the paged-cache issue, behind the same block-table seam.)
+// Page life cycle:
+//
+//   free ──Allocate──> owned (ref >= 1) ──last Unref──> free         (no key)
+//                        │  SetKey (page is full)        └─> cached  (keyed: LRU list)
+//                        └─ Lookup(key) + Ref share it      │  Lookup(key) revives it
+//                                                           └─ Allocate evicts the LRU one
+//
+// A page key names its whole prefix: key = XXH3-128(parent key, the page's token
+// ids, model fingerprint), so equal keys mean equal K/V and reuse never copies.
+// Allocation takes a never-keyed free page first, then evicts the least recently
+// used cached page (O(1), intrusive list).
 // Thread-compatible: the engine's step thread owns the pool.
 #pragma once
 
 #include <cstdint>
-#include <memory>
+#include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "base/dtype.h"
+#include "base/hash.h"
 #include "base/status.h"
+#include "engine/kv_connector.h"
 #include "kernels/attention.h"
 
 namespace crescent::engine {
@@ -41,7 +51,10 @@ struct SequenceKv {
   int64_t num_tokens = 0;  // tokens whose K/V are in the pages
 };
 
-class KvPagePool {
+// The key of a page: chains the parent's key, the page's tokens and the model.
+Hash128 PageKey(const Hash128& parent, std::span<const int32_t> tokens, const Hash128& fingerprint);
+
+class KvPagePool final : public KvPageAccess {
  public:
   KvPagePool(const KvCacheShape& shape, int64_t num_pages);
   ~KvPagePool();
@@ -50,19 +63,53 @@ class KvPagePool {
 
   const KvCacheShape& shape() const { return shape_; }
   int64_t num_pages() const { return num_pages_; }
-  int64_t num_free_pages() const { return static_cast<int64_t>(free_.size()); }
+  // Pages Allocate can hand out now (free + cached).
+  int64_t num_free_pages() const { return num_free_ + num_cached_; }
+  int64_t num_cached_pages() const { return num_cached_; }
   kernels::KvLayerView Layer(int64_t layer) const;
+  std::span<std::byte> PageBytes(int64_t layer, bool value, int32_t page) const;
+  // KvPageAccess
+  int64_t num_layers() const override { return shape_.num_layers; }
+  int64_t page_bytes_per_layer() const override { return shape_.page_bytes() / shape_.num_layers / 2; }
+  std::span<std::byte> K(int64_t layer, int32_t page) override { return PageBytes(layer, false, page); }
+  std::span<std::byte> V(int64_t layer, int32_t page) override { return PageBytes(layer, true, page); }
+
+  // A page with ref 1, or -1 when every page is owned.
+  int32_t Allocate();
+  void Ref(int32_t page);
+  void Unref(int32_t page);
+  int32_t ref_count(int32_t page) const { return ref_[page]; }
+
+  // Registers a full page under `key` (first writer wins; a page has one key).
+  void SetKey(int32_t page, const Hash128& key);
+  // The page holding `key`, or -1. A cached page found here leaves the LRU list;
+  // the caller must Ref it before the next Allocate.
+  int32_t Lookup(const Hash128& key);
+  // Drops every cached page's key (they become plain free pages).
+  void ClearCache();
 
   // Grows kv.pages to cover `tokens` tokens. On ResourceExhausted nothing changed.
   Status Reserve(SequenceKv& kv, int64_t tokens);
-  // Returns all of kv's pages to the pool and empties it.
+  // Unrefs all of kv's pages and empties it.
   void Release(SequenceKv& kv);
 
  private:
+  void LruRemove(int32_t p);
+  void LruPushBack(int32_t p);
+
   KvCacheShape shape_;
   int64_t num_pages_;
   std::byte* data_ = nullptr;
-  std::vector<int32_t> free_;  // LIFO: recently freed pages are warm in cache
+  std::vector<int32_t> ref_;
+  std::vector<int32_t> free_;  // never-keyed free pages, LIFO (warm in cache)
+  int64_t num_free_ = 0;
+  // Cached pages: ref 0 with a key, least recently used at the head.
+  std::vector<int32_t> prev_, next_;
+  int32_t lru_head_ = -1, lru_tail_ = -1;
+  int64_t num_cached_ = 0;
+  std::vector<Hash128> key_;
+  std::vector<bool> has_key_;
+  std::unordered_map<Hash128, int32_t, Hash128Hasher> by_key_;
 };
 
 }  // namespace crescent::engine

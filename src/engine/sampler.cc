@@ -50,10 +50,52 @@ void LogSoftmax(float* row, int64_t n) {
   for (int64_t i = 0; i < n; ++i) row[i] -= lse;
 }
 
-SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng) {
+void TokenHistory::SetPrompt(std::span<const int32_t> prompt) {
+  prompt_tokens.assign(prompt.begin(), prompt.end());
+  std::sort(prompt_tokens.begin(), prompt_tokens.end());
+  prompt_tokens.erase(std::unique(prompt_tokens.begin(), prompt_tokens.end()), prompt_tokens.end());
+}
+
+void TokenHistory::AddOutput(int32_t token) {
+  for (auto& [t, c] : output) {
+    if (t == token) {
+      ++c;
+      return;
+    }
+  }
+  output.emplace_back(token, 1);
+}
+
+namespace {
+// Applies the penalties to a copy of the logits (only touched entries change).
+const float* Penalized(const float* logits, int64_t vocab, const SamplingParams& p, const TokenHistory& h) {
+  thread_local std::vector<float> buf;
+  buf.assign(logits, logits + vocab);
+  auto rep = [&](int32_t t) {
+    if (t < 0 || t >= vocab) return;
+    float& x = buf[t];
+    x = x > 0 ? x / p.repetition_penalty : x * p.repetition_penalty;
+  };
+  if (p.repetition_penalty != 1.0f) {
+    for (int32_t t : h.prompt_tokens) rep(t);
+    for (auto [t, c] : h.output) {
+      if (!std::binary_search(h.prompt_tokens.begin(), h.prompt_tokens.end(), t)) rep(t);
+    }
+  }
+  for (auto [t, c] : h.output) {
+    if (t < 0 || t >= vocab) continue;
+    buf[t] -= p.frequency_penalty * static_cast<float>(c) + p.presence_penalty;
+  }
+  return buf.data();
+}
+}  // namespace
+
+SampledToken Sample(const float* raw_logits, int64_t vocab, const SamplingParams& p, Rng& rng,
+                    const TokenHistory* history) {
   SampledToken out;
-  thread_local std::vector<float> lp;
-  lp.assign(logits, logits + vocab);
+  const float* logits = (history && p.has_penalties()) ? Penalized(raw_logits, vocab, p, *history) : raw_logits;
+  thread_local std::vector<float> lp;  // raw model log-probs (reported)
+  lp.assign(raw_logits, raw_logits + vocab);
   LogSoftmax(lp.data(), vocab);
   if (p.logprobs > 0) {
     const int64_t k = std::min<int64_t>(p.logprobs, vocab);

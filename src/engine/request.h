@@ -1,0 +1,54 @@
+// The engine's request and output types: native structs, no JSON (the server and
+// the CLI convert at their edges; STYLE.md rule 10).
+// Values; thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "engine/sampler.h"
+
+namespace crescent::engine {
+
+struct RequestParams {
+  SamplingParams sampling;       // temperature, top_k/p, min_p, penalties, logprobs
+  uint64_t seed = 0;             // per-request sampling seed (reproducible in any batch)
+  bool has_seed = false;         // false: the engine draws one
+  int64_t max_tokens = 16;       // completion tokens; >= 0
+  std::vector<int32_t> stop_token_ids;  // finish after emitting one (added to the model's EOS)
+  bool ignore_eos = false;       // do not stop at the model's EOS ids
+  std::vector<std::string> stop; // stop strings, matched on the detokenized text (needs a tokenizer)
+  bool include_stop_str_in_output = false;
+  bool skip_special_tokens = true;  // for text deltas
+};
+
+struct EngineRequest {
+  std::vector<int32_t> prompt;  // token ids (tokenized by the caller)
+  RequestParams params;
+};
+
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+const char* FinishReasonName(FinishReason r);  // "stop", "length", "abort", "error"
+
+struct Usage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cached_tokens = 0;  // prompt tokens served from the prefix cache (or a KvConnector)
+};
+
+// One increment of a request's output. The last one has finished = true.
+struct RequestOutput {
+  uint64_t request_id = 0;
+  std::vector<int32_t> tokens;        // new token ids since the previous output
+  std::vector<SampledToken> samples;  // one per new token (logprob, top logprobs)
+  std::string text;                   // new text (empty without a tokenizer)
+  bool finished = false;
+  FinishReason finish_reason = FinishReason::kNone;
+  Usage usage;                        // totals so far
+  Status error;                       // set when finish_reason == kError
+  double first_token_time_s = 0;      // seconds from submit to the first token (0 until then)
+};
+
+}  // namespace crescent::engine

@@ -1,0 +1,167 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+namespace crescent::engine {
+
+int64_t SchedulerOutput::num_tokens() const {
+  int64_t n = 0;
+  for (const auto& s : scheduled) n += s.num_tokens;
+  return n;
+}
+
+Scheduler::Scheduler(const SchedulerConfig& config, KvPagePool* pool, const Hash128& fingerprint,
+                     KvConnector* connector)
+    : config_(config), pool_(pool), fingerprint_(fingerprint), connector_(connector) {
+  CHECK_GT(config.max_num_seqs, 0);
+  CHECK_GT(config.max_num_batched_tokens, 0);
+}
+
+void Scheduler::Add(Sequence* seq) { waiting_.push_back(seq); }
+
+void Scheduler::Remove(Sequence* seq) {
+  auto it = std::find(running_.begin(), running_.end(), seq);
+  if (it != running_.end()) running_.erase(it);
+  auto wt = std::find(waiting_.begin(), waiting_.end(), seq);
+  if (wt != waiting_.end()) waiting_.erase(wt);
+  pool_->Release(seq->kv);
+  seq->num_computed = 0;
+}
+
+void Scheduler::ExtendKeys(Sequence* seq) const {
+  const int64_t pt = pool_->shape().page_tokens;
+  const int64_t full = seq->num_tokens() / pt;
+  while (static_cast<int64_t>(seq->page_keys.size()) < full) {
+    const int64_t i = static_cast<int64_t>(seq->page_keys.size());
+    const Hash128 parent = i == 0 ? Hash128{} : seq->page_keys[i - 1];
+    seq->page_keys.push_back(
+        PageKey(parent, std::span<const int32_t>(seq->tokens.data() + i * pt, static_cast<size_t>(pt)), fingerprint_));
+  }
+}
+
+int64_t Scheduler::TakeCachedPrefix(Sequence* seq) {
+  const int64_t pt = pool_->shape().page_tokens;
+  // Leave at least one token to compute: its logits are what we sample from.
+  const int64_t max_pages = (seq->num_tokens() - 1) / pt;
+  int64_t hit = 0;
+  if (config_.enable_prefix_caching) {
+    ExtendKeys(seq);
+    for (; hit < max_pages; ++hit) {
+      int32_t p = pool_->Lookup(seq->page_keys[hit]);
+      if (p < 0) break;
+      pool_->Ref(p);
+      seq->kv.pages.push_back(p);
+    }
+  }
+  int64_t tokens = hit * pt;
+  if (connector_ != nullptr && hit < max_pages) {
+    ExtendKeys(seq);
+    const int64_t ct = connector_->chunk_tokens();
+    const int64_t pages_per_chunk = ct / pt;
+    std::vector<Hash128> chunk_keys;
+    for (int64_t c = 1; c * pages_per_chunk <= static_cast<int64_t>(seq->page_keys.size()); ++c) {
+      chunk_keys.push_back(seq->page_keys[c * pages_per_chunk - 1]);
+    }
+    int64_t ext = connector_->ExternalPrefixTokens(seq->tokens, chunk_keys, tokens);
+    ext = std::min(ext, max_pages * pt);
+    ext = ext / ct * ct;  // whole chunks only
+    if (ext > tokens) {
+      const size_t before = seq->kv.pages.size();
+      if (pool_->Reserve(seq->kv, ext).ok()) {
+        std::vector<KvChunkRef> chunks;
+        for (int64_t c = tokens / ct; c < ext / ct; ++c) {
+          KvChunkRef ref;
+          ref.key = chunk_keys[c];
+          ref.chunk_start = c * ct;
+          ref.first_token = std::max(c * ct, tokens);
+          ref.pages = std::span<const int32_t>(seq->kv.pages.data() + ref.first_token / pt,
+                                               static_cast<size_t>((c * ct + ct - ref.first_token) / pt));
+          chunks.push_back(ref);
+        }
+        if (connector_->LoadPrefix(chunks, *pool_).ok()) {
+          tokens = ext;
+        } else {
+          for (size_t i = before; i < seq->kv.pages.size(); ++i) pool_->Unref(seq->kv.pages[i]);
+          seq->kv.pages.resize(before);
+        }
+      }
+    }
+  }
+  return tokens;
+}
+
+void Scheduler::Preempt(Sequence* seq) {
+  pool_->Release(seq->kv);  // full pages keep their keys: a resumed seq may hit them
+  seq->num_computed = 0;
+  ++seq->num_preemptions;
+  ++num_preemptions_;
+  waiting_.push_front(seq);
+}
+
+SchedulerOutput Scheduler::Schedule() {
+  SchedulerOutput out;
+  int64_t budget = config_.max_num_batched_tokens;
+  // 1. Running sequences, oldest first.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence* seq = running_[i];
+    const int64_t n = std::min(seq->num_tokens() - seq->num_computed, budget);
+    if (n <= 0) {
+      ++i;
+      continue;
+    }
+    bool self_preempted = false;
+    while (!pool_->Reserve(seq->kv, seq->num_computed + n).ok()) {
+      Sequence* victim = running_.back();
+      running_.pop_back();
+      Preempt(victim);
+      out.preempted.push_back(victim);
+      if (victim == seq) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted) break;  // seq was the newest; nothing after it remains
+    out.scheduled.push_back({seq, seq->num_computed, n, seq->num_computed + n == seq->num_tokens()});
+    budget -= n;
+    ++i;
+  }
+  // 2. Waiting sequences, in order; none are admitted after a preemption this step.
+  while (out.preempted.empty() && budget > 0 && !waiting_.empty() &&
+         static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
+    Sequence* seq = waiting_.front();
+    const int64_t cached = TakeCachedPrefix(seq);
+    const int64_t n = std::min(seq->num_tokens() - cached, budget);
+    if (!pool_->Reserve(seq->kv, cached + n).ok()) {
+      pool_->Release(seq->kv);
+      break;
+    }
+    seq->num_computed = cached;
+    seq->kv.num_tokens = cached;
+    if (!seq->admitted_once) {
+      seq->admitted_once = true;
+      seq->cached_prompt_tokens = std::min(cached, seq->prompt_len);
+      prefix_query_tokens_ += seq->prompt_len;
+      prefix_hit_tokens_ += seq->cached_prompt_tokens;
+    }
+    waiting_.pop_front();
+    running_.push_back(seq);
+    out.scheduled.push_back({seq, cached, n, cached + n == seq->num_tokens()});
+    budget -= n;
+  }
+  return out;
+}
+
+void Scheduler::Commit(const SchedulerOutput& out) {
+  const int64_t pt = pool_->shape().page_tokens;
+  for (const ScheduledSeq& s : out.scheduled) {
+    Sequence* seq = s.seq;
+    seq->num_computed = s.start + s.num_tokens;
+    seq->kv.num_tokens = seq->num_computed;
+    if (!config_.enable_prefix_caching) continue;
+    ExtendKeys(seq);
+    const int64_t full = std::min<int64_t>(seq->num_computed / pt, static_cast<int64_t>(seq->page_keys.size()));
+    for (int64_t i = s.start / pt; i < full; ++i) pool_->SetKey(seq->kv.pages[i], seq->page_keys[i]);
+  }
+}
+
+}  // namespace crescent::engine
