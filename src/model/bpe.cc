@@ -44,6 +44,33 @@ bool ByteLevelToBytes(std::string_view text, std::string* bytes) {
   return true;
 }
 
+void BpeModel::PairMap::Reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap <<= 1;
+  slots_.assign(cap, {kEmpty, 0});
+  mask_ = cap - 1;
+}
+
+void BpeModel::PairMap::Insert(uint64_t key, uint64_t value) {
+  for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
+    if (slots_[i].first == key) return;
+    if (slots_[i].first == kEmpty) {
+      slots_[i] = {key, value};
+      return;
+    }
+  }
+}
+
+bool BpeModel::PairMap::Find(uint64_t key, uint64_t* value) const {
+  for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
+    if (slots_[i].first == key) {
+      *value = slots_[i].second;
+      return true;
+    }
+    if (slots_[i].first == kEmpty) return false;
+  }
+}
+
 Result<BpeModel> BpeModel::Build(const std::vector<std::pair<std::string, int32_t>>& vocab,
                                  const std::vector<std::pair<std::string, std::string>>& merges,
                                  BpeOptions options) {
@@ -74,13 +101,24 @@ Result<BpeModel> BpeModel::Build(const std::vector<std::pair<std::string, int32_
     m.symbol_of_.emplace(k, s);
     return s;
   };
-  m.merges_.reserve(merges.size() * 2);
+  m.merges_.Reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto& [a, b] = merges[rank];
     int32_t sa = symbol(a), sb = symbol(b), sm = symbol(a + b);
     uint64_t k = (static_cast<uint64_t>(static_cast<uint32_t>(sa)) << 32) | static_cast<uint32_t>(sb);
     // The first (lowest-rank) occurrence of a pair wins, as in the reference's map.
-    m.merges_.emplace(k, (static_cast<uint64_t>(rank) << 32) | static_cast<uint32_t>(sm));
+    m.merges_.Insert(k, (static_cast<uint64_t>(rank) << 32) | static_cast<uint32_t>(sm));
+  }
+  if (!options.byte_level) {
+    m.cp_symbol_.assign(kDirectCodePoints, -1);
+    for (const auto& [text, sym] : m.symbol_of_) {
+      size_t pos = 0;
+      if (text.empty()) continue;
+      char32_t cp = NextCodePoint(text, &pos);
+      if (pos == text.size() && cp < kDirectCodePoints && !(cp == 0xFFFD && text != "\xEF\xBF\xBD")) {
+        m.cp_symbol_[cp] = sym;
+      }
+    }
   }
   for (int b = 0; b < 256; ++b) {
     if (options.byte_level) {
@@ -160,18 +198,16 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>* out) cons
     size_t i = 0;
     while (i < word.size()) {
       size_t b = i;
-      NextCodePoint(word, &i);
+      char32_t cp = NextCodePoint(word, &i);
       int32_t n = static_cast<int32_t>(syms.size());
-      syms.push_back({SymbolOf(word.substr(b, i - b)), n - 1, n + 1, static_cast<uint32_t>(b), static_cast<uint32_t>(i)});
+      int32_t sym = cp < kDirectCodePoints ? cp_symbol_[cp] : SymbolOf(word.substr(b, i - b));
+      syms.push_back({sym, n - 1, n + 1, static_cast<uint32_t>(b), static_cast<uint32_t>(i)});
     }
   }
   syms.back().next = -1;
   auto lookup_pair = [&](int32_t a, int32_t b, uint64_t* v) {
     if (a < 0 || b < 0) return false;
-    auto it = merges_.find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b));
-    if (it == merges_.end()) return false;
-    *v = it->second;
-    return true;
+    return merges_.Find((static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b), v);
   };
   if (syms.size() > 1) {
     // A min-heap on (rank, left index) in a reusable buffer.

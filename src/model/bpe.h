@@ -51,8 +51,20 @@ class BpeModel {
   const BpeOptions& options() const { return options_; }
 
  private:
-  struct PairHash {
-    size_t operator()(uint64_t k) const { return static_cast<size_t>((k ^ (k >> 29)) * 0x9E3779B97F4A7C15ull); }
+  // Open-addressing map (left<<32|right) -> (rank<<32|merged): one probe, usually
+  // one cache miss, per pair lookup.
+  class PairMap {
+   public:
+    void Reserve(size_t n);
+    // Keeps the first value inserted for a key.
+    void Insert(uint64_t key, uint64_t value);
+    bool Find(uint64_t key, uint64_t* value) const;
+
+   private:
+    static constexpr uint64_t kEmpty = ~0ull;
+    static size_t Hash(uint64_t k) { return static_cast<size_t>((k ^ (k >> 29)) * 0x9E3779B97F4A7C15ull >> 17); }
+    std::vector<std::pair<uint64_t, uint64_t>> slots_;
+    size_t mask_ = 0;
   };
   struct StrHash {
     using is_transparent = void;
@@ -69,7 +81,11 @@ class BpeModel {
   std::vector<std::string> extra_text_;  // [symbol - first_extra_] -> text
   int32_t first_extra_ = 0;
   // (left symbol << 32 | right symbol) -> (rank << 32 | merged symbol)
-  std::unordered_map<uint64_t, uint64_t, PairHash> merges_;
+  PairMap merges_;
+  // SentencePiece-style: code point -> symbol for single-character symbols below
+  // kDirectCodePoints (one array read instead of a string hash per character).
+  static constexpr char32_t kDirectCodePoints = 0x30000;
+  std::vector<int32_t> cp_symbol_;
   int32_t byte_symbol_[256];    // byte-level: raw byte -> symbol
   int32_t byte_fallback_[256];  // <0xXX> token ids, -1 when absent
 };

@@ -22,8 +22,10 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::string_view kSpiece = "\xE2\x96\x81";  // "▁"
-constexpr size_t kMaxCachedWord = 128;
-constexpr size_t kMaxCacheEntries = 1 << 18;
+// Words (for SentencePiece-style models without a pre-tokenizer: whole sections) up
+// to this size are cached; the cache is dropped when it holds kMaxCacheBytes.
+constexpr size_t kMaxCachedWord = 1024;
+constexpr size_t kMaxCacheBytes = size_t{32} << 20;
 
 struct StrHash {
   using is_transparent = void;
@@ -98,7 +100,8 @@ struct Tokenizer::Impl {
   int32_t bos_id = -1, eos_id = -1, pad_id = -1;
 
   mutable std::mutex cache_mu;
-  mutable WordCache cache;  // GUARDED_BY(cache_mu)
+  mutable WordCache cache;       // GUARDED_BY(cache_mu)
+  mutable size_t cache_bytes = 0;  // GUARDED_BY(cache_mu)
 
   int32_t Lookup(std::string_view t) const {
     auto it = token_to_id.find(t);
@@ -109,6 +112,7 @@ struct Tokenizer::Impl {
   std::vector<int32_t> EncodeText(std::string_view text) const;
 };
 
+// REQUIRES: cache_mu held when c != nullptr.
 void Tokenizer::Impl::EncodeSection(std::string_view text, int section_index, WordCache* c, PieceList* list,
                                     std::vector<int32_t>* out) const {
   std::string normalized;
@@ -135,8 +139,12 @@ void Tokenizer::Impl::EncodeSection(std::string_view text, int section_index, Wo
       }
       size_t before = out->size();
       bpe->EncodeWord(word, out);
-      if (c->size() >= kMaxCacheEntries) c->clear();
+      if (cache_bytes >= kMaxCacheBytes) {
+        c->clear();
+        cache_bytes = 0;
+      }
       c->emplace(std::string(word), std::vector<int32_t>(out->begin() + static_cast<ptrdiff_t>(before), out->end()));
+      cache_bytes += 64 + word.size() + (out->size() - before) * sizeof(int32_t);
     } else {
       bpe->EncodeWord(word, out);
     }
