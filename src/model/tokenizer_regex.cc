@@ -3,6 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "base/logging.h"
+
 namespace crescent::model {
 
 namespace {
@@ -120,6 +122,20 @@ void Regex::ForEachMatch(std::string_view text, const std::function<void(size_t,
   while (pos <= text.size()) {
     int rc = impl_->jit ? pcre2_jit_match(impl_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr)
                         : pcre2_match(impl_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
+    if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+      // The JIT stack (or a default limit) ran out on a pathological input: retry
+      // this match with the interpreter and generous limits.
+      thread_local pcre2_match_context* mc = [] {
+        pcre2_match_context* c = pcre2_match_context_create(nullptr);
+        pcre2_set_heap_limit(c, 4u << 20);  // KiB
+        pcre2_set_match_limit(c, ~0u);
+        return c;
+      }();
+      rc = pcre2_match(impl_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, mc);
+      if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+        LOG_WARNING("tokenizer regex failed ({}) at offset {} of {} bytes", rc, pos, text.size());
+      }
+    }
     if (rc < 0) break;
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     size_t b = ov[0], e = ov[1];
