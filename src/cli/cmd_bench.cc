@@ -9,6 +9,7 @@ void RegisterBench(CLI::App& app) {
   bench->require_subcommand(1);
   RegisterBenchEngine(*bench);
   RegisterBenchTokenizer(*bench);
+  RegisterBenchTransfer(*bench);
 }
 
 }  // namespace crescent::cli

@@ -37,5 +37,6 @@ void RegisterSimulate(CLI::App& app);
 // Parts of `crescent bench`, each in cmd_bench_<name>.cc, called from RegisterBench.
 void RegisterBenchEngine(CLI::App& bench);
 void RegisterBenchTokenizer(CLI::App& bench);
+void RegisterBenchTransfer(CLI::App& bench);
 
 }  // namespace crescent::cli

@@ -16,7 +16,7 @@ namespace {
 
 // How long the thread keeps polling after the last progress while items are
 // running, before it sleeps on the event fd.
-constexpr int64_t kSpinNanos = 100'000;
+constexpr int64_t kSpinNanos = 20'000;
 // After an item's deadline its endpoint is force-closed, which returns its
 // operations; if UCX still has not returned them this much later, the entry is
 // reported failed anyway (the Running record stays until they come back).
