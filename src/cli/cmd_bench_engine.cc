@@ -1,73 +1,98 @@
-// `crescent bench engine`: prefill and decode throughput on a model, with the
-// machine's streaming-read bandwidth and bf16 matmul peak measured in the same run,
-// and the two ratios the project tracks:
-//   decode_bandwidth_ratio = decode steps/s (batch 1) x weight bytes per step / bandwidth
-//   prefill_peak_ratio     = prefill FLOP/s / matmul peak
+// `crescent bench engine`: prefill and decode throughput of the serving engine,
+// with the machine's limits measured in the same run, and the ratios we track:
+//   decode_bandwidth_ratio = decode steps/s at batch 1 x weight bytes per step / bandwidth
+//   prefill_peak_ratio     = prefill FLOP/s (prompt-len tokens) / bf16 matmul peak
+// plus decode tokens/s by batch size and the time to first token of a long prompt
+// with a given fraction of it already in the prefix cache.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 
 #include <boost/json.hpp>
 
 #include "base/logging.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
-#include "engine/generate.h"
-#include "engine/sampler.h"
+#include "engine/engine.h"
+#include "engine/output_queue.h"
 #include "kernels/roofline.h"
 
 namespace crescent::cli {
 
 namespace {
+
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 struct BenchOpts {
-  std::string model;
-  std::string dtype = "auto";
-  int64_t prompt_len = 512, gen_len = 64;
-  std::string batch = "1";
-  bool json = false;
+  std::string model, dtype = "auto", batch = "1", prefix_hit = "0,0.9";
+  int64_t prompt_len = 512, gen_len = 64, ttft_prompt_len = 4096;
   uint64_t seed = 1;
+  bool json = false;
 };
 
-struct Figures {
-  double prefill_tps = 0, prefill_s = 0, prefill_flops = 0;
-  std::vector<std::pair<int64_t, double>> decode_tps;  // batch -> tokens/s
-};
-
-std::vector<int32_t> RandomPrompt(int64_t len, int64_t vocab, engine::Rng& rng) {
-  std::vector<int32_t> p(static_cast<size_t>(len));
-  for (auto& t : p) t = static_cast<int32_t>(rng.Next() % static_cast<uint64_t>(vocab));
-  return p;
-}
-
-// One prefill of `len` tokens; returns seconds.
-double TimePrefill(engine::ModelRunner& runner, engine::KvPagePool& pool, const std::vector<int32_t>& prompt) {
-  engine::SequenceKv kv;
-  ThrowIfError(pool.Reserve(kv, static_cast<int64_t>(prompt.size())));
-  std::vector<float> logits;
-  engine::ForwardSeq s{prompt, 0, &kv, true};
-  double t0 = Now();
-  ThrowIfError(runner.Forward({&s, 1}, pool, &logits));
-  double dt = Now() - t0;
-  pool.Release(kv);
-  return dt;
-}
-
-// Decode throughput at batch b: prefill b prompts, then gen_len greedy steps.
-double TimeDecode(engine::ModelRunner& runner, engine::KvPagePool& pool, int64_t b, const BenchOpts& o,
-                  engine::Rng& rng) {
-  std::vector<engine::GenerateRequest> reqs(static_cast<size_t>(b));
-  for (auto& r : reqs) {
-    r.prompt = RandomPrompt(o.prompt_len, runner.config().vocab_size, rng);
-    r.max_tokens = o.gen_len + 1;  // first token comes from prefill
-    r.sampling.temperature = 0;
+class PromptMaker {
+ public:
+  PromptMaker(uint64_t seed, int64_t vocab) : rng_(seed), vocab_(vocab) {}
+  std::vector<int32_t> Make(int64_t n) {
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    for (auto& t : p) t = static_cast<int32_t>(rng_.Next() % static_cast<uint64_t>(vocab_));
+    return p;
   }
-  engine::GenerateTimings tm;
-  ValueOrThrow(engine::GenerateBatch(runner, pool, reqs, &tm));
-  return static_cast<double>(tm.decode_steps * b) / tm.decode_s;
+
+ private:
+  engine::Rng rng_;
+  int64_t vocab_;
+};
+
+engine::EngineRequest Request(std::vector<int32_t> prompt, int64_t max_tokens) {
+  engine::EngineRequest r;
+  r.prompt = std::move(prompt);
+  r.params.max_tokens = max_tokens;
+  r.params.ignore_eos = true;
+  r.params.sampling.temperature = 0;
+  r.params.has_seed = true;
+  return r;
+}
+
+// Seconds to the first token of one request, and its cached prompt tokens.
+std::pair<double, int64_t> Ttft(engine::Engine& e, std::vector<int32_t> prompt) {
+  engine::OutputQueue q;
+  ValueOrThrow(e.Submit(Request(std::move(prompt), 1), q.Callback()));
+  engine::RequestOutput o = q.Next();
+  if (o.finish_reason == engine::FinishReason::kError) throw CommandError(o.error.message());
+  return {o.first_token_time_s, o.usage.cached_tokens};
+}
+
+// Aggregate decode tokens/s with `b` requests in flight: tokens emitted after the
+// last request got its first token, over the time until the last one finished.
+double DecodeRate(engine::Engine& e, PromptMaker& pm, int64_t b, const BenchOpts& o) {
+  std::mutex mu;
+  std::vector<double> stamps;
+  std::vector<double> first(static_cast<size_t>(b), 0);
+  int64_t done = 0;
+  std::condition_variable cv;
+  for (int64_t i = 0; i < b; ++i) {
+    ValueOrThrow(e.Submit(Request(pm.Make(o.prompt_len), o.gen_len + 1), [&, i](engine::RequestOutput out) {
+      std::lock_guard<std::mutex> lock(mu);
+      double t = Now();
+      if (first[i] == 0) first[i] = t;
+      for (size_t k = 0; k < out.tokens.size(); ++k) stamps.push_back(t);
+      if (out.finished) {
+        ++done;
+        cv.notify_all();
+      }
+    }));
+  }
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return done == b; });
+  const double start = *std::max_element(first.begin(), first.end());
+  const double end = *std::max_element(stamps.begin(), stamps.end());
+  const int64_t n = std::count_if(stamps.begin(), stamps.end(), [&](double t) { return t > start; });
+  return end > start ? static_cast<double>(n) / (end - start) : 0.0;
 }
 
 }  // namespace
@@ -75,57 +100,93 @@ double TimeDecode(engine::ModelRunner& runner, engine::KvPagePool& pool, int64_t
 void RegisterBenchEngine(CLI::App& bench) {
   auto o = std::make_shared<BenchOpts>();
   CLI::App* cmd = bench.add_subcommand("engine", "Prefill and decode throughput vs memory bandwidth and matmul peak");
-  cmd->add_option("--dtype", o->dtype, "Compute and KV dtype: auto | bfloat16 | float32");
   cmd->add_option("--model", o->model, "Model folder")->required();
+  cmd->add_option("--dtype", o->dtype, "auto | bfloat16 | float32");
   cmd->add_option("--prompt-len", o->prompt_len, "Prompt tokens")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--gen-len", o->gen_len, "Generated tokens per request")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--batch", o->batch, "Decode batch sizes, comma-separated (e.g. 1,8,32)");
+  cmd->add_option("--prefix-hit", o->prefix_hit, "Cached fractions for the TTFT test, comma-separated (e.g. 0,0.9)");
+  cmd->add_option("--ttft-prompt-len", o->ttft_prompt_len, "Prompt tokens of the TTFT test (0 = skip)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("--seed", o->seed, "Prompt seed");
   cmd->add_flag("--json", o->json, "Print one JSON object");
   cmd->callback([o] {
     std::vector<int64_t> batches = ValueOrThrow(ParseIntList(o->batch, "--batch"));
+    std::vector<double> hits;
+    for (const auto& part : CLI::detail::split(o->prefix_hit, ',')) {
+      double h = -1;
+      try {
+        h = std::stod(part);
+      } catch (...) {
+      }
+      if (!(h >= 0 && h < 1)) throw CommandError("--prefix-hit: '" + part + "' is not a fraction in [0, 1)");
+      hits.push_back(h);
+    }
     auto runner = ValueOrThrow(LoadModel(o->model, o->dtype));
-    const auto& cfg = runner->config();
-    if (o->prompt_len + o->gen_len + 1 > cfg.max_position_embeddings) throw CommandError("prompt + gen length exceed the model's context");
-    int64_t max_b = *std::max_element(batches.begin(), batches.end());
-    const int64_t per_seq = engine::PagesFor(o->prompt_len + o->gen_len + 1, 16);
-    engine::KvPagePool pool(runner->kv_shape(), per_seq * std::max<int64_t>(max_b, 2));
-    engine::Rng rng(o->seed);
+    const auto cfg = runner->config();
+    const int64_t max_b = *std::max_element(batches.begin(), batches.end());
+    const int64_t longest = std::max(o->prompt_len + o->gen_len + 1, o->ttft_prompt_len + 1);
+    if (longest > cfg.max_position_embeddings) throw CommandError("the prompts exceed the model's context");
+    const double wbytes = static_cast<double>(runner->weight_bytes_per_step());
+    const double prefill_flops = runner->ForwardFlops(0, o->prompt_len);
+    const int64_t page_bytes = runner->kv_shape().page_bytes();
 
     LOG_INFO("measuring memory bandwidth and matmul peak");
     const double bw = kernels::MeasureReadBandwidthGBs();
     const double peak = kernels::MeasureMatmulBf16Gflops();
 
-    LOG_INFO("prefill {} tokens", o->prompt_len);
-    TimePrefill(*runner, pool, RandomPrompt(o->prompt_len, cfg.vocab_size, rng));  // warm-up
-    double best = 1e30;
-    for (int i = 0; i < 2; ++i) best = std::min(best, TimePrefill(*runner, pool, RandomPrompt(o->prompt_len, cfg.vocab_size, rng)));
-    Figures f;
-    f.prefill_s = best;
-    f.prefill_tps = static_cast<double>(o->prompt_len) / best;
-    f.prefill_flops = runner->ForwardFlops(0, o->prompt_len) / best;
+    engine::EngineOptions eo;
+    eo.max_num_seqs = std::max<int64_t>(max_b, 1);
+    eo.max_num_batched_tokens = std::max<int64_t>({2048, o->prompt_len, o->ttft_prompt_len});
+    const int64_t tokens = max_b * (o->prompt_len + o->gen_len + 16) + 3 * (o->ttft_prompt_len + 16);
+    eo.kv_cache_bytes = (tokens / 16 + 8) * page_bytes;
+    auto e = ValueOrThrow(engine::Engine::Create(std::move(runner), nullptr, eo));
+    PromptMaker pm(o->seed, cfg.vocab_size);
 
+    LOG_INFO("prefill {} tokens", o->prompt_len);
+    Ttft(*e, pm.Make(o->prompt_len));  // warm-up: oneDNN primitives for this shape
+    double prefill_s = 1e30;
+    for (int i = 0; i < 2; ++i) prefill_s = std::min(prefill_s, Ttft(*e, pm.Make(o->prompt_len)).first);
+    std::vector<std::pair<int64_t, double>> decode;
     for (int64_t b : batches) {
       LOG_INFO("decode batch {}", b);
-      f.decode_tps.emplace_back(b, TimeDecode(*runner, pool, b, *o, rng));
+      decode.emplace_back(b, DecodeRate(*e, pm, b, *o));
     }
-    // The ratio is defined at batch 1; use the first batch size given.
-    const int64_t b0 = f.decode_tps.front().first;
-    const double steps_per_s = f.decode_tps.front().second / static_cast<double>(b0);
-    const double wbytes = static_cast<double>(runner->weight_bytes_per_step());
+    std::vector<std::tuple<double, double, int64_t>> ttft;  // hit, seconds, cached tokens
+    if (o->ttft_prompt_len > 0) {
+      Ttft(*e, pm.Make(o->ttft_prompt_len));  // warm-up
+      for (double h : hits) {
+        LOG_INFO("time to first token, {} tokens, {:.0f}% cached", o->ttft_prompt_len, h * 100);
+        std::vector<int32_t> prompt = pm.Make(o->ttft_prompt_len);
+        const int64_t shared = static_cast<int64_t>(h * static_cast<double>(o->ttft_prompt_len));
+        if (shared > 0) Ttft(*e, std::vector<int32_t>(prompt.begin(), prompt.begin() + shared));
+        auto [s, cached] = Ttft(*e, prompt);
+        ttft.emplace_back(h, s, cached);
+      }
+    }
+    const int64_t b0 = decode.front().first;
+    const double steps_per_s = decode.front().second / static_cast<double>(b0);
     const double decode_ratio = steps_per_s * wbytes / (bw * 1e9);
-    const double prefill_ratio = f.prefill_flops / (peak * 1e9);
+    const double prefill_ratio = prefill_flops / prefill_s / (peak * 1e9);
+    const double prefill_tps = static_cast<double>(o->prompt_len) / prefill_s;
 
     if (o->json) {
-      boost::json::object out, by_batch;
-      for (auto [b, tps] : f.decode_tps) by_batch[std::to_string(b)] = tps;
+      boost::json::object out, by_batch, by_hit;
+      for (auto [b, tps] : decode) by_batch[std::to_string(b)] = tps;
+      for (auto [h, s, cached] : ttft) {
+        char key[32];
+        std::snprintf(key, sizeof(key), "%g", h);
+        by_hit[key] = s;
+      }
       out["model"] = o->model;
       out["prompt_len"] = o->prompt_len;
       out["gen_len"] = o->gen_len;
-      out["prefill_tokens_per_s"] = f.prefill_tps;
-      out["prefill_gflops"] = f.prefill_flops / 1e9;
-      out["decode_tokens_per_s"] = f.decode_tps.front().second;
+      out["prefill_tokens_per_s"] = prefill_tps;
+      out["prefill_gflops"] = prefill_flops / prefill_s / 1e9;
+      out["decode_tokens_per_s"] = decode.front().second;
       out["decode_tokens_per_s_by_batch"] = by_batch;
+      out["ttft_prompt_len"] = o->ttft_prompt_len;
+      out["ttft_s_by_prefix_hit"] = by_hit;
       out["weight_bytes_per_step"] = wbytes;
       out["bandwidth_gb_per_s"] = bw;
       out["matmul_bf16_gflops"] = peak;
@@ -134,16 +195,25 @@ void RegisterBenchEngine(CLI::App& bench) {
       std::printf("%s\n", boost::json::serialize(out).c_str());
       return;
     }
-    std::printf("model                 %s (%s, %.2f GB of weights per decode step)\n", o->model.c_str(),
+    std::printf("model                  %s (%s, %.2f GB of weights per decode step)\n", o->model.c_str(),
                 std::string(model::ArchitectureName(cfg.architecture)).c_str(), wbytes / 1e9);
-    std::printf("memory bandwidth      %.1f GB/s (streaming read, 1 GiB, all cores)\n", bw);
-    std::printf("bf16 matmul peak      %.1f GFLOP/s (oneDNN, 4096^3)\n", peak);
-    std::printf("prefill               %.1f tokens/s (%lld tokens in %.3f s, %.1f GFLOP/s)\n", f.prefill_tps,
-                static_cast<long long>(o->prompt_len), f.prefill_s, f.prefill_flops / 1e9);
-    for (auto [b, tps] : f.decode_tps) std::printf("decode batch %-4lld     %.2f tokens/s\n", static_cast<long long>(b), tps);
+    std::printf("memory bandwidth       %.1f GB/s (streaming read, 1 GiB, all cores)\n", bw);
+    std::printf("bf16 matmul peak       %.1f GFLOP/s (oneDNN, 4096^3)\n", peak);
+    std::printf("prefill                %.1f tokens/s (%lld tokens in %.3f s, %.1f GFLOP/s)\n", prefill_tps,
+                static_cast<long long>(o->prompt_len), prefill_s, prefill_flops / prefill_s / 1e9);
+    for (auto [b, tps] : decode) {
+      std::printf("decode batch %-4lld      %.2f tokens/s (%.1fx batch %lld)\n", static_cast<long long>(b), tps,
+                  tps / decode.front().second, static_cast<long long>(b0));
+    }
+    for (auto [h, s, cached] : ttft) {
+      std::printf("TTFT %lld tokens, %2.0f%% cached  %.3f s (%lld tokens from cache, %.1fx vs first)\n",
+                  static_cast<long long>(o->ttft_prompt_len), h * 100, s, static_cast<long long>(cached),
+                  std::get<1>(ttft.front()) / s);
+    }
     std::printf("decode_bandwidth_ratio %.3f  (batch %lld: %.2f steps/s x %.2f GB / %.1f GB/s)\n", decode_ratio,
                 static_cast<long long>(b0), steps_per_s, wbytes / 1e9, bw);
-    std::printf("prefill_peak_ratio     %.3f  (%.1f / %.1f GFLOP/s)\n", prefill_ratio, f.prefill_flops / 1e9, peak);
+    std::printf("prefill_peak_ratio     %.3f  (%.1f / %.1f GFLOP/s)\n", prefill_ratio, prefill_flops / prefill_s / 1e9,
+                peak);
   });
 }
 

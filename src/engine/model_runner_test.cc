@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "base/file.h"
-#include "engine/generate.h"
+#include "engine/sampler.h"
 #include "model/dummy_model.h"
 
 namespace crescent::engine {
@@ -62,26 +62,30 @@ TEST_F(RunnerTest, GreedyDecodeThroughKvCacheEqualsRecompute) {
   for (auto dtype : {DType::kF32, DType::kBF16}) {
     auto r = Load("tiny-llama3", dtype);
     KvPagePool pool(r->kv_shape(), 64);
-    GenerateRequest req;
-    req.prompt = Prompt(5, 1);
-    req.max_tokens = 32;
-    req.sampling.temperature = 0;
-    req.sampling.logprobs = 1;
-    auto res = GenerateBatch(*r, pool, {req});
-    ASSERT_TRUE(res.ok());
-    const auto& out = (*res)[0];
-    ASSERT_EQ(out.tokens.size(), 32u);
-    EXPECT_EQ(pool.num_free_pages(), 64);
-    std::vector<int32_t> seq = req.prompt;
     const int64_t vocab = r->config().vocab_size;
-    for (size_t k = 0; k < out.tokens.size(); ++k) {
-      std::vector<float> logits = FullPrefill(*r, pool, seq);
-      int64_t best = std::max_element(logits.begin(), logits.end()) - logits.begin();
-      ASSERT_EQ(best, out.tokens[k]) << "step " << k << " dtype " << DTypeName(dtype);
-      LogSoftmax(logits.data(), vocab);
-      EXPECT_NEAR(logits[best], out.samples[k].logprob, dtype == DType::kF32 ? 1e-4 : 2e-2) << "step " << k;
-      seq.push_back(out.tokens[k]);
+    std::vector<int32_t> seq = Prompt(5, 1);
+    SequenceKv kv;
+    ASSERT_TRUE(pool.Reserve(kv, 5 + 32).ok());
+    std::vector<float> logits;
+    // Prefill, then 32 single-token steps through the KV pages.
+    ForwardSeq pre{seq, 0, &kv, true};
+    ASSERT_TRUE(r->Forward({&pre, 1}, pool, &logits).ok());
+    for (int k = 0; k < 32; ++k) {
+      const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      std::vector<float> lp = logits;
+      LogSoftmax(lp.data(), vocab);
+      // The same position by a fresh full prefill of everything so far.
+      std::vector<float> full = FullPrefill(*r, pool, seq);
+      const int64_t best = std::max_element(full.begin(), full.end()) - full.begin();
+      ASSERT_EQ(best, next) << "step " << k << " dtype " << DTypeName(dtype);
+      LogSoftmax(full.data(), vocab);
+      EXPECT_NEAR(full[best], lp[next], dtype == DType::kF32 ? 1e-4 : 2e-2) << "step " << k;
+      seq.push_back(next);
+      ForwardSeq step{std::span<const int32_t>(&seq.back(), 1), static_cast<int64_t>(seq.size()) - 1, &kv, true};
+      ASSERT_TRUE(r->Forward({&step, 1}, pool, &logits).ok());
     }
+    pool.Release(kv);
+    EXPECT_EQ(pool.num_free_pages(), 64);
   }
 }
 
@@ -102,29 +106,6 @@ TEST_F(RunnerTest, ChunkedPrefillEqualsOneShot) {
   pool.Release(kv);
 }
 
-TEST_F(RunnerTest, BatchEqualsAlone) {
-  auto r = Load("tiny-qwen3");
-  KvPagePool pool(r->kv_shape(), 256);
-  std::vector<GenerateRequest> reqs;
-  for (int i = 0; i < 5; ++i) {
-    GenerateRequest q;
-    q.prompt = Prompt(1 + i * 23, 10 + i);
-    q.max_tokens = 12 + i;
-    q.sampling.temperature = i % 2 ? 0.0f : 0.8f;  // greedy and seeded sampling mixed
-    q.sampling.top_p = 0.9f;
-    q.seed = 1000 + i;
-    reqs.push_back(q);
-  }
-  auto together = GenerateBatch(*r, pool, reqs);
-  ASSERT_TRUE(together.ok());
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    auto alone = GenerateBatch(*r, pool, {reqs[i]});
-    ASSERT_TRUE(alone.ok());
-    EXPECT_EQ((*alone)[0].tokens, (*together)[i].tokens) << "request " << i;
-  }
-  EXPECT_EQ(pool.num_free_pages(), 256);
-}
-
 TEST_F(RunnerTest, BadInputIsAnError) {
   auto r = Load("tiny-llama3");
   KvPagePool pool(r->kv_shape(), 4);
@@ -138,10 +119,8 @@ TEST_F(RunnerTest, BadInputIsAnError) {
   ForwardSeq s2{many, 0, &kv, true};
   EXPECT_EQ(r->Forward({&s2, 1}, pool, &logits).code(), StatusCode::kOutOfRange);
   pool.Release(kv);
-  GenerateRequest huge;
-  huge.prompt = Prompt(10, 3);
-  huge.max_tokens = 100;
-  EXPECT_EQ(GenerateBatch(*r, pool, {huge}).status().code(), StatusCode::kResourceExhausted);
+  SequenceKv big;
+  EXPECT_EQ(pool.Reserve(big, 100).code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(pool.num_free_pages(), 4);
   KvPagePool wrong({2, 2, 64, 16, DType::kBF16}, 4);
   EXPECT_EQ(r->Forward({&s, 1}, wrong, &logits).code(), StatusCode::kInvalidArgument);
