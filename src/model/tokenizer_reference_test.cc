@@ -49,12 +49,43 @@ std::string Show(const std::vector<int32_t>& ids) {
   return os.str();
 }
 
+// Variants built from the Llama 2 files, for pipelines no packaged model uses:
+//   llama2_metaspace: Mistral-style (no normalizer, Metaspace pre-tokenizer with
+//     prepend_scheme "first", Metaspace decoder);
+//   llama2_nonlegacy: tokenizer_config legacy=false (the reference's non-legacy
+//     LlamaTokenizer path).
+std::string VariantDir(const std::string& name) {
+  const std::string base = ModelDir("llama2");
+  const std::string dir = std::string(CRESCENT_BINARY_DIR) + "/tokenizer_variant_" + name;
+  if (!MakeDirectories(dir).ok()) return "";
+  json::value tj = ReadJsonFile(base + "/tokenizer.json").value();
+  json::value cfg = ReadJsonFile(base + "/tokenizer_config.json").value();
+  if (name == "llama2_metaspace") {
+    tj.as_object()["normalizer"] = nullptr;
+    tj.as_object()["pre_tokenizer"] = json::object{
+        {"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"add_prefix_space", true},
+        {"prepend_scheme", "first"}, {"split", false}};
+    tj.as_object()["decoder"] = json::object{{"type", "Sequence"},
+                                             {"decoders", json::array{json::object{{"type", "Metaspace"},
+                                                                                   {"replacement", "\xE2\x96\x81"},
+                                                                                   {"add_prefix_space", true}},
+                                                                      json::object{{"type", "ByteFallback"}},
+                                                                      json::object{{"type", "Fuse"}}}}};
+  } else {
+    cfg.as_object()["legacy"] = false;
+  }
+  if (!WriteFileAtomic(dir + "/tokenizer.json", json::serialize(tj)).ok()) return "";
+  if (!WriteFileAtomic(dir + "/tokenizer_config.json", json::serialize(cfg)).ok()) return "";
+  return dir;
+}
+
 class TokenizerReferenceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerReferenceTest, MatchesReferenceOnCorpus) {
   const std::string name = GetParam();
-  const std::string dir = ModelDir(name);
-  if (!FileExists(dir + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh: missing " << dir;
+  if (!FileExists(ModelDir("llama2") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  const std::string dir = name.find('_') != std::string::npos && name != "deepseek_v3" ? VariantDir(name) : ModelDir(name);
+  ASSERT_TRUE(FileExists(dir + "/tokenizer.json")) << dir;
   const std::string corpus = Root() + "/tests/data/tokenizer_corpus.jsonl";
   const std::string out = std::string(CRESCENT_BINARY_DIR) + "/tokenizer_ref_" + name + ".jsonl";
   const std::string cmd = "node '" + Root() + "/tests/e2e/tokenizer_reference.mjs' encode '" + dir + "' '" + corpus +
@@ -107,7 +138,8 @@ TEST_P(TokenizerReferenceTest, MatchesReferenceOnCorpus) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RealTokenizers, TokenizerReferenceTest,
-                         ::testing::Values("llama3", "qwen3", "llama2", "gemma3", "deepseek_v3"),
+                         ::testing::Values("llama3", "qwen3", "llama2", "gemma3", "deepseek_v3", "llama2_metaspace",
+                                           "llama2_nonlegacy"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
