@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 
+#include "engine/in_process_kv_connector.h"
 #include "engine/output_queue.h"
 #include "model/dummy_model.h"
 #include "model/tokenizer.h"
@@ -28,13 +29,14 @@ class EngineTest : public ::testing::Test {
     delete tokenizer_;
     delete dir_;
   }
-  static std::unique_ptr<Engine> Make(EngineOptions o, std::optional<DType> dtype = std::nullopt) {
+  static std::unique_ptr<Engine> Make(EngineOptions o, std::optional<DType> dtype = std::nullopt,
+                                      KvConnector* connector = nullptr) {
     if (o.kv_cache_bytes == 0) o.kv_cache_bytes = 64 << 20;
     RunnerOptions ro;
     ro.dtype = dtype;
     auto runner = ModelRunner::Load(*dir_, ro);
     EXPECT_TRUE(runner.ok());
-    auto e = Engine::Create(std::move(runner).value(), tokenizer_, o);
+    auto e = Engine::Create(std::move(runner).value(), tokenizer_, o, connector);
     EXPECT_TRUE(e.ok()) << e.status().ToString();
     return std::move(e).value();
   }
@@ -126,6 +128,23 @@ TEST_F(EngineTest, PreemptionKeepsOutputsAndFreesEverything) {
   EXPECT_GT(st.preemptions, 0);
   EXPECT_EQ(st.kv_pages_used, 0);
   EXPECT_EQ(st.running + st.waiting, 0);
+}
+
+// Two engines sharing one connector: what one computed, the other loads.
+TEST_F(EngineTest, KvConnectorSharesPrefixesBetweenEngines) {
+  InProcessKvConnector shared(32, 16);
+  EngineOptions o;
+  o.enable_prefix_caching = false;  // every hit must come through the connector
+  auto a = Make(o, DType::kF32, &shared);
+  auto b = Make(o, DType::kF32, &shared);
+  EngineRequest r = Req(200, 5, 6);
+  auto first = Run(*a, {r});
+  EXPECT_EQ(first[0].usage.cached_tokens, 0);
+  EXPECT_EQ(shared.num_chunks(), 6);  // 6 whole 32-token chunks of the prompt (+ none of the output yet)
+  auto second = Run(*b, {r});
+  EXPECT_EQ(second[0].usage.cached_tokens, 192);
+  EXPECT_EQ(second[0].tokens, first[0].tokens);
+  EXPECT_EQ(shared.loads(), 6);
 }
 
 TEST_F(EngineTest, CancelFreesPages) {

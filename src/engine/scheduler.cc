@@ -157,6 +157,16 @@ void Scheduler::Commit(const SchedulerOutput& out) {
     Sequence* seq = s.seq;
     seq->num_computed = s.start + s.num_tokens;
     seq->kv.num_tokens = seq->num_computed;
+    if (connector_ != nullptr) {
+      ExtendKeys(seq);
+      const int64_t ct = connector_->chunk_tokens(), per = ct / pt;
+      for (int64_t c = s.start / ct; (c + 1) * ct <= seq->num_computed; ++c) {
+        if ((c + 1) * ct <= s.start) continue;  // saved by an earlier step
+        KvChunkRef ref{seq->page_keys[(c + 1) * per - 1], c * ct, c * ct,
+                       std::span<const int32_t>(seq->kv.pages.data() + c * per, static_cast<size_t>(per))};
+        connector_->SaveChunk(ref, *pool_);
+      }
+    }
     if (!config_.enable_prefix_caching) continue;
     ExtendKeys(seq);
     const int64_t full = std::min<int64_t>(seq->num_computed / pt, static_cast<int64_t>(seq->page_keys.size()));
