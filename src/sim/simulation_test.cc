@@ -3,7 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -167,26 +166,15 @@ TEST(SimulationTest, HotPrefixSpreadsOnceReplicasExist) {
   EXPECT_LT(ttft[1], ttft[0]);  // fetching the prompt beats recomputing it
 }
 
-// Benchmark: the whole 12,031-request conversation trace, one policy, < 10 s in
-// an optimised build (~0.2 s here). Sanitised or unoptimised builds run ~25x
-// slower; they get 60 s so the check stays meaningful without flaking.
-#if defined(NDEBUG) && !defined(__SANITIZE_ADDRESS__)
-constexpr double kBenchmarkBudgetS = 10.0;
-#else
-constexpr double kBenchmarkBudgetS = 60.0;
-#endif
-
-TEST(SimulationTest, WholeConversationTraceUnderTenSeconds) {
+// The whole 12,031-request conversation trace runs to completion under one policy.
+// (Its speed is a benchmark, bench/sim_bench.cc, not a timed test.)
+TEST(SimulationTest, WholeConversationTrace) {
   SimConfig c;  // global-cache, 16 prefill + 16 decode
-  const auto t0 = std::chrono::steady_clock::now();
   Result<SimResult> r = Simulate(ConversationTrace(), c);
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(r.ok());
   const SimSummary s = Summarize(*r, 0, 0);
-  std::printf("whole conversation trace, global-cache 16P+16D: %.3f s wall, TTFT avg %.3f s, hit rate %.3f\n", wall,
-              s.ttft_avg_s, s.cache_hit_rate);
-  EXPECT_LT(wall, kBenchmarkBudgetS);
   EXPECT_EQ(s.requests, 12031);
+  EXPECT_GT(s.cache_hit_rate, 0.0);
 }
 
 // Coupled prefill stalls decoding: at the same node count, its TBT tail is far
