@@ -56,10 +56,18 @@ std::string IncrementalDetokenizer::Push(int32_t id) {
   }
   emitted_ += out;
   if (safe == text.size()) {
-    // Everything is out: slide the window.
-    prefix_ = read_;
+    // Everything is out: slide the window to start at the ids decoded last. A
+    // window whose text is empty (ids skipped as invalid or special, or a lone
+    // space a Strip decoder removes) cannot anchor the next diff, so then the
+    // window keeps its start.
+    std::string base = DecodeRange(read_, ids_.size());
+    if (!base.empty()) {
+      prefix_ = read_;
+      base_ = std::move(base);
+    } else {
+      base_ = std::move(text);
+    }
     read_ = ids_.size();
-    base_ = DecodeRange(prefix_, read_);
     emitted_past_base_ = 0;
   }
   return out;

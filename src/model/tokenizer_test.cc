@@ -147,6 +147,24 @@ TEST(TokenizerTest, StreamingHoldsBackPartialCharacters) {
   EXPECT_EQ(all, text);
 }
 
+TEST(TokenizerTest, StreamingSurvivesIdsThatDecodeToNothing) {
+  if (!FileExists(RealDir("llama2") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  Tokenizer l2 = Tokenizer::FromDirectory(RealDir("llama2")).value();
+  // An invalid id, then a special token skipped, then words with leading spaces:
+  // the Strip decoder must not eat the space of the word after them.
+  std::vector<int32_t> ids = l2.Encode("iot", false);
+  ids.push_back(-4);
+  ids.push_back(l2.bos_id());
+  for (int32_t id : l2.Encode(" Got it", false)) ids.push_back(id);
+  for (bool skip : {false, true}) {
+    IncrementalDetokenizer d(&l2, skip);
+    std::string all;
+    for (int32_t id : ids) all += d.Push(id);
+    all += d.Finish();
+    EXPECT_EQ(all, l2.Decode(ids, skip));
+  }
+}
+
 TEST(TokenizerTest, StreamingWithCleanupMatchesFullDecode) {
   if (!FileExists(RealDir("llama3") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
   Tokenizer l3 = Tokenizer::FromDirectory(RealDir("llama3")).value();
