@@ -8,6 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "base/file.h"
 #include "model/bpe.h"
 #include "model/detokenizer.h"
@@ -145,6 +148,31 @@ TEST(TokenizerTest, StreamingHoldsBackPartialCharacters) {
   all += d.Finish();
   EXPECT_EQ(all, l2.Decode(ids));
   EXPECT_EQ(all, text);
+}
+
+TEST(TokenizerTest, ConcurrentEncodesAgree) {
+  if (!FileExists(RealDir("qwen3") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  Tokenizer t = Tokenizer::FromDirectory(RealDir("qwen3")).value();
+  std::vector<std::string> texts;
+  for (int i = 0; i < 200; ++i) {
+    texts.push_back("line " + std::to_string(i) + ": the quick brown fox \xE4\xBD\xA0\xE5\xA5\xBD " + std::to_string(i * 7919));
+  }
+  std::vector<std::vector<int32_t>> want;
+  for (const auto& s : texts) want.push_back(t.Encode(s));
+  std::vector<std::thread> threads;
+  std::atomic<int> bad{0};
+  for (int k = 0; k < 4; ++k) {
+    threads.emplace_back([&, k] {
+      for (int rep = 0; rep < 5; ++rep) {
+        for (size_t i = 0; i < texts.size(); ++i) {
+          size_t j = (i * (k + 1)) % texts.size();
+          if (t.Encode(texts[j]) != want[j]) ++bad;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
 }
 
 TEST(TokenizerTest, StreamingSurvivesIdsThatDecodeToNothing) {
