@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   crescent::cli::RegisterBench(app);
   crescent::cli::RegisterSimulate(app);
   crescent::cli::RegisterTokenize(app);
+  crescent::cli::RegisterServe(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,72 @@
+// `crescent serve`: the OpenAI-compatible HTTP server (server/server.h).
+// SIGINT / SIGTERM shut it down gracefully and exit 0; a model that fails to
+// load exits 1.
+#include <signal.h>
+
+#include <cerrno>
+#include <ctime>
+#include <memory>
+
+#include "base/logging.h"
+#include "cli/commands.h"
+#include "server/server.h"
+
+namespace crescent::cli {
+
+void RegisterServe(CLI::App& app) {
+  auto o = std::make_shared<server::ServeOptions>();
+  auto grace = std::make_shared<double>(5.0);
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a model over the OpenAI API (HTTP, SSE)");
+  cmd->add_option("--model", o->model.spec, "Model folder, or dummy:<preset> (tiny-llama3, tiny-qwen3, llama3-1b, "
+                                            "qwen3-0.6b) for a random-weight model with a real tokenizer")
+      ->required();
+  cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535))->capture_default_str();
+  cmd->add_option("--max-num-seqs", o->max_num_seqs, "Running sequences at most")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}))
+      ->capture_default_str();
+  cmd->add_option("--kv-cache-bytes", o->kv_cache_bytes, "KV cache size (0: a share of available memory)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-waiting", o->max_waiting, "Queued requests beyond this get 429")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");
+  cmd->add_option("--served-model-name", o->served_model_name, "Model name clients use (default: --model)");
+  cmd->add_option("--dtype", o->dtype, "Compute and KV dtype: auto | bfloat16 | float32")->capture_default_str();
+  cmd->add_option("--tokenizer-dir", o->model.tokenizer_dir, "Tokenizer folder for dummy models");
+  cmd->add_option("--dummy-dir", o->model.dummy_dir, "Folder for the dummy model (default ~/.cache/crescent/dummy/<preset>)");
+  cmd->add_option("--io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_option("--max-body-bytes", o->http.max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
+  cmd->add_option("--read-timeout", o->http.read_timeout_s, "Seconds to receive a request (and keep-alive idle)")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--shutdown-grace", *grace, "Seconds in-flight requests get to finish on SIGINT/SIGTERM")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  cmd->callback([o, grace] {
+    // Block the signals before any thread starts, so they all inherit the mask
+    // and only sigtimedwait below sees them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    std::unique_ptr<server::Server> srv = ValueOrThrow(server::Server::Start(*o));
+    const timespec tick{0, 100'000'000};
+    while (true) {
+      const int sig = sigtimedwait(&set, nullptr, &tick);
+      if (sig == SIGINT || sig == SIGTERM) {
+        LOG_INFO("crescent serve: {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+      }
+      Status st;
+      if (srv->Loaded(&st) && !st.ok()) {
+        srv->Shutdown(0);
+        throw CommandError("cannot load the model: " + st.message());
+      }
+    }
+    srv->Shutdown(*grace);
+  });
+}
+
+}  // namespace crescent::cli

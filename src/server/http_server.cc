@@ -1,0 +1,76 @@
+#include "server/http_server.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <chrono>
+
+#include "base/logging.h"
+
+namespace crescent::server {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port, HttpOptions options,
+                                                      int io_threads) {
+  if (port < 0 || port > 65535) return InvalidArgument("port must be in [0, 65535]");
+  if (io_threads < 1) return InvalidArgument("io_threads must be positive");
+  boost::system::error_code ec;
+  asio::ip::address addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) return InvalidArgument("--host '" + host + "' is not an IP address");
+  std::unique_ptr<HttpServer> s(new HttpServer());
+  s->options_ = std::make_shared<const HttpOptions>(std::move(options));
+  s->acceptor_ = std::make_unique<tcp::acceptor>(s->ioc_);
+  s->retry_timer_ = std::make_unique<asio::steady_timer>(s->ioc_);
+  tcp::endpoint ep(addr, static_cast<uint16_t>(port));
+  auto& a = *s->acceptor_;
+  a.open(ep.protocol(), ec);
+  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) a.bind(ep, ec);
+  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Unavailable("cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
+  s->port_ = a.local_endpoint().port();
+  s->Accept();
+  for (int i = 0; i < io_threads; ++i) s->threads_.emplace_back([srv = s.get()] { srv->ioc_.run(); });
+  return s;
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Accept() {
+  acceptor_->async_accept(asio::make_strand(ioc_), [this](boost::system::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) return;
+    if (ec) {
+      // Out of descriptors or similar: back off instead of spinning.
+      LOG_WARNING("accept failed: {}", ec.message());
+      retry_timer_->expires_after(std::chrono::milliseconds(50));
+      retry_timer_->async_wait([this](boost::system::error_code e) {
+        if (!e) Accept();
+      });
+      return;
+    }
+    std::make_shared<HttpConnection>(std::move(socket), options_, conns_)->Start();
+    Accept();
+  });
+}
+
+void HttpServer::StopAccepting() {
+  asio::post(ioc_, [this] {
+    boost::system::error_code ignored;
+    acceptor_->close(ignored);
+    retry_timer_->cancel();
+  });
+  conns_->CloseAllWhenIdle();
+}
+
+void HttpServer::Stop() {
+  work_.reset();
+  ioc_.stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+}  // namespace crescent::server

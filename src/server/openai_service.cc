@@ -1,0 +1,198 @@
+#include "server/openai_service.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <random>
+
+#include "base/clock.h"
+#include "server/generation.h"
+#include "server/openai_format.h"
+
+namespace crescent::server {
+
+namespace {
+
+std::string RandomId(std::string_view prefix) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{}{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
+}
+
+int64_t UnixSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+OpenAiService::OpenAiService(ServiceOptions options) : options_(std::move(options)), created_(UnixSeconds()) {}
+
+void OpenAiService::SetReady(engine::Engine* engine, const model::Tokenizer* tokenizer,
+                             const model::ChatTemplate* chat, int64_t kv_capacity_tokens) {
+  engine_ = engine;
+  tokenizer_ = tokenizer;
+  chat_ = chat;
+  kv_capacity_tokens_ = kv_capacity_tokens;
+  State expected = State::kLoading;
+  state_.compare_exchange_strong(expected, State::kReady);
+}
+
+void OpenAiService::SetLoadFailed(std::string message) {
+  load_error_ = std::move(message);
+  State expected = State::kLoading;
+  state_.compare_exchange_strong(expected, State::kFailed);
+}
+
+void OpenAiService::SetDraining() { state_.store(State::kDraining); }
+
+void OpenAiService::Reply(HttpExchange& ex, const ApiError& e) {
+  HttpResponse r;
+  r.status = e.status;
+  r.body = e.ToJson();
+  ex.Respond(std::move(r));
+}
+
+void OpenAiService::Handle(HttpRequest req, std::shared_ptr<HttpExchange> ex) {
+  const State state = state_.load();
+  const bool ready = state == State::kReady;
+  auto unavailable = [&] {
+    switch (state) {
+      case State::kLoading: return ApiError::ForStatus(503, "the model is loading");
+      case State::kDraining: return ApiError::ForStatus(503, "the server is shutting down");
+      case State::kFailed: return ApiError::ForStatus(503, "the model failed to load: " + load_error_);
+      case State::kReady: break;
+    }
+    return ApiError::ForStatus(503, "unavailable");
+  };
+  auto method_is = [&](const char* allowed) {
+    if (req.method == allowed) return true;
+    ApiError e = ApiError::ForStatus(405, fmt::format("{} is not allowed on {}; use {}", req.method, req.path, allowed));
+    HttpResponse r;
+    r.status = 405;
+    r.body = e.ToJson();
+    r.headers.emplace_back("Allow", allowed);
+    ex->Respond(std::move(r));
+    return false;
+  };
+  if (req.path == "/health") {
+    if (!method_is("GET")) return;
+    if (!ready) return Reply(*ex, unavailable());
+    ex->Respond(HttpResponse{200, "application/json", "{}", {}, false});
+    return;
+  }
+  if (req.path == "/metrics") {
+    if (!method_is("GET")) return;
+    std::optional<engine::EngineStats> stats;
+    if (ready) stats = engine_->Stats();
+    ex->Respond(HttpResponse{200, "text/plain; version=0.0.4", metrics_.Render(stats ? &*stats : nullptr), {}, false});
+    return;
+  }
+  const bool is_models = req.path == "/v1/models";
+  const bool is_completions = req.path == "/v1/completions";
+  const bool is_chat = req.path == "/v1/chat/completions";
+  if (!is_models && !is_completions && !is_chat) {
+    return Reply(*ex, ApiError::ForStatus(404, fmt::format("no route for {} {}", req.method, req.path)));
+  }
+  if (!options_.api_key.empty() && req.authorization != "Bearer " + options_.api_key) {
+    return Reply(*ex, ApiError::ForStatus(401, "a valid API key is required (Authorization: Bearer <key>)"));
+  }
+  if (!method_is(is_models ? "GET" : "POST")) return;
+  if (!ready) return Reply(*ex, unavailable());
+  if (is_models) {
+    ex->Respond(HttpResponse{200, "application/json",
+                             FormatModelList(options_.served_model, created_, engine_->max_model_len()), {}, false});
+    return;
+  }
+  HandleGenerate(is_chat ? ApiKind::kChat : ApiKind::kCompletion, req, std::move(ex));
+}
+
+void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
+  const int64_t start_ns = MonotonicClock::Get().NowNanos();
+  ParseResult parsed = kind == ApiKind::kChat ? ParseChatRequest(req.body) : ParseCompletionRequest(req.body);
+  if (auto* e = std::get_if<ApiError>(&parsed)) return Reply(*ex, *e);
+  ApiRequest& r = std::get<ApiRequest>(parsed);
+  if (!r.model.empty() && r.model != options_.served_model) return Reply(*ex, ApiError::ModelNotFound(r.model));
+
+  const char* prompt_param = kind == ApiKind::kChat ? "messages" : "prompt";
+  std::vector<std::vector<int32_t>> prompts;
+  if (kind == ApiKind::kChat) {
+    if (!chat_) return Reply(*ex, ApiError::ForStatus(400, "this model has no chat template", "messages"));
+    model::ChatTemplateInputs in;
+    in.add_generation_prompt = true;
+    in.bos_token = tokenizer_->bos_token();
+    in.eos_token = tokenizer_->eos_token();
+    auto text = chat_->Render(r.messages, in);
+    if (!text.ok()) return Reply(*ex, ApiError::ForStatus(400, text.status().message(), "messages"));
+    prompts.push_back(tokenizer_->Encode(*text, /*add_special_tokens=*/false));
+  } else {
+    const int64_t vocab = engine_->config().vocab_size;
+    for (PromptInput& p : r.prompts) {
+      if (!p.is_tokens) {
+        prompts.push_back(tokenizer_->Encode(p.text, /*add_special_tokens=*/true));
+        continue;
+      }
+      for (int32_t t : p.tokens) {
+        if (t >= vocab) {
+          return Reply(*ex, ApiError::ForStatus(
+                                400, fmt::format("token id {} is outside the vocabulary ({})", t, vocab), "prompt"));
+        }
+      }
+      prompts.push_back(std::move(p.tokens));
+    }
+  }
+
+  const int64_t limit = std::min(engine_->max_model_len(), kv_capacity_tokens_);
+  GenerationSpec spec;
+  for (const auto& p : prompts) {
+    const int64_t len = static_cast<int64_t>(p.size());
+    if (len == 0) return Reply(*ex, ApiError::ForStatus(400, "the prompt is empty", prompt_param));
+    if (len >= limit) {
+      return Reply(*ex, ApiError::ForStatus(400, fmt::format("this model's maximum context length is {} tokens; "
+                                                             "the {} has {} tokens",
+                                                             limit, prompt_param, len),
+                                            prompt_param));
+    }
+    engine::RequestParams params;
+    const int64_t room = limit - len;
+    if (r.max_tokens) {
+      if (*r.max_tokens > engine_->max_model_len() - len) {
+        return Reply(*ex, ApiError::ForStatus(400, fmt::format("this model's maximum context length is {} tokens; "
+                                                               "the request asks for {} ({} in the {}, {} to generate)",
+                                                               engine_->max_model_len(), len + *r.max_tokens, len,
+                                                               prompt_param, *r.max_tokens),
+                                              "max_tokens"));
+      }
+      params.max_tokens = *r.max_tokens;
+    } else {
+      params.max_tokens = kind == ApiKind::kChat ? room : std::min<int64_t>(16, room);
+    }
+    params.sampling.temperature = r.temperature;
+    params.sampling.top_p = r.top_p;
+    params.sampling.top_k = r.top_k;
+    params.sampling.min_p = r.min_p;
+    params.sampling.presence_penalty = r.presence_penalty;
+    params.sampling.frequency_penalty = r.frequency_penalty;
+    params.sampling.repetition_penalty = r.repetition_penalty;
+    params.sampling.logprobs = r.logprobs ? r.top_logprobs : 0;
+    params.has_seed = r.seed.has_value();
+    params.seed = r.seed.value_or(0);
+    params.stop = r.stop;
+    params.ignore_eos = r.ignore_eos;
+    params.skip_special_tokens = r.skip_special_tokens;
+    spec.params.push_back(std::move(params));
+  }
+  spec.meta.kind = kind;
+  spec.meta.id = RandomId(kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-");
+  spec.meta.created = UnixSeconds();
+  spec.meta.model = options_.served_model;
+  spec.meta.logprobs = r.logprobs;
+  spec.meta.top_logprobs = r.top_logprobs;
+  spec.meta.tokenizer = tokenizer_;
+  spec.prompts = std::move(prompts);
+  spec.n = r.n;
+  spec.stream = r.stream;
+  spec.include_usage = r.include_usage;
+  spec.start_ns = start_ns;
+  Generation::Start(engine_, &metrics_, &in_flight_, std::move(spec), std::move(ex));
+}
+
+}  // namespace crescent::server

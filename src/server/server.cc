@@ -1,0 +1,107 @@
+#include "server/server.h"
+
+#include <chrono>
+#include <thread>
+
+#include "base/logging.h"
+#include "engine/model_runner.h"
+
+namespace crescent::server {
+
+Result<std::unique_ptr<Server>> Server::Start(const ServeOptions& options) {
+  std::unique_ptr<Server> s(new Server());
+  s->options_ = options;
+  ServiceOptions so;
+  so.served_model = options.served_model_name.empty() ? options.model.spec : options.served_model_name;
+  so.api_key = options.api_key;
+  s->service_ = std::make_unique<OpenAiService>(so);
+  HttpOptions http = options.http;
+  OpenAiService* svc = s->service_.get();
+  http.handler = [svc](HttpRequest r, std::shared_ptr<HttpExchange> ex) { svc->Handle(std::move(r), std::move(ex)); };
+  http.on_status = [svc](int status) { svc->metrics().OnStatus(status); };
+  ASSIGN_OR_RETURN(s->http_, HttpServer::Start(options.host, options.port, std::move(http), options.io_threads));
+  LOG_INFO("crescent serve: listening on http://{}:{} (model '{}' loading)", options.host, s->http_->port(),
+           so.served_model);
+  s->loader_ = std::thread([srv = s.get()] { srv->Load(); });
+  return s;
+}
+
+Server::~Server() { Shutdown(0); }
+
+void Server::Load() {
+  auto run = [&]() -> Status {
+    ASSIGN_OR_RETURN(std::string dir, ResolveModelDir(options_.model));
+    auto t0 = std::chrono::steady_clock::now();
+    engine::RunnerOptions ro;
+    ASSIGN_OR_RETURN(ro.dtype, engine::ParseComputeDType(options_.dtype));
+    int last = -1;
+    ro.progress = [&](int64_t done, int64_t total) {
+      const int pct = total > 0 ? static_cast<int>(100 * done / total) : 100;
+      if (pct / 10 != last / 10 || done == total) {
+        LOG_INFO("loading weights from {}: {}%", dir, pct);
+        last = pct;
+      }
+    };
+    ASSIGN_OR_RETURN(auto runner, engine::ModelRunner::Load(dir, ro));
+    ASSIGN_OR_RETURN(model::Tokenizer tok, model::Tokenizer::FromDirectory(dir));
+    tokenizer_ = std::make_unique<model::Tokenizer>(std::move(tok));
+    if (!tokenizer_->chat_template().empty()) {
+      auto t = model::ChatTemplate::Create(tokenizer_->chat_template());
+      if (t.ok()) {
+        chat_ = std::move(t).value();
+      } else {
+        LOG_WARNING("the chat template cannot be used ({}); /v1/chat/completions will answer 400",
+                    t.status().message());
+      }
+    }
+    engine::EngineOptions eo;
+    eo.max_num_seqs = options_.max_num_seqs;
+    eo.kv_cache_bytes = options_.kv_cache_bytes;
+    eo.max_waiting = options_.max_waiting;
+    ASSIGN_OR_RETURN(engine_, engine::Engine::Create(std::move(runner), tokenizer_.get(), eo));
+    const int64_t kv_tokens = engine_->Stats().kv_pages_total * eo.page_tokens;
+    service_->SetReady(engine_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, kv_tokens);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    LOG_INFO("crescent serve: ready in {:.2f} s on http://{}:{}", s, options_.host, http_->port());
+    return Status::Ok();
+  };
+  Status st = run();
+  if (!st.ok()) {
+    LOG_ERROR("crescent serve: cannot load the model: {}", st.message());
+    service_->SetLoadFailed(st.message());
+  }
+  load_status_ = st;
+  loaded_.store(true);
+}
+
+bool Server::Loaded(Status* status) const {
+  if (!loaded_.load()) return false;
+  *status = load_status_;
+  return true;
+}
+
+Status Server::WaitUntilLoaded() {
+  while (!loaded_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return load_status_;
+}
+
+void Server::Shutdown(double grace_s) {
+  if (shut_down_.exchange(true)) return;
+  if (loader_.joinable()) loader_.join();  // a load in progress finishes first
+  service_->SetDraining();
+  http_->StopAccepting();
+  using Clock = std::chrono::steady_clock;
+  auto wait_for = [](double seconds, auto done) {
+    const auto end = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
+    while (!done() && Clock::now() < end) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  };
+  const int64_t busy = service_->in_flight();
+  if (busy > 0) LOG_INFO("crescent serve: shutting down; {} request(s) in flight", busy);
+  wait_for(grace_s, [&] { return service_->in_flight() == 0; });
+  if (engine_) engine_->Shutdown();  // aborts the rest; each still gets its final output
+  wait_for(2.0, [&] { return service_->in_flight() == 0 && http_->num_connections() == 0; });
+  http_->Stop();
+  LOG_INFO("crescent serve: stopped");
+}
+
+}  // namespace crescent::server

@@ -1,0 +1,78 @@
+// Server: `crescent serve` in one object — the HTTP front (listening at once,
+// answering 503 while the model loads), the model loaded on a background thread
+// with a progress line, the engine, and a graceful shutdown.
+//
+//   Start ──> listen ──> (loader thread) resolve --model, load weights, tokenizer,
+//             chat template, create Engine ──> ready (/health 200)
+//   Shutdown ──> 503 for new requests, stop accepting, close idle connections,
+//                let requests in flight finish for `grace_s`, abort the rest
+//                (Engine::Shutdown), flush their answers, stop the io threads.
+//
+// Ownership: owns everything it starts. Destruction shuts down.
+// Thread-safety: all methods may be called from any thread (Shutdown once).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "base/status.h"
+#include "engine/engine.h"
+#include "model/chat_template.h"
+#include "model/tokenizer.h"
+#include "server/http_server.h"
+#include "server/model_source.h"
+#include "server/openai_service.h"
+
+namespace crescent::server {
+
+struct ServeOptions {
+  ModelSource model;
+  std::string served_model_name;  // "" = the --model value
+  std::string dtype = "auto";
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;
+  int64_t max_num_seqs = 64;
+  int64_t kv_cache_bytes = 0;     // 0 = the engine's default share of memory
+  int64_t max_waiting = 1024;
+  int io_threads = 2;
+  HttpOptions http;               // limits and timeouts (handler is set by Server)
+};
+
+class Server {
+ public:
+  // Listens and starts loading; returns before the model is ready.
+  static Result<std::unique_ptr<Server>> Start(const ServeOptions& options);
+  ~Server();
+
+  int port() const { return http_->port(); }
+  // Blocks until the model is ready (OK) or failed to load (its Status).
+  Status WaitUntilLoaded();
+  // Non-blocking: true once loading ended, with *status set.
+  bool Loaded(Status* status) const;
+  void Shutdown(double grace_s = 5.0);
+
+  engine::Engine* engine() { return engine_.get(); }
+  OpenAiService& service() { return *service_; }
+
+ private:
+  Server() = default;
+  void Load();
+
+  ServeOptions options_;
+  std::unique_ptr<OpenAiService> service_;
+  std::unique_ptr<model::Tokenizer> tokenizer_;
+  std::optional<model::ChatTemplate> chat_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<HttpServer> http_;
+  std::thread loader_;
+  std::atomic<bool> loaded_{false};
+  Status load_status_;  // written before loaded_ becomes true
+  std::atomic<bool> shut_down_{false};
+};
+
+}  // namespace crescent::server

@@ -1,0 +1,69 @@
+#include "server/server_metrics.h"
+
+#include <string>
+
+namespace crescent::server {
+
+namespace {
+constexpr const char* kRequests = "crescent_http_requests_total";
+constexpr const char* kRequestsHelp = "HTTP responses sent, by status";
+}  // namespace
+
+ServerMetrics::ServerMetrics() {
+  for (int s : {200, 400, 401, 404, 405, 408, 413, 429, 431, 500, 503}) {
+    by_status_[s] = reg_.AddCounter(kRequests, kRequestsHelp, {{"status", std::to_string(s)}});
+  }
+  prompt_tokens_ = reg_.AddCounter("crescent_prompt_tokens_total", "Prompt tokens of finished requests");
+  generation_tokens_ = reg_.AddCounter("crescent_generation_tokens_total", "Generated tokens of finished requests");
+  ttft_ = reg_.AddHistogram("crescent_time_to_first_token_seconds", "Time from submit to the first token", {},
+                            ExponentialBuckets(0.001, 2, 16));
+  tbt_ = reg_.AddHistogram("crescent_time_between_tokens_seconds", "Time between streamed tokens", {},
+                           ExponentialBuckets(0.0005, 2, 14));
+  e2e_ = reg_.AddHistogram("crescent_e2e_request_latency_seconds", "Time from HTTP request to its last token", {},
+                           ExponentialBuckets(0.005, 2, 16));
+  running_ = reg_.AddGauge("crescent_requests_running", "Sequences in the running batch");
+  waiting_ = reg_.AddGauge("crescent_requests_waiting", "Requests waiting to be scheduled");
+  pages_total_ = reg_.AddGauge("crescent_kv_pages_total", "KV cache pages");
+  pages_used_ = reg_.AddGauge("crescent_kv_pages_used", "KV cache pages held by live sequences");
+  pages_cached_ = reg_.AddGauge("crescent_kv_pages_cached", "Free KV pages holding a reusable prefix");
+  kv_usage_ = reg_.AddGauge("crescent_kv_cache_usage_ratio", "Fraction of KV pages held by live sequences");
+  hit_rate_ = reg_.AddGauge("crescent_prefix_cache_hit_rate", "Prompt tokens found in the prefix cache / looked up");
+  prefix_queries_ = reg_.AddGauge("crescent_prefix_cache_queries_tokens", "Prompt tokens looked up in the prefix cache");
+  prefix_hits_ = reg_.AddGauge("crescent_prefix_cache_hits_tokens", "Prompt tokens found in the prefix cache");
+  preemptions_ = reg_.AddGauge("crescent_preemptions_total", "Sequences preempted (recomputed) so far");
+}
+
+void ServerMetrics::OnStatus(int status) {
+  if (status >= 0 && status < static_cast<int>(by_status_.size()) && by_status_[status]) {
+    by_status_[status]->Increment();
+  } else {
+    reg_.AddCounter(kRequests, kRequestsHelp, {{"status", std::to_string(status)}})->Increment();
+  }
+}
+
+void ServerMetrics::OnFinished(int64_t prompt_tokens, int64_t generation_tokens, double e2e_s) {
+  prompt_tokens_->Increment(static_cast<double>(prompt_tokens));
+  generation_tokens_->Increment(static_cast<double>(generation_tokens));
+  e2e_->Observe(e2e_s);
+}
+
+std::string ServerMetrics::Render(const engine::EngineStats* s) {
+  if (s) {
+    running_->Set(static_cast<double>(s->running));
+    waiting_->Set(static_cast<double>(s->waiting));
+    pages_total_->Set(static_cast<double>(s->kv_pages_total));
+    pages_used_->Set(static_cast<double>(s->kv_pages_used));
+    pages_cached_->Set(static_cast<double>(s->kv_pages_cached));
+    kv_usage_->Set(s->kv_pages_total > 0 ? static_cast<double>(s->kv_pages_used) / static_cast<double>(s->kv_pages_total)
+                                         : 0.0);
+    hit_rate_->Set(s->prefix_query_tokens > 0
+                       ? static_cast<double>(s->prefix_hit_tokens) / static_cast<double>(s->prefix_query_tokens)
+                       : 0.0);
+    prefix_queries_->Set(static_cast<double>(s->prefix_query_tokens));
+    prefix_hits_->Set(static_cast<double>(s->prefix_hit_tokens));
+    preemptions_->Set(static_cast<double>(s->preemptions));
+  }
+  return reg_.Render();
+}
+
+}  // namespace crescent::server
