@@ -7,6 +7,8 @@
 //
 // The target segment lives in a child process forked before any UCX state
 // exists; its descriptor comes back over a pipe (no metadata service needed).
+// Each figure is the best of --rounds alternating rounds (engine, perftest,
+// socket), so a burst of load elsewhere on the host favours none of them.
 // Memory footprint per side is capped at --footprint: beyond it, the batch's
 // entries reuse the same ranges (as ucx_perftest reuses one buffer).
 #include <signal.h>
@@ -28,6 +30,7 @@
 #include "cli/commands.h"
 #include "transfer/in_process_metadata_store.h"
 #include "transfer/transfer_engine.h"
+#include "transfer/ucx_context.h"
 
 namespace crescent::cli {
 namespace {
@@ -46,6 +49,7 @@ struct Opts {
   std::string slice = "64K";
   std::string footprint;  // empty: one entry's bytes, reused by every entry (as ucx_perftest)
   double seconds = 1.0;
+  int rounds = 2;
   bool json = false;
 };
 
@@ -209,27 +213,38 @@ void Run(const Opts& o) {
     }
     std::memset(*local, 2, region);
     transfer::SegmentId seg = ValueOrThrow((*engine)->OpenSegment("bench/target"));
+    // Each figure is the best of --rounds, the three measurements alternating,
+    // so that a burst of load elsewhere on the host does not favour one of them.
     for (uint64_t size : sizes) {
-      rows.push_back(Measure(**engine, seg, static_cast<char*>(*local), footprint == 0 ? size : region, size, o));
+      Row best;
+      best.size = size;
+      for (int round = 0; round < o.rounds; ++round) {
+        Row r = Measure(**engine, seg, static_cast<char*>(*local), footprint == 0 ? size : region, size, o);
+        if (r.gb_s > best.gb_s) {
+          best.gb_s = r.gb_s;
+          best.p50_us = r.p50_us;
+          best.p99_us = r.p99_us;
+        }
+        PerftestOptions p;
+        p.transports = eo.transports;
+        p.net_devices = eo.net_devices;
+        if (o.transport == "tcp") {  // the same tuning as the engine's
+          for (const auto& [k, v] : transfer::TcpTuningSettings()) p.ucx_settings.emplace_back("TCP_" + k, v);
+        }
+        p.read = o.op == "read";
+        p.size = size;
+        p.iterations = static_cast<int64_t>(
+            std::clamp<double>(r.gb_s * 1e9 * o.seconds / static_cast<double>(size), 20.0, 200000.0));
+        Result<double> perf = RunUcxPerftest(p);
+        if (perf.ok()) best.perftest_gb_s = std::max(best.perftest_gb_s, *perf);
+        uint64_t total = std::max<uint64_t>(size * static_cast<uint64_t>(o.batch), 1ull << 30);
+        Result<double> sock = TcpSocketBandwidth(size, total);
+        if (sock.ok()) best.socket_gb_s = std::max(best.socket_gb_s, *sock);
+      }
+      rows.push_back(best);
     }
   }
   finish_child();
-
-  for (Row& r : rows) {
-    PerftestOptions p;
-    p.transports = EngineOpts(o).transports;
-    p.net_devices = "lo";
-    for (const auto& [k, v] : EngineOpts(o).ucx_settings) p.ucx_settings.emplace_back("TCP_" + k, v);  // same tuning
-    p.read = o.op == "read";
-    p.size = r.size;
-    p.iterations = static_cast<int64_t>(std::clamp<double>(r.gb_s * 1e9 * o.seconds / static_cast<double>(r.size),
-                                                           20.0, 200000.0));
-    Result<double> perf = RunUcxPerftest(p);
-    if (perf.ok()) r.perftest_gb_s = *perf;
-    uint64_t total = std::max<uint64_t>(r.size * static_cast<uint64_t>(o.batch), 1ull << 30);
-    Result<double> sock = TcpSocketBandwidth(r.size, total);
-    if (sock.ok()) r.socket_gb_s = *sock;
-  }
 
   if (o.json) {
     boost::json::array arr;
@@ -278,6 +293,7 @@ void RegisterBenchTransfer(CLI::App& bench) {
                   "Memory per side, e.g. 256M (distinct ranges per entry up to it); default: one entry's "
                   "size, reused by all entries as ucx_perftest reuses one buffer");
   cmd->add_option("--seconds", o->seconds, "Minimum seconds per size")->check(CLI::Range(0.05, 600.0));
+  cmd->add_option("--rounds", o->rounds, "Best of this many alternating rounds per figure")->check(CLI::Range(1, 20));
   cmd->add_flag("--json", o->json, "Print one JSON object with a rows list");
   cmd->callback([o] { Run(*o); });
 }

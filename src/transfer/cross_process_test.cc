@@ -69,7 +69,7 @@ TEST_F(CrossProcessTest, SharedMemoryIntegrityBetweenProcesses) {
   auto client = Subprocess::Start({CRESCENT_TRANSFER_PEER, "client", "--etcd", etcd_->endpoint(), "--segment",
                                    "xp/shm", "--seed", "11", "--transports", "self,sm", "--net-devices", "lo"});
   ASSERT_TRUE(client.ok());
-  auto line = (*client)->Expect("", 60000);
+  auto line = (*client)->ExpectVerdict(60000);
   ASSERT_TRUE(line.ok()) << line.status().ToString();
   EXPECT_EQ(line->rfind("PASS", 0), 0u) << *line;
   EXPECT_EQ((*client)->Wait(), 0);

@@ -75,7 +75,7 @@ TEST(NetnsTest, TcpBetweenTwoNamespacesOverVeth) {
                                    "--segment", "netns/b", "--seed", "21", "--transports", "tcp", "--net-devices",
                                    net.veth_a_});
   ASSERT_TRUE(client.ok());
-  auto line = (*client)->Expect("", 90000);
+  auto line = (*client)->ExpectVerdict(90000);
   ASSERT_TRUE(line.ok()) << line.status().ToString();
   EXPECT_EQ(line->rfind("PASS", 0), 0u) << *line;
   EXPECT_EQ((*client)->Wait(), 0);

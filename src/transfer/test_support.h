@@ -120,6 +120,13 @@ class Subprocess {
       if (line.rfind(prefix, 0) == 0) return line;
     }
   }
+  // Reads lines until one starts with "PASS" or "FAIL" (UCX may log to stdout).
+  Result<std::string> ExpectVerdict(int timeout_ms) {
+    for (;;) {
+      ASSIGN_OR_RETURN(std::string line, ReadLine(timeout_ms));
+      if (line.rfind("PASS", 0) == 0 || line.rfind("FAIL", 0) == 0) return line;
+    }
+  }
 
  private:
   Subprocess() = default;

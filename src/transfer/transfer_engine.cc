@@ -293,6 +293,7 @@ Status TransferEngine::Submit(TransferBatch& batch, std::span<const TransferRequ
       item->segment = checked[i].desc;
       item->local_memh = checked[i].memh;
       item->deadline_ns = deadline;
+      item->small = nslices == 1;
       item->slices.reserve(nslices / nitems + 1);
     }
     uint64_t remote = checked[i].desc->base + r.offset;

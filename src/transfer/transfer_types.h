@@ -49,11 +49,12 @@ struct EngineOptions {
   // over the environment. Names as ucp_config_modify wants them: UCP-level ones
   // without "UCX_" (UCX_RNDV_THRESH -> RNDV_THRESH), transport-level ones also
   // without the transport prefix (UCX_TCP_SNDBUF -> SNDBUF).
-  // The defaults tune UCX 1.13's TCP transport, which on loopback with its own
-  // defaults (8 KiB send segments, auto socket buffers) moves ~0.5-1 GB/s, far
-  // below a plain socket; with these it reaches the socket's rate.
-  std::vector<std::pair<std::string, std::string>> ucx_settings = {
-      {"TX_SEG_SIZE", "64K"}, {"RX_SEG_SIZE", "256K"}, {"SNDBUF", "4M"}, {"RCVBUF", "4M"}};
+  std::vector<std::pair<std::string, std::string>> ucx_settings;
+  // Apply TcpTuningSettings() (ucx_context.h) when TCP is among the transports.
+  // UCX 1.13's TCP transport with its own defaults (8 KiB send segments, auto
+  // socket buffers) moves ~0.5-1 GB/s on loopback here, far below a plain
+  // socket; tuned, it reaches the socket's rate.
+  bool tune_tcp = true;
   // UCX workers, each with its own progress thread; large entries are sliced
   // and the slices spread over all of them.
   int num_workers = 2;

@@ -23,6 +23,10 @@ Status UcxError(std::string_view what, ucs_status_t status) {
   }
 }
 
+std::vector<std::pair<std::string, std::string>> TcpTuningSettings() {
+  return {{"TX_SEG_SIZE", "64K"}, {"RX_SEG_SIZE", "256K"}, {"SNDBUF", "4M"}, {"RCVBUF", "4M"}};
+}
+
 Result<UcxContext> UcxContext::Create(const EngineOptions& options) {
   ucp_config_t* config = nullptr;
   ucs_status_t st = ucp_config_read(nullptr, nullptr, &config);
@@ -35,6 +39,12 @@ Result<UcxContext> UcxContext::Create(const EngineOptions& options) {
   Status status;
   if (!options.transports.empty()) status = modify("TLS", options.transports);
   if (status.ok() && !options.net_devices.empty()) status = modify("NET_DEVICES", options.net_devices);
+  bool tcp = options.transports.empty() || options.transports.find("tcp") != std::string::npos;
+  if (options.tune_tcp && tcp) {
+    for (const auto& [name, value] : TcpTuningSettings()) {
+      if (status.ok()) status = modify(name, value);
+    }
+  }
   for (const auto& [name, value] : options.ucx_settings) {
     if (status.ok()) status = modify(name, value);
   }

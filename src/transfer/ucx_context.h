@@ -8,6 +8,8 @@
 #include <ucp/api/ucp.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "transfer/transfer_types.h"
@@ -29,6 +31,10 @@ class UcxContext {
  private:
   ucp_context_h context_ = nullptr;
 };
+
+// The TCP settings EngineOptions::tune_tcp applies, in ucp_config_modify's
+// names (the environment spells them UCX_TCP_<name>).
+std::vector<std::pair<std::string, std::string>> TcpTuningSettings();
 
 // "UCX <what>: <ucs_status_string>" with the matching Status code.
 Status UcxError(std::string_view what, ucs_status_t status);

@@ -22,6 +22,15 @@ constexpr int64_t kSpinNanos = 20'000;
 // reported failed anyway (the Running record stays until they come back).
 constexpr int64_t kAbandonNanos = 2'000'000'000;
 constexpr int64_t kCloseNanos = 2'000'000'000;
+// Bytes one item may post per turn of the loop. On shared memory a post is the
+// copy itself, so this bounds how long a large entry can keep a small one
+// (queued behind it on the same worker) waiting.
+constexpr uint64_t kBurstBytes = 512 << 10;
+// UCX operations this worker keeps in flight (posted, not yet called back).
+// Beyond them a large entry waits its turn, so the bytes queued on a
+// connection ahead of a newly started small entry stay bounded (a new entry
+// always posts its first slice at once).
+constexpr int kMaxInflightOps = 32;
 
 int64_t Now() { return MonotonicClock::Get().NowNanos(); }
 
@@ -43,8 +52,12 @@ struct UcxWorker::Endpoint {
 };
 
 struct UcxWorker::Running {
+  UcxWorker* worker = nullptr;
   std::unique_ptr<WorkItem> item;
   Endpoint* ep = nullptr;
+  ucp_rkey_h rkey = nullptr;
+  size_t next_slice = 0;  // slices before it are posted
+  bool posted_all = false;  // every slice (and the flush after WRITEs) posted, or given up
   int outstanding = 0;  // UCX requests not yet called back
   Status error;
   bool expired = false;
@@ -119,6 +132,7 @@ void UcxWorker::Run() {
   int64_t last_progress = Now();
   for (;;) {
     bool posted = DrainQueue();
+    posted |= Pump();
     unsigned progressed = ucp_worker_progress(worker_);
     int64_t now = Now();
     Sweep(now);
@@ -141,6 +155,7 @@ void UcxWorker::Run() {
 void UcxWorker::OnOpDone(void* request, ucs_status_t status, void* user_data) {
   auto* r = static_cast<Running*>(user_data);
   --r->outstanding;
+  --r->worker->inflight_ops_;
   if (status != UCS_OK && r->error.ok()) r->error = UcxError("transfer", status);
   ucp_request_free(request);
 }
@@ -159,54 +174,81 @@ void UcxWorker::Account(Running& r, ucs_status_ptr_t p, std::string_view what) {
     return;
   }
   ++r.outstanding;
+  ++inflight_ops_;
 }
 
 void UcxWorker::Start(std::unique_ptr<WorkItem> item) {
   auto run = std::make_unique<Running>();
   Running& r = *run;
+  r.worker = this;
   r.item = std::move(item);
-  const WorkItem& it = *r.item;
-  const SegmentDescriptor& seg = *it.segment;
+  const SegmentDescriptor& seg = *r.item->segment;
   int remote_worker = options_.index % static_cast<int>(seg.worker_addresses.size());
-  Result<Endpoint*> ep = GetEndpoint(seg, remote_worker);
+  Result<Endpoint*> ep = GetEndpoint(seg, remote_worker, r.item->small);
   if (!ep.ok()) {
     r.error = ep.status();
   } else {
     r.ep = *ep;
     r.ep->running++;
     Result<ucp_rkey_h> rkey = GetRkey(*r.ep, seg.rkey);
-    if (!rkey.ok()) {
-      r.error = rkey.status();
-    } else {
-      ucp_request_param_t param{};
-      param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-      param.cb.send = &UcxWorker::OnOpDone;
-      param.user_data = &r;
-      if (it.local_memh) {
-        param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-        param.memh = it.local_memh;
-      }
-      for (const Slice& s : it.slices) {
-        ucs_status_ptr_t p = it.op == OpKind::kWrite
-                                 ? ucp_put_nbx(r.ep->ep, s.local, s.length, s.remote_addr, *rkey, &param)
-                                 : ucp_get_nbx(r.ep->ep, s.local, s.length, s.remote_addr, *rkey, &param);
-        Account(r, p, it.op == OpKind::kWrite ? "put" : "get");
-        if (!r.error.ok()) break;
-      }
-      if (it.op == OpKind::kWrite && r.error.ok()) {
-        ucp_request_param_t fparam{};
-        fparam.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-        fparam.cb.send = &UcxWorker::OnOpDone;
-        fparam.user_data = &r;
-        Account(r, ucp_ep_flush_nbx(r.ep->ep, &fparam), "flush");
-      }
-    }
+    if (rkey.ok()) r.rkey = *rkey;
+    else r.error = rkey.status();
   }
+  if (!r.error.ok()) r.posted_all = true;
   running_.push_back(std::move(run));
+  PostSome(r, /*first=*/true);
 }
 
-Result<UcxWorker::Endpoint*> UcxWorker::GetEndpoint(const SegmentDescriptor& seg, int remote_worker) {
-  std::string key = seg.owner + "/" + std::to_string(remote_worker);
+bool UcxWorker::Pump() {
+  bool any = false;
+  for (auto& r : running_) {
+    if (!r->posted_all) {
+      size_t before = r->next_slice;
+      PostSome(*r, /*first=*/false);
+      any |= r->next_slice != before || r->posted_all;
+    }
+  }
+  return any;
+}
+
+void UcxWorker::PostSome(Running& r, bool first) {
+  if (r.posted_all) return;
+  const WorkItem& it = *r.item;
+  if (r.ep->broken || r.expired) {  // do not post more on an endpoint that is going away
+    if (r.error.ok()) r.error = r.ep->reason.ok() ? Unavailable("endpoint closed") : r.ep->reason;
+    r.posted_all = true;
+    return;
+  }
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  param.cb.send = &UcxWorker::OnOpDone;
+  param.user_data = &r;
+  if (it.local_memh) {
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+    param.memh = it.local_memh;
+  }
+  uint64_t budget = kBurstBytes;
+  while (r.next_slice < it.slices.size() && r.error.ok()) {
+    const Slice& s = it.slices[r.next_slice];
+    if (s.length > budget && budget < kBurstBytes) return;  // next turn
+    if (inflight_ops_ >= kMaxInflightOps && !(first && r.next_slice == 0)) return;
+    ucs_status_ptr_t p = it.op == OpKind::kWrite
+                             ? ucp_put_nbx(r.ep->ep, s.local, s.length, s.remote_addr, r.rkey, &param)
+                             : ucp_get_nbx(r.ep->ep, s.local, s.length, s.remote_addr, r.rkey, &param);
+    Account(r, p, it.op == OpKind::kWrite ? "put" : "get");
+    ++r.next_slice;
+    budget -= std::min(budget, s.length);
+  }
+  if (it.op == OpKind::kWrite && r.error.ok()) {
+    // "Done" for a WRITE means the bytes are in remote memory, not just sent.
+    Account(r, ucp_ep_flush_nbx(r.ep->ep, &param), "flush");
+  }
+  r.posted_all = true;
+}
+
+Result<UcxWorker::Endpoint*> UcxWorker::GetEndpoint(const SegmentDescriptor& seg, int remote_worker,
+                                                    bool small) {
+  std::string key = seg.owner + "/" + std::to_string(remote_worker) + (small ? "/s" : "/b");
   auto it = pool_.find(key);
   if (it != pool_.end()) {
     if (!it->second->broken) return it->second.get();
@@ -250,7 +292,7 @@ Result<ucp_rkey_h> UcxWorker::GetRkey(Endpoint& ep, const std::string& packed) {
 void UcxWorker::Sweep(int64_t now) {
   for (auto it = running_.begin(); it != running_.end();) {
     Running& r = **it;
-    if (r.outstanding == 0) {
+    if (r.outstanding == 0 && r.posted_all) {
       if (!r.reported) r.item->batch->FinishPart(r.item->entry, r.error, now);
       if (r.ep) {
         r.ep->running--;
@@ -265,6 +307,7 @@ void UcxWorker::Sweep(int64_t now) {
       Status timeout = DeadlineExceeded("no completion within " + std::to_string(options_.timeout_ms) +
                                         " ms from segment '" + r.item->segment->name + "'");
       if (r.error.ok()) r.error = timeout;
+      r.posted_all = true;  // post nothing more
       if (r.ep && !r.ep->broken) BreakEndpoint(r.ep, timeout);
     } else if (r.expired && !r.reported && now >= r.abandon_ns) {
       LOG_WARNING("transfer: UCX kept {} operations of a timed-out entry; reporting it failed",
@@ -348,10 +391,7 @@ void UcxWorker::ReapEndpoints() {
 }
 
 void UcxWorker::CloseAllEndpoints() {
-  while (!pool_.empty()) {
-    Endpoint* victim = pool_.begin()->second.get();
-    victim->running = 0;
-    if (!EvictIdleEndpoint()) break;
+  while (!pool_.empty() && EvictIdleEndpoint()) {
   }
   while (!closing_.empty()) {
     ucp_worker_progress(worker_);

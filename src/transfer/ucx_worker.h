@@ -2,8 +2,10 @@
 //
 // Callers hand it WorkItems (one entry's slices bound for one remote worker);
 // the thread owns every UCX object of the worker: it makes endpoints on first
-// use, keeps them in a pool capped at max_endpoints (idle ones are closed
-// first), drops an endpoint that broke and rebuilds it on the next use, posts
+// use (two per remote worker: one for single-slice entries, one for sliced
+// ones), keeps them in a pool capped at max_endpoints (idle ones are closed
+// first), posts large entries a burst at a time with a cap on operations in
+// flight, drops an endpoint that broke and rebuilds it on the next use, posts
 // the puts/gets (plus a flush after WRITEs, so "done" means the bytes are in
 // remote memory), and fails any item still running at its deadline by
 // force-closing its endpoint. The same thread also serves remote peers whose
@@ -50,6 +52,9 @@ struct WorkItem {
   ucp_mem_h local_memh = nullptr;
   std::vector<Slice> slices;
   int64_t deadline_ns = 0;
+  // Entries of one slice travel on their own endpoint (a connection of their
+  // own on TCP), so they never queue behind a large entry's bytes.
+  bool small = false;
 };
 
 struct WorkerOptions {
@@ -83,7 +88,9 @@ class UcxWorker {
   void Run();
   bool DrainQueue();
   void Start(std::unique_ptr<WorkItem> item);
-  Result<Endpoint*> GetEndpoint(const SegmentDescriptor& seg, int remote_worker);
+  bool Pump();                // posts the next burst of every running item
+  void PostSome(Running& r, bool first);
+  Result<Endpoint*> GetEndpoint(const SegmentDescriptor& seg, int remote_worker, bool small);
   Result<ucp_rkey_h> GetRkey(Endpoint& ep, const std::string& packed);
   void Account(Running& r, ucs_status_ptr_t p, std::string_view what);
   void Sweep(int64_t now_ns);
@@ -107,9 +114,10 @@ class UcxWorker {
   std::atomic<int64_t> endpoints_created_{0};
 
   // Worker-thread state.
-  std::unordered_map<std::string, std::unique_ptr<Endpoint>> pool_;  // key: owner/remote worker
+  std::unordered_map<std::string, std::unique_ptr<Endpoint>> pool_;  // key: owner/remote worker/lane
   std::list<std::unique_ptr<Endpoint>> closing_;  // broken or evicted, awaiting ops and close
   std::list<std::unique_ptr<Running>> running_;
+  int inflight_ops_ = 0;  // UCX requests posted and not yet called back
   std::thread thread_;
 };
 
