@@ -38,17 +38,6 @@ void Generation::Submit() {
       g->CancelAll();
     }
   });
-  if (spec_.stream) {
-    exchange_->StartStream(200, "text/event-stream");
-    if (spec_.meta.kind == ApiKind::kChat) {
-      std::string opening;
-      for (const Choice& c : choices_) {
-        opening += SseEvent(FormatChunk(spec_.meta, c.result.index, "", {}, "", /*role_delta=*/true,
-                                        spec_.include_usage, 0));
-      }
-      exchange_->Write(std::move(opening));
-    }
-  }
   auto self = shared_from_this();
   for (size_t k = 0; k < choices_.size(); ++k) {
     Choice& c = choices_[k];
@@ -71,6 +60,21 @@ void Generation::Submit() {
     c.submitted = true;
     c.last_token_ns = MonotonicClock::Get().NowNanos();
   }
+  // Headers only after every submission was accepted, so a refusal is a status
+  // (429, 400) and not an in-band error. Outputs are posted to this strand, so
+  // none can overtake the opening.
+  if (spec_.stream) {
+    exchange_->StartStream(200, "text/event-stream");
+    started_ = true;
+    if (spec_.meta.kind == ApiKind::kChat) {
+      std::string opening;
+      for (const Choice& c : choices_) {
+        opening += SseEvent(FormatChunk(spec_.meta, c.result.index, "", {}, "", /*role_delta=*/true,
+                                        spec_.include_usage, 0));
+      }
+      exchange_->Write(std::move(opening));
+    }
+  }
 }
 
 void Generation::CancelAll() {
@@ -82,7 +86,7 @@ void Generation::CancelAll() {
 void Generation::Fail(const ApiError& e) {
   if (done_) return;
   done_ = true;
-  if (spec_.stream) {
+  if (spec_.stream && started_) {
     // Headers are out: report in-band, as OpenAI-compatible servers do.
     exchange_->Write(SseEvent(e.ToJson()) + std::string(kSseDone));
     exchange_->End();

@@ -1,0 +1,191 @@
+// Shared by the `crescent serve` end-to-end tests: start a live server on
+// 127.0.0.1 (port 0: the server picks a free one and logs it), wait until it is
+// ready, raw HTTP over sockets, a tiny check/report harness, and shutdown.
+//
+// Usage: node <test>.mjs --crescent BIN --source DIR --work DIR
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+export function parseArgs() {
+  const a = process.argv.slice(2);
+  const out = {};
+  for (let i = 0; i < a.length; i += 2) out[a[i].replace(/^--/, '')] = a[i + 1];
+  for (const k of ['crescent', 'source', 'work']) {
+    if (!out[k]) throw new Error(`missing --${k}`);
+  }
+  return out;
+}
+
+// The openai package from the repo's npm folder.
+export function loadOpenAI(source) {
+  const require = createRequire(path.join(source, 'third_party/npm/package.json'));
+  return require('openai');
+}
+
+export const HOST = '127.0.0.1';
+
+// Starts `crescent serve --model dummy:tiny-llama3` with extra flags; resolves
+// once /health answers 200. The dummy model is written once under work/.
+export async function startServer(args, extra = []) {
+  const argv = ['serve', '--model', 'dummy:tiny-llama3', '--dummy-dir', path.join(args.work, 'tiny-llama3'),
+    '--host', HOST, '--port', '0', '--kv-cache-bytes', String(256 << 20), ...extra];
+  const proc = spawn(args.crescent, argv, {
+    stdio: ['ignore', 'inherit', 'pipe'],
+    env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' },
+  });
+  let log = '';
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), 60000);
+    proc.stderr.on('data', (d) => {
+      process.stderr.write(d);
+      log += d.toString();
+      const m = log.match(/listening on http:\/\/[^:]+:(\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${log}`)));
+  });
+  const server = { proc, port, exited: new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig }))) };
+  const deadline = Date.now() + 60000;
+  while (Date.now() < deadline) {
+    const r = await request(port, 'GET', '/health').catch(() => null);
+    if (r && r.status === 200) return server;
+    await sleep(50);
+  }
+  throw new Error('server not ready in 60 s');
+}
+
+// SIGTERM; resolves with the exit code (must be 0).
+export async function stopServer(server) {
+  server.proc.kill('SIGTERM');
+  const t = setTimeout(() => server.proc.kill('SIGKILL'), 20000);
+  const r = await server.exited;
+  clearTimeout(t);
+  return r;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Sends raw bytes; resolves with everything the server sent until it closed
+// the connection or `timeoutMs` passed ({data, closed, error}).
+export function rawExchange(port, bytes, { timeoutMs = 5000, endAfterWrite = false, keepOpenMs = 0 } = {}) {
+  return new Promise((resolve) => {
+    const chunks = [];
+    let settled = false;
+    const sock = net.connect(port, HOST);
+    const finish = (closed, error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve({ data: Buffer.concat(chunks).toString('latin1'), closed, error });
+    };
+    const timer = setTimeout(() => finish(false, null), timeoutMs);
+    sock.on('connect', () => {
+      if (bytes != null) sock.write(bytes);
+      if (endAfterWrite) sock.end();
+    });
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('end', () => finish(true, null));
+    sock.on('close', () => finish(true, null));
+    sock.on('error', (e) => finish(true, e));
+  });
+}
+
+// One HTTP/1.1 request on its own connection: {status, headers, body}.
+export function request(port, method, pathname, body = null, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const data = body == null ? null : Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    let head = `${method} ${pathname} HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n`;
+    for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`;
+    if (data) head += `Content-Type: application/json\r\nContent-Length: ${data.length}\r\n`;
+    head += '\r\n';
+    const sock = net.connect(port, HOST);
+    const chunks = [];
+    // No half-close: the server reads EOF as the client leaving.
+    sock.on('connect', () => sock.write(data ? Buffer.concat([Buffer.from(head), data]) : Buffer.from(head)));
+    sock.on('data', (d) => chunks.push(d));
+    sock.on('error', reject);
+    sock.on('close', () => {
+      const all = Buffer.concat(chunks).toString('utf8');
+      const i = all.indexOf('\r\n\r\n');
+      if (i < 0) return reject(new Error('no HTTP response: ' + JSON.stringify(all.slice(0, 200))));
+      const lines = all.slice(0, i).split('\r\n');
+      const status = Number(lines[0].split(' ')[1]);
+      const hdrs = {};
+      for (const l of lines.slice(1)) {
+        const j = l.indexOf(':');
+        hdrs[l.slice(0, j).toLowerCase()] = l.slice(j + 1).trim();
+      }
+      let payload = all.slice(i + 4);
+      if (hdrs['transfer-encoding'] === 'chunked') payload = dechunk(payload);
+      resolve({ status, headers: hdrs, body: payload });
+    });
+  });
+}
+
+export function dechunk(s) {
+  let out = '';
+  let i = 0;
+  while (i < s.length) {
+    const j = s.indexOf('\r\n', i);
+    if (j < 0) break;
+    const n = parseInt(s.slice(i, j), 16);
+    if (!(n > 0)) break;
+    out += s.slice(j + 2, j + 2 + n);
+    i = j + 2 + n + 2;
+  }
+  return out;
+}
+
+// SSE payload -> list of parsed JSON events and whether [DONE] ended it.
+export function parseSse(text) {
+  const events = [];
+  let done = false;
+  for (const block of text.split('\n\n')) {
+    if (!block) continue;
+    if (!block.startsWith('data: ')) throw new Error('bad SSE block: ' + JSON.stringify(block));
+    const payload = block.slice(6);
+    if (payload === '[DONE]') {
+      done = true;
+      continue;
+    }
+    if (done) throw new Error('event after [DONE]');
+    events.push(JSON.parse(payload));
+  }
+  return { events, done };
+}
+
+export class Checker {
+  constructor(name) {
+    this.name = name;
+    this.failures = 0;
+    this.passes = 0;
+  }
+  check(cond, what, detail = '') {
+    if (cond) {
+      this.passes++;
+    } else {
+      this.failures++;
+      console.log(`FAIL: ${what} ${detail}`);
+    }
+  }
+  async section(title, fn) {
+    const t0 = Date.now();
+    try {
+      await fn();
+    } catch (e) {
+      this.failures++;
+      console.log(`FAIL: ${title} threw: ${e && e.stack ? e.stack : e}`);
+    }
+    console.log(`  ${title} (${Date.now() - t0} ms)`);
+  }
+  finish() {
+    console.log(`${this.name}: ${this.passes} checks passed, ${this.failures} failed`);
+    process.exit(this.failures ? 1 : 0);
+  }
+}
