@@ -7,6 +7,8 @@
 //   std::string prompt = t.Render(messages, in).value();
 //   std::vector<int32_t> ids = tokenizer.Encode(prompt, /*add_special_tokens=*/false);
 //
+// A model without a template (tokenizer.chat_template() empty, e.g. Llama 2) should
+// be refused by the caller: Create("") is valid and renders "".
 // Create parses the template and checks every filter and test it uses, so a
 // template with a construct the interpreter does not support fails when the model
 // loads ("unsupported statement {% include %}", "unsupported filter 'wordwrap'").
