@@ -105,13 +105,13 @@ void AttendBlock(const AttentionParams& p, const KvLayerView& kv, const Attentio
   const int64_t rows = (i1 - i0) * group;
   const int64_t hd16 = (hd + 15) / 16 * 16;
   scratch.resize(static_cast<size_t>(rows * hd16 * 2 + hd16 * 16 + 16 * hd16 + rows * 2 + 64));
-  float* Q = scratch.data();       // [rows][hd16], pre-scaled, zero-padded
+  // 64-byte aligned base: Kt rows are read with aligned loads.
+  float* Q = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});  // [rows][hd16]
   float* O = Q + rows * hd16;      // [rows][hd16]
   float* Kt = O + rows * hd16;     // [hd][16]
   float* V = Kt + hd16 * 16;       // [16][hd16]
   float* M = V + 16 * hd16;        // [rows] running max
   float* L = M + rows;             // [rows] running sum
-  alignas(64) float prob[16];
 
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t tok = i0 + r / group, j = r % group;
@@ -138,32 +138,50 @@ void AttendBlock(const AttentionParams& p, const KvLayerView& kv, const Attentio
         for (int64_t d = 0; d < hd; ++d) Kt[d * 16 + t] = 0.0f;
       }
     }
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t pos = s.start_pos + i0 + r / group;
-      const int64_t lo = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
-      if (t0 > pos || t0 + n - 1 < lo) continue;
-      const float* qr = Q + r * hd16;
-      __m512 sc = _mm512_setzero_ps();
-      for (int64_t d = 0; d < hd; ++d) sc = _mm512_fmadd_ps(_mm512_set1_ps(qr[d]), _mm512_load_ps(Kt + d * 16), sc);
-      // Valid lanes: lo <= t0 + lane <= pos and lane < n.
-      const int64_t first = std::max<int64_t>(0, lo - t0);
-      const int64_t last = std::min<int64_t>(n - 1, pos - t0);
-      const __mmask16 valid = static_cast<__mmask16>(((1u << (last + 1)) - 1) & ~((1u << first) - 1));
-      sc = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), sc);
-      const float m_new = std::max(M[r], ReduceMax512(sc));
-      const float rescale = std::exp(M[r] - m_new);  // 0 on the first chunk (M = -inf)
-      __m512 pr = _mm512_maskz_mov_ps(valid, Exp512(_mm512_sub_ps(sc, _mm512_set1_ps(m_new))));
-      L[r] = L[r] * rescale + ReduceAdd512(pr);
-      M[r] = m_new;
-      _mm512_store_ps(prob, pr);
-      float* o = O + r * hd16;
-      const __m512 rs = _mm512_set1_ps(rescale);
-      for (int64_t d = 0; d < hd16; d += 16) {
-        __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(o + d), rs);
-        for (int64_t t = first; t <= last; ++t) {
-          acc = _mm512_fmadd_ps(_mm512_set1_ps(prob[t]), _mm512_loadu_ps(V + t * hd16 + d), acc);
+    // Rows in groups of 4: four independent FMA chains share each K and V load.
+    for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+      const int nr = static_cast<int>(std::min<int64_t>(4, rows - r0));
+      __m512 sc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+      const float* q0 = Q + r0 * hd16;
+      for (int64_t d = 0; d < hd; ++d) {
+        const __m512 kt = _mm512_load_ps(Kt + d * 16);
+        for (int i = 0; i < nr; ++i) sc[i] = _mm512_fmadd_ps(_mm512_set1_ps(q0[i * hd16 + d]), kt, sc[i]);
+      }
+      alignas(64) float prob[4][16];
+      float rescale[4];
+      int64_t t_lo = 16, t_hi = -1;
+      for (int i = 0; i < nr; ++i) {
+        const int64_t r = r0 + i;
+        const int64_t pos = s.start_pos + i0 + r / group;
+        const int64_t lo = p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0;
+        // Valid lanes: lo <= t0 + lane <= pos and lane < n.
+        const int64_t first = std::max<int64_t>(0, lo - t0);
+        const int64_t last = std::min<int64_t>(n - 1, pos - t0);
+        if (first > last) {  // nothing visible to this row in this chunk
+          rescale[i] = 1.0f;
+          _mm512_store_ps(prob[i], _mm512_setzero_ps());
+          continue;
         }
-        _mm512_storeu_ps(o + d, acc);
+        t_lo = std::min(t_lo, first);
+        t_hi = std::max(t_hi, last);
+        const __mmask16 valid = static_cast<__mmask16>(((1u << (last + 1)) - 1) & ~((1u << first) - 1));
+        const __m512 masked = _mm512_mask_blend_ps(valid, _mm512_set1_ps(-INFINITY), sc[i]);
+        const float m_new = std::max(M[r], ReduceMax512(masked));
+        rescale[i] = M[r] == -INFINITY ? 0.0f : std::exp(M[r] - m_new);
+        const __m512 pr = _mm512_maskz_mov_ps(valid, Exp512(_mm512_sub_ps(masked, _mm512_set1_ps(m_new))));
+        L[r] = L[r] * rescale[i] + ReduceAdd512(pr);
+        M[r] = m_new;
+        _mm512_store_ps(prob[i], pr);
+      }
+      if (t_hi < 0) continue;
+      for (int64_t d = 0; d < hd16; d += 16) {
+        __m512 acc[4];
+        for (int i = 0; i < nr; ++i) acc[i] = _mm512_mul_ps(_mm512_loadu_ps(O + (r0 + i) * hd16 + d), _mm512_set1_ps(rescale[i]));
+        for (int64_t t = t_lo; t <= t_hi; ++t) {
+          const __m512 vv = _mm512_loadu_ps(V + t * hd16 + d);
+          for (int i = 0; i < nr; ++i) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(prob[i][t]), vv, acc[i]);
+        }
+        for (int i = 0; i < nr; ++i) _mm512_storeu_ps(O + (r0 + i) * hd16 + d, acc[i]);
       }
     }
   }
