@@ -49,3 +49,39 @@ TEST(SamplerTest, FiltersAndSeeds) {
 
 }  // namespace
 }  // namespace crescent::engine
+
+namespace crescent::engine {
+namespace {
+
+TEST(SamplerTest, Penalties) {
+  // Token 2 leads by 0.5; it appeared twice in the output, token 1 in the prompt.
+  std::vector<float> logits = {0.0f, 1.0f, 1.5f, -1.0f};
+  TokenHistory h;
+  std::vector<int32_t> prompt = {1, 1, 3};
+  h.SetPrompt(prompt);
+  h.AddOutput(2);
+  h.AddOutput(2);
+  Rng rng(1);
+  SamplingParams p;
+  p.temperature = 0;
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng, &h).token, 2);
+  p.frequency_penalty = 0.3f;  // 1.5 - 0.6 = 0.9 < 1.0
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng, &h).token, 1);
+  p.frequency_penalty = 0;
+  p.presence_penalty = 0.6f;  // 1.5 - 0.6 = 0.9
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng, &h).token, 1);
+  p.presence_penalty = 0;
+  p.repetition_penalty = 2.0f;  // 1.0 -> 0.5 (prompt), 1.5 -> 0.75 (output), -1 -> -2
+  SampledToken t = Sample(logits.data(), 4, p, rng, &h);
+  EXPECT_EQ(t.token, 2);
+  // Reported log-probs are the raw model's.
+  double lse = std::log(std::exp(0.0) + std::exp(1.0) + std::exp(1.5) + std::exp(-1.0));
+  EXPECT_NEAR(t.logprob, 1.5 - lse, 1e-6);
+  p.repetition_penalty = 4.0f;  // 1.5 -> 0.375 < 0 ? no: 0.375 > 0.25 (1.0/4), token 0 stays 0
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng, &h).token, 2);
+  logits[0] = 0.5f;  // now token 0 (never seen) wins over 0.375 and 0.25
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng, &h).token, 0);
+}
+
+}  // namespace
+}  // namespace crescent::engine
