@@ -10,6 +10,7 @@ void RegisterBench(CLI::App& app) {
   RegisterBenchEngine(*bench);
   RegisterBenchTokenizer(*bench);
   RegisterBenchTransfer(*bench);
+  RegisterBenchServe(*bench);
 }
 
 }  // namespace crescent::cli

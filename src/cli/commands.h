@@ -39,5 +39,6 @@ void RegisterServe(CLI::App& app);
 void RegisterBenchEngine(CLI::App& bench);
 void RegisterBenchTokenizer(CLI::App& bench);
 void RegisterBenchTransfer(CLI::App& bench);
+void RegisterBenchServe(CLI::App& bench);
 
 }  // namespace crescent::cli
