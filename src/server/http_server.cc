@@ -4,6 +4,7 @@
 #include <boost/asio/strand.hpp>
 
 #include <chrono>
+#include <exception>
 
 #include "base/logging.h"
 
@@ -32,7 +33,20 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, i
   if (ec) return Unavailable("cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
   s->port_ = a.local_endpoint().port();
   s->Accept();
-  for (int i = 0; i < io_threads; ++i) s->threads_.emplace_back([srv = s.get()] { srv->ioc_.run(); });
+  for (int i = 0; i < io_threads; ++i) {
+    s->threads_.emplace_back([srv = s.get()] {
+      // A handler that throws (bad_alloc, a Boost error we did not foresee) costs
+      // its connection, never the process.
+      for (;;) {
+        try {
+          srv->ioc_.run();
+          return;
+        } catch (const std::exception& e) {
+          LOG_ERROR("http: handler threw: {}", e.what());
+        }
+      }
+    });
+  }
   return s;
 }
 

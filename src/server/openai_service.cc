@@ -13,6 +13,8 @@ namespace crescent::server {
 
 namespace {
 
+constexpr int64_t kMaxChoices = 256;
+
 std::string RandomId(std::string_view prefix) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return fmt::format("{}{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
@@ -140,6 +142,9 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
     }
   }
 
+  if (static_cast<int64_t>(prompts.size()) * r.n > kMaxChoices) {
+    return Reply(*ex, ApiError::ForStatus(400, fmt::format("at most {} choices (prompts x n) per request", kMaxChoices), "n"));
+  }
   const int64_t limit = std::min(engine_->max_model_len(), kv_capacity_tokens_);
   GenerationSpec spec;
   for (const auto& p : prompts) {
