@@ -12,7 +12,11 @@
 // addresses, base, length, rkey) in the MetadataStore under
 // "<metadata_prefix><name>"; opening a segment reads it. Entries longer than
 // slice_bytes are cut into slices spread over the engine's UCX workers (each
-// with a progress thread); shorter ones go whole to one worker. Every entry is
+// with a progress thread) and posted a burst at a time; shorter ones go whole
+// to one worker on an endpoint of their own, so they do not wait behind a
+// large entry's bytes (on shared memory; over UCX TCP they still share the
+// peer's receive progress). WRITEs are flushed: "done" means the bytes are in
+// the remote memory. Every entry is
 // checked before anything moves (known segment, range inside it, non-zero
 // length, local range inside registered memory) and ends, done or failed,
 // within timeout_ms. When an endpoint to a segment's owner breaks, the cached

@@ -130,6 +130,7 @@ bool UcxWorker::DrainQueue() {
 
 void UcxWorker::Run() {
   int64_t last_progress = Now();
+  int64_t stop_ns = -1;
   for (;;) {
     bool posted = DrainQueue();
     posted |= Pump();
@@ -137,7 +138,18 @@ void UcxWorker::Run() {
     int64_t now = Now();
     Sweep(now);
     ReapEndpoints();
-    if (stop_.load() && running_.empty() && !has_queued_.load()) break;
+    if (stop_.load() && !has_queued_.load()) {
+      if (running_.empty()) break;
+      // Only abandoned items left (reported failed, UCX still holding their
+      // operations): do not let them hold the engine's destruction forever.
+      if (stop_ns < 0) stop_ns = now;
+      bool all_reported = true;
+      for (const auto& r : running_) all_reported &= r->reported;
+      if (all_reported && now - stop_ns > kAbandonNanos) {
+        LOG_WARNING("transfer: worker {} stops with {} abandoned items", options_.index, running_.size());
+        break;
+      }
+    }
     if (posted || progressed) {
       last_progress = now;
       continue;
