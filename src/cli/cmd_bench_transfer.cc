@@ -47,6 +47,7 @@ struct Opts {
   std::string op = "write";
   int workers = 0;  // 0: 2 for shm, 1 for tcp (the best on a 2-core host)
   std::string slice = "64K";
+  int64_t spin_us = 20;
   std::string footprint;  // empty: one entry's bytes, reused by every entry (as ucx_perftest)
   double seconds = 1.0;
   int rounds = 2;
@@ -89,6 +90,7 @@ EngineOptions EngineOpts(const Opts& o) {
   e.num_workers = o.workers > 0 ? o.workers : (o.transport == "shm" ? 2 : 1);
   e.slice_bytes = ParseSize(o.slice).ok() ? *ParseSize(o.slice) : 64 << 10;
   e.timeout_ms = 60'000;
+  e.spin_us = o.spin_us;
   return e;
 }
 
@@ -289,6 +291,7 @@ void RegisterBenchTransfer(CLI::App& bench) {
   cmd->add_option("--op", o->op, "write (put) or read (get)");
   cmd->add_option("--workers", o->workers, "UCX workers per engine (0: 2 for shm, 1 for tcp)")->check(CLI::Range(0, 16));
   cmd->add_option("--slice", o->slice, "Slice size of the engine (default 64K)");
+  cmd->add_option("--spin-us", o->spin_us, "Polling before a worker sleeps (default 20)")->check(CLI::Range(0, 100000));
   cmd->add_option("--footprint", o->footprint,
                   "Memory per side, e.g. 256M (distinct ranges per entry up to it); default: one entry's "
                   "size, reused by all entries as ucx_perftest reuses one buffer");

@@ -31,6 +31,7 @@ Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(EngineOptions opt
   if (options.num_workers < 1) return InvalidArgument("num_workers must be >= 1");
   if (options.slice_bytes < 1) return InvalidArgument("slice_bytes must be >= 1");
   if (options.timeout_ms < 1) return InvalidArgument("timeout_ms must be >= 1");
+  if (options.spin_us < 0) return InvalidArgument("spin_us must be >= 0");
   if (options.max_endpoints_per_worker < 1) return InvalidArgument("max_endpoints_per_worker must be >= 1");
   ASSIGN_OR_RETURN(UcxContext context, UcxContext::Create(options));
   std::unique_ptr<TransferEngine> engine(
@@ -40,6 +41,7 @@ Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(EngineOptions opt
     wo.index = i;
     wo.max_endpoints = engine->options_.max_endpoints_per_worker;
     wo.timeout_ms = engine->options_.timeout_ms;
+    wo.spin_ns = engine->options_.spin_us * 1000;
     using PF = EngineOptions::PeerFailure;
     const std::string& tls = engine->options_.transports;
     wo.detect_peer_failure = engine->options_.peer_failure == PF::kOn ||

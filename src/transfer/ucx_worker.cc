@@ -14,9 +14,6 @@
 namespace crescent::transfer {
 namespace {
 
-// How long the thread keeps polling after the last progress while items are
-// running, before it sleeps on the event fd.
-constexpr int64_t kSpinNanos = 20'000;
 // After an item's deadline its endpoint is force-closed, which returns its
 // operations; if UCX still has not returned them this much later, the entry is
 // reported failed anyway (the Running record stays until they come back).
@@ -154,7 +151,7 @@ void UcxWorker::Run() {
       last_progress = now;
       continue;
     }
-    if (!running_.empty() && now - last_progress < kSpinNanos) continue;
+    if (!running_.empty() && now - last_progress < options_.spin_ns) continue;
     ucs_status_t st = ucp_worker_arm(worker_);
     if (st == UCS_ERR_BUSY) continue;
     if (has_queued_.load(std::memory_order_acquire) || stop_.load()) continue;

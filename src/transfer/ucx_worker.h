@@ -62,6 +62,9 @@ struct WorkerOptions {
   int max_endpoints = 64;
   int64_t timeout_ms = 10'000;
   bool detect_peer_failure = true;  // UCP_ERR_HANDLING_MODE_PEER on endpoints
+  // How long the thread keeps polling after its last progress while items run,
+  // before it sleeps on the event fd.
+  int64_t spin_ns = 20'000;
   // Called on the worker thread when an endpoint to `owner` broke.
   std::function<void(const std::string& owner)> on_peer_failure;
 };
