@@ -38,6 +38,7 @@ void Generation::Submit() {
       g->CancelAll();
     }
   });
+  if (gone_) return;  // the client left before anything was submitted
   auto self = shared_from_this();
   for (size_t k = 0; k < choices_.size(); ++k) {
     Choice& c = choices_[k];
