@@ -22,8 +22,10 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, i
   if (ec) return InvalidArgument("--host '" + host + "' is not an IP address");
   std::unique_ptr<HttpServer> s(new HttpServer());
   s->options_ = std::make_shared<const HttpOptions>(std::move(options));
-  s->acceptor_ = std::make_unique<tcp::acceptor>(s->ioc_);
-  s->retry_timer_ = std::make_unique<asio::steady_timer>(s->ioc_);
+  // The listener and its retry timer share a strand: accepts and StopAccepting
+  // never touch the acceptor at the same time.
+  s->acceptor_ = std::make_unique<tcp::acceptor>(asio::make_strand(s->ioc_));
+  s->retry_timer_ = std::make_unique<asio::steady_timer>(s->acceptor_->get_executor());
   tcp::endpoint ep(addr, static_cast<uint16_t>(port));
   auto& a = *s->acceptor_;
   a.open(ep.protocol(), ec);
@@ -70,7 +72,7 @@ void HttpServer::Accept() {
 }
 
 void HttpServer::StopAccepting() {
-  asio::post(ioc_, [this] {
+  asio::post(acceptor_->get_executor(), [this] {
     boost::system::error_code ignored;
     acceptor_->close(ignored);
     retry_timer_->cancel();
