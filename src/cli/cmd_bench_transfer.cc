@@ -46,7 +46,7 @@ struct Opts {
   int64_t batch = 64;
   std::string op = "write";
   int workers = 0;  // 0: 2 for shm, 1 for tcp (the best on a 2-core host)
-  std::string slice = "64K";
+  std::string slice;  // empty: 64K (the engine's default) for shm, 4M for tcp
   int64_t spin_us = 20;
   std::string footprint;  // empty: one entry's bytes, reused by every entry (as ucx_perftest)
   double seconds = 1.0;
@@ -88,7 +88,10 @@ EngineOptions EngineOpts(const Opts& o) {
   e.transports = o.transport == "shm" ? "self,sm" : "tcp";
   e.net_devices = "lo";
   e.num_workers = o.workers > 0 ? o.workers : (o.transport == "shm" ? 2 : 1);
-  e.slice_bytes = ParseSize(o.slice).ok() ? *ParseSize(o.slice) : 64 << 10;
+  // Over UCX TCP every slice is a put with its own header and acknowledgement;
+  // 4 MiB slices measured ~1.5x the throughput of 64 KiB ones on loopback here.
+  const std::string slice = !o.slice.empty() ? o.slice : o.transport == "tcp" ? "4M" : "64K";
+  e.slice_bytes = ParseSize(slice).ok() ? *ParseSize(slice) : 64 << 10;
   e.timeout_ms = 60'000;
   e.spin_us = o.spin_us;
   return e;
@@ -255,6 +258,8 @@ void Run(const Opts& o) {
                               {"op", o.op},
                               {"size_bytes", r.size},
                               {"batch", o.batch},
+                              {"workers", EngineOpts(o).num_workers},
+                              {"slice_bytes", EngineOpts(o).slice_bytes},
                               {"gb_per_s", r.gb_s},
                               {"p50_us", r.p50_us},
                               {"p99_us", r.p99_us}};
@@ -266,8 +271,9 @@ void Run(const Opts& o) {
     std::printf("%s\n", boost::json::serialize(out).c_str());
     return;
   }
-  std::printf("transfer %s (%s), batch %lld, %d workers, footprint %s, two processes on this host\n",
+  std::printf("transfer %s (%s), batch %lld, %d workers, slice %s, footprint %s, two processes on this host\n",
               o.transport.c_str(), o.op.c_str(), static_cast<long long>(o.batch), EngineOpts(o).num_workers,
+              SizeName(EngineOpts(o).slice_bytes).c_str(),
               o.footprint.empty() ? "one entry (as ucx_perftest)" : o.footprint.c_str());
   std::printf("%8s %10s %10s %10s %14s %8s %12s %8s\n", "size", "GB/s", "p50 us", "p99 us", "ucx_perftest",
               "ratio", "tcp socket", "ratio");
@@ -290,7 +296,7 @@ void RegisterBenchTransfer(CLI::App& bench) {
   cmd->add_option("--batch", o->batch, "Entries per batch")->check(CLI::Range(1, 4096));
   cmd->add_option("--op", o->op, "write (put) or read (get)");
   cmd->add_option("--workers", o->workers, "UCX workers per engine (0: 2 for shm, 1 for tcp)")->check(CLI::Range(0, 16));
-  cmd->add_option("--slice", o->slice, "Slice size of the engine (default 64K)");
+  cmd->add_option("--slice", o->slice, "Slice size of the engine (default: 64K for shm, 4M for tcp)");
   cmd->add_option("--spin-us", o->spin_us, "Polling before a worker sleeps (default 20)")->check(CLI::Range(0, 100000));
   cmd->add_option("--footprint", o->footprint,
                   "Memory per side, e.g. 256M (distinct ranges per entry up to it); default: one entry's "
