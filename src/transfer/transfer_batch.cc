@@ -50,6 +50,12 @@ int64_t BatchState::latency_ns(size_t index) const {
   return e.done_ns < 0 ? -1 : e.done_ns - e.submit_ns;
 }
 
+int64_t BatchState::done_ns(size_t index) const {
+  std::lock_guard lock(mutex_);
+  CHECK_LT(index, size_);
+  return entries_[index].done_ns;
+}
+
 bool BatchState::AllFinished() const {
   std::lock_guard lock(mutex_);
   return pending_ == 0;

@@ -37,6 +37,7 @@ class BatchState {
 
   EntryStatus status(size_t index) const;
   int64_t latency_ns(size_t index) const;  // -1 while pending
+  int64_t done_ns(size_t index) const;     // MonotonicClock time it ended; -1 while pending
   bool AllFinished() const;
   void WaitAll() const;
 
@@ -70,6 +71,7 @@ class TransferBatch {
   // REQUIRES: index < size()
   EntryStatus status(size_t index) const { return state_->status(index); }
   int64_t latency_ns(size_t index) const { return state_->latency_ns(index); }
+  int64_t done_ns(size_t index) const { return state_->done_ns(index); }
   // True when no entry is pending.
   bool Poll() const { return !state_ || state_->AllFinished(); }
   // Blocks until no entry is pending. OK when all are done; otherwise the

@@ -193,22 +193,40 @@ TEST_P(EnginePair, AllocatedSegmentsWork) {
 // 30-45 ms of ~60 ms), which this engine cannot reorder.
 TEST_P(EnginePair, SmallEntryIsNotStuckBehindALargeOne) {
   if (GetParam() == "tcp") GTEST_SKIP() << "not guaranteed over UCX TCP (see comment)";
+  // One worker on each side: the small entry queues on the very worker that
+  // is busy with the large one (and the test thread keeps the other core).
+  EngineOptions o = Options(GetParam());
+  o.num_workers = 1;
+  auto c = TransferEngine::Create(o, store_);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE((*c)->RegisterLocalMemory("c/local", local_.data(), local_.size()).ok());
+  SegmentId seg = *(*c)->OpenSegment("b/remote");
   {  // endpoints made once, as in steady state
-    TransferBatch warm = a_->NewBatch(2);
-    ASSERT_TRUE(a_->Submit(warm, std::vector<TransferRequest>{{OpKind::kRead, &local_[0], seg_, 0, 4096},
-                                                              {OpKind::kRead, &local_[0], seg_, 0, 1 << 20}})
+    TransferBatch warm = (*c)->NewBatch(2);
+    ASSERT_TRUE((*c)->Submit(warm, std::vector<TransferRequest>{{OpKind::kRead, &local_[0], seg, 0, 4096},
+                                                                {OpKind::kRead, &local_[0], seg, 0, 1 << 20}})
                     .ok());
     ASSERT_TRUE(warm.Wait().ok());
   }
-  TransferBatch big = a_->NewBatch(1), small = a_->NewBatch(1);
-  ASSERT_TRUE(a_->Submit(big, std::vector<TransferRequest>{{OpKind::kWrite, &local_[0], seg_, 0, 64 * kMiB}}).ok());
-  ASSERT_TRUE(
-      a_->Submit(small, std::vector<TransferRequest>{{OpKind::kWrite, &local_[65 * kMiB], seg_, 65 * kMiB, 4096}})
-          .ok());
-  ASSERT_TRUE(small.Wait().ok());
-  ASSERT_TRUE(big.Wait().ok());
-  EXPECT_LT(small.latency_ns(0) * 2, big.latency_ns(0))
-      << "small " << small.latency_ns(0) << " ns, big " << big.latency_ns(0) << " ns";
+  // Best of three: on a loaded 2-core host the submitting thread itself is
+  // sometimes descheduled for milliseconds between its two submissions.
+  int64_t best_small = INT64_MAX, big_latency = 0;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    TransferBatch big = (*c)->NewBatch(1), small = (*c)->NewBatch(1);
+    ASSERT_TRUE(
+        (*c)->Submit(big, std::vector<TransferRequest>{{OpKind::kWrite, &local_[0], seg, 0, 64 * kMiB}}).ok());
+    ASSERT_TRUE((*c)->Submit(small, std::vector<TransferRequest>{
+                                        {OpKind::kWrite, &local_[65 * kMiB], seg, 65 * kMiB, 4096}})
+                    .ok());
+    ASSERT_TRUE(small.Wait().ok());
+    ASSERT_TRUE(big.Wait().ok());
+    if (small.latency_ns(0) < best_small) {
+      best_small = small.latency_ns(0);
+      big_latency = big.latency_ns(0);
+    }
+  }
+  // Without bursts the small entry would wait for the rest of the large one.
+  EXPECT_LT(best_small * 4, big_latency) << "small " << best_small << " ns, big " << big_latency << " ns";
 }
 
 // With room for one endpoint per worker, alternating between two peers closes
