@@ -33,7 +33,12 @@ export async function startServer(args, extra = []) {
     '--host', HOST, '--port', '0', '--kv-cache-bytes', String(256 << 20), ...extra];
   const proc = spawn(args.crescent, argv, {
     stdio: ['ignore', 'inherit', 'pipe'],
-    env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' },
+    env: {
+      ...process.env,
+      OMP_WAIT_POLICY: 'PASSIVE',
+      // Sanitized builds: a known small per-thread leak outside server/ (see the file).
+      LSAN_OPTIONS: process.env.LSAN_OPTIONS || `suppressions=${path.join(args.source, 'tests/e2e/serve_lsan.supp')}`,
+    },
   });
   let log = '';
   const port = await new Promise((resolve, reject) => {
