@@ -43,6 +43,7 @@ struct UcxWorker::Endpoint {
   int64_t last_use_ns = 0;
   bool broken = false;   // set by the error callback or a timeout
   Status reason;
+  std::vector<Running*> want_flush;  // WRITE items whose slices are all posted
   bool close_started = false;
   void* close_request = nullptr;
   int64_t close_deadline_ns = 0;
@@ -60,6 +61,12 @@ struct UcxWorker::Running {
   bool expired = false;
   bool reported = false;
   int64_t abandon_ns = 0;
+};
+
+// One ucp_ep_flush_nbx covering every WRITE item that finished posting on an
+// endpoint during one turn of the loop (instead of one flush per entry).
+struct UcxWorker::FlushGroup {
+  std::vector<Running*> members;  // each holds one `outstanding` for the group
 };
 
 Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(ucp_context_h context, WorkerOptions options) {
@@ -131,6 +138,7 @@ void UcxWorker::Run() {
   for (;;) {
     bool posted = DrainQueue();
     posted |= Pump();
+    FlushEndpoints();
     unsigned progressed = ucp_worker_progress(worker_);
     int64_t now = Now();
     Sweep(now);
@@ -249,10 +257,45 @@ void UcxWorker::PostSome(Running& r, bool first) {
     budget -= std::min(budget, s.length);
   }
   if (it.op == OpKind::kWrite && r.error.ok()) {
-    // "Done" for a WRITE means the bytes are in remote memory, not just sent.
-    Account(r, ucp_ep_flush_nbx(r.ep->ep, &param), "flush");
+    // "Done" for a WRITE means the bytes are in remote memory, not just sent:
+    // the item waits for a flush of its endpoint (FlushEndpoints).
+    ++r.outstanding;
+    if (r.ep->want_flush.empty()) flush_pending_.push_back(r.ep);
+    r.ep->want_flush.push_back(&r);
   }
   r.posted_all = true;
+}
+
+void UcxWorker::FlushEndpoints() {
+  for (Endpoint* ep : flush_pending_) {
+    if (ep->want_flush.empty()) continue;  // released by BreakEndpoint
+    auto group = std::make_unique<FlushGroup>();
+    group->members.swap(ep->want_flush);
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.send = &UcxWorker::OnFlushDone;
+    param.user_data = group.get();
+    ucs_status_ptr_t p = ucp_ep_flush_nbx(ep->ep, &param);
+    if (UCS_PTR_IS_PTR(p)) {
+      group.release();  // OnFlushDone owns it now
+      continue;
+    }
+    Status st = p == nullptr ? Status::Ok() : UcxError("flush", UCS_PTR_STATUS(p));
+    for (Running* r : group->members) {
+      if (!st.ok() && r->error.ok()) r->error = st;
+      --r->outstanding;
+    }
+  }
+  flush_pending_.clear();
+}
+
+void UcxWorker::OnFlushDone(void* request, ucs_status_t status, void* user_data) {
+  std::unique_ptr<FlushGroup> group(static_cast<FlushGroup*>(user_data));
+  for (Running* r : group->members) {
+    if (status != UCS_OK && r->error.ok()) r->error = UcxError("flush", status);
+    --r->outstanding;
+  }
+  ucp_request_free(request);
 }
 
 Result<UcxWorker::Endpoint*> UcxWorker::GetEndpoint(const SegmentDescriptor& seg, int remote_worker,
@@ -334,6 +377,11 @@ void UcxWorker::BreakEndpoint(Endpoint* ep, const Status& reason) {
   auto it = pool_.find(ep->key);
   if (it == pool_.end() || it->second.get() != ep) return;  // already out of the pool
   LOG_DEBUG("transfer: worker {} drops endpoint {}: {}", options_.index, ep->key, ep->reason.ToString());
+  for (Running* r : ep->want_flush) {  // their flush will never be posted
+    if (r->error.ok()) r->error = ep->reason;
+    --r->outstanding;
+  }
+  ep->want_flush.clear();
   std::unique_ptr<Endpoint> owned = std::move(it->second);
   pool_.erase(it);
   ucp_request_param_t param{};

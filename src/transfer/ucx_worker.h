@@ -86,6 +86,7 @@ class UcxWorker {
  private:
   struct Endpoint;
   struct Running;
+  struct FlushGroup;
   UcxWorker(ucp_worker_h worker, int efd, WorkerOptions options);
 
   void Run();
@@ -93,6 +94,7 @@ class UcxWorker {
   void Start(std::unique_ptr<WorkItem> item);
   bool Pump();                // posts the next burst of every running item
   void PostSome(Running& r, bool first);
+  void FlushEndpoints();      // one flush per endpoint for the WRITEs posted this turn
   Result<Endpoint*> GetEndpoint(const SegmentDescriptor& seg, int remote_worker, bool small);
   Result<ucp_rkey_h> GetRkey(Endpoint& ep, const std::string& packed);
   void Account(Running& r, ucs_status_ptr_t p, std::string_view what);
@@ -102,6 +104,7 @@ class UcxWorker {
   bool EvictIdleEndpoint();
   void CloseAllEndpoints();
   static void OnOpDone(void* request, ucs_status_t status, void* user_data);
+  static void OnFlushDone(void* request, ucs_status_t status, void* user_data);
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
 
   ucp_worker_h worker_;
@@ -121,6 +124,7 @@ class UcxWorker {
   std::list<std::unique_ptr<Endpoint>> closing_;  // broken or evicted, awaiting ops and close
   std::list<std::unique_ptr<Running>> running_;
   int inflight_ops_ = 0;  // UCX requests posted and not yet called back
+  std::vector<Endpoint*> flush_pending_;  // endpoints with want_flush, this turn
   std::thread thread_;
 };
 
