@@ -6,8 +6,8 @@
 // ones), keeps them in a pool capped at max_endpoints (idle ones are closed
 // first), posts large entries a burst at a time with a cap on operations in
 // flight, drops an endpoint that broke and rebuilds it on the next use, posts
-// the puts/gets (plus a flush after WRITEs, so "done" means the bytes are in
-// remote memory), and fails any item still running at its deadline by
+// the puts/gets (WRITEs then wait for one flush of their endpoint per loop
+// turn, so "done" means the bytes are in remote memory), and fails any item still running at its deadline by
 // force-closing its endpoint. The same thread also serves remote peers whose
 // operations need this side's progress (UCX's TCP gets, wire-up).
 // When idle it sleeps on the worker's event fd (ucp_worker_arm + epoll).
