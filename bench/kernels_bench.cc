@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/gemv.h"
 #include "kernels/linear.h"
 #include "kernels/roofline.h"
@@ -31,6 +32,7 @@ void BM_Linear(benchmark::State& st) {
   std::vector<float> y(static_cast<size_t>(m * n));
   for (auto _ : st) lin.Forward(x.data(), m, y.data());
   st.counters["GB/s"] = benchmark::Counter(static_cast<double>(lin.weight_bytes()), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(2e-9 * static_cast<double>(m * n * k), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // oneDNN's matmul with weights reordered to its preferred layout.
@@ -57,6 +59,7 @@ void BM_OneDnn(benchmark::State& st) {
   }
   st.counters["GB/s"] = benchmark::Counter(static_cast<double>(pd.weights_desc().get_size()),
                                            benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(2e-9 * static_cast<double>(m * n * k), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void BM_StreamRead(benchmark::State& st) {
@@ -65,10 +68,41 @@ void BM_StreamRead(benchmark::State& st) {
   st.counters["GB/s"] = gbs;
 }
 
+// Paged attention with Llama-3.2-1B's heads (32 query, 8 KV, head_dim 64, bf16 KV,
+// 16-token pages): `seqs` sequences with `ctx` tokens in pages, each adding `n` new
+// query tokens (n = 1 is a decode step). GB/s counts the K and V bytes read.
+void BM_Attention(benchmark::State& st) {
+  using namespace crescent::kernels;
+  const int64_t seqs = st.range(0), ctx = st.range(1), n = st.range(2);
+  const int64_t heads = 32, kvh = 8, hd = 64, page = 16;
+  const int64_t pages_per_seq = (ctx + n + page - 1) / page;
+  KvLayerView kv;
+  kv.kv_heads = kvh;
+  kv.head_dim = hd;
+  kv.page_tokens = page;
+  std::vector<uint16_t> kb(static_cast<size_t>(kv.page_elems() * pages_per_seq * seqs), 0x3c00), vb(kb.size(), 0x3c00);
+  kv.k = kb.data();
+  kv.v = vb.data();
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(seqs));
+  std::vector<AttentionSeq> batch;
+  for (int64_t s = 0; s < seqs; ++s) {
+    for (int64_t p = 0; p < pages_per_seq; ++p) tables[s].push_back(static_cast<int32_t>(s * pages_per_seq + p));
+    batch.push_back({tables[s].data(), ctx, n, s * n});
+  }
+  std::vector<float> q(static_cast<size_t>(seqs * n * heads * hd), 0.01f);
+  std::vector<uint16_t> out(q.size());
+  AttentionParams p{heads, kvh, hd, 0.125f, 0};
+  for (auto _ : st) PagedAttention(p, kv, batch, q.data(), heads * hd, out.data());
+  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(seqs * (ctx + n) * kvh * hd * 2 * 2),
+                                           benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Attention)->Args({32, 600, 1})->Args({1, 4096, 1})->Args({1, 0, 512})->Args({1, 3584, 512})
+    ->UseRealTime()->Unit(benchmark::kMicrosecond);
+
 // Llama-3.2-1B decode shapes: qkv, o, gate_up, down.
 void Shapes(benchmark::internal::Benchmark* b) {
-  for (int64_t m : {1, 4}) {
-    b->Args({m, 3072, 2048})->Args({m, 2048, 2048})->Args({m, 16384, 2048})->Args({m, 2048, 8192});
+  for (int64_t m : {1, 4, 8, 32}) {
+    b->Args({m, 3072, 2048})->Args({m, 2048, 2048})->Args({m, 16384, 2048})->Args({m, 2048, 8192})->Args({m, 128256, 2048});
   }
 }
 

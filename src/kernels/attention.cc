@@ -10,6 +10,13 @@
 #include "kernels/convert.h"
 #include "kernels/vec_math.h"
 
+// The flash-style kernel needs AVX-512 F, BW (16-bit masked loads) and VL.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define CRESCENT_ATTN_AVX512 1
+#else
+#define CRESCENT_ATTN_AVX512 0
+#endif
+
 namespace crescent::kernels {
 
 namespace {
@@ -89,13 +96,51 @@ void AttendOne(const AttentionParams& p, const KvLayerView& kv, const AttentionS
 }
 
 
-#if defined(__AVX512F__)
+#if CRESCENT_ATTN_AVX512
 // Flash-style kernel: one (sequence, kv head, block of query tokens). All query
 // heads of the group for those tokens form R rows; keys stream through in chunks
 // of up to 16 tokens of one page. Per chunk, K is transposed to [head_dim][16] so
 // a row's 16 scores are head_dim broadcast-FMAs with no horizontal sum, then an
 // online softmax (running max m, running sum l) rescales the row's accumulator.
 constexpr int64_t kQueryBlock = 16;
+constexpr int64_t kDirectRows = 8;  // up to this many rows score without transposing K
+
+// Converts n <= hd16 KV values to f32 at out (64-byte aligned); lanes [n, hd16) = 0.
+inline void LoadRow16(const uint16_t* r, int64_t n, int64_t hd16, float* out) {
+  for (int64_t d = 0; d < hd16; d += 16) {
+    const __mmask16 m = n - d >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (n - d)) - 1);
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, r + d));
+    _mm512_store_ps(out + d, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+  }
+}
+inline void LoadRow16(const float* r, int64_t n, int64_t hd16, float* out) {
+  for (int64_t d = 0; d < hd16; d += 16) {
+    const __mmask16 m = n - d >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (n - d)) - 1);
+    _mm512_store_ps(out + d, _mm512_maskz_loadu_ps(m, r + d));
+  }
+}
+
+// Lane t of the result = q . K[t] for the 16 rows of K ([16][hd16], aligned).
+// 16 partial-sum vectors are folded by halving them pairwise (512 -> 256 -> 128
+// bits, then within 128-bit lanes), which leaves lane 4k+p holding key 4p+k; one
+// permute puts the keys in order.
+inline __m512 Scores16(const float* q, const float* K, int64_t hd16) {
+  __m512 a[16];
+  for (int t = 0; t < 16; ++t) a[t] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < hd16; d += 16) {
+    const __m512 qd = _mm512_load_ps(q + d);
+    for (int t = 0; t < 16; ++t) a[t] = _mm512_fmadd_ps(qd, _mm512_load_ps(K + t * hd16 + d), a[t]);
+  }
+  __m512 b[8], c[4];
+  for (int i = 0; i < 8; ++i)
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44), _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+  for (int i = 0; i < 4; ++i)
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+  const __m512 d0 = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], 0x44), _mm512_shuffle_ps(c[0], c[1], 0xEE));
+  const __m512 d1 = _mm512_add_ps(_mm512_shuffle_ps(c[2], c[3], 0x44), _mm512_shuffle_ps(c[2], c[3], 0xEE));
+  const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d0, d1, 0x88), _mm512_shuffle_ps(d0, d1, 0xDD));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), e);
+}
 
 template <typename KvT, typename Out>
 void AttendBlock(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& s, int64_t g, int64_t i0,
@@ -104,12 +149,13 @@ void AttendBlock(const AttentionParams& p, const KvLayerView& kv, const Attentio
   const int64_t group = p.num_heads / p.num_kv_heads;
   const int64_t rows = (i1 - i0) * group;
   const int64_t hd16 = (hd + 15) / 16 * 16;
-  scratch.resize(static_cast<size_t>(rows * hd16 * 2 + hd16 * 16 + 16 * hd16 + rows * 2 + 64));
+  scratch.resize(static_cast<size_t>(rows * hd16 * 2 + hd16 * 16 * 3 + rows * 2 + 64));
   // 64-byte aligned base: Kt rows are read with aligned loads.
   float* Q = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t{63});  // [rows][hd16]
   float* O = Q + rows * hd16;      // [rows][hd16]
   float* Kt = O + rows * hd16;     // [hd][16]
-  float* V = Kt + hd16 * 16;       // [16][hd16]
+  float* Ks = Kt + hd16 * 16;      // [16][hd16]
+  float* V = Ks + 16 * hd16;       // [16][hd16]
   float* M = V + 16 * hd16;        // [rows] running max
   float* L = M + rows;             // [rows] running sum
 
@@ -126,26 +172,48 @@ void AttendBlock(const AttentionParams& p, const KvLayerView& kv, const Attentio
   const int64_t chunk = std::min<int64_t>(16, kv.page_tokens);
   for (int64_t t0 = lo_first / chunk * chunk; t0 <= pos_last; t0 += chunk) {
     const int64_t n = std::min<int64_t>(chunk, pos_last + 1 - t0);
-    // Stage this chunk of K (transposed) and V in f32.
+    // Prefetch the next chunk: its K and V rows are contiguous within a page.
+    if (const int64_t tp = t0 + chunk; tp <= pos_last) {
+      const int64_t nn = std::min<int64_t>(chunk, pos_last + 1 - tp);
+      if (tp % kv.page_tokens + nn <= kv.page_tokens) {
+        const char* kn = reinterpret_cast<const char*>(Row<KvT>(kv.k, kv, s.block_table, tp, g));
+        const char* vn = reinterpret_cast<const char*>(Row<KvT>(kv.v, kv, s.block_table, tp, g));
+        const int64_t bytes = nn * hd * static_cast<int64_t>(sizeof(KvT));
+        for (int64_t b = 0; b < bytes; b += 64) {
+          _mm_prefetch(kn + b, _MM_HINT_T0);
+          _mm_prefetch(vn + b, _MM_HINT_T0);
+        }
+      }
+    }
+    // Stage this chunk of K and V in f32, [16][hd16], zero past n and hd.
     for (int64_t t = 0; t < 16; ++t) {
       if (t < n) {
-        float krow[256 + 16];
-        LoadRow(Row<KvT>(kv.k, kv, s.block_table, t0 + t, g), hd, krow);
-        for (int64_t d = 0; d < hd; ++d) Kt[d * 16 + t] = krow[d];
-        LoadRow(Row<KvT>(kv.v, kv, s.block_table, t0 + t, g), hd, V + t * hd16);
-        for (int64_t d = hd; d < hd16; ++d) V[t * hd16 + d] = 0.0f;
+        LoadRow16(Row<KvT>(kv.k, kv, s.block_table, t0 + t, g), hd, hd16, Ks + t * hd16);
+        LoadRow16(Row<KvT>(kv.v, kv, s.block_table, t0 + t, g), hd, hd16, V + t * hd16);
       } else {
-        for (int64_t d = 0; d < hd; ++d) Kt[d * 16 + t] = 0.0f;
+        std::fill(Ks + t * hd16, Ks + (t + 1) * hd16, 0.0f);
       }
+    }
+    // Many rows: transpose K to [hd][16] once, so a row's 16 scores are hd
+    // broadcast-FMAs. Few rows (decode): 16 dot products per row, summed across
+    // lanes by a transpose-add tree, which beats paying for the transpose.
+    const bool transposed = rows > kDirectRows;
+    if (transposed) {
+      for (int64_t t = 0; t < 16; ++t)
+        for (int64_t d = 0; d < hd; ++d) Kt[d * 16 + t] = Ks[t * hd16 + d];
     }
     // Rows in groups of 4: four independent FMA chains share each K and V load.
     for (int64_t r0 = 0; r0 < rows; r0 += 4) {
       const int nr = static_cast<int>(std::min<int64_t>(4, rows - r0));
       __m512 sc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
       const float* q0 = Q + r0 * hd16;
-      for (int64_t d = 0; d < hd; ++d) {
-        const __m512 kt = _mm512_load_ps(Kt + d * 16);
-        for (int i = 0; i < nr; ++i) sc[i] = _mm512_fmadd_ps(_mm512_set1_ps(q0[i * hd16 + d]), kt, sc[i]);
+      if (transposed) {
+        for (int64_t d = 0; d < hd; ++d) {
+          const __m512 kt = _mm512_load_ps(Kt + d * 16);
+          for (int i = 0; i < nr; ++i) sc[i] = _mm512_fmadd_ps(_mm512_set1_ps(q0[i * hd16 + d]), kt, sc[i]);
+        }
+      } else {
+        for (int i = 0; i < nr; ++i) sc[i] = Scores16(q0 + i * hd16, Ks, hd16);
       }
       alignas(64) float prob[4][16];
       float rescale[4];
@@ -207,7 +275,7 @@ void Run(const AttentionParams& p, const KvLayerView& kv, std::span<const Attent
   CHECK_EQ(p.num_kv_heads, kv.kv_heads);
   CHECK_EQ(p.head_dim, kv.head_dim);
   CHECK_LE(p.head_dim, 256);
-#if defined(__AVX512F__)
+#if CRESCENT_ATTN_AVX512
   const int64_t block = kQueryBlock;
 #else
   const int64_t block = 1;
@@ -223,7 +291,7 @@ void Run(const AttentionParams& p, const KvLayerView& kv, std::span<const Attent
     thread_local std::vector<float> scratch;
     for (size_t k = static_cast<size_t>(t); k < items.size(); k += static_cast<size_t>(nt)) {
       const Item& it = items[k];
-#if defined(__AVX512F__)
+#if CRESCENT_ATTN_AVX512
       const int64_t end = std::min(it.token + block, seqs[it.seq].num_tokens);
       if (kv.dtype == DType::kF32) {
         AttendBlock<float>(p, kv, seqs[it.seq], it.kv_head, it.token, end, q, q_stride, out, scratch);

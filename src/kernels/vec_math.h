@@ -66,4 +66,19 @@ inline float ExpShiftSum(const float* in, int64_t n, float shift, float* out) {
   return sum;
 }
 
+// max(x[0..n)), n >= 1.
+inline float MaxOf(const float* x, int64_t n) {
+  int64_t i = 0;
+  float mx = x[0];
+#if defined(__AVX512F__)
+  if (n >= 16) {
+    __m512 acc = _mm512_loadu_ps(x);
+    for (i = 16; i + 16 <= n; i += 16) acc = _mm512_max_ps(acc, _mm512_loadu_ps(x + i));
+    mx = ReduceMax512(acc);
+  }
+#endif
+  for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  return mx;
+}
+
 }  // namespace crescent::kernels
