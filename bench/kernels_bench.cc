@@ -101,7 +101,7 @@ BENCHMARK(BM_Attention)->Args({32, 600, 1})->Args({1, 4096, 1})->Args({1, 0, 512
 
 // Llama-3.2-1B decode shapes: qkv, o, gate_up, down.
 void Shapes(benchmark::internal::Benchmark* b) {
-  for (int64_t m : {1, 4, 8, 32}) {
+  for (int64_t m : {1, 4, 8, 16, 32, 64, 128}) {
     b->Args({m, 3072, 2048})->Args({m, 2048, 2048})->Args({m, 16384, 2048})->Args({m, 2048, 8192})->Args({m, 128256, 2048});
   }
 }

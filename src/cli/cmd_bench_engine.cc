@@ -132,7 +132,7 @@ void RegisterBenchEngine(CLI::App& bench) {
     const int64_t page_bytes = runner->kv_shape().page_bytes();
 
     LOG_INFO("measuring memory bandwidth and matmul peak");
-    const double bw = kernels::MeasureReadBandwidthGBs();
+    double bw = kernels::MeasureReadBandwidthGBs();
     const double peak = kernels::MeasureMatmulBf16Gflops();
 
     engine::EngineOptions eo;
@@ -150,7 +150,16 @@ void RegisterBenchEngine(CLI::App& bench) {
     std::vector<std::pair<int64_t, double>> decode;
     for (int64_t b : batches) {
       LOG_INFO("decode batch {}", b);
-      decode.emplace_back(b, DecodeRate(*e, pm, b, *o));
+      double rate = DecodeRate(*e, pm, b, *o);
+      if (b == batches.front()) {
+        // The ratio's two sides drift with the host's memory speed (a shared
+        // machine varies by tens of percent from second to second): run this
+        // point twice, probe the bandwidth next to each run, keep the best of each.
+        bw = std::max(bw, kernels::MeasureReadBandwidthGBs());
+        rate = std::max(rate, DecodeRate(*e, pm, b, *o));
+        bw = std::max(bw, kernels::MeasureReadBandwidthGBs());
+      }
+      decode.emplace_back(b, rate);
     }
     std::vector<std::tuple<double, double, int64_t>> ttft;  // hit, seconds, cached tokens
     if (o->ttft_prompt_len > 0) {
@@ -197,7 +206,7 @@ void RegisterBenchEngine(CLI::App& bench) {
     }
     std::printf("model                  %s (%s, %.2f GB of weights per decode step)\n", o->model.c_str(),
                 std::string(model::ArchitectureName(cfg.architecture)).c_str(), wbytes / 1e9);
-    std::printf("memory bandwidth       %.1f GB/s (streaming read, 1 GiB, all cores)\n", bw);
+    std::printf("memory bandwidth       %.1f GB/s (streaming read, 1 GiB, all cores, best of the probes around the first decode runs)\n", bw);
     std::printf("bf16 matmul peak       %.1f GFLOP/s (oneDNN, 4096^3)\n", peak);
     std::printf("prefill                %.1f tokens/s (%lld tokens in %.3f s, %.1f GFLOP/s)\n", prefill_tps,
                 static_cast<long long>(o->prompt_len), prefill_s, prefill_flops / prefill_s / 1e9);

@@ -14,12 +14,13 @@ namespace crescent::kernels {
 #if defined(__AVX512BF16__)
 namespace {
 
+// out[M][64] (+)= rows xp[0..M) . W over K blocks [kb0, kb1) of one 64-column block.
 template <int M>
-void GemvBlock(const uint16_t* w, int64_t kb_count, const uint32_t* const* xp, float* out /*[M][64]*/) {
+void GemvBlock(const uint16_t* w, int64_t kb0, int64_t kb1, const uint32_t* const* xp, float* out, bool add) {
   __m512 acc[M][4];
   for (int m = 0; m < M; ++m)
-    for (int j = 0; j < 4; ++j) acc[m][j] = _mm512_setzero_ps();
-  for (int64_t kb = 0; kb < kb_count; ++kb) {
+    for (int j = 0; j < 4; ++j) acc[m][j] = add ? _mm512_loadu_ps(out + m * 64 + j * 16) : _mm512_setzero_ps();
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
     const uint16_t* blk = w + kb * 2048;
 #pragma GCC unroll 4
     for (int kp = 0; kp < 16; ++kp) {
@@ -56,15 +57,25 @@ void GemvBf16Blocked(const uint16_t* w, int64_t n, int64_t k, const uint16_t* x,
       xp[r] = xbuf.data() + r * kb_count * 16;
     }
   }
+  // Rows go in groups of up to 4 (16 accumulators). K goes in slices of at most
+  // kKSlice blocks (a 256 KB slice of a 64-column block of W): the first row
+  // group streams a slice from memory and the later groups find it in L2.
+  constexpr int64_t kKSlice = 64;
   ThreadPool::Default().RunOnAll([&](int t, int nt) {
     alignas(64) float out[kGemvMaxRows * 64];
     for (int64_t nb = nb_count * t / nt; nb < nb_count * (t + 1) / nt; ++nb) {
       const uint16_t* wb = w + nb * kb_count * 2048;
-      switch (m) {
-        case 1: GemvBlock<1>(wb, kb_count, xp, out); break;
-        case 2: GemvBlock<2>(wb, kb_count, xp, out); break;
-        case 3: GemvBlock<3>(wb, kb_count, xp, out); break;
-        default: GemvBlock<4>(wb, kb_count, xp, out); break;
+      for (int64_t kb0 = 0; kb0 < kb_count; kb0 += kKSlice) {
+        const int64_t kb1 = std::min(kb_count, kb0 + kKSlice);
+        for (int64_t r0 = 0; r0 < m; r0 += 4) {
+          float* o = out + r0 * 64;
+          switch (std::min<int64_t>(4, m - r0)) {
+            case 1: GemvBlock<1>(wb, kb0, kb1, xp + r0, o, kb0 > 0); break;
+            case 2: GemvBlock<2>(wb, kb0, kb1, xp + r0, o, kb0 > 0); break;
+            case 3: GemvBlock<3>(wb, kb0, kb1, xp + r0, o, kb0 > 0); break;
+            default: GemvBlock<4>(wb, kb0, kb1, xp + r0, o, kb0 > 0); break;
+          }
+        }
       }
       const int64_t n0 = nb * 64, len = std::min<int64_t>(64, n - n0);
       for (int64_t r = 0; r < m; ++r) {

@@ -15,7 +15,7 @@
 
 namespace crescent::kernels {
 
-constexpr int64_t kGemvMaxRows = 4;
+constexpr int64_t kGemvMaxRows = 32;
 #if defined(__AVX512BF16__)
 constexpr bool kGemvAvailable = true;
 #else

@@ -69,6 +69,10 @@ TEST(LinearTest, MatchesScalarReference) {
   for (const LinearCase& c : {LinearCase{1, 96, 64, DType::kBF16, false, false},
                               LinearCase{3, 130, 70, DType::kBF16, true, false},
                               LinearCase{17, 64, 256, DType::kBF16, false, true},
+                              // row groups over L2-resident K slices (K > 2048), ragged K and M
+                              LinearCase{32, 200, 2100, DType::kBF16, true, true},
+                              LinearCase{9, 70, 4096, DType::kBF16, false, false},
+                              LinearCase{33, 64, 64, DType::kBF16, false, false},
                               LinearCase{5, 33, 40, DType::kF32, true, true},
                               LinearCase{64, 128, 96, DType::kF32, false, false}}) {
     auto w = Random(static_cast<size_t>(c.n * c.k), 2, 0.5f);
