@@ -100,6 +100,7 @@ class KvPagePool final : public KvPageAccess {
   KvCacheShape shape_;
   int64_t num_pages_;
   std::byte* data_ = nullptr;
+  size_t bytes_ = 0;
   std::vector<int32_t> ref_;
   std::vector<int32_t> free_;  // never-keyed free pages, LIFO (warm in cache)
   int64_t num_free_ = 0;
