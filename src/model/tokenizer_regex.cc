@@ -3,6 +3,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include <memory>
+
 #include "base/logging.h"
 
 namespace crescent::model {
@@ -115,8 +117,13 @@ Result<Regex> Regex::Compile(std::string_view js_pattern, bool literal) {
 }
 
 void Regex::ForEachMatch(std::string_view text, const std::function<void(size_t, size_t)>& on_match) const {
-  // One match-data block per call; thread_local keeps the hot path allocation-free.
-  thread_local pcre2_match_data* md = pcre2_match_data_create(4, nullptr);
+  // One match-data block per thread keeps the hot path allocation-free; the
+  // unique_ptr frees it when the thread exits (server io threads come and go).
+  struct FreeMatchData {
+    void operator()(pcre2_match_data* m) const { pcre2_match_data_free(m); }
+  };
+  thread_local std::unique_ptr<pcre2_match_data, FreeMatchData> md_owner(pcre2_match_data_create(4, nullptr));
+  pcre2_match_data* md = md_owner.get();
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t pos = 0;
   while (pos <= text.size()) {
@@ -125,13 +132,16 @@ void Regex::ForEachMatch(std::string_view text, const std::function<void(size_t,
     if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
       // The JIT stack (or a default limit) ran out on a pathological input: retry
       // this match with the interpreter and generous limits.
-      thread_local pcre2_match_context* mc = [] {
+      struct FreeContext {
+        void operator()(pcre2_match_context* c) const { pcre2_match_context_free(c); }
+      };
+      thread_local std::unique_ptr<pcre2_match_context, FreeContext> mc([] {
         pcre2_match_context* c = pcre2_match_context_create(nullptr);
         pcre2_set_heap_limit(c, 4u << 20);  // KiB
         pcre2_set_match_limit(c, ~0u);
         return c;
-      }();
-      rc = pcre2_match(impl_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, mc);
+      }());
+      rc = pcre2_match(impl_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, mc.get());
       if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
         LOG_WARNING("tokenizer regex failed ({}) at offset {} of {} bytes", rc, pos, text.size());
       }

@@ -36,8 +36,6 @@ export async function startServer(args, extra = []) {
     env: {
       ...process.env,
       OMP_WAIT_POLICY: 'PASSIVE',
-      // Sanitized builds: a known small per-thread leak outside server/ (see the file).
-      LSAN_OPTIONS: process.env.LSAN_OPTIONS || `suppressions=${path.join(args.source, 'tests/e2e/serve_lsan.supp')}`,
     },
   });
   let log = '';
@@ -116,35 +114,41 @@ export function request(port, method, pathname, body = null, headers = {}) {
     sock.on('data', (d) => chunks.push(d));
     sock.on('error', reject);
     sock.on('close', () => {
-      const all = Buffer.concat(chunks).toString('utf8');
-      const i = all.indexOf('\r\n\r\n');
-      if (i < 0) return reject(new Error('no HTTP response: ' + JSON.stringify(all.slice(0, 200))));
-      const lines = all.slice(0, i).split('\r\n');
+      // Headers are ASCII; the body stays bytes until it is de-chunked, because
+      // chunk sizes count bytes, not UTF-16 units.
+      const raw = Buffer.concat(chunks);
+      const i = raw.indexOf('\r\n\r\n');
+      if (i < 0) return reject(new Error('no HTTP response: ' + JSON.stringify(raw.toString('utf8').slice(0, 200))));
+      const lines = raw.subarray(0, i).toString('latin1').split('\r\n');
       const status = Number(lines[0].split(' ')[1]);
       const hdrs = {};
       for (const l of lines.slice(1)) {
         const j = l.indexOf(':');
         hdrs[l.slice(0, j).toLowerCase()] = l.slice(j + 1).trim();
       }
-      let payload = all.slice(i + 4);
+      let payload = raw.subarray(i + 4);
       if (hdrs['transfer-encoding'] === 'chunked') payload = dechunk(payload);
-      resolve({ status, headers: hdrs, body: payload });
+      resolve({ status, headers: hdrs, body: payload.toString('utf8') });
     });
   });
 }
 
-export function dechunk(s) {
-  let out = '';
+// Chunked transfer coding -> body bytes (a Buffer in, a Buffer out; a string
+// is taken as its UTF-8 bytes).
+export function dechunk(input) {
+  const s = Buffer.isBuffer(input) ? input : Buffer.from(input, 'utf8');
+  const parts = [];
   let i = 0;
   while (i < s.length) {
     const j = s.indexOf('\r\n', i);
     if (j < 0) break;
-    const n = parseInt(s.slice(i, j), 16);
+    const n = parseInt(s.subarray(i, j).toString('latin1'), 16);
     if (!(n > 0)) break;
-    out += s.slice(j + 2, j + 2 + n);
+    parts.push(s.subarray(j + 2, j + 2 + n));
     i = j + 2 + n + 2;
   }
-  return out;
+  const out = Buffer.concat(parts);
+  return Buffer.isBuffer(input) ? out : out.toString('utf8');
 }
 
 // SSE payload -> list of parsed JSON events and whether [DONE] ended it.
