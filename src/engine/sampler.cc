@@ -115,8 +115,8 @@ std::vector<int32_t> TopIds(const float* key, int64_t n, int64_t k) {
 }
 
 // -log(u) for u in (0, 1): exponent and mantissa split, then the atanh series
-// of log(m) for m in [sqrt(1/2), sqrt(2)) (relative error < 1e-7). Plain code
-// that the compiler vectorizes.
+// of log(m) for m in [sqrt(1/2), sqrt(2)) (relative error < 1e-7). The scalar
+// form; ExponentialRace repeats the same arithmetic in AVX-512.
 inline float NegLog(float u) {
   uint32_t bits;
   std::memcpy(&bits, &u, 4);
@@ -145,7 +145,9 @@ inline float HashUniform(uint32_t a, uint32_t b, uint32_t i) {
   h ^= h >> 13;
   h *= 0xC2B2AE35u;
   h ^= h >> 16;
-  return static_cast<float>(h >> 8) * (1.0f / 16777216.0f) + (1.0f / 33554432.0f);
+  // (2x + 1) / 2^24 for a 23-bit x: exact in a float and strictly inside (0, 1)
+  // (with 24 bits, 1 - 2^-25 would round to 1, and -log(1) = 0 wins every race).
+  return static_cast<float>(h >> 9) * (1.0f / 8388608.0f) + (1.0f / 16777216.0f);
 }
 
 // The draw: argmax over tokens of prob / E with E ~ Exp(1) independent per
@@ -175,8 +177,8 @@ int32_t ExponentialRace(const float* prob, int64_t n, uint64_t key) {
     __m512i h = _mm512_xor_si512(_mm512_mullo_epi32(idx, _mm512_set1_epi32(static_cast<int32_t>(0x9E3779B1u))),
                                  _mm512_set1_epi32(static_cast<int32_t>(a)));
     h = fmix(_mm512_xor_si512(fmix(h), _mm512_set1_epi32(static_cast<int32_t>(b))));
-    const __m512 u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(h, 8)), _mm512_set1_ps(1.0f / 16777216.0f),
-                                     _mm512_set1_ps(1.0f / 33554432.0f));
+    const __m512 u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(h, 9)), _mm512_set1_ps(1.0f / 8388608.0f),
+                                     _mm512_set1_ps(1.0f / 16777216.0f));
     const __m512i bits = _mm512_castps_si512(u);
     __m512i e = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(127));
     __m512 m = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFF)),

@@ -5,8 +5,10 @@
 // tokens, OpenAI's definition), then: temperature == 0 is greedy (argmax, lowest id on ties);
 // otherwise logits / temperature, then top-k, top-p (smallest set whose
 // probability reaches p) and min-p (drop tokens below min_p * max prob), then a
-// draw from the renormalized distribution with the request's own Rng — so a
-// seeded request samples the same tokens whatever else is in the batch.
+// draw from the renormalized distribution: an exponential race (argmax of
+// prob / Exp(1), as vLLM) keyed by the request's own Rng — so a seeded request
+// samples the same tokens whatever else is in the batch, and a float-level
+// change in the logits (a preempted sequence recomputed) rarely moves a draw.
 // Log-probs are of the raw model distribution (log_softmax of the logits), as
 // OpenAI's API reports them. Stateless apart from the Rng; thread-compatible.
 #pragma once

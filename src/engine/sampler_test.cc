@@ -144,5 +144,18 @@ TEST(SamplerTest, SeededDrawIsStableUnderTinyLogitChanges) {
   EXPECT_LE(moved, 1);
 }
 
+// Tokens 70 nats below the best (probability ~1e-31 each, ~1e-26 together) are
+// never drawn, over a vocabulary large enough that every race also meets the
+// extreme uniforms.
+TEST(SamplerTest, NegligibleTokensAreNeverDrawn) {
+  const int64_t vocab = 128256;
+  std::vector<float> logits(vocab, -70.0f);
+  logits[12345] = 0.0f;
+  SamplingParams p;
+  p.temperature = 1.0f;
+  Rng rng(11);
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(Sample(logits.data(), vocab, p, rng).token, 12345) << "draw " << i;
+}
+
 }  // namespace
 }  // namespace crescent::engine

@@ -99,9 +99,11 @@ void AttendOne(const AttentionParams& p, const KvLayerView& kv, const AttentionS
 #if CRESCENT_ATTN_AVX512
 // Flash-style kernel: one (sequence, kv head, block of query tokens). All query
 // heads of the group for those tokens form R rows; keys stream through in chunks
-// of up to 16 tokens of one page. Per chunk, K is transposed to [head_dim][16] so
-// a row's 16 scores are head_dim broadcast-FMAs with no horizontal sum, then an
-// online softmax (running max m, running sum l) rescales the row's accumulator.
+// of up to 16 tokens of one page (the next chunk prefetched), staged in f32. A
+// row's 16 scores come from K transposed to [head_dim][16] when there are many
+// rows (prefill), or from 16 dot products folded across lanes when there are few
+// (decode, where one transpose per chunk would cost more than the scoring); then
+// an online softmax (running max m, running sum l) rescales the row's accumulator.
 constexpr int64_t kQueryBlock = 16;
 constexpr int64_t kDirectRows = 8;  // up to this many rows score without transposing K
 
