@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/subprocess.h"
+
 namespace crescent::cli {
 namespace {
 
@@ -41,22 +43,6 @@ std::vector<std::string> PerftestEnv(const PerftestOptions& o) {
   return env;
 }
 
-// Runs argv with extra environment; returns its pid (stdout to `out_fd` if >= 0,
-// else /dev/null; stderr to /dev/null).
-pid_t Spawn(const std::vector<std::string>& argv, const std::vector<std::string>& env, int out_fd) {
-  pid_t pid = fork();
-  if (pid != 0) return pid;
-  int null = open("/dev/null", O_WRONLY);
-  dup2(out_fd >= 0 ? out_fd : null, 1);
-  dup2(null, 2);
-  for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
-  _exit(127);
-}
-
 }  // namespace
 
 Result<double> RunUcxPerftest(const PerftestOptions& o) {
@@ -66,24 +52,29 @@ Result<double> RunUcxPerftest(const PerftestOptions& o) {
   if (probe < 0) return Unavailable("no free loopback port");
   close(probe);
   std::vector<std::string> env = PerftestEnv(o);
-  pid_t server = Spawn({"/usr/bin/ucx_perftest", "-p", std::to_string(port)}, env, -1);
+  ASSIGN_OR_RETURN(pid_t server, SpawnProcess({"/usr/bin/ucx_perftest", "-p", std::to_string(port)}, env, kInheritFd,
+                                              kDevNullFd, kDevNullFd));
   std::string output;
   int status = 0;
   for (int attempt = 0; attempt < 20; ++attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     int pipefd[2];
-    if (pipe(pipefd) != 0) break;
-    pid_t client = Spawn({"/usr/bin/ucx_perftest", "127.0.0.1", "-p", std::to_string(port), "-t",
-                          o.read ? "ucp_get" : "ucp_put_bw", "-s", std::to_string(o.size), "-n",
-                          std::to_string(o.iterations)},
-                         env, pipefd[1]);
+    if (pipe2(pipefd, O_CLOEXEC) != 0) break;
+    Result<pid_t> client = SpawnProcess({"/usr/bin/ucx_perftest", "127.0.0.1", "-p", std::to_string(port), "-t",
+                                        o.read ? "ucp_get" : "ucp_put_bw", "-s", std::to_string(o.size), "-n",
+                                        std::to_string(o.iterations)},
+                                       env, kInheritFd, pipefd[1], kDevNullFd);
     close(pipefd[1]);
+    if (!client.ok()) {
+      close(pipefd[0]);
+      break;
+    }
     output.clear();
     char buf[4096];
     ssize_t n;
     while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) output.append(buf, static_cast<size_t>(n));
     close(pipefd[0]);
-    waitpid(client, &status, 0);
+    waitpid(*client, &status, 0);
     if (output.find("Final:") != std::string::npos) break;  // else the server was not listening yet
   }
   kill(server, SIGTERM);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/subprocess.h"
 #include "transfer/http_client.h"
 
 namespace crescent::transfer::testing {
@@ -47,22 +48,16 @@ class Subprocess {
                                                    const std::vector<std::string>& env = {}) {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) return Internal("pipe failed");
-    pid_t pid = fork();
-    if (pid < 0) return Internal("fork failed");
-    if (pid == 0) {
-      dup2(in[0], 0);
-      dup2(out[1], 1);
-      for (const auto& e : env) putenv(const_cast<char*>(e.c_str()));
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execvp(args[0], args.data());
-      _exit(127);
-    }
+    Result<pid_t> pid = SpawnProcess(argv, env, in[0], out[1], kInheritFd);
     close(in[0]);
     close(out[1]);
+    if (!pid.ok()) {
+      close(in[1]);
+      close(out[0]);
+      return pid.status();
+    }
     auto p = std::unique_ptr<Subprocess>(new Subprocess());
-    p->pid_ = pid;
+    p->pid_ = *pid;
     p->to_child_ = in[1];
     p->from_child_ = out[0];
     return p;
