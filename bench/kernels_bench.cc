@@ -1,6 +1,7 @@
-// Decode-shaped matmuls (M = 1..4) through crescent's GEMV and through oneDNN's
-// own matmul on the same blocked weights, reported as weight GB/s, next to a
-// streaming-read bandwidth probe measured in the same run.
+// Decode-shaped matmuls (M = 1..128 rows, Llama-3.2-1B's shapes and lm_head)
+// through crescent's Linear and through oneDNN's own matmul on the same blocked
+// weights, reported as weight GB/s and GFLOP/s; paged attention over KV read from
+// memory; and a streaming-read bandwidth probe measured in the same run.
 //   build/bench/crescent_kernels_bench --benchmark_min_time=0.5
 #include <benchmark/benchmark.h>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -23,7 +24,7 @@ std::vector<uint16_t> Weights(int64_t n, int64_t k) {
   return w;
 }
 
-// crescent: Linear::Forward (GEMV for M <= 4).
+// crescent: Linear::Forward (its own GEMV for M <= kGemvMaxRows, else oneDNN).
 void BM_Linear(benchmark::State& st) {
   const int64_t m = st.range(0), n = st.range(1), k = st.range(2);
   auto w = Weights(n, k);
