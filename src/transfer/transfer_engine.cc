@@ -29,10 +29,11 @@ Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(EngineOptions opt
                                                                std::shared_ptr<MetadataStore> metadata) {
   if (!metadata) return InvalidArgument("transfer engine needs a metadata store");
   if (options.num_workers < 1) return InvalidArgument("num_workers must be >= 1");
-  if (options.slice_bytes < 1) return InvalidArgument("slice_bytes must be >= 1");
   if (options.timeout_ms < 1) return InvalidArgument("timeout_ms must be >= 1");
   if (options.spin_us < 0) return InvalidArgument("spin_us must be >= 0");
   if (options.max_endpoints_per_worker < 1) return InvalidArgument("max_endpoints_per_worker must be >= 1");
+  options.slice_bytes = options.EffectiveSliceBytes();
+  const bool tcp = options.transports.empty() || options.transports.find("tcp") != std::string::npos;
   ASSIGN_OR_RETURN(UcxContext context, UcxContext::Create(options));
   std::unique_ptr<TransferEngine> engine(
       new TransferEngine(std::move(options), std::move(metadata), std::move(context)));
@@ -43,10 +44,8 @@ Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(EngineOptions opt
     wo.timeout_ms = engine->options_.timeout_ms;
     wo.spin_ns = engine->options_.spin_us * 1000;
     using PF = EngineOptions::PeerFailure;
-    const std::string& tls = engine->options_.transports;
     wo.detect_peer_failure = engine->options_.peer_failure == PF::kOn ||
-                             (engine->options_.peer_failure == PF::kAuto &&
-                              (tls.empty() || tls.find("tcp") != std::string::npos));
+                             (engine->options_.peer_failure == PF::kAuto && tcp);
     wo.on_peer_failure = [e = engine.get()](const std::string& owner) { e->OnPeerFailure(owner); };
     ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(engine->context_.get(), std::move(wo)));
     engine->workers_.push_back(std::move(worker));

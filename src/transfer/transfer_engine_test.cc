@@ -22,6 +22,9 @@ EngineOptions Options(const std::string& transports) {
   o.transports = transports;
   o.net_devices = "lo";
   o.timeout_ms = 5000;
+  // 64 KiB slices on every transport (TCP's default is 4 MiB), so the MiB-sized
+  // entries here go through slicing and several workers on TCP too.
+  o.slice_bytes = 64 << 10;
   return o;
 }
 
@@ -64,6 +67,18 @@ class EnginePair : public ::testing::TestWithParam<std::string> {
   std::vector<char> local_, remote_;
   SegmentId seg_ = 0;
 };
+
+TEST(EngineOptionsTest, SliceSizeDefaultsByTransport) {
+  EngineOptions o;
+  o.transports = "self,sm";
+  EXPECT_EQ(o.EffectiveSliceBytes(), 64u << 10);
+  o.transports = "tcp";
+  EXPECT_EQ(o.EffectiveSliceBytes(), 4u << 20);
+  o.transports = "";  // UCX picks, TCP possibly among them
+  EXPECT_EQ(o.EffectiveSliceBytes(), 4u << 20);
+  o.slice_bytes = 12345;
+  EXPECT_EQ(o.EffectiveSliceBytes(), 12345u);
+}
 
 TEST_P(EnginePair, WriteThenReadSizesFromOneByteTo64MiBUnaligned) {
   FillRandom(local_, 1);
