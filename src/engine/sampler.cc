@@ -38,21 +38,6 @@ uint64_t Rng::Next() {
 
 double Rng::Uniform() { return static_cast<double>(Next() >> 11) * (1.0 / 9007199254740992.0); }
 
-void LogSoftmax(float* row, int64_t n) {
-  float mx = *std::max_element(row, row + n);
-  // Sum in f32 lanes of 1024 elements, the lanes in f64: exp() vectorizes and the
-  // total keeps ~1e-7 relative accuracy over vocabularies of 10^5.
-  double sum = 0;
-  thread_local std::vector<float> tmp(1024);
-  for (int64_t b = 0; b < n; b += 1024) {
-    const int64_t e = std::min(n, b + 1024);
-    sum += kernels::ExpShiftSum(row + b, e - b, mx, tmp.data());
-  }
-  const float lse = mx + static_cast<float>(std::log(sum));
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) row[i] -= lse;
-}
-
 void TokenHistory::SetPrompt(std::span<const int32_t> prompt) {
   prompt_tokens.assign(prompt.begin(), prompt.end());
   std::sort(prompt_tokens.begin(), prompt_tokens.end());
@@ -70,6 +55,20 @@ void TokenHistory::AddOutput(int32_t token) {
 }
 
 namespace {
+// log(sum(exp(row))) with the running max subtracted: f32 lanes of 1024
+// elements (exp vectorizes), their sums in f64, ~1e-7 relative accuracy over
+// vocabularies of 10^5.
+double LogSumExp(const float* row, int64_t n) {
+  const float mx = kernels::MaxOf(row, n);
+  double sum = 0;
+  thread_local std::vector<float> tmp(1024);
+  for (int64_t b = 0; b < n; b += 1024) {
+    const int64_t e = std::min(n, b + 1024);
+    sum += kernels::ExpShiftSum(row + b, e - b, mx, tmp.data());
+  }
+  return mx + std::log(sum);
+}
+
 // Applies the penalties to a copy of the logits (only touched entries change).
 const float* Penalized(const float* logits, int64_t vocab, const SamplingParams& p, const TokenHistory& h) {
   thread_local std::vector<float> buf;
@@ -90,18 +89,6 @@ const float* Penalized(const float* logits, int64_t vocab, const SamplingParams&
     buf[t] -= p.frequency_penalty * static_cast<float>(c) + p.presence_penalty;
   }
   return buf.data();
-}
-
-// log(sum(exp(row))) with the running max subtracted; f32 lanes, f64 total.
-double LogSumExp(const float* row, int64_t n) {
-  const float mx = kernels::MaxOf(row, n);
-  double sum = 0;
-  thread_local std::vector<float> tmp(1024);
-  for (int64_t b = 0; b < n; b += 1024) {
-    const int64_t e = std::min(n, b + 1024);
-    sum += kernels::ExpShiftSum(row + b, e - b, mx, tmp.data());
-  }
-  return mx + std::log(sum);
 }
 
 // The `k` best ids by `key` (descending, lowest id first on ties), in that order.
@@ -293,6 +280,12 @@ SampledToken Sample(const float* raw_logits, int64_t vocab, const SamplingParams
   out.token = pick;
   out.logprob = raw_lp(out.token);
   return out;
+}
+
+void LogSoftmax(float* row, int64_t n) {
+  const float lse = static_cast<float>(LogSumExp(row, n));
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) row[i] -= lse;
 }
 
 }  // namespace crescent::engine
