@@ -2,8 +2,6 @@
 
 #include <sys/mman.h>
 
-#include <cstdlib>
-#include <cstring>
 
 namespace crescent::engine {
 
