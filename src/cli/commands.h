@@ -34,6 +34,7 @@ void RegisterGenerate(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterTokenize(CLI::App& app);  // tokenize + detokenize
 void RegisterSimulate(CLI::App& app);
+void RegisterTrace(CLI::App& app);  // make-trace + trace-stats
 void RegisterServe(CLI::App& app);
 // Parts of `crescent bench`, each in cmd_bench_<name>.cc, called from RegisterBench.
 void RegisterBenchEngine(CLI::App& bench);

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   crescent::cli::RegisterGenerate(app);
   crescent::cli::RegisterBench(app);
   crescent::cli::RegisterSimulate(app);
+  crescent::cli::RegisterTrace(app);
   crescent::cli::RegisterTokenize(app);
   crescent::cli::RegisterServe(app);
   try {

@@ -3,7 +3,10 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <iterator>
 
 #include "base/file.h"
 #include "base/json.h"
@@ -70,6 +73,19 @@ Result<Trace> ParseTrace(std::string_view text, std::string_view name) {
 Result<Trace> LoadTrace(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   return ParseTrace(text, path);
+}
+
+std::string FormatTrace(const Trace& trace) {
+  std::string out;
+  out.reserve(trace.requests.size() * 96 + trace.keys.size() * 7);
+  for (const TraceRequest& r : trace.requests) {
+    fmt::format_to(std::back_inserter(out), "{{\"timestamp\": {}, \"input_length\": {}, \"output_length\": {}, \"hash_ids\": [",
+                   r.timestamp_ms, r.input_tokens, r.output_tokens);
+    const auto keys = trace.Keys(r);
+    for (size_t i = 0; i < keys.size(); ++i) fmt::format_to(std::back_inserter(out), "{}{}", i ? ", " : "", keys[i]);
+    out += "]}\n";
+  }
+  return out;
 }
 
 Trace Trace::Prefix(size_t n) const {

@@ -1,4 +1,5 @@
-// Mooncake request traces (../shared/traces/*.jsonl): one JSON object a line,
+// Mooncake request traces (Mooncake's released conversation_trace.jsonl and
+// synthetic_trace.jsonl, or traces from `crescent make-trace`): one JSON object a line,
 // {"timestamp": ms, "input_length": n, "output_length": m, "hash_ids": [...]},
 // where hash_ids name 512-token prefix blocks (equal ids = same prefix).
 //
@@ -41,5 +42,7 @@ struct Trace {
 // `name` prefixes error messages ("<name>:<line>: ...").
 Result<Trace> ParseTrace(std::string_view text, std::string_view name);
 Result<Trace> LoadTrace(const std::string& path);
+// The trace as JSON lines in the same format (ParseTrace reads it back).
+std::string FormatTrace(const Trace& trace);
 
 }  // namespace crescent::sim
