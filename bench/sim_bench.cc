@@ -1,17 +1,27 @@
-// The simulator on the whole Mooncake conversation trace (12,031 requests), one
-// policy per run: wall time per replay (goal: under 10 s on these machines).
-//   build/bench/crescent_sim_bench
+// The simulator on a whole conversation trace (12,031 requests), one policy per
+// run: wall time per replay (goal: under 10 s on these machines). The trace is
+// Mooncake's conversation_trace.jsonl from $CRESCENT_TRACES_DIR when that is
+// set, else one generated with the same size and structure (crescent make-trace).
+//   [CRESCENT_TRACES_DIR=DIR] build/bench/crescent_sim_bench
 #include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <string>
 
 #include "base/check.h"
 #include "sim/simulation.h"
 #include "sim/trace.h"
+#include "sim/trace_gen.h"
 
 namespace {
 
 const crescent::sim::Trace& Conversation() {
   static const crescent::sim::Trace* t = [] {
-    auto r = crescent::sim::LoadTrace(CRESCENT_SOURCE_DIR "/../shared/traces/conversation_trace.jsonl");
+    const char* dir = std::getenv("CRESCENT_TRACES_DIR");
+    crescent::sim::TraceGenOptions g;
+    g.requests = 12031;
+    auto r = dir && *dir ? crescent::sim::LoadTrace(std::string(dir) + "/conversation_trace.jsonl")
+                         : crescent::sim::GenerateTrace(g);
     CHECK(r.ok()) << r.status().ToString();
     return new crescent::sim::Trace(std::move(r).value());
   }();

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Regenerates every figure in docs/simulator.md with `crescent simulate`.
 # Usage: scripts/sim_figures.sh [CRESCENT_BINARY]   (default build/src/cli/crescent)
-# Traces come from ../shared/traces (override with TRACES=...). Takes ~1 minute.
+# Needs Mooncake's released traces in the folder CRESCENT_TRACES_DIR names
+# (https://github.com/kvcache-ai/Mooncake, FAST25-release/traces). Takes ~1 minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-build/src/cli/crescent}
-TRACES=${TRACES:-../shared/traces}
+TRACES=${CRESCENT_TRACES_DIR:-}
+if [ -z "$TRACES" ] || [ ! -f "$TRACES/conversation_trace.jsonl" ]; then
+  echo "sim_figures: set CRESCENT_TRACES_DIR to a folder with Mooncake's conversation_trace.jsonl and synthetic_trace.jsonl" >&2
+  exit 1
+fi
 CONV=$TRACES/conversation_trace.jsonl
 PY=/usr/bin/python3
 TMP=$(mktemp -d)

@@ -1,4 +1,5 @@
-// `crescent simulate`: replay a Mooncake trace on a simulated cluster under one
+// `crescent simulate`: replay a Mooncake-format trace (a released one, or one
+// crescent generates when --trace is absent) on a simulated cluster under one
 // Conductor policy (or a coupled vLLM-like baseline) and print TTFT, TBT, cache
 // hit rate, the effective request ratio under the SLOs, rejections and prefill
 // compute; or, with --hit-rate-curve, Figure 9's hit rate against LRU capacity.
@@ -15,6 +16,7 @@
 #include "sim/hit_rate.h"
 #include "sim/simulation.h"
 #include "sim/trace.h"
+#include "sim/trace_gen.h"
 
 namespace crescent::cli {
 namespace {
@@ -58,7 +60,20 @@ void RunSimulate(const SimulateOpts& o) {
   sim::SimConfig cfg = o.config;
   cfg.admission = !o.no_admission;
   if (!o.profile.empty()) cfg.profile = ValueOrThrow(sim::LoadCostProfile(o.profile));
-  sim::Trace trace = ValueOrThrow(sim::LoadTrace(o.trace));
+  sim::Trace trace;
+  if (o.trace.empty()) {
+    sim::TraceGenOptions g;  // the size and structure of Mooncake's conversation trace
+    g.requests = 12031;
+    trace = ValueOrThrow(sim::GenerateTrace(g));
+    std::fprintf(stderr,
+                 "simulate: no --trace given: replaying a generated conversation-like trace (%lld requests, the same "
+                 "as `crescent make-trace --like conversation --requests %lld --seed %llu`); --trace FILE replays "
+                 "a real one\n",
+                 static_cast<long long>(g.requests), static_cast<long long>(g.requests),
+                 static_cast<unsigned long long>(g.seed));
+  } else {
+    trace = ValueOrThrow(sim::LoadTrace(o.trace));
+  }
   if (o.limit > 0) trace = trace.Prefix(static_cast<size_t>(o.limit));
   if (o.hit_rate_curve) {
     PrintHitRateCurve(trace, static_cast<int64_t>(cfg.profile.block_tokens), o.json);
@@ -116,8 +131,9 @@ CLI::Validator NumberAtLeast(double lo, bool strict) {
 void RegisterSimulate(CLI::App& app) {
   auto o = std::make_shared<SimulateOpts>();
   CLI::App* cmd = app.add_subcommand("simulate", "Replay a Mooncake trace on a simulated cluster");
-  cmd->add_option("--trace", o->trace, "Trace file (JSON lines: timestamp, input_length, output_length, hash_ids)")
-      ->required();
+  cmd->add_option("--trace", o->trace,
+                  "Trace file (JSON lines: timestamp, input_length, output_length, hash_ids); default: a generated "
+                  "conversation-like trace");
   cmd->add_option("--prefill", o->config.prefill, "Prefill instances (coupled: N+M coupled instances)")
       ->check(CLI::Range(1, 100000));
   cmd->add_option("--decode", o->config.decode, "Decode instances")->check(CLI::Range(0, 100000));

@@ -1,4 +1,6 @@
-// Simulator invariants, the hot-prefix case, and the whole-trace benchmark.
+// Simulator invariants and the hot-prefix case, on traces crescent generates
+// (sim/trace_gen.h) with the size and structure of Mooncake's conversation
+// trace. The same checks on the released traces: mooncake_traces_test.cc.
 #include "sim/simulation.h"
 
 #include <gtest/gtest.h>
@@ -6,12 +8,17 @@
 #include <cstdio>
 #include <string>
 
+#include "sim/trace_gen.h"
+
 namespace crescent::sim {
 namespace {
 
+// 12,031 requests, as many as the released conversation trace.
 const Trace& ConversationTrace() {
   static const Trace* t = [] {
-    Result<Trace> r = LoadTrace(CRESCENT_SOURCE_DIR "/../shared/traces/conversation_trace.jsonl");
+    TraceGenOptions o;
+    o.requests = 12031;
+    Result<Trace> r = GenerateTrace(o);
     CHECK(r.ok()) << r.status().ToString();
     return new Trace(std::move(r).value());
   }();
@@ -166,7 +173,7 @@ TEST(SimulationTest, HotPrefixSpreadsOnceReplicasExist) {
   EXPECT_LT(ttft[1], ttft[0]);  // fetching the prompt beats recomputing it
 }
 
-// The whole 12,031-request conversation trace runs to completion under one policy.
+// A whole conversation-sized trace runs to completion under one policy.
 // (Its speed is a benchmark, bench/sim_bench.cc, not a timed test.)
 TEST(SimulationTest, WholeConversationTrace) {
   SimConfig c;  // global-cache, 16 prefill + 16 decode
