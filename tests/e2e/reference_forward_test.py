@@ -6,11 +6,14 @@ that exercise biases and a sliding window) and prompt lengths 1, 7, 64 and 300:
 `crescent generate --dtype float32 --max-tokens 1 --logprobs 10 --json` must give
   * the reference's top-10 ids, wherever neighbouring reference log-probs differ
     by more than 1e-3 (a near-tie may swap), and
-  * every reported log-prob within 2e-2 of the reference's for that id.
+  * every reported log-prob within 1e-4 of the reference's for that id (the
+    float32 path agrees to ~1e-5 at these lengths, so an epsilon, RoPE or
+    scaling slip cannot hide under the bound).
 The default bf16 path (bf16 matmul inputs and KV) carries ~2^-9 relative rounding
-at every matmul input, which moves these random models' log-probs by up to ~0.05
+at every matmul input, which moves these random models' log-probs by up to ~0.055
 (checked against a reference that rounds at the same points: exact at length 1).
-It is held to |delta| < 0.15, with ranks compared only across gaps above 0.15.
+It is held to |delta| < 0.08, with ranks compared only across gaps above 0.08.
+The largest deviation of each path is printed.
 
 Usage: reference_forward_test.py --crescent BIN --source REPO --work DIR
 Prints 'N passed, M failed' and exits non-zero on any failure.
@@ -25,8 +28,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_forward  # noqa: E402
 
-STRICT = ("float32", 2e-2, 1e-3)
-BF16 = ("bfloat16", 0.15, 0.15)
+STRICT = ("float32", 1e-4, 1e-3)
+BF16 = ("bfloat16", 0.08, 0.08)
+worst = {"float32": 0.0, "bfloat16": 0.0}
 
 
 def make(crescent, config, tokenizer, out):
@@ -45,6 +49,7 @@ def check(crescent, model, tokens, mode):
     order = sorted(range(len(ref)), key=lambda i: -ref[i])[:11]
     errors = []
     for rank, (tid, lp) in enumerate(got):
+        worst[dtype] = max(worst[dtype], abs(lp - ref[tid]))
         if abs(lp - ref[tid]) >= TOL:
             errors.append("id %d: logprob %.5f vs reference %.5f" % (tid, lp, ref[tid]))
         want = order[rank]
@@ -85,6 +90,7 @@ def main():
                 else:
                     passed += 1
                     print("ok   %s %s len %d" % (name, mode[0], n))
+    print("largest |logprob - reference|: float32 %.2e, bfloat16 %.4f" % (worst["float32"], worst["bfloat16"]))
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 
