@@ -1,47 +1,157 @@
 #include "transfer/etcd_metadata_store.h"
 
-#include <boost/json.hpp>
-
 #include <chrono>
+#include <optional>
+#include <vector>
 
-#include "base/json.h"
 #include "base/logging.h"
-#include "transfer/base64.h"
 
 namespace crescent::transfer {
 namespace {
 
-// etcd's gateway prints int64 fields as JSON strings.
-int64_t IntField(const boost::json::object& o, std::string_view key) {
-  auto it = o.find(key);
-  if (it == o.end()) return 0;
-  if (it->value().is_string()) {
-    try {
-      return std::stoll(std::string(it->value().get_string()));
-    } catch (const std::exception&) {
-      return 0;
+using std::chrono::milliseconds;
+
+// A watch stream on its own thread. The thread holds the state by shared
+// pointer, so a Watch destroyed from its own callback (the thread is then
+// detached) leaves nothing dangling.
+class EtcdWatch final : public Watch {
+ public:
+  struct State {
+    State(EtcdClient c, std::string p, WatchCallback cb)
+        : client(std::move(c)), prefix(std::move(p)), callback(std::move(cb)) {}
+    EtcdClient client;
+    std::string prefix;
+    WatchCallback callback;
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool stop = false;                    // GUARDED_BY(mutex)
+    std::shared_ptr<HttpStream> stream;  // GUARDED_BY(mutex); the open one
+  };
+
+  EtcdWatch(EtcdClient client, std::string prefix, int64_t from, WatchCallback callback)
+      : state_(std::make_shared<State>(std::move(client), std::move(prefix), std::move(callback))) {
+    thread_ = std::thread([s = state_, from] { Run(*s, from); });
+  }
+
+  ~EtcdWatch() override {
+    {
+      std::lock_guard lock(state_->mutex);
+      state_->stop = true;
+      if (state_->stream) state_->stream->Cancel();
+    }
+    state_->cv.notify_all();
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();  // destroyed from our own callback: the thread ends on its own
+    } else {
+      thread_.join();
     }
   }
-  if (it->value().is_int64()) return it->value().get_int64();
-  return 0;
-}
+
+ private:
+  static bool Stopped(State& s) {
+    std::lock_guard lock(s.mutex);
+    return s.stop;
+  }
+
+  static void Backoff(State& s, int64_t ms) {
+    std::unique_lock lock(s.mutex);
+    s.cv.wait_for(lock, milliseconds(ms), [&] { return s.stop; });
+  }
+
+  static void Run(State& s, int64_t next) {
+    int64_t backoff_ms = 100;
+    while (!Stopped(s)) {
+      Result<std::unique_ptr<HttpStream>> opened = s.client.OpenWatch(s.prefix, next);
+      if (!opened.ok()) {
+        LOG_DEBUG("etcd watch on '{}': {}", s.prefix, opened.status().ToString());
+        Backoff(s, backoff_ms);
+        backoff_ms = std::min<int64_t>(backoff_ms * 2, 2000);
+        continue;
+      }
+      std::shared_ptr<HttpStream> stream = std::move(opened).value();
+      {
+        std::lock_guard lock(s.mutex);
+        if (s.stop) return;
+        s.stream = stream;
+      }
+      std::string buffer;
+      bool reopen = false;
+      while (!reopen) {
+        Result<std::string> got = stream->ReadSome(1000);
+        if (!got.ok()) {
+          if (got.status().code() == StatusCode::kDeadlineExceeded) {
+            if (Stopped(s)) break;
+            continue;
+          }
+          break;  // closed, broken or cancelled: reopen (or stop)
+        }
+        buffer += *got;
+        size_t nl;
+        while (!reopen && (nl = buffer.find('\n')) != std::string::npos) {
+          const std::string line = buffer.substr(0, nl);
+          buffer.erase(0, nl + 1);
+          if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
+          Result<EtcdWatchMessage> m = ParseWatchMessage(line);
+          if (!m.ok()) {
+            LOG_WARNING("etcd watch on '{}': {}", s.prefix, m.status().ToString());
+            reopen = true;
+            break;
+          }
+          backoff_ms = 100;  // the stream works
+          if (m->created && next == 0) next = m->header_revision + 1;
+          if (m->canceled) {
+            if (m->compact_revision > 0) {
+              WatchEvent reset;
+              reset.type = WatchEventType::kReset;
+              reset.revision = m->compact_revision;
+              if (Stopped(s)) return;
+              s.callback(reset);
+              next = m->compact_revision;
+            }
+            reopen = true;
+            break;
+          }
+          for (const WatchEvent& ev : m->events) {
+            if (Stopped(s)) return;
+            s.callback(ev);
+            next = ev.revision + 1;
+          }
+        }
+      }
+      {
+        std::lock_guard lock(s.mutex);
+        s.stream.reset();
+      }
+      Backoff(s, backoff_ms);
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 2000);
+    }
+  }
+
+  std::shared_ptr<State> state_;
+  std::thread thread_;
+};
 
 }  // namespace
 
 Result<std::unique_ptr<EtcdMetadataStore>> EtcdMetadataStore::Connect(const EtcdOptions& options) {
   if (options.lease_ttl_s < 2) return InvalidArgument("etcd lease TTL must be >= 2 s");
+  if (options.request_timeout_ms < 1) return InvalidArgument("etcd request timeout must be >= 1 ms");
   ASSIGN_OR_RETURN(HttpEndpoint endpoint, ParseHttpEndpoint(options.endpoint));
-  std::unique_ptr<EtcdMetadataStore> store(new EtcdMetadataStore(options, std::move(endpoint)));
-  ASSIGN_OR_RETURN(store->lease_, store->GrantLease());
+  std::unique_ptr<EtcdMetadataStore> store(
+      new EtcdMetadataStore(options, EtcdClient(endpoint, options.request_timeout_ms)));
+  ASSIGN_OR_RETURN(store->lease_, store->client_.LeaseGrant(options.lease_ttl_s));
   store->keepalive_ = std::thread([s = store.get()] { s->KeepAliveLoop(); });
   return store;
 }
 
-EtcdMetadataStore::EtcdMetadataStore(EtcdOptions options, HttpEndpoint endpoint)
-    : options_(std::move(options)), endpoint_(std::move(endpoint)) {}
+EtcdMetadataStore::EtcdMetadataStore(EtcdOptions options, EtcdClient client)
+    : options_(std::move(options)),
+      client_(std::move(client)),
+      keepalive_client_(client_.endpoint(),
+                        std::max<int64_t>(1, std::min(options_.request_timeout_ms, options_.lease_ttl_s * 1000 / 3))) {}
 
 EtcdMetadataStore::~EtcdMetadataStore() {
-  int64_t lease;
+  LeaseId lease;
   {
     std::lock_guard lock(mutex_);
     stop_ = true;
@@ -49,99 +159,189 @@ EtcdMetadataStore::~EtcdMetadataStore() {
   }
   cv_.notify_all();
   if (keepalive_.joinable()) keepalive_.join();
-  boost::json::object req;
-  req["ID"] = std::to_string(lease);
-  Call("/v3/lease/revoke", boost::json::serialize(req)).status().IgnoreError();  // expiry covers a failure
+  client_.LeaseRevoke(lease).IgnoreError();  // expiry covers a failure
 }
 
-int64_t EtcdMetadataStore::lease_id() const {
+LeaseId EtcdMetadataStore::session_lease() const {
   std::lock_guard lock(mutex_);
   return lease_;
 }
 
-Result<std::string> EtcdMetadataStore::Call(std::string_view target, std::string_view body) const {
-  return HttpPost(endpoint_, target, body, options_.request_timeout_ms);
-}
-
-Result<int64_t> EtcdMetadataStore::GrantLease() const {
-  boost::json::object req;
-  req["TTL"] = options_.lease_ttl_s;
-  ASSIGN_OR_RETURN(std::string text, Call("/v3/lease/grant", boost::json::serialize(req)));
-  ASSIGN_OR_RETURN(boost::json::value v, ParseJson(text, "etcd lease grant"));
-  int64_t id = v.is_object() ? IntField(v.get_object(), "ID") : 0;
-  if (id == 0) return Internal("etcd lease grant: no lease ID in " + text);
-  return id;
-}
-
-Status EtcdMetadataStore::PutWithLease(std::string_view key, std::string_view value, int64_t lease) const {
-  boost::json::object req;
-  req["key"] = Base64Encode(key);
-  req["value"] = Base64Encode(value);
-  req["lease"] = std::to_string(lease);
-  return Call("/v3/kv/put", boost::json::serialize(req)).status().WithContext("etcd put");
+int64_t EtcdMetadataStore::lease_renewals() const {
+  std::lock_guard lock(mutex_);
+  return renewals_;
 }
 
 Status EtcdMetadataStore::Put(std::string_view key, std::string_view value) {
+  uint64_t generation;
+  LeaseId lease;
+  std::optional<Owned> previous;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = owned_.find(key);
+    if (it != owned_.end()) previous = it->second;
+    generation = next_generation_++;
+    owned_.insert_or_assign(std::string(key), Owned{std::string(value), generation});
+    if (renewing_) touched_while_renewing_.insert(std::string(key));  // re-put after the renewal
+    lease = lease_;
+  }
+  Status s;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    s = client_.Put(key, value, lease).status();
+    if (s.ok()) return s;
+    if (s.code() != StatusCode::kNotFound || attempt > 0) break;
+    // The session lease is gone: have the keep-alive thread take a new one.
+    std::unique_lock lock(mutex_);
+    renew_now_ = true;
+    cv_.notify_all();
+    cv_.wait_for(lock, milliseconds(options_.request_timeout_ms), [&] { return lease_ != lease || stop_; });
+    if (lease_ == lease) break;
+    lease = lease_;
+  }
   std::lock_guard lock(mutex_);
-  Status s = PutWithLease(key, value, lease_);
-  if (s.ok()) owned_.insert_or_assign(std::string(key), std::string(value));
-  return s;
+  auto it = owned_.find(key);
+  if (it != owned_.end() && it->second.generation == generation) {
+    if (previous) {
+      it->second = *previous;
+    } else {
+      owned_.erase(it);
+    }
+  }
+  return s.WithContext("etcd put of '" + std::string(key) + "'");
 }
 
 Result<std::string> EtcdMetadataStore::Get(std::string_view key) {
-  boost::json::object req;
-  req["key"] = Base64Encode(key);
-  Result<std::string> text = Call("/v3/kv/range", boost::json::serialize(req));
-  if (!text.ok()) return text.status().WithContext("etcd get");
-  ASSIGN_OR_RETURN(boost::json::value v, ParseJson(*text, "etcd range"));
-  const boost::json::object* o = v.if_object();
-  const boost::json::value* kvs = o ? o->if_contains("kvs") : nullptr;
-  if (!kvs || !kvs->is_array() || kvs->get_array().empty()) {
-    return NotFound("no metadata key '" + std::string(key) + "'");
-  }
-  const boost::json::value& kv = kvs->get_array().front();
-  const boost::json::value* val = kv.is_object() ? kv.get_object().if_contains("value") : nullptr;
-  if (!val) return std::string();  // etcd omits empty values
-  if (!val->is_string()) return DataLoss("etcd range: value is not a string");
-  return Base64Decode(std::string_view(val->get_string()));
+  ASSIGN_OR_RETURN(KeyValue kv, GetEntry(key));
+  return std::move(kv.value);
+}
+
+Result<KeyValue> EtcdMetadataStore::GetEntry(std::string_view key) {
+  Result<ListResult> r = client_.Range(key, "");
+  if (!r.ok()) return r.status().WithContext("etcd get of '" + std::string(key) + "'");
+  if (r->kvs.empty()) return NotFound("no metadata key '" + std::string(key) + "'");
+  return std::move(r->kvs.front());
 }
 
 Status EtcdMetadataStore::Remove(std::string_view key) {
-  std::lock_guard lock(mutex_);
-  auto it = owned_.find(key);
-  if (it != owned_.end()) owned_.erase(it);
-  boost::json::object req;
-  req["key"] = Base64Encode(key);
-  return Call("/v3/kv/deleterange", boost::json::serialize(req)).status().WithContext("etcd delete");
+  {
+    std::lock_guard lock(mutex_);
+    auto it = owned_.find(key);
+    if (it != owned_.end()) owned_.erase(it);
+    if (renewing_) touched_while_renewing_.insert(std::string(key));
+  }
+  return client_.Delete(key).status().WithContext("etcd delete of '" + std::string(key) + "'");
+}
+
+Result<ListResult> EtcdMetadataStore::List(std::string_view prefix) {
+  Result<ListResult> r = client_.Range(prefix, PrefixRangeEnd(prefix));
+  if (!r.ok()) return r.status().WithContext("etcd list of '" + std::string(prefix) + "'");
+  return r;
+}
+
+Result<int64_t> EtcdMetadataStore::CompareAndSwap(std::string_view key, int64_t expected, std::string_view value,
+                                                  LeaseId lease) {
+  if (expected == kAnyRevision) return client_.Put(key, value, lease);
+  if (expected < 0) return InvalidArgument("compare-and-swap: bad expected revision");
+  ASSIGN_OR_RETURN(EtcdTxnResult t, client_.CompareAndPut(key, expected, value, lease));
+  if (!t.succeeded) {
+    return FailedPrecondition("compare-and-swap of '" + std::string(key) + "': it did not last change at revision " +
+                              std::to_string(expected));
+  }
+  return t.revision;
+}
+
+Status EtcdMetadataStore::CompareAndDelete(std::string_view key, int64_t expected) {
+  if (expected <= 0) return InvalidArgument("compare-and-delete: expected revision must be > 0");
+  ASSIGN_OR_RETURN(EtcdTxnResult t, client_.CompareAndDelete(key, expected));
+  if (!t.succeeded) {
+    return FailedPrecondition("compare-and-delete of '" + std::string(key) + "': it did not last change at revision " +
+                              std::to_string(expected));
+  }
+  return Status::Ok();
+}
+
+Result<LeaseId> EtcdMetadataStore::GrantLease(int64_t ttl_s) {
+  if (ttl_s < 1) return InvalidArgument("lease TTL must be >= 1 s");
+  return client_.LeaseGrant(ttl_s);
+}
+
+Result<int64_t> EtcdMetadataStore::KeepAliveLease(LeaseId lease) { return client_.LeaseKeepAlive(lease); }
+
+Status EtcdMetadataStore::RevokeLease(LeaseId lease) { return client_.LeaseRevoke(lease); }
+
+Result<std::unique_ptr<Watch>> EtcdMetadataStore::WatchPrefix(std::string_view prefix, int64_t from_revision,
+                                                              WatchCallback callback) {
+  if (!callback) return InvalidArgument("watch without a callback");
+  if (from_revision < 0) return InvalidArgument("watch: negative revision");
+  return std::unique_ptr<Watch>(new EtcdWatch(client_, std::string(prefix), from_revision, std::move(callback)));
+}
+
+void EtcdMetadataStore::Renew() {
+  Result<LeaseId> lease = keepalive_client_.LeaseGrant(options_.lease_ttl_s);
+  if (!lease.ok()) {
+    LOG_WARNING("etcd: cannot grant a new session lease: {}", lease.status().ToString());
+    return;
+  }
+  std::vector<std::pair<std::string, std::string>> keys;
+  {
+    std::lock_guard lock(mutex_);
+    LOG_WARNING("etcd session lease {} was lost; lease {} replaces it, re-putting {} keys", lease_, *lease,
+                owned_.size());
+    lease_ = *lease;
+    ++renewals_;
+    renewing_ = true;
+    touched_while_renewing_.clear();
+    for (const auto& [k, o] : owned_) keys.emplace_back(k, o.value);
+  }
+  cv_.notify_all();  // Puts waiting for the new lease
+  for (const auto& [k, v] : keys) {
+    Status s = keepalive_client_.Put(k, v, *lease).status();
+    if (!s.ok()) LOG_WARNING("etcd re-put of '{}': {}", k, s.ToString());
+  }
+  // Keys put or removed meanwhile: their current state wins over the snapshot.
+  std::vector<std::pair<std::string, std::optional<std::string>>> touched;
+  {
+    std::lock_guard lock(mutex_);
+    renewing_ = false;
+    for (const std::string& k : touched_while_renewing_) {
+      auto it = owned_.find(k);
+      touched.emplace_back(k, it == owned_.end() ? std::nullopt : std::optional<std::string>(it->second.value));
+    }
+    touched_while_renewing_.clear();
+  }
+  for (const auto& [k, v] : touched) {
+    Status s = v ? keepalive_client_.Put(k, *v, *lease).status() : keepalive_client_.Delete(k).status();
+    if (!s.ok()) LOG_WARNING("etcd settle of '{}': {}", k, s.ToString());
+  }
 }
 
 void EtcdMetadataStore::KeepAliveLoop() {
-  const auto period = std::chrono::milliseconds(options_.lease_ttl_s * 1000 / 3);
+  const auto period = milliseconds(options_.lease_ttl_s * 1000 / 3);
+  const auto retry = milliseconds(250);
+  bool failing = false;
   std::unique_lock lock(mutex_);
-  while (!cv_.wait_for(lock, period, [&] { return stop_; })) {
-    boost::json::object req;
-    req["ID"] = std::to_string(lease_);
-    Result<std::string> text = Call("/v3/lease/keepalive", boost::json::serialize(req));
-    if (!text.ok()) {
-      LOG_WARNING("etcd keepalive: {}", text.status().ToString());
-      continue;  // etcd unreachable: try again next period
+  for (;;) {
+    cv_.wait_for(lock, failing ? retry : period, [&] { return stop_ || renew_now_; });
+    if (stop_) return;
+    bool renew = renew_now_;
+    renew_now_ = false;
+    const LeaseId lease = lease_;
+    lock.unlock();
+    failing = false;
+    if (!renew) {
+      Result<int64_t> ttl = keepalive_client_.LeaseKeepAlive(lease);
+      if (ttl.status().code() == StatusCode::kNotFound) {
+        renew = true;
+      } else if (!ttl.ok()) {
+        LOG_WARNING("etcd keepalive: {}", ttl.status().ToString());
+        failing = true;
+      }
     }
-    // {"result":{"ID":"..","TTL":".."}}; a lost lease comes back without a TTL.
-    Result<boost::json::value> v = ParseJson(*text, "etcd keepalive");
-    int64_t ttl = 0;
-    if (v.ok() && v->is_object()) {
-      const boost::json::value* r = v->get_object().if_contains("result");
-      if (r && r->is_object()) ttl = IntField(r->get_object(), "TTL");
+    if (renew) {
+      Renew();
+      failing = session_lease() == lease;  // the grant failed: try again soon
     }
-    if (ttl > 0) continue;
-    LOG_WARNING("etcd lease {} was lost; granting a new one and re-publishing {} keys", lease_, owned_.size());
-    Result<int64_t> lease = GrantLease();
-    if (!lease.ok()) continue;
-    lease_ = *lease;
-    for (const auto& [key, value] : owned_) {
-      Status s = PutWithLease(key, value, lease_);
-      if (!s.ok()) LOG_WARNING("etcd re-publish of '{}': {}", key, s.ToString());
-    }
+    lock.lock();
   }
 }
 

@@ -1,17 +1,26 @@
 // EtcdMetadataStore: a MetadataStore in etcd (3.4+), spoken through its v3
-// HTTP/JSON gateway (/v3/kv/put, /v3/kv/range, /v3/kv/deleterange,
-// /v3/lease/grant, /v3/lease/keepalive, /v3/lease/revoke; keys and values
-// base64).
+// HTTP/JSON gateway (etcd_client.h).
 //
-// Every key this handle puts is attached to one lease of lease_ttl_s seconds
-// that a background thread keeps alive (every TTL/3). If the process dies, the
-// lease expires and its keys disappear; if the lease is lost (etcd restarted,
-// a long pause), the thread grants a new one and puts the handle's keys again.
-// The destructor revokes the lease, so the keys go at once.
+// Every key this handle Put()s hangs on one session lease of lease_ttl_s
+// seconds, which a background thread keeps alive (every TTL/3, each attempt
+// bounded by min(request timeout, TTL/3), retried every 250 ms while it fails).
+// If the process dies the lease expires and its keys vanish; if the lease was
+// lost (etcd restarted, a long pause), the thread grants a new one and puts
+// the session's keys again. The destructor revokes the lease, so they go at
+// once.
 //
-// Ownership: owns the keepalive thread. Thread-safety: all methods from any
-// thread. Locks: mutex_ serializes Put/Remove/lease renewal (it is held across
-// their HTTP calls); Get takes no lock beyond reading the endpoint.
+// No lock is held across a network call: a call that hangs on a silent etcd
+// delays only its caller (until the request timeout), never Put, Remove or the
+// keep-alive on other threads. A recovering etcd is used again by the next
+// call (one connection per request).
+//
+// Watches run on a thread each: a stream that breaks (etcd restarted) is
+// reopened from the revision after the last event delivered; if etcd compacted
+// that history, the watcher gets kReset and goes on from the compaction point.
+//
+// Ownership: owns the keep-alive thread and its watches' threads (a Watch must
+// not outlive its store). Thread-safety: all methods from any thread. Locks:
+// mutex_ guards the session state only (a leaf; never held across I/O).
 #pragma once
 
 #include <condition_variable>
@@ -19,10 +28,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
-#include "transfer/http_client.h"
+#include "transfer/etcd_client.h"
 #include "transfer/metadata_store.h"
 
 namespace crescent::transfer {
@@ -35,30 +45,52 @@ struct EtcdOptions {
 
 class EtcdMetadataStore final : public MetadataStore {
  public:
-  // Grants the lease; Unavailable when etcd cannot be reached.
+  // Grants the session lease; Unavailable when etcd cannot be reached in time.
   static Result<std::unique_ptr<EtcdMetadataStore>> Connect(const EtcdOptions& options);
   ~EtcdMetadataStore() override;
 
   Status Put(std::string_view key, std::string_view value) override;
   Result<std::string> Get(std::string_view key) override;
   Status Remove(std::string_view key) override;
+  Result<KeyValue> GetEntry(std::string_view key) override;
+  Result<ListResult> List(std::string_view prefix) override;
+  Result<int64_t> CompareAndSwap(std::string_view key, int64_t expected_mod_revision, std::string_view value,
+                                 LeaseId lease) override;
+  Status CompareAndDelete(std::string_view key, int64_t expected_mod_revision) override;
+  Result<LeaseId> GrantLease(int64_t ttl_s) override;
+  Result<int64_t> KeepAliveLease(LeaseId lease) override;
+  Status RevokeLease(LeaseId lease) override;
+  Result<std::unique_ptr<Watch>> WatchPrefix(std::string_view prefix, int64_t from_revision,
+                                             WatchCallback callback) override;
 
-  int64_t lease_id() const;
+  LeaseId session_lease() const;
+  // Times the session lease was found lost and granted anew (for tests).
+  int64_t lease_renewals() const;
 
  private:
-  EtcdMetadataStore(EtcdOptions options, HttpEndpoint endpoint);
-  Result<std::string> Call(std::string_view target, std::string_view body) const;
-  Result<int64_t> GrantLease() const;
-  Status PutWithLease(std::string_view key, std::string_view value, int64_t lease) const;
+  struct Owned {
+    std::string value;
+    uint64_t generation = 0;
+  };
+  EtcdMetadataStore(EtcdOptions options, EtcdClient client);
   void KeepAliveLoop();
+  // Grants a new session lease and re-puts the owned keys (keep-alive thread).
+  void Renew();
 
   const EtcdOptions options_;
-  const HttpEndpoint endpoint_;
+  const EtcdClient client_;
+  // The keep-alive's own client: shorter timeout, so it always retries in time.
+  const EtcdClient keepalive_client_;
 
   mutable std::mutex mutex_;
-  int64_t lease_ = 0;                                      // GUARDED_BY(mutex_)
-  std::map<std::string, std::string, std::less<>> owned_;  // GUARDED_BY(mutex_)
-  bool stop_ = false;                                      // GUARDED_BY(mutex_)
+  LeaseId lease_ = 0;                              // GUARDED_BY(mutex_)
+  std::map<std::string, Owned, std::less<>> owned_;  // GUARDED_BY(mutex_)
+  uint64_t next_generation_ = 1;                   // GUARDED_BY(mutex_)
+  bool renewing_ = false;                          // GUARDED_BY(mutex_)
+  std::set<std::string, std::less<>> touched_while_renewing_;  // GUARDED_BY(mutex_)
+  int64_t renewals_ = 0;                           // GUARDED_BY(mutex_)
+  bool renew_now_ = false;                         // GUARDED_BY(mutex_)
+  bool stop_ = false;                              // GUARDED_BY(mutex_)
   std::condition_variable cv_;
   std::thread keepalive_;
 };

@@ -133,6 +133,8 @@ class Subprocess {
 
 // A private etcd on `host` with random ports and a temp data dir, removed on
 // destruction. `netns` non-empty runs it inside that network namespace.
+// Signal() stops or continues it (SIGSTOP/SIGCONT); Restart() kills it and
+// starts it again on the same ports and data.
 class EtcdServer {
  public:
   static Result<std::unique_ptr<EtcdServer>> Start(const std::string& host = "127.0.0.1",
@@ -141,28 +143,17 @@ class EtcdServer {
     char tmpl[] = "/tmp/crescent-etcd-XXXXXX";
     if (!mkdtemp(tmpl)) return Internal("mkdtemp failed");
     s->dir_ = tmpl;
-    int client = FreePort(), peer = FreePort();
-    s->endpoint_ = host + ":" + std::to_string(client);
-    std::string curl = "http://" + s->endpoint_;
-    std::string purl = "http://" + host + ":" + std::to_string(peer);
-    std::vector<std::string> argv;
-    if (!netns.empty()) argv = {"ip", "netns", "exec", netns};
-    for (const char* a : {"etcd", "--name", "t"}) argv.push_back(a);
-    argv.insert(argv.end(), {"--data-dir", s->dir_ + "/data", "--listen-client-urls", curl,
-                             "--advertise-client-urls", curl, "--listen-peer-urls", purl,
-                             "--initial-advertise-peer-urls", purl, "--initial-cluster", "t=" + purl,
-                             "--log-outputs", s->dir_ + "/etcd.log", "--logger", "zap"});
-    ASSIGN_OR_RETURN(s->process_, Subprocess::Start(argv));
-    ASSIGN_OR_RETURN(HttpEndpoint ep, ParseHttpEndpoint(s->endpoint_));
-    if (!netns.empty()) return s;  // not reachable from here; the caller waits through a peer
-    for (int i = 0; i < 200; ++i) {
-      if (HttpPost(ep, "/v3/kv/range", R"({"key":"AA=="})", 500).ok()) return s;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return Unavailable("etcd did not come up at " + s->endpoint_);
+    s->host_ = host;
+    s->netns_ = netns;
+    s->client_port_ = FreePort();
+    s->peer_port_ = FreePort();
+    s->endpoint_ = host + ":" + std::to_string(s->client_port_);
+    RETURN_IF_ERROR(s->Launch());
+    return s;
   }
   ~EtcdServer() {
     if (process_) {
+      process_->Kill(SIGCONT);
       process_->Kill(SIGTERM);
       process_->Wait();
     }
@@ -170,11 +161,39 @@ class EtcdServer {
     std::filesystem::remove_all(dir_, ec);
   }
   const std::string& endpoint() const { return endpoint_; }
+  void Signal(int sig) { process_->Kill(sig); }
+  // SIGKILL, then the same etcd again (same ports, same data dir).
+  Status Restart() {
+    process_->Kill(SIGKILL);
+    process_->Wait();
+    process_.reset();
+    return Launch();
+  }
 
  private:
   EtcdServer() = default;
-  std::string dir_;
-  std::string endpoint_;
+  Status Launch() {
+    std::string curl = "http://" + endpoint_;
+    std::string purl = "http://" + host_ + ":" + std::to_string(peer_port_);
+    std::vector<std::string> argv;
+    if (!netns_.empty()) argv = {"ip", "netns", "exec", netns_};
+    for (const char* a : {"etcd", "--name", "t"}) argv.push_back(a);
+    argv.insert(argv.end(), {"--data-dir", dir_ + "/data", "--listen-client-urls", curl,
+                             "--advertise-client-urls", curl, "--listen-peer-urls", purl,
+                             "--initial-advertise-peer-urls", purl, "--initial-cluster", "t=" + purl,
+                             "--log-outputs", dir_ + "/etcd.log", "--logger", "zap"});
+    ASSIGN_OR_RETURN(process_, Subprocess::Start(argv));
+    ASSIGN_OR_RETURN(HttpEndpoint ep, ParseHttpEndpoint(endpoint_));
+    if (!netns_.empty()) return Status::Ok();  // not reachable from here; the caller waits through a peer
+    for (int i = 0; i < 200; ++i) {
+      if (HttpPost(ep, "/v3/kv/range", R"({"key":"AA=="})", 500).ok()) return Status::Ok();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return Unavailable("etcd did not come up at " + endpoint_);
+  }
+
+  std::string dir_, host_, netns_, endpoint_;
+  int client_port_ = 0, peer_port_ = 0;
   std::unique_ptr<Subprocess> process_;
 };
 
