@@ -19,7 +19,9 @@ size_t BatchState::Append(const std::vector<int>& parts, int64_t submit_ns) {
     CHECK_GE(p, 1);
     Entry& e = entries_[size_++];
     e.parts_left = p;
+    e.parts_held = p;
     e.submit_ns = submit_ns;
+    held_ += static_cast<size_t>(p);
   }
   pending_ += parts.size();
   return first;
@@ -35,6 +37,16 @@ void BatchState::FinishPart(size_t index, const Status& s, int64_t now_ns) {
   e.state = e.error.ok() ? EntryState::kDone : EntryState::kFailed;
   e.done_ns = now_ns;
   if (--pending_ == 0) cv_.notify_all();
+}
+
+void BatchState::ReleasePart(size_t index) {
+  std::lock_guard lock(mutex_);
+  CHECK_LT(index, size_);
+  Entry& e = entries_[index];
+  CHECK_GT(e.parts_held, 0);
+  CHECK_LT(e.parts_left, e.parts_held) << "released before it ended";
+  --e.parts_held;
+  if (--held_ == 0) cv_.notify_all();
 }
 
 EntryStatus BatchState::status(size_t index) const {
@@ -66,13 +78,23 @@ void BatchState::WaitAll() const {
   cv_.wait(lock, [&] { return pending_ == 0; });
 }
 
+bool BatchState::AllReleased() const {
+  std::lock_guard lock(mutex_);
+  return held_ == 0;
+}
+
+void BatchState::WaitReleased() const {
+  std::unique_lock lock(mutex_);
+  cv_.wait(lock, [&] { return held_ == 0; });
+}
+
 TransferBatch::~TransferBatch() {
-  if (state_) state_->WaitAll();
+  if (state_) state_->WaitReleased();
 }
 
 TransferBatch& TransferBatch::operator=(TransferBatch&& o) noexcept {
   if (this != &o) {
-    if (state_) state_->WaitAll();
+    if (state_) state_->WaitReleased();
     state_ = std::move(o.state_);
   }
   return *this;

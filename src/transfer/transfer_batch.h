@@ -2,9 +2,16 @@
 // its own status (pending, done, failed with a reason) and latency.
 //
 // Ownership: move-only. The entries' progress is shared with the engine's
-// workers through BatchState; the destructor waits until no worker can still
-// touch the caller's memory for this batch (every entry ends within the
-// engine's timeout, so this never hangs on a dead peer).
+// workers through BatchState. Two moments per entry:
+//   * it ends (done, or failed with a reason): at the latest at its deadline,
+//     engine timeout after submission, whatever the peer does; Wait() and
+//     Poll() report this;
+//   * UCX released it: no UCX request of the entry is alive, so nothing can
+//     still read or write the caller's memory. A timed-out entry's requests
+//     are cancelled by force-closing their endpoint, which returns them at
+//     once; at the latest, the engine's destruction releases everything.
+// The destructor (and move assignment) waits for the second, so freeing the
+// memory after the batch is gone is always safe, even after a timeout.
 // Thread-safety: status(), Wait() and Poll() may be called from any thread;
 // Submit (on the engine) for one batch from one thread at a time.
 #pragma once
@@ -34,16 +41,22 @@ class BatchState {
   size_t Append(const std::vector<int>& parts, int64_t submit_ns);
   // One work item of entry `index` ended with `s` (OK or the reason).
   void FinishPart(size_t index, const Status& s, int64_t now_ns);
+  // UCX holds no request of that work item any more. REQUIRES: once per item,
+  // at or after its FinishPart.
+  void ReleasePart(size_t index);
 
   EntryStatus status(size_t index) const;
   int64_t latency_ns(size_t index) const;  // -1 while pending
   int64_t done_ns(size_t index) const;     // MonotonicClock time it ended; -1 while pending
   bool AllFinished() const;
   void WaitAll() const;
+  bool AllReleased() const;
+  void WaitReleased() const;
 
  private:
   struct Entry {
     int parts_left = 0;
+    int parts_held = 0;  // not yet released by UCX
     EntryState state = EntryState::kPending;
     Status error;
     int64_t submit_ns = 0;
@@ -53,7 +66,8 @@ class BatchState {
   mutable std::condition_variable cv_;
   std::vector<Entry> entries_;  // GUARDED_BY(mutex_); [capacity]
   size_t size_ = 0;             // GUARDED_BY(mutex_)
-  size_t pending_ = 0;          // GUARDED_BY(mutex_)
+  size_t pending_ = 0;          // GUARDED_BY(mutex_); entries not ended
+  size_t held_ = 0;             // GUARDED_BY(mutex_); work items not released
 };
 
 class TransferBatch {
@@ -74,6 +88,8 @@ class TransferBatch {
   int64_t done_ns(size_t index) const { return state_->done_ns(index); }
   // True when no entry is pending.
   bool Poll() const { return !state_ || state_->AllFinished(); }
+  // True when UCX holds none of this batch's memory (what the destructor waits for).
+  bool Released() const { return !state_ || state_->AllReleased(); }
   // Blocks until no entry is pending. OK when all are done; otherwise the
   // first failed entry's reason, prefixed "entry <i>", and the failure count.
   Status Wait() const;

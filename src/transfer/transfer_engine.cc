@@ -1,14 +1,77 @@
 #include "transfer/transfer_engine.h"
 
+#include <ucp/api/ucp.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <map>
+#include <mutex>
 #include <random>
+#include <vector>
 
 #include "base/clock.h"
 #include "base/logging.h"
 #include "transfer/segment_descriptor.h"
+#include "transfer/ucx_context.h"
+#include "transfer/ucx_worker.h"
 
 namespace crescent::transfer {
+
+// Everything UCX: the context, the workers and the segment tables.
+class TransferEngine::Impl {
+ public:
+  Impl(EngineOptions options, std::shared_ptr<MetadataStore> metadata, UcxContext context);
+  ~Impl();
+  Status Init();
+  Status RegisterLocalMemory(std::string_view name, void* addr, uint64_t length);
+  Result<void*> AllocateLocalMemory(std::string_view name, uint64_t length);
+  Status UnregisterLocalMemory(std::string_view name);
+  Result<SegmentId> OpenSegment(std::string_view name);
+  Result<uint64_t> SegmentLength(SegmentId id);
+  Status Submit(TransferBatch& batch, std::span<const TransferRequest> requests);
+  int64_t endpoints_created() const;
+
+  EngineOptions options_;
+  std::shared_ptr<MetadataStore> metadata_;
+  std::string instance_id_;
+
+  int64_t worker_rebuilds() const {
+    int64_t n = 0;
+    for (const auto& w : workers_) n += w->rebuilds();
+    return n;
+  }
+
+ private:
+  struct LocalSegment {
+    uint64_t base = 0;
+    uint64_t length = 0;
+    ucp_mem_h memh = nullptr;
+  };
+  struct RemoteSegment {
+    std::string name;
+    std::shared_ptr<const SegmentDescriptor> descriptor;  // null: re-read before use
+  };
+
+  Status Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length);
+  Result<std::shared_ptr<const SegmentDescriptor>> Fetch(const std::string& name);
+  Result<std::shared_ptr<const SegmentDescriptor>> Descriptor(SegmentId id);
+  void OnPeerFailure(const std::string& owner);
+  // A worker was rebuilt with a new address: every descriptor is stale.
+  void RepublishAll();
+
+  UcxContext context_;  // destroyed after workers_
+  std::vector<std::unique_ptr<UcxWorker>> workers_;
+  std::atomic<uint64_t> next_worker_{0};
+
+  std::mutex local_mutex_;
+  std::map<std::string, LocalSegment, std::less<>> local_;  // GUARDED_BY(local_mutex_)
+  std::map<uint64_t, std::string> local_by_base_;           // GUARDED_BY(local_mutex_)
+
+  std::mutex remote_mutex_;
+  std::vector<RemoteSegment> remote_;                        // GUARDED_BY(remote_mutex_); id - 1
+  std::map<std::string, SegmentId, std::less<>> remote_ids_;  // GUARDED_BY(remote_mutex_)
+};
+
 namespace {
 
 std::string MakeInstanceId() {
@@ -33,34 +96,56 @@ Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(EngineOptions opt
   if (options.spin_us < 0) return InvalidArgument("spin_us must be >= 0");
   if (options.max_endpoints_per_worker < 1) return InvalidArgument("max_endpoints_per_worker must be >= 1");
   options.slice_bytes = options.EffectiveSliceBytes();
-  const bool tcp = options.transports.empty() || options.transports.find("tcp") != std::string::npos;
   ASSIGN_OR_RETURN(UcxContext context, UcxContext::Create(options));
-  std::unique_ptr<TransferEngine> engine(
-      new TransferEngine(std::move(options), std::move(metadata), std::move(context)));
-  for (int i = 0; i < engine->options_.num_workers; ++i) {
-    WorkerOptions wo;
-    wo.index = i;
-    wo.max_endpoints = engine->options_.max_endpoints_per_worker;
-    wo.timeout_ms = engine->options_.timeout_ms;
-    wo.spin_ns = engine->options_.spin_us * 1000;
-    using PF = EngineOptions::PeerFailure;
-    wo.detect_peer_failure = engine->options_.peer_failure == PF::kOn ||
-                             (engine->options_.peer_failure == PF::kAuto && tcp);
-    wo.on_peer_failure = [e = engine.get()](const std::string& owner) { e->OnPeerFailure(owner); };
-    ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(engine->context_.get(), std::move(wo)));
-    engine->workers_.push_back(std::move(worker));
-  }
-  return engine;
+  auto impl = std::make_unique<Impl>(std::move(options), std::move(metadata), std::move(context));
+  RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<TransferEngine>(new TransferEngine(std::move(impl)));
 }
 
-TransferEngine::TransferEngine(EngineOptions options, std::shared_ptr<MetadataStore> metadata,
-                               UcxContext context)
+TransferEngine::TransferEngine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TransferEngine::~TransferEngine() = default;
+
+Status TransferEngine::RegisterLocalMemory(std::string_view name, void* addr, uint64_t length) {
+  return impl_->RegisterLocalMemory(name, addr, length);
+}
+Result<void*> TransferEngine::AllocateLocalMemory(std::string_view name, uint64_t length) {
+  return impl_->AllocateLocalMemory(name, length);
+}
+Status TransferEngine::UnregisterLocalMemory(std::string_view name) { return impl_->UnregisterLocalMemory(name); }
+Result<SegmentId> TransferEngine::OpenSegment(std::string_view name) { return impl_->OpenSegment(name); }
+Result<uint64_t> TransferEngine::SegmentLength(SegmentId id) { return impl_->SegmentLength(id); }
+Status TransferEngine::Submit(TransferBatch& batch, std::span<const TransferRequest> requests) {
+  return impl_->Submit(batch, requests);
+}
+const std::string& TransferEngine::instance_id() const { return impl_->instance_id_; }
+const EngineOptions& TransferEngine::options() const { return impl_->options_; }
+int64_t TransferEngine::endpoints_created() const { return impl_->endpoints_created(); }
+
+TransferEngine::Impl::Impl(EngineOptions options, std::shared_ptr<MetadataStore> metadata, UcxContext context)
     : options_(std::move(options)),
       metadata_(std::move(metadata)),
       instance_id_(MakeInstanceId()),
       context_(std::move(context)) {}
 
-TransferEngine::~TransferEngine() {
+Status TransferEngine::Impl::Init() {
+  const bool tcp = options_.transports.empty() || options_.transports.find("tcp") != std::string::npos;
+  for (int i = 0; i < options_.num_workers; ++i) {
+    WorkerOptions wo;
+    wo.index = i;
+    wo.max_endpoints = options_.max_endpoints_per_worker;
+    wo.timeout_ms = options_.timeout_ms;
+    wo.spin_ns = options_.spin_us * 1000;
+    using PF = EngineOptions::PeerFailure;
+    wo.detect_peer_failure = options_.peer_failure == PF::kOn || (options_.peer_failure == PF::kAuto && tcp);
+    wo.on_peer_failure = [this](const std::string& owner) { OnPeerFailure(owner); };
+    wo.on_address_change = [this] { RepublishAll(); };
+    ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(context_.get(), std::move(wo)));
+    workers_.push_back(std::move(worker));
+  }
+  return Status::Ok();
+}
+
+TransferEngine::Impl::~Impl() {
   workers_.clear();  // finishes in-flight entries, closes endpoints
   std::lock_guard lock(local_mutex_);
   for (auto& [name, seg] : local_) {
@@ -69,13 +154,15 @@ TransferEngine::~TransferEngine() {
   }
 }
 
-int64_t TransferEngine::endpoints_created() const {
+int64_t TransferEngine::worker_rebuilds() const { return impl_->worker_rebuilds(); }
+
+int64_t TransferEngine::Impl::endpoints_created() const {
   int64_t n = 0;
   for (const auto& w : workers_) n += w->endpoints_created();
   return n;
 }
 
-Status TransferEngine::Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length) {
+Status TransferEngine::Impl::Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length) {
   void* buf = nullptr;
   size_t size = 0;
   ucs_status_t st = ucp_rkey_pack(context_.get(), memh, &buf, &size);
@@ -91,7 +178,7 @@ Status TransferEngine::Publish(std::string_view name, ucp_mem_h memh, uint64_t b
   return metadata_->Put(options_.metadata_prefix + d.name, d.Encode());
 }
 
-Status TransferEngine::RegisterLocalMemory(std::string_view name, void* addr, uint64_t length) {
+Status TransferEngine::Impl::RegisterLocalMemory(std::string_view name, void* addr, uint64_t length) {
   if (name.empty()) return InvalidArgument("segment name is empty");
   if (addr == nullptr || length == 0) return InvalidArgument("segment '" + std::string(name) + "': null or empty memory");
   uint64_t base = reinterpret_cast<uint64_t>(addr);
@@ -127,7 +214,7 @@ Status TransferEngine::RegisterLocalMemory(std::string_view name, void* addr, ui
   return s;
 }
 
-Result<void*> TransferEngine::AllocateLocalMemory(std::string_view name, uint64_t length) {
+Result<void*> TransferEngine::Impl::AllocateLocalMemory(std::string_view name, uint64_t length) {
   if (name.empty()) return InvalidArgument("segment name is empty");
   if (length == 0) return InvalidArgument("segment '" + std::string(name) + "': zero length");
   {
@@ -166,7 +253,7 @@ Result<void*> TransferEngine::AllocateLocalMemory(std::string_view name, uint64_
   return attr.address;
 }
 
-Status TransferEngine::UnregisterLocalMemory(std::string_view name) {
+Status TransferEngine::Impl::UnregisterLocalMemory(std::string_view name) {
   LocalSegment seg;
   {
     std::lock_guard lock(local_mutex_);
@@ -181,7 +268,7 @@ Status TransferEngine::UnregisterLocalMemory(std::string_view name) {
   return s;
 }
 
-Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Fetch(const std::string& name) {
+Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Impl::Fetch(const std::string& name) {
   Result<std::string> text = metadata_->Get(options_.metadata_prefix + name);
   if (!text.ok()) {
     if (text.status().code() == StatusCode::kNotFound) return NotFound("segment '" + name + "' not found");
@@ -191,7 +278,7 @@ Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Fetch(const std
   return std::make_shared<const SegmentDescriptor>(std::move(d));
 }
 
-Result<SegmentId> TransferEngine::OpenSegment(std::string_view name) {
+Result<SegmentId> TransferEngine::Impl::OpenSegment(std::string_view name) {
   {
     std::lock_guard lock(remote_mutex_);
     auto it = remote_ids_.find(name);
@@ -207,7 +294,7 @@ Result<SegmentId> TransferEngine::OpenSegment(std::string_view name) {
   return id;
 }
 
-Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Descriptor(SegmentId id) {
+Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Impl::Descriptor(SegmentId id) {
   std::string name;
   {
     std::lock_guard lock(remote_mutex_);
@@ -222,19 +309,31 @@ Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Descriptor(Segm
   return desc;
 }
 
-Result<uint64_t> TransferEngine::SegmentLength(SegmentId id) {
+Result<uint64_t> TransferEngine::Impl::SegmentLength(SegmentId id) {
   ASSIGN_OR_RETURN(auto desc, Descriptor(id));
   return desc->length;
 }
 
-void TransferEngine::OnPeerFailure(const std::string& owner) {
+void TransferEngine::Impl::RepublishAll() {
+  std::vector<std::pair<std::string, LocalSegment>> segs;
+  {
+    std::lock_guard lock(local_mutex_);
+    for (const auto& [name, seg] : local_) segs.emplace_back(name, seg);
+  }
+  for (const auto& [name, seg] : segs) {
+    Status s = Publish(name, seg.memh, seg.base, seg.length);
+    if (!s.ok()) LOG_WARNING("transfer: republishing segment '{}' after a worker rebuild: {}", name, s.ToString());
+  }
+}
+
+void TransferEngine::Impl::OnPeerFailure(const std::string& owner) {
   std::lock_guard lock(remote_mutex_);
   for (RemoteSegment& r : remote_) {
     if (r.descriptor && r.descriptor->owner == owner) r.descriptor = nullptr;
   }
 }
 
-Status TransferEngine::Submit(TransferBatch& batch, std::span<const TransferRequest> requests) {
+Status TransferEngine::Impl::Submit(TransferBatch& batch, std::span<const TransferRequest> requests) {
   if (!batch.state()) return InvalidArgument("submit to an empty TransferBatch");
   if (batch.size() + requests.size() > batch.capacity()) {
     return ResourceExhausted("batch of capacity " + std::to_string(batch.capacity()) + " cannot take " +

@@ -23,32 +23,35 @@
 // descriptors of that owner are dropped and re-read on next use, so a peer
 // that restarts and re-registers its segment is reachable again.
 //
+// Failures: every entry ends, done or failed, within timeout_ms of its
+// submission, whatever the peer does (silent, SIGSTOPped, killed). A timed-out
+// entry's endpoint is force-closed, which makes UCX hand back its operations;
+// the batch's destructor waits for that (transfer_batch.h), so the caller's
+// memory may be freed as soon as the batch is gone. Metadata calls are bounded
+// by the MetadataStore's own timeout (a hung etcd gives Unavailable).
+//
 // Ownership: owns the UCX context, workers and the registrations it made; the
 // MetadataStore is shared. Destroying the engine waits for in-flight entries
-// (bounded by the timeout), unpublishes and unregisters its segments.
-// Thread-safety: all methods may be called from any thread. Locks: local_mutex_
-// and remote_mutex_ are never held together; neither is held while calling
-// the MetadataStore or a worker.
+// (each ends by its deadline), gives UCX 2 s to return force-closed
+// operations, then destroys the workers, which releases the rest: it returns
+// within timeout_ms + ~2 s even with peers that stopped answering. It then
+// unpublishes and unregisters its segments.
+// UCX is an implementation detail: this header does not include it.
+// Thread-safety: all methods may be called from any thread. Locks (in the
+// implementation): the local and remote segment tables have a mutex each,
+// never held together, neither held while calling the MetadataStore or a worker.
 #pragma once
 
-#include <ucp/api/ucp.h>
-
-#include <atomic>
-#include <map>
+#include <cstdint>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "base/status.h"
 #include "transfer/metadata_store.h"
-#include "transfer/segment_descriptor.h"
 #include "transfer/transfer_batch.h"
 #include "transfer/transfer_types.h"
-#include "transfer/ucx_context.h"
-#include "transfer/ucx_worker.h"
 
 namespace crescent::transfer {
 
@@ -78,44 +81,21 @@ class TransferEngine {
   TransferBatch NewBatch(size_t capacity) const { return TransferBatch(capacity); }
   // Validates every request, then starts them all; on a validation error
   // nothing is started and the Status names the entry.
-  // REQUIRES: the local memory stays valid until the entries end.
+  // REQUIRES: the local memory stays valid until the batch is released
+  // (TransferBatch::Released(), or the batch's destruction).
   Status Submit(TransferBatch& batch, std::span<const TransferRequest> requests);
 
-  const std::string& instance_id() const { return instance_id_; }
-  const EngineOptions& options() const { return options_; }
+  const std::string& instance_id() const;
+  const EngineOptions& options() const;
   int64_t endpoints_created() const;
+  // Times a worker was rebuilt to release operations UCX would not return.
+  int64_t worker_rebuilds() const;
+
+  class Impl;
 
  private:
-  struct LocalSegment {
-    uint64_t base = 0;
-    uint64_t length = 0;
-    ucp_mem_h memh = nullptr;
-  };
-  struct RemoteSegment {
-    std::string name;
-    std::shared_ptr<const SegmentDescriptor> descriptor;  // null: re-read before use
-  };
-
-  TransferEngine(EngineOptions options, std::shared_ptr<MetadataStore> metadata, UcxContext context);
-  Status Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length);
-  Result<std::shared_ptr<const SegmentDescriptor>> Fetch(const std::string& name);
-  Result<std::shared_ptr<const SegmentDescriptor>> Descriptor(SegmentId id);
-  void OnPeerFailure(const std::string& owner);
-
-  EngineOptions options_;
-  std::shared_ptr<MetadataStore> metadata_;
-  std::string instance_id_;
-  UcxContext context_;  // destroyed after workers_
-  std::vector<std::unique_ptr<UcxWorker>> workers_;
-  std::atomic<uint64_t> next_worker_{0};
-
-  std::mutex local_mutex_;
-  std::map<std::string, LocalSegment, std::less<>> local_;  // GUARDED_BY(local_mutex_)
-  std::map<uint64_t, std::string> local_by_base_;           // GUARDED_BY(local_mutex_)
-
-  std::mutex remote_mutex_;
-  std::vector<RemoteSegment> remote_;                        // GUARDED_BY(remote_mutex_); id - 1
-  std::map<std::string, SegmentId, std::less<>> remote_ids_;  // GUARDED_BY(remote_mutex_)
+  explicit TransferEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace crescent::transfer

@@ -14,10 +14,9 @@
 namespace crescent::transfer {
 namespace {
 
-// After an item's deadline its endpoint is force-closed, which returns its
-// operations; if UCX still has not returned them this much later, the entry is
-// reported failed anyway (the Running record stays until they come back).
-constexpr int64_t kAbandonNanos = 2'000'000'000;
+// How long UCX gets to return the operations of force-closed endpoints (and
+// to finish close requests) before the worker stops waiting: at shutdown, the
+// worker is then destroyed, which releases whatever UCX still held.
 constexpr int64_t kCloseNanos = 2'000'000'000;
 // Bytes one item may post per turn of the loop. On shared memory a post is the
 // copy itself, so this bounds how long a large entry can keep a small one
@@ -33,11 +32,24 @@ int64_t Now() { return MonotonicClock::Get().NowNanos(); }
 
 }  // namespace
 
+// The wire-up probe of a new endpoint: a flush posted before any operation,
+// which completes once the endpoint is connected. Heap-allocated, freed by its
+// callback (which may come late, even from ucp_worker_destroy), so the
+// endpoint detaches from it when it goes first.
+struct UcxWorker::Probe {
+  Endpoint* ep = nullptr;  // null once the endpoint is gone
+};
+
 struct UcxWorker::Endpoint {
   UcxWorker* worker = nullptr;
   std::string key;
   std::string owner;
   ucp_ep_h ep = nullptr;
+  // No operation is posted before the wire-up completes: until then UCX
+  // holds none of the callers' memory for this endpoint, so a peer that
+  // dies or stops during wire-up costs a timeout, never a late write.
+  bool connected = false;
+  Probe* probe = nullptr;
   std::unordered_map<std::string, ucp_rkey_h> rkeys;  // by packed rkey bytes
   int running = 0;       // items using this endpoint
   int64_t last_use_ns = 0;
@@ -58,9 +70,9 @@ struct UcxWorker::Running {
   bool posted_all = false;  // every slice (and the flush after WRITEs) posted, or given up
   int outstanding = 0;  // UCX requests not yet called back
   Status error;
-  bool expired = false;
-  bool reported = false;
-  int64_t abandon_ns = 0;
+  bool expired = false;   // its deadline passed; its endpoint was force-closed
+  bool reported = false;  // FinishPart called (the entry's outcome is known)
+  int64_t expired_ns = 0;
 };
 
 // One ucp_ep_flush_nbx covering every WRITE item that finished posting on an
@@ -69,55 +81,103 @@ struct UcxWorker::FlushGroup {
   std::vector<Running*> members;  // each holds one `outstanding` for the group
 };
 
-Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(ucp_context_h context, WorkerOptions options) {
+Status UcxWorker::Open() {
   ucp_worker_params_t params{};
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   params.thread_mode = UCS_THREAD_MODE_SINGLE;  // only our thread touches it (signal is safe)
   ucp_worker_h worker = nullptr;
-  ucs_status_t st = ucp_worker_create(context, &params, &worker);
+  ucs_status_t st = ucp_worker_create(context_, &params, &worker);
   if (st != UCS_OK) return UcxError("worker_create", st);
   int efd = -1;
   st = ucp_worker_get_efd(worker, &efd);
-  if (st != UCS_OK) {
-    ucp_worker_destroy(worker);
-    return UcxError("worker_get_efd", st);
-  }
-  std::unique_ptr<UcxWorker> w(new UcxWorker(worker, efd, std::move(options)));
   ucp_worker_attr_t attr{};
   attr.field_mask = UCP_WORKER_ATTR_FIELD_ADDRESS;
-  st = ucp_worker_query(worker, &attr);
-  if (st != UCS_OK) return UcxError("worker_query", st);
-  w->address_.assign(reinterpret_cast<const char*>(attr.address), attr.address_length);
+  if (st == UCS_OK) st = ucp_worker_query(worker, &attr);
+  if (st != UCS_OK) {
+    ucp_worker_destroy(worker);
+    return UcxError("worker setup", st);
+  }
+  std::string address(reinterpret_cast<const char*>(attr.address), attr.address_length);
   ucp_worker_release_address(worker, attr.address);
-  w->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (w->epoll_fd_ < 0) return Internal("epoll_create1 failed");
   epoll_event ev{};
   ev.events = EPOLLIN;
-  if (epoll_ctl(w->epoll_fd_, EPOLL_CTL_ADD, efd, &ev) != 0) return Internal("epoll_ctl failed");
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, efd, &ev) != 0) {
+    ucp_worker_destroy(worker);
+    return Internal("epoll_ctl failed");
+  }
+  {
+    std::lock_guard lock(queue_mutex_);
+    worker_ = worker;
+    efd_ = efd;
+  }
+  std::lock_guard lock(address_mutex_);
+  address_ = std::move(address);
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(ucp_context_h context, WorkerOptions options) {
+  std::unique_ptr<UcxWorker> w(new UcxWorker(context, std::move(options)));
+  w->epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (w->epoll_fd_ < 0) return Internal("epoll_create1 failed");
+  RETURN_IF_ERROR(w->Open());
   w->thread_ = std::thread([p = w.get()] { p->Run(); });
   return w;
 }
 
-UcxWorker::UcxWorker(ucp_worker_h worker, int efd, WorkerOptions options)
-    : worker_(worker), efd_(efd), options_(std::move(options)) {}
+UcxWorker::UcxWorker(ucp_context_h context, WorkerOptions options)
+    : context_(context), options_(std::move(options)) {}
 
 UcxWorker::~UcxWorker() {
   stop_.store(true);
   if (thread_.joinable()) {
-    ucp_worker_signal(worker_);
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (worker_) ucp_worker_signal(worker_);
+    }
     thread_.join();
   }
+  if (worker_) ucp_worker_destroy(worker_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
-  ucp_worker_destroy(worker_);
+  ReleaseAbandoned();
+}
+
+std::string UcxWorker::address() const {
+  std::lock_guard lock(address_mutex_);
+  return address_;
+}
+
+void UcxWorker::Rebuild() {
+  LOG_WARNING("transfer: worker {}: UCX kept operations of timed-out entries; rebuilding the worker to release them",
+              options_.index);
+  for (auto& [key, e] : pool_) DestroyEndpoint(*e);
+  for (auto& e : closing_) DestroyEndpoint(*e);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, efd_, nullptr);
+  ucp_worker_h old;
+  {
+    std::lock_guard lock(queue_mutex_);
+    old = worker_;
+    worker_ = nullptr;
+  }
+  ucp_worker_destroy(old);  // frees every request and endpoint it held
+  pool_.clear();
+  ReleaseAbandoned();
+  inflight_ops_ = 0;
+  flush_pending_.clear();
+  rebuilds_.fetch_add(1);
+  Status s = Open();
+  if (!s.ok()) {
+    LOG_ERROR("transfer: worker {} cannot be rebuilt: {}; its entries will fail", options_.index, s.ToString());
+    dead_ = true;
+    return;
+  }
+  if (options_.on_address_change) options_.on_address_change();
 }
 
 void UcxWorker::Post(std::unique_ptr<WorkItem> item) {
-  {
-    std::lock_guard lock(queue_mutex_);
-    queue_.push_back(std::move(item));
-    has_queued_.store(true, std::memory_order_release);
-  }
-  ucp_worker_signal(worker_);
+  std::lock_guard lock(queue_mutex_);
+  queue_.push_back(std::move(item));
+  has_queued_.store(true, std::memory_order_release);
+  if (worker_) ucp_worker_signal(worker_);  // null only while the worker thread rebuilds it
 }
 
 bool UcxWorker::DrainQueue() {
@@ -128,7 +188,14 @@ bool UcxWorker::DrainQueue() {
     items.swap(queue_);
     has_queued_.store(false, std::memory_order_relaxed);
   }
-  for (auto& item : items) Start(std::move(item));
+  for (auto& item : items) {
+    if (dead_) {
+      item->batch->FinishPart(item->entry, Unavailable("transfer worker is down"), Now());
+      item->batch->ReleasePart(item->entry);
+      continue;
+    }
+    Start(std::move(item));
+  }
   return !items.empty();
 }
 
@@ -136,22 +203,39 @@ void UcxWorker::Run() {
   int64_t last_progress = Now();
   int64_t stop_ns = -1;
   for (;;) {
-    bool posted = DrainQueue();
+    if (dead_) {  // no ucp worker: fail what comes until the engine goes
+      DrainQueue();
+      if (stop_.load()) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
+    }
+    bool posted = poisoned_ ? false : DrainQueue();  // a worker to rebuild takes nothing new
     posted |= Pump();
     FlushEndpoints();
     unsigned progressed = ucp_worker_progress(worker_);
     int64_t now = Now();
     Sweep(now);
     ReapEndpoints();
-    if (stop_.load() && !has_queued_.load()) {
-      if (running_.empty()) break;
-      // Only abandoned items left (reported failed, UCX still holding their
-      // operations): do not let them hold the engine's destruction forever.
-      if (stop_ns < 0) stop_ns = now;
+    if (poisoned_) {
       bool all_reported = true;
       for (const auto& r : running_) all_reported &= r->reported;
-      if (all_reported && now - stop_ns > kAbandonNanos) {
-        LOG_WARNING("transfer: worker {} stops with {} abandoned items", options_.index, running_.size());
+      if (all_reported) {
+        Rebuild();
+        poisoned_ = false;
+        continue;
+      }
+    }
+    if (stop_.load() && !has_queued_.load()) {
+      if (running_.empty()) break;
+      // Items still run: each ends by its deadline (Sweep force-closes its
+      // endpoint), then UCX gets kCloseNanos to hand their operations back.
+      bool all_reported = true;
+      for (const auto& r : running_) all_reported &= r->reported;
+      if (all_reported && stop_ns < 0) stop_ns = now;
+      if (!all_reported) stop_ns = -1;
+      if (stop_ns >= 0 && now - stop_ns > kCloseNanos) {
+        LOG_WARNING("transfer: worker {} stops with {} items UCX has not returned; destroying the worker releases them",
+                    options_.index, running_.size());
         break;
       }
     }
@@ -162,7 +246,10 @@ void UcxWorker::Run() {
     if (!running_.empty() && now - last_progress < options_.spin_ns) continue;
     ucs_status_t st = ucp_worker_arm(worker_);
     if (st == UCS_ERR_BUSY) continue;
-    if (has_queued_.load(std::memory_order_acquire) || stop_.load()) continue;
+    if (has_queued_.load(std::memory_order_acquire) || stop_.load()) {
+      if (stop_.load() && !running_.empty()) epoll_wait(epoll_fd_, nullptr, 0, 1);  // no busy spin while draining
+      continue;
+    }
     epoll_event ev;
     epoll_wait(epoll_fd_, &ev, 1, running_.empty() && closing_.empty() ? 100 : 1);
   }
@@ -236,6 +323,7 @@ void UcxWorker::PostSome(Running& r, bool first) {
     r.posted_all = true;
     return;
   }
+  if (!r.ep->connected) return;  // posted by Pump once the wire-up probe completes
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   param.cb.send = &UcxWorker::OnOpDone;
@@ -326,9 +414,49 @@ Result<UcxWorker::Endpoint*> UcxWorker::GetEndpoint(const SegmentDescriptor& seg
   ucs_status_t st = ucp_ep_create(worker_, &params, &e->ep);
   if (st != UCS_OK) return UcxError("ep_create to segment '" + seg.name + "'", st);
   endpoints_created_.fetch_add(1);
+  auto probe = std::make_unique<Probe>();
+  probe->ep = e.get();
+  ucp_request_param_t fp{};
+  fp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  fp.cb.send = &UcxWorker::OnProbeDone;
+  fp.user_data = probe.get();
+  ucs_status_ptr_t p = ucp_ep_flush_nbx(e->ep, &fp);
+  if (p == nullptr) {
+    e->connected = true;
+  } else if (UCS_PTR_IS_ERR(p)) {
+    e->broken = true;
+    e->reason = UcxError("wire-up of the endpoint to segment '" + seg.name + "'", UCS_PTR_STATUS(p));
+  } else {
+    e->probe = probe.release();  // OnProbeDone frees it
+  }
   Endpoint* raw = e.get();
   pool_.emplace(key, std::move(e));
   return raw;
+}
+
+void UcxWorker::OnProbeDone(void* request, ucs_status_t status, void* user_data) {
+  std::unique_ptr<Probe> probe(static_cast<Probe*>(user_data));
+  ucp_request_free(request);
+  Endpoint* e = probe->ep;
+  if (e == nullptr) return;  // the endpoint went first
+  e->probe = nullptr;
+  if (status == UCS_OK) {
+    e->connected = true;
+  } else if (!e->broken) {
+    e->broken = true;
+    e->reason = UcxError("wire-up of the endpoint to " + e->owner, status);
+  }
+}
+
+void UcxWorker::DestroyEndpoint(Endpoint& e) {
+  if (e.close_request) {  // still in progress: released now, completed (or destroyed) by UCX
+    ucp_request_free(e.close_request);
+    e.close_request = nullptr;
+  }
+  for (auto& [packed, rkey] : e.rkeys) ucp_rkey_destroy(rkey);
+  e.rkeys.clear();
+  if (e.probe) e.probe->ep = nullptr;
+  e.probe = nullptr;
 }
 
 Result<ucp_rkey_h> UcxWorker::GetRkey(Endpoint& ep, const std::string& packed) {
@@ -345,7 +473,9 @@ void UcxWorker::Sweep(int64_t now) {
   for (auto it = running_.begin(); it != running_.end();) {
     Running& r = **it;
     if (r.outstanding == 0 && r.posted_all) {
+      // UCX holds nothing of this item any more.
       if (!r.reported) r.item->batch->FinishPart(r.item->entry, r.error, now);
+      r.item->batch->ReleasePart(r.item->entry);
       if (r.ep) {
         r.ep->running--;
         r.ep->last_use_ns = now;
@@ -354,18 +484,22 @@ void UcxWorker::Sweep(int64_t now) {
       continue;
     }
     if (!r.expired && now >= r.item->deadline_ns) {
+      // The entry fails now, whatever the peer does; its memory is released
+      // only when UCX returns the operations, which the force-close makes it do.
       r.expired = true;
-      r.abandon_ns = now + kAbandonNanos;
+      r.expired_ns = now;
       Status timeout = DeadlineExceeded("no completion within " + std::to_string(options_.timeout_ms) +
                                         " ms from segment '" + r.item->segment->name + "'");
       if (r.error.ok()) r.error = timeout;
       r.posted_all = true;  // post nothing more
-      if (r.ep && !r.ep->broken) BreakEndpoint(r.ep, timeout);
-    } else if (r.expired && !r.reported && now >= r.abandon_ns) {
-      LOG_WARNING("transfer: UCX kept {} operations of a timed-out entry; reporting it failed",
-                  r.outstanding);
       r.reported = true;
       r.item->batch->FinishPart(r.item->entry, r.error, now);
+      if (r.ep && !r.ep->broken) BreakEndpoint(r.ep, timeout);
+    } else if (r.expired && now - r.expired_ns > kCloseNanos && !poisoned_) {
+      // UCX did not hand the operations back (no forced close without peer
+      // error handling, or a transport that ignores it): only destroying the
+      // worker releases them.
+      poisoned_ = true;
     }
     ++it;
   }
@@ -384,13 +518,27 @@ void UcxWorker::BreakEndpoint(Endpoint* ep, const Status& reason) {
   ep->want_flush.clear();
   std::unique_ptr<Endpoint> owned = std::move(it->second);
   pool_.erase(it);
-  ucp_request_param_t param{};
-  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  param.flags = UCP_EP_CLOSE_FLAG_FORCE;
   owned->close_started = true;
   owned->close_deadline_ns = Now() + kCloseNanos;
-  ucs_status_ptr_t p = ucp_ep_close_nbx(owned->ep, &param);
-  owned->close_request = UCS_PTR_IS_PTR(p) ? p : nullptr;
+  owned->close_request = nullptr;
+  if (options_.detect_peer_failure) {
+    // Returns every outstanding operation at once (UCS_ERR_CANCELED).
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+    ucs_status_ptr_t p = ucp_ep_close_nbx(owned->ep, &param);
+    owned->close_request = UCS_PTR_IS_PTR(p) ? p : nullptr;
+  } else if (owned->connected) {
+    // Without peer error handling UCX refuses a forced close; a connected
+    // endpoint's operations (shared memory) complete locally, so a flushing
+    // close ends. An endpoint still in wire-up holds no operation of ours: it
+    // is left to ucp_worker_destroy (a close would wait for the wire-up).
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    param.flags = 0;
+    ucs_status_ptr_t p = ucp_ep_close_nbx(owned->ep, &param);
+    owned->close_request = UCS_PTR_IS_PTR(p) ? p : nullptr;
+  }
   std::string owner = owned->owner;
   closing_.push_back(std::move(owned));
   if (options_.on_peer_failure) options_.on_peer_failure(owner);
@@ -432,28 +580,49 @@ void UcxWorker::ReapEndpoints() {
           ++it;
           continue;
         }
-        // Left to ucp_worker_destroy; the request is released with the worker.
-      } else {
-        ucp_request_free(e.close_request);
+        // Given up: released now, finished (or destroyed) by UCX later.
       }
+      ucp_request_free(e.close_request);
       e.close_request = nullptr;
     }
-    if (e.running > 0) {
+    if (e.running > 0) {  // items still hold its rkeys; they end by their deadline
       ++it;
       continue;
     }
-    for (auto& [packed, rkey] : e.rkeys) ucp_rkey_destroy(rkey);
+    DestroyEndpoint(e);
     it = closing_.erase(it);
   }
 }
 
 void UcxWorker::CloseAllEndpoints() {
-  while (!pool_.empty() && EvictIdleEndpoint()) {
+  // Force-close what is left, give UCX kCloseNanos to return its operations,
+  // then release everything: the worker's destruction frees what UCX still
+  // holds, so items that never came back are released after it.
+  while (!pool_.empty()) {
+    Endpoint* e = pool_.begin()->second.get();
+    BreakEndpoint(e, Cancelled("transfer engine shutting down"));
   }
-  while (!closing_.empty()) {
+  const int64_t deadline = Now() + kCloseNanos;
+  while ((!closing_.empty() || !running_.empty()) && Now() < deadline) {
     ucp_worker_progress(worker_);
+    Sweep(Now());
     ReapEndpoints();
   }
+  for (auto& e : closing_) DestroyEndpoint(*e);
+}
+
+void UcxWorker::ReleaseAbandoned() {
+  // Called after ucp_worker_destroy: UCX can no longer touch any memory.
+  const int64_t now = Now();
+  for (auto& r : running_) {
+    if (!r->reported) {
+      r->item->batch->FinishPart(r->item->entry,
+                                 r->error.ok() ? Cancelled("transfer engine shut down") : r->error, now);
+    }
+    r->item->batch->ReleasePart(r->item->entry);
+  }
+  running_.clear();
+  closing_.clear();
 }
 
 }  // namespace crescent::transfer

@@ -16,6 +16,22 @@
 // must outlive it. Thread-safety: Post() and address() from any thread; all
 // else runs on the worker thread. Locks: queue_mutex_ only (a leaf; the
 // peer-failure callback and BatchState are called without it held).
+// A new endpoint posts nothing until a wire-up probe (a flush) completes, so a
+// peer that dies or stops before the connection exists holds no caller memory.
+// Timeouts: an item still running at its deadline is reported failed at once
+// and its endpoint closed (force-closed with peer error handling, which hands
+// back every operation; without it, UCX refuses a forced close, but connected
+// shared-memory operations complete locally); its memory is released (BatchState::
+// ReleasePart) only when UCX has returned every operation of it. Destruction
+// waits for running items to end (each by its deadline), gives UCX 2 s to
+// return force-closed operations, destroys the worker and releases the rest:
+// it is bounded by timeout + 2 s whatever the peers do.
+// If UCX keeps an expired item's operations 2 s after its endpoint was closed
+// (shared memory without peer error handling, where RMA on heap memory is
+// emulated over messages the dead peer never answers), the worker stops
+// taking items, waits for its other items to end, destroys its ucp worker,
+// which releases everything, and opens a new one with a new address
+// (on_address_change): memory is released within timeout + 2 s either way.
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -67,6 +83,9 @@ struct WorkerOptions {
   int64_t spin_ns = 20'000;
   // Called on the worker thread when an endpoint to `owner` broke.
   std::function<void(const std::string& owner)> on_peer_failure;
+  // Called on the worker thread after the worker was rebuilt with a new
+  // address (the engine republishes its segment descriptors).
+  std::function<void()> on_address_change;
 };
 
 class UcxWorker {
@@ -76,18 +95,22 @@ class UcxWorker {
   UcxWorker(const UcxWorker&) = delete;
   UcxWorker& operator=(const UcxWorker&) = delete;
 
-  // The packed ucp worker address peers connect to.
-  const std::string& address() const { return address_; }
+  // The packed ucp worker address peers connect to (changes on a rebuild).
+  std::string address() const;
   void Post(std::unique_ptr<WorkItem> item);
 
-  // Counters for tests: endpoints made and currently pooled.
+  // Counters for tests: endpoints made; times the worker was rebuilt.
   int64_t endpoints_created() const { return endpoints_created_.load(); }
+  int64_t rebuilds() const { return rebuilds_.load(); }
 
  private:
   struct Endpoint;
+  struct Probe;
   struct Running;
   struct FlushGroup;
-  UcxWorker(ucp_worker_h worker, int efd, WorkerOptions options);
+  UcxWorker(ucp_context_h context, WorkerOptions options);
+  Status Open();     // creates the ucp worker, its event fd and address
+  void Rebuild();    // destroys the ucp worker (releasing all) and opens a new one
 
   void Run();
   bool DrainQueue();
@@ -103,21 +126,31 @@ class UcxWorker {
   void ReapEndpoints();
   bool EvictIdleEndpoint();
   void CloseAllEndpoints();
+  void ReleaseAbandoned();
   static void OnOpDone(void* request, ucs_status_t status, void* user_data);
   static void OnFlushDone(void* request, ucs_status_t status, void* user_data);
+  static void OnProbeDone(void* request, ucs_status_t status, void* user_data);
+  void DestroyEndpoint(Endpoint& e);  // rkeys, probe; the ucp_ep is closed or left to the worker
   static void OnEpError(void* arg, ucp_ep_h ep, ucs_status_t status);
 
-  ucp_worker_h worker_;
-  int efd_;        // the worker's event fd
+  ucp_context_h context_;
+  // worker_ and efd_ change only on the worker thread, under queue_mutex_
+  // (Post signals the worker under it); the worker thread reads them freely.
+  ucp_worker_h worker_ = nullptr;
+  int efd_ = -1;  // the worker's event fd
   int epoll_fd_ = -1;
   WorkerOptions options_;
-  std::string address_;
+  mutable std::mutex address_mutex_;
+  std::string address_;  // GUARDED_BY(address_mutex_)
 
   std::mutex queue_mutex_;
   std::deque<std::unique_ptr<WorkItem>> queue_;  // GUARDED_BY(queue_mutex_)
   std::atomic<bool> has_queued_{false};
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> endpoints_created_{0};
+  std::atomic<int64_t> rebuilds_{0};
+  bool poisoned_ = false;  // an expired item's operations were not returned: rebuild
+  bool dead_ = false;      // a rebuild failed: every item fails
 
   // Worker-thread state.
   std::unordered_map<std::string, std::unique_ptr<Endpoint>> pool_;  // key: owner/remote worker/lane
