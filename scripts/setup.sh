@@ -9,7 +9,8 @@ pkgs=(
   ca-certificates git g++ cmake ninja-build pkg-config
   libdnnl-dev libboost1.81-dev libboost-json1.81-dev libspdlog-dev libfmt-dev libcli11-dev
   libpcre2-dev libicu-dev libxxhash-dev libucx-dev ucx-utils liburing-dev
-  etcd-server etcd-client
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  etcd-server etcd-client fio redis-server
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-numpy iproute2 procps curl
 )
