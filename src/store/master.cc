@@ -24,8 +24,8 @@ Status Master::Check(const proto::RequestHeader& h) {
   if (h.term() > term_) {
     return Unavailable(fmt::format("this master's term {} is over (a leader of term {} exists)", term_, h.term()));
   }
-  if (h.term() != 0 && h.term() < term_) {
-    return FailedPrecondition(fmt::format("term {} is over; the leader's term is {}", h.term(), term_));
+  if (h.term() != 0 && h.term() < term_) {  // retryable: the caller learns the term from the reply
+    return Unavailable(fmt::format("term {} is over; the leader's term is {}", h.term(), term_));
   }
   const Hash128 fp{h.fingerprint_lo(), h.fingerprint_hi()};
   if (fp != Hash128{}) {
@@ -223,7 +223,7 @@ Status Master::Remove(const proto::RemoveRequest& req, proto::RemoveReply* reply
   return Status::Ok();
 }
 
-Status Master::ReportBadReplica(const proto::BadReplicaRequest& req, proto::BadReplicaReply* reply) {
+Status Master::ReportBadReplica(const proto::ReportBadReplicaRequest& req, proto::ReportBadReplicaReply* reply) {
   RETURN_IF_ERROR(Check(req.header()));
   Stamp(reply->mutable_header());
   auto it = objects_.find(FromProto(req.key()));

@@ -38,9 +38,8 @@
 //
 // HA: the master serves under a term (the leader key's etcd revision).
 // Replies carry it; a request stamped with an older term is refused with
-// FailedPrecondition (the caller learns the term and retries), and one
-// stamped with a newer term means this master was deposed: refused with
-// Unavailable. A new leader starts empty and rebuilds from re-reports (Mount
+// Unavailable (the caller learns the term and retries), and so is one
+// stamped with a newer term, which means this master was deposed. A new leader starts empty and rebuilds from re-reports (Mount
 // with the node's objects); until a node re-reported, nothing is allocated in
 // its segments, so no space is handed out twice.
 //
@@ -100,7 +99,7 @@ class Master {
   Status Get(const proto::GetRequest& req, proto::GetReply* reply);
   Status Exists(const proto::ExistsRequest& req, proto::ExistsReply* reply);
   Status Remove(const proto::RemoveRequest& req, proto::RemoveReply* reply);
-  Status ReportBadReplica(const proto::BadReplicaRequest& req, proto::BadReplicaReply* reply);
+  Status ReportBadReplica(const proto::ReportBadReplicaRequest& req, proto::ReportBadReplicaReply* reply);
   Status Mount(const proto::MountRequest& req, proto::MountReply* reply);
   Status Heartbeat(const proto::HeartbeatRequest& req, proto::HeartbeatReply* reply);
   Status Unmount(const proto::UnmountRequest& req, proto::UnmountReply* reply);

@@ -464,7 +464,8 @@ TEST_F(MasterTest, TermsFenceStaleCallers) {
   proto::ExistsReply rep;
   req.mutable_header()->set_term(4);
   Status s = master_->Exists(req, &rep);
-  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << "an older term is refused";
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << "an older term is refused";
+  EXPECT_NE(s.message().find("term 4 is over"), std::string::npos);
   req.mutable_header()->set_term(6);
   EXPECT_EQ(master_->Exists(req, &rep).code(), StatusCode::kUnavailable) << "a deposed master refuses";
   req.mutable_header()->set_term(0);
@@ -519,11 +520,11 @@ TEST_F(MasterTest, BadInputIsRefusedClearly) {
   // A bad replica report drops just that copy.
   proto::PutStartResult two = Put(20, kMiB, "a", 2);
   MountNode("d", 64 * kMiB);
-  proto::BadReplicaRequest br;
+  proto::ReportBadReplicaRequest br;
   *br.mutable_header() = H();
   *br.mutable_key() = PK(20);
   *br.mutable_replica() = two.replicas(0);
-  proto::BadReplicaReply brr;
+  proto::ReportBadReplicaReply brr;
   ASSERT_TRUE(master_->ReportBadReplica(br, &brr).ok());
   EXPECT_EQ(Get(20).replicas_size(), static_cast<int>(two.replicas_size()) - 1);
 }

@@ -23,7 +23,7 @@ class TransferEngine::Impl {
   Impl(EngineOptions options, std::shared_ptr<MetadataStore> metadata, UcxContext context);
   ~Impl();
   Status Init();
-  Status RegisterLocalMemory(std::string_view name, void* addr, uint64_t length);
+  Status RegisterLocalMemory(std::string_view name, void* addr, uint64_t length, bool publish);
   Result<void*> AllocateLocalMemory(std::string_view name, uint64_t length);
   Status UnregisterLocalMemory(std::string_view name);
   Result<SegmentId> OpenSegment(std::string_view name);
@@ -46,6 +46,7 @@ class TransferEngine::Impl {
     uint64_t base = 0;
     uint64_t length = 0;
     ucp_mem_h memh = nullptr;
+    bool published = true;  // false: a private buffer (RegisterBuffer)
   };
   struct RemoteSegment {
     std::string name;
@@ -106,8 +107,15 @@ TransferEngine::TransferEngine(std::unique_ptr<Impl> impl) : impl_(std::move(imp
 TransferEngine::~TransferEngine() = default;
 
 Status TransferEngine::RegisterLocalMemory(std::string_view name, void* addr, uint64_t length) {
-  return impl_->RegisterLocalMemory(name, addr, length);
+  return impl_->RegisterLocalMemory(name, addr, length, true);
 }
+namespace {
+std::string BufferName(const void* addr) { return fmt::format("buffer@{:x}", reinterpret_cast<uintptr_t>(addr)); }
+}  // namespace
+Status TransferEngine::RegisterBuffer(void* addr, uint64_t length) {
+  return impl_->RegisterLocalMemory(BufferName(addr), addr, length, false);
+}
+Status TransferEngine::UnregisterBuffer(void* addr) { return impl_->UnregisterLocalMemory(BufferName(addr)); }
 Result<void*> TransferEngine::AllocateLocalMemory(std::string_view name, uint64_t length) {
   return impl_->AllocateLocalMemory(name, length);
 }
@@ -149,7 +157,7 @@ TransferEngine::Impl::~Impl() {
   workers_.clear();  // finishes in-flight entries, closes endpoints
   std::lock_guard lock(local_mutex_);
   for (auto& [name, seg] : local_) {
-    metadata_->Remove(options_.metadata_prefix + name).IgnoreError();  // best effort at shutdown
+    if (seg.published) metadata_->Remove(options_.metadata_prefix + name).IgnoreError();  // best effort at shutdown
     ucp_mem_unmap(context_.get(), seg.memh);
   }
 }
@@ -178,7 +186,7 @@ Status TransferEngine::Impl::Publish(std::string_view name, ucp_mem_h memh, uint
   return metadata_->Put(options_.metadata_prefix + d.name, d.Encode());
 }
 
-Status TransferEngine::Impl::RegisterLocalMemory(std::string_view name, void* addr, uint64_t length) {
+Status TransferEngine::Impl::RegisterLocalMemory(std::string_view name, void* addr, uint64_t length, bool publish) {
   if (name.empty()) return InvalidArgument("segment name is empty");
   if (addr == nullptr || length == 0) return InvalidArgument("segment '" + std::string(name) + "': null or empty memory");
   uint64_t base = reinterpret_cast<uint64_t>(addr);
@@ -206,9 +214,10 @@ Status TransferEngine::Impl::RegisterLocalMemory(std::string_view name, void* ad
       ucp_mem_unmap(context_.get(), memh);
       return InvalidArgument("segment '" + std::string(name) + "' is already registered");
     }
-    local_.emplace(std::string(name), LocalSegment{base, length, memh});
+    local_.emplace(std::string(name), LocalSegment{base, length, memh, publish});
     local_by_base_.emplace(base, std::string(name));
   }
+  if (!publish) return Status::Ok();
   Status s = Publish(name, memh, base, length);
   if (!s.ok()) UnregisterLocalMemory(name).IgnoreError();  // report the publish failure instead
   return s;
@@ -263,7 +272,7 @@ Status TransferEngine::Impl::UnregisterLocalMemory(std::string_view name) {
     local_by_base_.erase(seg.base);
     local_.erase(it);
   }
-  Status s = metadata_->Remove(options_.metadata_prefix + std::string(name));
+  Status s = seg.published ? metadata_->Remove(options_.metadata_prefix + std::string(name)) : Status::Ok();
   ucp_mem_unmap(context_.get(), seg.memh);
   return s;
 }
@@ -318,7 +327,9 @@ void TransferEngine::Impl::RepublishAll() {
   std::vector<std::pair<std::string, LocalSegment>> segs;
   {
     std::lock_guard lock(local_mutex_);
-    for (const auto& [name, seg] : local_) segs.emplace_back(name, seg);
+    for (const auto& [name, seg] : local_) {
+      if (seg.published) segs.emplace_back(name, seg);
+    }
   }
   for (const auto& [name, seg] : segs) {
     Status s = Publish(name, seg.memh, seg.base, seg.length);

@@ -73,6 +73,11 @@ class TransferEngine {
   Result<void*> AllocateLocalMemory(std::string_view name, uint64_t length);
   // Unpublishes and unregisters. REQUIRES: no in-flight entry uses it.
   Status UnregisterLocalMemory(std::string_view name);
+  // Registers [addr, addr + length) as the local side of transfers only: it
+  // is not published, so no peer can reach it (bounce buffers, a reader's
+  // destination). The same REQUIRES as RegisterLocalMemory.
+  Status RegisterBuffer(void* addr, uint64_t length);
+  Status UnregisterBuffer(void* addr);
 
   // Looks the segment up in the MetadataStore; the same name gives the same id.
   Result<SegmentId> OpenSegment(std::string_view name);
