@@ -159,7 +159,7 @@ EtcdMetadataStore::~EtcdMetadataStore() {
   }
   cv_.notify_all();
   if (keepalive_.joinable()) keepalive_.join();
-  client_.LeaseRevoke(lease).IgnoreError();  // expiry covers a failure
+  if (lease != 0) client_.LeaseRevoke(lease).IgnoreError();  // expiry covers a failure
 }
 
 LeaseId EtcdMetadataStore::session_lease() const {
@@ -282,7 +282,8 @@ void EtcdMetadataStore::Renew() {
     LOG_WARNING("etcd: cannot grant a new session lease: {}", lease.status().ToString());
     return;
   }
-  std::vector<std::pair<std::string, std::string>> keys;
+  using Change = std::pair<std::string, std::optional<std::string>>;  // nullopt: delete
+  std::vector<Change> pending;
   {
     std::lock_guard lock(mutex_);
     LOG_WARNING("etcd session lease {} was lost; lease {} replaces it, re-putting {} keys", lease_, *lease,
@@ -291,27 +292,75 @@ void EtcdMetadataStore::Renew() {
     ++renewals_;
     renewing_ = true;
     touched_while_renewing_.clear();
-    for (const auto& [k, o] : owned_) keys.emplace_back(k, o.value);
+    unsynced_.clear();
+    for (const auto& [k, o] : owned_) pending.emplace_back(k, o.value);
   }
   cv_.notify_all();  // Puts waiting for the new lease
-  for (const auto& [k, v] : keys) {
-    Status s = keepalive_client_.Put(k, v, *lease).status();
-    if (!s.ok()) LOG_WARNING("etcd re-put of '{}': {}", k, s.ToString());
-  }
-  // Keys put or removed meanwhile: their current state wins over the snapshot.
-  std::vector<std::pair<std::string, std::optional<std::string>>> touched;
-  {
+  std::set<std::string, std::less<>> failed;
+  for (;;) {
+    for (const auto& [k, v] : pending) {
+      Status s = v ? keepalive_client_.Put(k, *v, *lease).status() : keepalive_client_.Delete(k).status();
+      if (!s.ok()) {
+        LOG_WARNING("etcd re-put of '{}': {}", k, s.ToString());
+        failed.insert(k);
+      } else {
+        failed.erase(k);
+      }
+    }
+    // Keys put or removed meanwhile: their current state wins over the
+    // snapshot. Repeat until none changed during a round.
     std::lock_guard lock(mutex_);
-    renewing_ = false;
+    if (touched_while_renewing_.empty()) {
+      renewing_ = false;
+      unsynced_.insert(failed.begin(), failed.end());  // the keep-alive retries them
+      return;
+    }
+    pending.clear();
     for (const std::string& k : touched_while_renewing_) {
       auto it = owned_.find(k);
-      touched.emplace_back(k, it == owned_.end() ? std::nullopt : std::optional<std::string>(it->second.value));
+      pending.emplace_back(k, it == owned_.end() ? std::nullopt : std::optional<std::string>(it->second.value));
     }
     touched_while_renewing_.clear();
   }
-  for (const auto& [k, v] : touched) {
-    Status s = v ? keepalive_client_.Put(k, *v, *lease).status() : keepalive_client_.Delete(k).status();
-    if (!s.ok()) LOG_WARNING("etcd settle of '{}': {}", k, s.ToString());
+}
+
+void EtcdMetadataStore::RetryUnsynced() {
+  std::vector<std::pair<std::string, std::optional<std::string>>> todo;
+  LeaseId lease;
+  {
+    std::lock_guard lock(mutex_);
+    if (unsynced_.empty() || renewing_) return;
+    for (const std::string& k : unsynced_) {
+      auto it = owned_.find(k);
+      todo.emplace_back(k, it == owned_.end() ? std::nullopt : std::optional<std::string>(it->second.value));
+    }
+    unsynced_.clear();
+    renewing_ = true;  // Put/Remove meanwhile are settled below
+    touched_while_renewing_.clear();
+    lease = lease_;
+  }
+  std::set<std::string, std::less<>> failed;
+  for (;;) {
+    for (const auto& [k, v] : todo) {
+      Status s = v ? keepalive_client_.Put(k, *v, lease).status() : keepalive_client_.Delete(k).status();
+      if (s.ok()) {
+        failed.erase(k);
+      } else {
+        failed.insert(k);
+      }
+    }
+    std::lock_guard lock(mutex_);
+    if (touched_while_renewing_.empty()) {
+      renewing_ = false;
+      unsynced_.insert(failed.begin(), failed.end());
+      return;
+    }
+    todo.clear();
+    for (const std::string& k : touched_while_renewing_) {
+      auto it = owned_.find(k);
+      todo.emplace_back(k, it == owned_.end() ? std::nullopt : std::optional<std::string>(it->second.value));
+    }
+    touched_while_renewing_.clear();
   }
 }
 
@@ -335,6 +384,8 @@ void EtcdMetadataStore::KeepAliveLoop() {
       } else if (!ttl.ok()) {
         LOG_WARNING("etcd keepalive: {}", ttl.status().ToString());
         failing = true;
+      } else {
+        RetryUnsynced();
       }
     }
     if (renew) {

@@ -6,8 +6,11 @@
 // bounded by min(request timeout, TTL/3), retried every 250 ms while it fails).
 // If the process dies the lease expires and its keys vanish; if the lease was
 // lost (etcd restarted, a long pause), the thread grants a new one and puts
-// the session's keys again. The destructor revokes the lease, so they go at
-// once.
+// the session's keys again (keys put or removed meanwhile settle to their
+// latest state; re-puts that fail are retried after later keep-alives). The
+// destructor revokes the lease, so they go at once. A Put that finds the
+// session lease gone waits for the new one, so it can take up to twice the
+// request timeout.
 //
 // No lock is held across a network call: a call that hangs on a silent etcd
 // delays only its caller (until the request timeout), never Put, Remove or the
@@ -76,6 +79,8 @@ class EtcdMetadataStore final : public MetadataStore {
   void KeepAliveLoop();
   // Grants a new session lease and re-puts the owned keys (keep-alive thread).
   void Renew();
+  // Re-puts keys whose re-put failed during a renewal (keep-alive thread).
+  void RetryUnsynced();
 
   const EtcdOptions options_;
   const EtcdClient client_;
@@ -88,6 +93,7 @@ class EtcdMetadataStore final : public MetadataStore {
   uint64_t next_generation_ = 1;                   // GUARDED_BY(mutex_)
   bool renewing_ = false;                          // GUARDED_BY(mutex_)
   std::set<std::string, std::less<>> touched_while_renewing_;  // GUARDED_BY(mutex_)
+  std::set<std::string, std::less<>> unsynced_;  // GUARDED_BY(mutex_); re-puts that failed, retried
   int64_t renewals_ = 0;                           // GUARDED_BY(mutex_)
   bool renew_now_ = false;                         // GUARDED_BY(mutex_)
   bool stop_ = false;                              // GUARDED_BY(mutex_)

@@ -103,21 +103,29 @@ class Connection {
   // Resolves and connects within the deadline; sets TCP keep-alive so a peer
   // that vanishes without a FIN is noticed on long-lived streams.
   error_code Connect(const HttpEndpoint& ep, Clock::time_point deadline) {
-    tcp::resolver resolver(io_);
-    tcp::resolver::results_type results;
-    error_code ec = Run(
-        deadline,
-        [&](auto handler) {
-          resolver.async_resolve(ep.host, std::to_string(ep.port),
-                                 [&results, handler](error_code e, tcp::resolver::results_type r) mutable {
-                                   results = std::move(r);
-                                   handler(e);
-                                 });
-        },
-        [&resolver] { resolver.cancel(); });
-    if (ec) return ec;
+    error_code ec;
+    std::vector<tcp::endpoint> targets;
+    const asio::ip::address literal = asio::ip::make_address(ep.host, ec);
+    if (!ec) {
+      targets.emplace_back(literal, ep.port);  // an IP literal: no resolver thread, nothing to wait for
+    } else {
+      // A name: getaddrinfo cannot be interrupted, so a dead DNS server can
+      // outlast the deadline (cancel only stops waiting for it afterwards).
+      tcp::resolver resolver(io_);
+      ec = Run(
+          deadline,
+          [&](auto handler) {
+            resolver.async_resolve(ep.host, std::to_string(ep.port),
+                                   [&targets, handler](error_code e, tcp::resolver::results_type r) mutable {
+                                     for (const auto& x : r) targets.push_back(x.endpoint());
+                                     handler(e);
+                                   });
+          },
+          [&resolver] { resolver.cancel(); });
+      if (ec) return ec;
+    }
     ec = Run(deadline, [&](auto handler) {
-      asio::async_connect(socket_, results, [handler](error_code e, const tcp::endpoint&) mutable { handler(e); });
+      asio::async_connect(socket_, targets, [handler](error_code e, const tcp::endpoint&) mutable { handler(e); });
     });
     if (ec) return ec;
     socket_.set_option(tcp::no_delay(true), ec);

@@ -1,8 +1,10 @@
 // A minimal HTTP/1.1 client (Boost.Beast) for the etcd v3 JSON gateway.
 //
 // HttpPost: one POST on a connection of its own, with a deadline on the whole
-// exchange (resolve, connect, write, read): the operations are asynchronous
-// and run for at most the deadline, then the socket is closed. A peer that
+// exchange (connect, write, read): the operations are asynchronous and run
+// for at most the deadline, then the socket is closed. IP literals need no
+// name resolution; a host name is resolved with getaddrinfo, which a dead DNS
+// server can stretch past the deadline (etcd endpoints are IP literals here). A peer that
 // accepts and never answers, stops mid-response or trickles bytes gives
 // Unavailable within timeout_ms (plus scheduling noise), never a hang.
 //
@@ -49,7 +51,7 @@ Result<std::string> HttpPost(const HttpEndpoint& endpoint, std::string_view targ
 class HttpStream {
  public:
   // POSTs `body` and reads the response header within timeout_ms; a status
-  // other than 200 is Internal (with the body read so far).
+  // other than 200 is Internal (naming the status).
   static Result<std::unique_ptr<HttpStream>> Open(const HttpEndpoint& endpoint, std::string_view target,
                                                   std::string_view body, int64_t timeout_ms);
   ~HttpStream();

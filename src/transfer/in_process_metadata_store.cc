@@ -22,6 +22,7 @@ struct WatchState {
   std::condition_variable cv;
   std::deque<WatchEvent> queue;  // GUARDED_BY(mutex)
   bool stop = false;             // GUARDED_BY(mutex)
+  int64_t min_revision = 0;      // set under the store's mutex; live events below it are not delivered
 
   void Push(WatchEvent ev) {
     {
@@ -85,7 +86,7 @@ InProcessMetadataStore::~InProcessMetadataStore() {
 
 void InProcessMetadataStore::Publish(WatchEvent ev) {
   for (Watcher* w : watchers_) {
-    if (HasPrefix(ev.kv.key, w->state().prefix)) w->state().Push(ev);
+    if (HasPrefix(ev.kv.key, w->state().prefix) && ev.revision >= w->state().min_revision) w->state().Push(ev);
   }
   history_.push_back(std::move(ev));
   if (history_.size() > kHistory) history_.pop_front();
@@ -247,13 +248,14 @@ Result<std::unique_ptr<Watch>> InProcessMetadataStore::WatchPrefix(std::string_v
   if (from_revision > 0 && from_revision <= revision_) {
     // The oldest change still in the history; anything before it is gone.
     const int64_t oldest = history_.empty() ? revision_ + 1 : history_.front().revision;
-    if (from_revision < oldest && oldest > 2) {
-      state->Push(WatchEvent{WatchEventType::kReset, KeyValue{}, oldest - 1});
+    if (from_revision < oldest && oldest > 2) {  // as etcd: the first revision still there
+      state->Push(WatchEvent{WatchEventType::kReset, KeyValue{}, oldest});
     }
     for (const WatchEvent& ev : history_) {
       if (ev.revision >= from_revision && HasPrefix(ev.kv.key, prefix)) state->Push(ev);
     }
   }
+  state->min_revision = from_revision;
   watchers_.push_back(w.get());
   return std::unique_ptr<Watch>(std::move(w));
 }

@@ -7,8 +7,9 @@
 // they live until removed or until the store is destroyed.
 //
 // Ownership: owns the reaper thread and one delivery thread per watch (a Watch
-// must not outlive its store). Thread-safety: every method takes mutex_ (a
-// leaf); callbacks run on the watch's thread with no lock held.
+// must not outlive its store). Thread-safety: every method takes mutex_; a
+// watcher's queue lock is taken under it (and nothing under that); callbacks
+// run on the watch's thread with no lock held.
 #pragma once
 
 #include <condition_variable>

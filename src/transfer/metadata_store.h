@@ -58,7 +58,7 @@ struct ListResult {
 enum class WatchEventType {
   kPut,
   kDelete,  // kv.key and kv.mod_revision only
-  kReset,   // history up to `revision` is gone: List again, then trust events
+  kReset,   // history before `revision` is gone (events go on from it): List again, then trust events
 };
 
 struct WatchEvent {

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <thread>
 #include <map>
 #include <mutex>
 #include <random>
@@ -30,6 +32,7 @@ class TransferEngine::Impl {
   Result<uint64_t> SegmentLength(SegmentId id);
   Status Submit(TransferBatch& batch, std::span<const TransferRequest> requests);
   int64_t endpoints_created() const;
+  Result<std::string> LocalDescriptor(std::string_view name);
 
   EngineOptions options_;
   std::shared_ptr<MetadataStore> metadata_;
@@ -53,12 +56,28 @@ class TransferEngine::Impl {
     std::shared_ptr<const SegmentDescriptor> descriptor;  // null: re-read before use
   };
 
+  // REQUIRES: publish_mutex_ held and the segment registered.
   Status Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length);
+  Status PublishIfRegistered(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length);
+  Result<std::string> Describe(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length);
   Result<std::shared_ptr<const SegmentDescriptor>> Fetch(const std::string& name);
   Result<std::shared_ptr<const SegmentDescriptor>> Descriptor(SegmentId id);
   void OnPeerFailure(const std::string& owner);
   // A worker was rebuilt with a new address: every descriptor is stale.
+  // Runs on republisher_, never on a worker's thread.
   void RepublishAll();
+  void RepublishLoop();
+
+  // Serializes what publishes or unpublishes descriptors (register,
+  // unregister, republish), so a republish never revives a segment being
+  // unregistered nor uses its unmapped memh. Held across MetadataStore calls;
+  // taken before local_mutex_, never under it or remote_mutex_.
+  std::mutex publish_mutex_;
+  std::mutex republish_mu_;
+  std::condition_variable republish_cv_;
+  bool republish_pending_ = false;  // GUARDED_BY(republish_mu_)
+  bool republish_stop_ = false;     // GUARDED_BY(republish_mu_)
+  std::thread republisher_;
 
   UcxContext context_;  // destroyed after workers_
   std::vector<std::unique_ptr<UcxWorker>> workers_;
@@ -116,6 +135,7 @@ Status TransferEngine::RegisterBuffer(void* addr, uint64_t length) {
   return impl_->RegisterLocalMemory(BufferName(addr), addr, length, false);
 }
 Status TransferEngine::UnregisterBuffer(void* addr) { return impl_->UnregisterLocalMemory(BufferName(addr)); }
+Result<std::string> TransferEngine::LocalDescriptor(std::string_view name) { return impl_->LocalDescriptor(name); }
 Result<void*> TransferEngine::AllocateLocalMemory(std::string_view name, uint64_t length) {
   return impl_->AllocateLocalMemory(name, length);
 }
@@ -136,7 +156,9 @@ TransferEngine::Impl::Impl(EngineOptions options, std::shared_ptr<MetadataStore>
       context_(std::move(context)) {}
 
 Status TransferEngine::Impl::Init() {
-  const bool tcp = options_.transports.empty() || options_.transports.find("tcp") != std::string::npos;
+  // TCP only: every lane supports peer error handling.
+  const std::string& t = options_.transports;
+  const bool tcp = t == "tcp" || t == "self,tcp" || t == "tcp,self";
   for (int i = 0; i < options_.num_workers; ++i) {
     WorkerOptions wo;
     wo.index = i;
@@ -146,17 +168,48 @@ Status TransferEngine::Impl::Init() {
     using PF = EngineOptions::PeerFailure;
     wo.detect_peer_failure = options_.peer_failure == PF::kOn || (options_.peer_failure == PF::kAuto && tcp);
     wo.on_peer_failure = [this](const std::string& owner) { OnPeerFailure(owner); };
-    wo.on_address_change = [this] { RepublishAll(); };
+    wo.on_address_change = [this] {
+      {
+        std::lock_guard lock(republish_mu_);
+        republish_pending_ = true;
+      }
+      republish_cv_.notify_all();
+    };
     ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(context_.get(), std::move(wo)));
     workers_.push_back(std::move(worker));
   }
+  republisher_ = std::thread([this] { RepublishLoop(); });
   return Status::Ok();
 }
 
+void TransferEngine::Impl::RepublishLoop() {
+  std::unique_lock lock(republish_mu_);
+  for (;;) {
+    republish_cv_.wait(lock, [&] { return republish_stop_ || republish_pending_; });
+    if (republish_stop_) return;
+    republish_pending_ = false;
+    lock.unlock();
+    RepublishAll();
+    lock.lock();
+  }
+}
+
 TransferEngine::Impl::~Impl() {
+  {
+    std::lock_guard lock(republish_mu_);
+    republish_stop_ = true;
+  }
+  republish_cv_.notify_all();
+  if (republisher_.joinable()) republisher_.join();
   workers_.clear();  // finishes in-flight entries, closes endpoints
-  std::lock_guard lock(local_mutex_);
-  for (auto& [name, seg] : local_) {
+  std::lock_guard publish(publish_mutex_);
+  std::map<std::string, LocalSegment, std::less<>> segs;
+  {
+    std::lock_guard lock(local_mutex_);
+    segs.swap(local_);
+    local_by_base_.clear();
+  }
+  for (auto& [name, seg] : segs) {
     if (seg.published) metadata_->Remove(options_.metadata_prefix + name).IgnoreError();  // best effort at shutdown
     ucp_mem_unmap(context_.get(), seg.memh);
   }
@@ -170,7 +223,8 @@ int64_t TransferEngine::Impl::endpoints_created() const {
   return n;
 }
 
-Status TransferEngine::Impl::Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length) {
+Result<std::string> TransferEngine::Impl::Describe(std::string_view name, ucp_mem_h memh, uint64_t base,
+                                                   uint64_t length) {
   void* buf = nullptr;
   size_t size = 0;
   ucs_status_t st = ucp_rkey_pack(context_.get(), memh, &buf, &size);
@@ -183,8 +237,38 @@ Status TransferEngine::Impl::Publish(std::string_view name, ucp_mem_h memh, uint
   d.length = length;
   d.rkey.assign(static_cast<const char*>(buf), size);
   ucp_rkey_buffer_release(buf);
-  return metadata_->Put(options_.metadata_prefix + d.name, d.Encode());
+  return d.Encode();
 }
+
+Result<std::string> TransferEngine::Impl::LocalDescriptor(std::string_view name) {
+  LocalSegment seg;
+  {
+    std::lock_guard lock(local_mutex_);
+    auto it = local_.find(name);
+    if (it == local_.end()) return NotFound("no local segment '" + std::string(name) + "'");
+    seg = it->second;
+  }
+  return Describe(name, seg.memh, seg.base, seg.length);
+}
+
+Status TransferEngine::Impl::PublishIfRegistered(std::string_view name, ucp_mem_h memh, uint64_t base,
+                                                 uint64_t length) {
+  std::lock_guard publish(publish_mutex_);
+  {
+    std::lock_guard lock(local_mutex_);
+    auto it = local_.find(name);
+    if (it == local_.end() || it->second.memh != memh) {
+      return FailedPrecondition("segment '" + std::string(name) + "' was unregistered while it was being registered");
+    }
+  }
+  return Publish(name, memh, base, length);
+}
+
+Status TransferEngine::Impl::Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length) {
+  ASSIGN_OR_RETURN(std::string encoded, Describe(name, memh, base, length));
+  return metadata_->Put(options_.metadata_prefix + std::string(name), encoded);
+}
+
 
 Status TransferEngine::Impl::RegisterLocalMemory(std::string_view name, void* addr, uint64_t length, bool publish) {
   if (name.empty()) return InvalidArgument("segment name is empty");
@@ -218,7 +302,7 @@ Status TransferEngine::Impl::RegisterLocalMemory(std::string_view name, void* ad
     local_by_base_.emplace(base, std::string(name));
   }
   if (!publish) return Status::Ok();
-  Status s = Publish(name, memh, base, length);
+  Status s = PublishIfRegistered(name, memh, base, length);
   if (!s.ok()) UnregisterLocalMemory(name).IgnoreError();  // report the publish failure instead
   return s;
 }
@@ -254,7 +338,7 @@ Result<void*> TransferEngine::Impl::AllocateLocalMemory(std::string_view name, u
     local_.emplace(std::string(name), LocalSegment{base, length, memh});
     local_by_base_.emplace(base, std::string(name));
   }
-  Status s = Publish(name, memh, base, length);
+  Status s = PublishIfRegistered(name, memh, base, length);
   if (!s.ok()) {
     UnregisterLocalMemory(name).IgnoreError();  // report the publish failure instead
     return s;
@@ -263,6 +347,7 @@ Result<void*> TransferEngine::Impl::AllocateLocalMemory(std::string_view name, u
 }
 
 Status TransferEngine::Impl::UnregisterLocalMemory(std::string_view name) {
+  std::lock_guard publish(publish_mutex_);
   LocalSegment seg;
   {
     std::lock_guard lock(local_mutex_);
@@ -324,6 +409,7 @@ Result<uint64_t> TransferEngine::Impl::SegmentLength(SegmentId id) {
 }
 
 void TransferEngine::Impl::RepublishAll() {
+  std::lock_guard publish(publish_mutex_);
   std::vector<std::pair<std::string, LocalSegment>> segs;
   {
     std::lock_guard lock(local_mutex_);
@@ -331,6 +417,7 @@ void TransferEngine::Impl::RepublishAll() {
       if (seg.published) segs.emplace_back(name, seg);
     }
   }
+  // Unregister takes publish_mutex_ too, so these are all still mapped.
   for (const auto& [name, seg] : segs) {
     Status s = Publish(name, seg.memh, seg.base, seg.length);
     if (!s.ok()) LOG_WARNING("transfer: republishing segment '{}' after a worker rebuild: {}", name, s.ToString());

@@ -78,6 +78,9 @@ class TransferEngine {
   // destination). The same REQUIRES as RegisterLocalMemory.
   Status RegisterBuffer(void* addr, uint64_t length);
   Status UnregisterBuffer(void* addr);
+  // The encoded descriptor of local segment `name` (what it publishes), for
+  // directories other than the MetadataStore (the store master's).
+  Result<std::string> LocalDescriptor(std::string_view name);
 
   // Looks the segment up in the MetadataStore; the same name gives the same id.
   Result<SegmentId> OpenSegment(std::string_view name);

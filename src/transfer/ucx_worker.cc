@@ -57,6 +57,7 @@ struct UcxWorker::Endpoint {
   Status reason;
   std::vector<Running*> want_flush;  // WRITE items whose slices are all posted
   bool close_started = false;
+  bool close_issued = false;  // ucp_ep_close_nbx accepted it: UCX calls no handler of it after
   void* close_request = nullptr;
   int64_t close_deadline_ns = 0;
 };
@@ -139,6 +140,7 @@ UcxWorker::~UcxWorker() {
   if (worker_) ucp_worker_destroy(worker_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
   ReleaseAbandoned();
+  abandoned_.clear();
 }
 
 std::string UcxWorker::address() const {
@@ -160,6 +162,7 @@ void UcxWorker::Rebuild() {
   }
   ucp_worker_destroy(old);  // frees every request and endpoint it held
   pool_.clear();
+  abandoned_.clear();
   ReleaseAbandoned();
   inflight_ops_ = 0;
   flush_pending_.clear();
@@ -216,14 +219,19 @@ void UcxWorker::Run() {
     int64_t now = Now();
     Sweep(now);
     ReapEndpoints();
-    if (poisoned_) {
-      bool all_reported = true;
-      for (const auto& r : running_) all_reported &= r->reported;
-      if (all_reported) {
-        Rebuild();
-        poisoned_ = false;
-        continue;
+    if (poisoned_ && !stop_.load()) {
+      // Everything still running fails now (it is released by the rebuild),
+      // so the rebuild does not wait for other items' deadlines.
+      for (auto& r : running_) {
+        if (r->reported) continue;
+        r->reported = true;
+        r->posted_all = true;
+        if (r->error.ok()) r->error = Unavailable("transfer worker is being rebuilt to release a dead peer's operations");
+        r->item->batch->FinishPart(r->item->entry, r->error, now);
       }
+      Rebuild();
+      poisoned_ = false;
+      continue;
     }
     if (stop_.load() && !has_queued_.load()) {
       if (running_.empty()) break;
@@ -495,7 +503,7 @@ void UcxWorker::Sweep(int64_t now) {
       r.reported = true;
       r.item->batch->FinishPart(r.item->entry, r.error, now);
       if (r.ep && !r.ep->broken) BreakEndpoint(r.ep, timeout);
-    } else if (r.expired && now - r.expired_ns > kCloseNanos && !poisoned_) {
+    } else if (r.expired && now - r.expired_ns > kCloseNanos && !poisoned_ && !stop_.load()) {
       // UCX did not hand the operations back (no forced close without peer
       // error handling, or a transport that ignores it): only destroying the
       // worker releases them.
@@ -528,6 +536,7 @@ void UcxWorker::BreakEndpoint(Endpoint* ep, const Status& reason) {
     param.flags = UCP_EP_CLOSE_FLAG_FORCE;
     ucs_status_ptr_t p = ucp_ep_close_nbx(owned->ep, &param);
     owned->close_request = UCS_PTR_IS_PTR(p) ? p : nullptr;
+    owned->close_issued = !UCS_PTR_IS_ERR(p);
   } else if (owned->connected) {
     // Without peer error handling UCX refuses a forced close; a connected
     // endpoint's operations (shared memory) complete locally, so a flushing
@@ -538,6 +547,7 @@ void UcxWorker::BreakEndpoint(Endpoint* ep, const Status& reason) {
     param.flags = 0;
     ucs_status_ptr_t p = ucp_ep_close_nbx(owned->ep, &param);
     owned->close_request = UCS_PTR_IS_PTR(p) ? p : nullptr;
+    owned->close_issued = !UCS_PTR_IS_ERR(p);
   }
   std::string owner = owned->owner;
   closing_.push_back(std::move(owned));
@@ -560,6 +570,7 @@ bool UcxWorker::EvictIdleEndpoint() {
   owned->close_deadline_ns = Now() + kCloseNanos;
   ucs_status_ptr_t p = ucp_ep_close_nbx(owned->ep, &param);
   owned->close_request = UCS_PTR_IS_PTR(p) ? p : nullptr;
+  owned->close_issued = !UCS_PTR_IS_ERR(p);
   closing_.push_back(std::move(owned));
   return true;
 }
@@ -590,6 +601,11 @@ void UcxWorker::ReapEndpoints() {
       continue;
     }
     DestroyEndpoint(e);
+    if (!e.close_issued) {
+      // Never closed in UCX (no peer error handling, wire-up unfinished): UCX
+      // may still call its error handler, so it lives until the worker goes.
+      abandoned_.push_back(std::move(*it));
+    }
     it = closing_.erase(it);
   }
 }
@@ -602,7 +618,8 @@ void UcxWorker::CloseAllEndpoints() {
     Endpoint* e = pool_.begin()->second.get();
     BreakEndpoint(e, Cancelled("transfer engine shutting down"));
   }
-  const int64_t deadline = Now() + kCloseNanos;
+  // The Run loop already gave expired items kCloseNanos; this is for closes.
+  const int64_t deadline = Now() + kCloseNanos / 4;
   while ((!closing_.empty() || !running_.empty()) && Now() < deadline) {
     ucp_worker_progress(worker_);
     Sweep(Now());

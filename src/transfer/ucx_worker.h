@@ -31,7 +31,9 @@
 // emulated over messages the dead peer never answers), the worker stops
 // taking items, waits for its other items to end, destroys its ucp worker,
 // which releases everything, and opens a new one with a new address
-// (on_address_change): memory is released within timeout + 2 s either way.
+// (on_address_change): memory is released within timeout + 2 s either way
+// (items still running on the worker then fail at once). A stopping worker
+// never rebuilds: its destruction releases everything.
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -155,6 +157,7 @@ class UcxWorker {
   // Worker-thread state.
   std::unordered_map<std::string, std::unique_ptr<Endpoint>> pool_;  // key: owner/remote worker/lane
   std::list<std::unique_ptr<Endpoint>> closing_;  // broken or evicted, awaiting ops and close
+  std::list<std::unique_ptr<Endpoint>> abandoned_;  // never closed in UCX: kept until the worker is destroyed
   std::list<std::unique_ptr<Running>> running_;
   int inflight_ops_ = 0;  // UCX requests posted and not yet called back
   std::vector<Endpoint*> flush_pending_;  // endpoints with want_flush, this turn
