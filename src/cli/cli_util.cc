@@ -1,11 +1,57 @@
 #include "cli/cli_util.h"
 
+#include <signal.h>
+
+#include <cctype>
 #include <charconv>
 #include <chrono>
+#include <ctime>
 
 #include "base/logging.h"
 
 namespace crescent::cli {
+
+Result<uint64_t> ParseSize(const std::string& text) {
+  if (text.empty()) return InvalidArgument("empty size");
+  uint64_t mult = 1;
+  std::string num = text;
+  char suffix = static_cast<char>(std::toupper(static_cast<unsigned char>(num.back())));
+  if (suffix == 'B' && num.size() > 1) {
+    num.pop_back();
+    suffix = static_cast<char>(std::toupper(static_cast<unsigned char>(num.back())));
+  }
+  if (suffix == 'K' || suffix == 'M' || suffix == 'G' || suffix == 'T') {
+    mult = suffix == 'K' ? 1ull << 10 : suffix == 'M' ? 1ull << 20 : suffix == 'G' ? 1ull << 30 : 1ull << 40;
+    num.pop_back();
+  }
+  if (num.empty() || num.size() > 15 || num.find_first_not_of("0123456789") != std::string::npos) {
+    return InvalidArgument("bad size '" + text + "' (expected e.g. 4096, 64K, 1M, 2G)");
+  }
+  uint64_t v = std::stoull(num) * mult;
+  if (v == 0) return InvalidArgument("size '" + text + "' is zero");
+  return v;
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForTermination(const std::function<void()>& tick) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  const timespec period{0, 100'000'000};
+  for (;;) {
+    const int sig = sigtimedwait(&set, nullptr, &period);
+    if (sig == SIGINT || sig == SIGTERM) return sig;
+    if (tick) tick();
+  }
+}
 
 namespace {
 template <typename T>

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,13 @@ namespace crescent::cli {
 Result<std::vector<int32_t>> ParseIdList(const std::string& text, const std::string& flag);
 // "1,8,32" -> {1,8,32} (positive integers).
 Result<std::vector<int64_t>> ParseIntList(const std::string& text, const std::string& flag);
+// "4096", "64K", "8M", "2G" -> bytes (powers of 1024); zero or junk is an error.
+Result<uint64_t> ParseSize(const std::string& text);
+// Blocks SIGINT and SIGTERM in this thread (call before starting threads, so
+// they all inherit the mask), then waits for one, calling `tick` every 100 ms
+// (it may throw CommandError to stop). Returns the signal.
+void BlockTerminationSignals();
+int WaitForTermination(const std::function<void()>& tick = {});
 // Loads a model folder, logging progress to stderr. dtype: auto|bfloat16|float32.
 Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, const std::string& dtype = "auto");
 

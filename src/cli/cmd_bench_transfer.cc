@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "cli/cli_transfer_baselines.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "transfer/in_process_metadata_store.h"
 #include "transfer/transfer_engine.h"
@@ -59,23 +60,6 @@ struct Row {
   double gb_s = 0, p50_us = 0, p99_us = 0;
   double perftest_gb_s = -1, socket_gb_s = -1;
 };
-
-Result<uint64_t> ParseSize(const std::string& text) {
-  if (text.empty()) return InvalidArgument("empty size");
-  uint64_t mult = 1;
-  std::string num = text;
-  char suffix = static_cast<char>(std::toupper(static_cast<unsigned char>(num.back())));
-  if (suffix == 'K' || suffix == 'M' || suffix == 'G') {
-    mult = suffix == 'K' ? 1ull << 10 : suffix == 'M' ? 1ull << 20 : 1ull << 30;
-    num.pop_back();
-  }
-  if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos) {
-    return InvalidArgument("bad size '" + text + "' (expected e.g. 4096, 64K, 1M)");
-  }
-  uint64_t v = std::stoull(num) * mult;
-  if (v == 0) return InvalidArgument("size '" + text + "' is zero");
-  return v;
-}
 
 std::string SizeName(uint64_t s) {
   if (s % (1 << 20) == 0) return std::to_string(s >> 20) + "M";

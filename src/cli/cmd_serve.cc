@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "base/logging.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "server/server.h"
 
@@ -46,25 +47,16 @@ void RegisterServe(CLI::App& app) {
   cmd->callback([o, grace] {
     // Block the signals before any thread starts, so they all inherit the mask
     // and only sigtimedwait below sees them.
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    BlockTerminationSignals();
     std::unique_ptr<server::Server> srv = ValueOrThrow(server::Server::Start(*o));
-    const timespec tick{0, 100'000'000};
-    while (true) {
-      const int sig = sigtimedwait(&set, nullptr, &tick);
-      if (sig == SIGINT || sig == SIGTERM) {
-        LOG_INFO("crescent serve: {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        break;
-      }
+    const int sig = WaitForTermination([&] {
       Status st;
       if (srv->Loaded(&st) && !st.ok()) {
         srv->Shutdown(0);
         throw CommandError("cannot load the model: " + st.message());
       }
-    }
+    });
+    LOG_INFO("crescent serve: {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
     srv->Shutdown(*grace);
   });
 }

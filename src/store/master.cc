@@ -268,6 +268,7 @@ Status Master::Mount(const proto::MountRequest& req, proto::MountReply* reply) {
     seg.tier = spec.tier();
     seg.epoch = req.node_epoch();
     seg.mounted_ns = now;
+    seg.descriptor = spec.transfer_descriptor();
     if (spec.tier() == proto::TIER_DRAM) {
       seg.alloc = RangeAllocator(spec.capacity(), kBlock);
     } else {
@@ -399,6 +400,16 @@ Status Master::Unmount(const proto::UnmountRequest& req, proto::UnmountReply* re
   Stamp(reply->mutable_header());
   ForgetNode(req.node_id());
   nodes_.erase(req.node_id());
+  return Status::Ok();
+}
+
+Status Master::GetSegmentDescriptor(const proto::GetSegmentDescriptorRequest& req,
+                                    proto::GetSegmentDescriptorReply* reply) {
+  RETURN_IF_ERROR(Check(req.header()));
+  Stamp(reply->mutable_header());
+  const Segment* seg = FindSegment(req.name());
+  if (!seg || !seg->alive || seg->descriptor.empty()) return NotFound("segment '" + req.name() + "' is not mounted");
+  reply->set_transfer_descriptor(seg->descriptor);
   return Status::Ok();
 }
 

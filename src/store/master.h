@@ -103,6 +103,7 @@ class Master {
   Status Mount(const proto::MountRequest& req, proto::MountReply* reply);
   Status Heartbeat(const proto::HeartbeatRequest& req, proto::HeartbeatReply* reply);
   Status Unmount(const proto::UnmountRequest& req, proto::UnmountReply* reply);
+  Status GetSegmentDescriptor(const proto::GetSegmentDescriptorRequest& req, proto::GetSegmentDescriptorReply* reply);
   Status Stat(const proto::StatRequest& req, proto::StatReply* reply);
 
   // Expires nodes, puts, demotions and leases' deferred frees; evicts above
@@ -149,6 +150,7 @@ class Master {
     int64_t mounted_ns = 0;
     uint64_t next_generation = 1;
     bool alive = true;
+    std::string descriptor;  // the transfer engine's, as the node sent it
     std::vector<Key> keys;    // objects with a replica here (for sampling)
     std::unordered_map<Key, size_t, Hash128Hasher> key_pos;
     uint64_t capacity() const;

@@ -31,6 +31,7 @@ namespace crescent::store {
   X(Mount)                            \
   X(Heartbeat)                        \
   X(Unmount)                          \
+  X(GetSegmentDescriptor)             \
   X(Stat)
 
 class MasterApi {

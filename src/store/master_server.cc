@@ -102,6 +102,7 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
   CRESCENT_SERVE(Mount)
   CRESCENT_SERVE(Heartbeat)
   CRESCENT_SERVE(Unmount)
+  CRESCENT_SERVE(GetSegmentDescriptor)
 #undef CRESCENT_SERVE
 
   grpc::Status Stat(grpc::ServerContext* ctx, const proto::StatRequest* req, proto::StatReply* reply) override {

