@@ -71,8 +71,15 @@ class Subprocess {
     if (from_child_ >= 0) close(from_child_);
   }
   pid_t pid() const { return pid_; }
+  // Sends sig. SIGSTOP returns only once the whole child has stopped (a
+  // signal is delivered asynchronously: a child running on another core may
+  // otherwise still answer a request or two after kill() returns).
   void Kill(int sig) {
-    if (pid_ > 0) kill(pid_, sig);
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    if (sig != SIGSTOP) return;
+    int status = 0;
+    if (waitpid(pid_, &status, WUNTRACED) == pid_ && !WIFSTOPPED(status)) pid_ = -1;  // it died
   }
   // Reaps the child; returns its wait status.
   int Wait() {
