@@ -1,5 +1,8 @@
 #include "base/hash.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include <xxhash.h>
 
 #include <fmt/format.h>
@@ -14,6 +17,26 @@ Hash128 HashBytes128(const void* data, size_t len) {
 }
 
 uint64_t HashBytes64(const void* data, size_t len) { return XXH3_64bits(data, len); }
+
+uint64_t CopyAndHash64(void* dst, const void* src, size_t len) {
+  if (len <= (64 << 10)) {
+    std::memcpy(dst, src, len);
+    return XXH3_64bits(dst, len);
+  }
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  constexpr size_t kPiece = 128 << 10;  // stays in L2 between the copy and the hash
+  auto* d = static_cast<char*>(dst);
+  const auto* s = static_cast<const char*>(src);
+  for (size_t off = 0; off < len; off += kPiece) {
+    const size_t n = std::min(kPiece, len - off);
+    std::memcpy(d + off, s + off, n);
+    XXH3_64bits_update(st, d + off, n);
+  }
+  const uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return h;
+}
 
 struct Hasher128::State {
   State() : s(XXH3_createState()) {}

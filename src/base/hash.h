@@ -22,6 +22,10 @@ struct Hash128Hasher {  // for unordered containers
 
 Hash128 HashBytes128(const void* data, size_t len);
 uint64_t HashBytes64(const void* data, size_t len);
+// memcpy(dst, src, len) that also returns HashBytes64 of the bytes, hashing
+// each piece while it is still in cache: about the cost of the copy alone.
+// REQUIRES: the ranges do not overlap.
+uint64_t CopyAndHash64(void* dst, const void* src, size_t len);
 
 // Streaming form: Update() pieces, then Finish(). Same result as hashing the
 // concatenation with HashBytes128.

@@ -11,6 +11,7 @@ void RegisterBench(CLI::App& app) {
   RegisterBenchTokenizer(*bench);
   RegisterBenchTransfer(*bench);
   RegisterBenchServe(*bench);
+  RegisterBenchStore(*bench);
 }
 
 }  // namespace crescent::cli

@@ -22,6 +22,7 @@ struct StoreFlags {
   std::string transports = "self,sm,tcp";
   std::string net_devices = "lo";
   int64_t transfer_timeout_ms = 5000;
+  std::string election_key = "crescent/store/leader";
 };
 
 void AddStoreFlags(CLI::App* cmd, StoreFlags& f) {
@@ -36,12 +37,15 @@ void AddStoreFlags(CLI::App* cmd, StoreFlags& f) {
   cmd->add_option("--transfer-timeout-ms", f.transfer_timeout_ms, "Every transfer ends within this")
       ->check(CLI::Range(int64_t{1}, int64_t{600'000}))
       ->capture_default_str();
+  cmd->add_option("--election-key", f.election_key, "With --master etcd://...: the masters' election key")
+      ->capture_default_str();
 }
 
 store::StoreStackOptions StackOptions(const StoreFlags& f) {
   store::StoreStackOptions o;
   o.master = f.master;
   o.master_timeout_ms = f.master_timeout_ms;
+  o.election_key = f.election_key;
   o.engine.transports = f.transports;
   o.engine.net_devices = f.net_devices;
   o.engine.timeout_ms = f.transfer_timeout_ms;
@@ -59,7 +63,7 @@ void RegisterStoreMaster(CLI::App& app) {
   cmd->add_option("--election-key", o->election_key, "etcd key of the leader")->capture_default_str();
   cmd->add_option("--lease-ttl", o->lease_ttl_s, "Leader lease, seconds")->check(CLI::Range(2, 600))->capture_default_str();
   cmd->add_option("--replicas", o->master.default_replicas, "Copies per object unless a put asks otherwise")
-      ->check(CLI::Range(1, 8))
+      ->check(CLI::Range(1, 3))
       ->capture_default_str();
   cmd->add_option("--high-watermark", o->master.high_watermark, "Evict above this share of a segment")
       ->check(CLI::Range(0.1, 1.0))
@@ -67,7 +71,9 @@ void RegisterStoreMaster(CLI::App& app) {
   cmd->add_option("--low-watermark", o->master.low_watermark, "Evict down to this share")
       ->check(CLI::Range(0.05, 1.0))
       ->capture_default_str();
-  cmd->add_option("--lease-ms", o->master.lease_ms, "Read lease")->check(CLI::Range(100, 600'000))->capture_default_str();
+  cmd->add_option("--lease-ms", o->master.lease_ms, "Read lease (readers keep a 200 ms margin)")
+      ->check(CLI::Range(500, 600'000))
+      ->capture_default_str();
   cmd->add_option("--node-ttl-ms", o->master.node_ttl_ms, "A node silent this long loses its DRAM copies")
       ->check(CLI::Range(500, 3'600'000))
       ->capture_default_str();
@@ -76,6 +82,11 @@ void RegisterStoreMaster(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--put-timeout-ms", o->master.put_timeout_ms, "Puts not ended within this are reclaimed")
       ->check(CLI::Range(1000, 3'600'000))
+      ->capture_default_str();
+  cmd->add_option("--write-grace-ms", o->master.write_grace_ms,
+                  "After a failover, a re-reported segment's free space waits this long (>= the writers' transfer "
+                  "timeout) before new puts")
+      ->check(CLI::Range(0, 3'600'000))
       ->capture_default_str();
   cmd->add_option("--model-fingerprint", *fingerprint, "Serve only this model's KV (32 hex digits; default: the "
                                                        "first client's)");

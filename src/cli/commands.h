@@ -42,5 +42,6 @@ void RegisterBenchEngine(CLI::App& bench);
 void RegisterBenchTokenizer(CLI::App& bench);
 void RegisterBenchTransfer(CLI::App& bench);
 void RegisterBenchServe(CLI::App& bench);
+void RegisterBenchStore(CLI::App& bench);
 
 }  // namespace crescent::cli

@@ -117,16 +117,21 @@ class Client::Impl {
       }
     }
   }
+  // Room in the bounce area now, or null: a call that already holds some
+  // (its wave is not empty) never waits for more, or two calls, or one
+  // alone, could each wait on space they hold themselves.
+  std::byte* TryScratch(uint64_t bytes) {
+    std::lock_guard lock(scratch_mu_);
+    if (!scratch_ || RoundUpBlock(bytes) > scratch_bytes_) return nullptr;
+    std::optional<uint64_t> off = scratch_alloc_.Allocate(bytes);
+    return off ? scratch_ + *off : nullptr;
+  }
   void FreeScratch(std::byte* p, uint64_t bytes) {
     {
       std::lock_guard lock(scratch_mu_);
       scratch_alloc_.Free(static_cast<uint64_t>(p - scratch_), bytes);
     }
     scratch_cv_.notify_all();
-  }
-  bool ScratchFits(uint64_t bytes) {
-    std::lock_guard lock(scratch_mu_);
-    return scratch_ == nullptr || scratch_alloc_.largest_free() >= RoundUpBlock(bytes);
   }
 
   // ---- put ----
@@ -145,13 +150,13 @@ class Client::Impl {
     if (items.empty()) return out;
     proto::PutStartRequest req;
     Header(req.mutable_header());
-    std::vector<uint64_t> sums(items.size());
+    // Checksums: computed while copying into a local record, else in one
+    // pass before the remote writes.
+    std::vector<std::optional<uint64_t>> sums(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
-      sums[i] = Checksum(items[i].data);
       proto::PutStartItem* it = req.add_items();
       ToProto(items[i].key, it->mutable_key());
       it->set_size(items[i].data.size());
-      it->set_checksum(sums[i]);
       it->set_replicas(options_.replicas);
       if (items[i].parent) ToProto(*items[i].parent, it->mutable_parent());
     }
@@ -176,10 +181,16 @@ class Client::Impl {
       }
       writing[i] = true;
       for (const proto::Replica& rp : r.replicas()) {
-        const RecordHeader h = MakeHeader(items[i].key, items[i].data.size(), sums[i], rp.generation());
         if (local_ && rp.segment_name() == local_->dram_segment()) {
+          const uint64_t need = RecordBytes(items[i].data.size());
+          if (need > local_->dram_bytes() || rp.offset() > local_->dram_bytes() - need) {
+            out[i] = Internal("store master: a record placed outside this node's segment");
+            continue;
+          }
           std::byte* rec = local_->record(rp.offset());
-          std::memcpy(rec + kBlock, items[i].data.data(), items[i].data.size());
+          const uint64_t sum = CopyAndHash64(rec + kBlock, items[i].data.data(), items[i].data.size());
+          sums[i] = sum;
+          const RecordHeader h = MakeHeader(items[i].key, items[i].data.size(), sum, rp.generation());
           std::memcpy(rec, &h, sizeof(h));
           continue;
         }
@@ -189,7 +200,10 @@ class Client::Impl {
         remote.push_back(w);
       }
     }
-    // Remote records in waves that fit the bounce area: bytes first, then headers.
+    for (const Write& w : remote) {
+      if (!sums[w.item]) sums[w.item] = Checksum(items[w.item].data);
+    }
+    // Remote records in waves that fit the bounce area.
     size_t next = 0;
     while (next < remote.size()) {
       std::vector<Write*> wave;
@@ -199,15 +213,21 @@ class Client::Impl {
         const PutItem& it = items[w.item];
         const bool in_place = Registered(it.data.data(), it.data.size());
         const uint64_t need = kBlock + (in_place ? 0 : it.data.size());
-        if (!wave.empty() && !ScratchFits(need)) break;
-        Result<std::byte*> hb = Scratch(need, deadline);
-        if (!hb.ok()) {
-          out[w.item] = hb.status();
-          continue;
+        std::byte* room = nullptr;
+        if (!wave.empty()) {
+          room = TryScratch(need);
+          if (!room) break;  // the next wave
+        } else {
+          Result<std::byte*> hb = Scratch(need, deadline);
+          if (!hb.ok()) {
+            out[w.item] = hb.status();
+            continue;
+          }
+          room = *hb;
         }
-        w.header = *hb;
+        w.header = room;
         w.bounce_bytes = need;
-        const RecordHeader h = MakeHeader(it.key, it.data.size(), sums[w.item], w.replica.generation());
+        const RecordHeader h = MakeHeader(it.key, it.data.size(), *sums[w.item], w.replica.generation());
         std::memcpy(w.header, &h, sizeof(h));
         if (in_place) {
           w.data = it.data.data();
@@ -229,7 +249,8 @@ class Client::Impl {
       proto::PutEndItem* e = end.add_items();
       ToProto(items[i].key, e->mutable_key());
       e->set_put_id(rep.results(static_cast<int>(i)).put_id());
-      e->set_ok(out[i].ok());
+      e->set_ok(out[i].ok() && sums[i].has_value());
+      e->set_checksum(sums[i].value_or(0));
       ended.push_back(i);
     }
     if (!ended.empty()) {
@@ -256,39 +277,52 @@ class Client::Impl {
     return out;
   }
 
+  // The bytes of every record of the wave, then, once they all landed, the
+  // headers of those that did: a record has a header only over complete
+  // bytes. (A writer that dies before its headers leaves records nobody
+  // reports; the put times out and the space returns.)
   void RunWrites(std::span<const PutItem> items, const std::vector<Write*>& wave, std::vector<Status>& out) {
     if (wave.empty()) return;
-    for (int phase = 0; phase < 2; ++phase) {  // 0: the bytes, 1: the headers (a header means the bytes landed)
-      std::vector<transfer::TransferRequest> reqs;
-      std::vector<Write*> who;
-      for (Write* w : wave) {
-        if (!out[w->item].ok()) continue;
-        Result<transfer::SegmentId> seg = engine_->OpenSegment(w->replica.segment_name());
-        if (!seg.ok()) {
-          out[w->item] = seg.status();
-          continue;
-        }
-        if (phase == 0) {
-          reqs.push_back({transfer::OpKind::kWrite, const_cast<std::byte*>(w->data), *seg, w->replica.offset() + kBlock,
-                          items[w->item].data.size()});
-        } else {
-          reqs.push_back({transfer::OpKind::kWrite, w->header, *seg, w->replica.offset(), sizeof(RecordHeader)});
-        }
-        who.push_back(w);
+    std::vector<transfer::TransferRequest> reqs, heads;
+    std::vector<Write*> who;
+    for (Write* w : wave) {
+      if (!out[w->item].ok()) continue;
+      Result<transfer::SegmentId> seg = engine_->OpenSegment(w->replica.segment_name());
+      if (!seg.ok()) {
+        out[w->item] = seg.status();
+        continue;
       }
-      if (reqs.empty()) return;
-      transfer::TransferBatch b = engine_->NewBatch(reqs.size());
-      Status s = engine_->Submit(b, reqs);
+      reqs.push_back({transfer::OpKind::kWrite, const_cast<std::byte*>(w->data), *seg, w->replica.offset() + kBlock,
+                      items[w->item].data.size()});
+      heads.push_back({transfer::OpKind::kWrite, w->header, *seg, w->replica.offset(), sizeof(RecordHeader)});
+      who.push_back(w);
+    }
+    if (reqs.empty()) return;
+    auto run = [&](std::vector<transfer::TransferRequest>& batch, const std::vector<size_t>& owners) {
+      transfer::TransferBatch b = engine_->NewBatch(batch.size());
+      Status s = engine_->Submit(b, batch);
       if (!s.ok()) {
-        for (Write* w : who) out[w->item] = s;
+        for (size_t k : owners) out[who[k]->item] = s;
         return;
       }
       b.Wait().IgnoreError();  // per entry below
-      for (size_t k = 0; k < who.size(); ++k) {
-        transfer::EntryStatus st = b.status(k);
-        if (st.state != transfer::EntryState::kDone && out[who[k]->item].ok()) out[who[k]->item] = st.error;
+      for (size_t j = 0; j < batch.size(); ++j) {
+        transfer::EntryStatus st = b.status(j);
+        Write* w = who[owners[j]];
+        if (st.state != transfer::EntryState::kDone && out[w->item].ok()) out[w->item] = st.error;
       }
+    };
+    std::vector<size_t> all(who.size());
+    for (size_t k = 0; k < who.size(); ++k) all[k] = k;
+    run(reqs, all);
+    std::vector<transfer::TransferRequest> ready;
+    std::vector<size_t> owners;
+    for (size_t k = 0; k < who.size(); ++k) {
+      if (!out[who[k]->item].ok()) continue;
+      ready.push_back(heads[k]);
+      owners.push_back(k);
     }
+    if (!ready.empty()) run(ready, owners);
   }
 
   // ---- get ----
@@ -303,6 +337,7 @@ class Client::Impl {
     std::byte* dest = nullptr;    // the caller's buffer or a bounce copy
     uint64_t bounce_bytes = 0;
     uint64_t stage_id = 0;
+    int64_t stage_lease_end = 0;  // the staged bytes may be reused after
     std::string stage_node;
   };
 
@@ -324,6 +359,9 @@ class Client::Impl {
     }
     std::vector<size_t> next(items.size(), 0);
     std::vector<bool> pending(items.size(), false), corrupt(items.size(), false);
+    // One transfer deadline for the call: no wave starts after it (a wave
+    // in flight ends within its own transfer timeout).
+    const int64_t deadline = NowNs() + engine_->options().timeout_ms * 1'000'000;
     for (size_t i = 0; i < items.size(); ++i) {
       const proto::GetResult& r = rep.results(static_cast<int>(i));
       Status st = FromItem(r.status());
@@ -339,7 +377,14 @@ class Client::Impl {
     }
     for (;;) {
       std::vector<Read> wave;
-      const int64_t deadline = NowNs() + engine_->options().timeout_ms * 1'000'000;
+      if (NowNs() >= deadline) {
+        for (size_t i = 0; i < items.size(); ++i) {
+          if (!pending[i]) continue;
+          pending[i] = false;
+          out[i] = DeadlineExceeded("store get: no copy arrived within the transfer timeout");
+        }
+        break;
+      }
       for (size_t i = 0; i < items.size(); ++i) {
         if (!pending[i]) continue;
         const proto::GetResult& r = rep.results(static_cast<int>(i));
@@ -354,16 +399,21 @@ class Client::Impl {
         std::span<std::byte> dst = items[i].out.subspan(0, r.size());
         // This process's own memory or SSD: no transfer.
         if (local_ && rp.segment_name() == local_->dram_segment()) {
+          if (r.size() > local_->dram_bytes() || rp.offset() > local_->dram_bytes() - RecordBytes(r.size())) {
+            counters_.stale_copies++;
+            ReportBad(items[i].key, rp, "a copy outside its segment");
+            continue;
+          }
           const std::byte* rec = local_->record(rp.offset());
           RecordHeader h;
           std::memcpy(&h, rec, sizeof(h));
-          std::memcpy(dst.data(), rec + kBlock, dst.size());
-          Finish(items[i].key, rp, r, h, dst, lease_end, i, out, pending, corrupt);
+          const uint64_t sum = CopyAndHash64(dst.data(), rec + kBlock, dst.size());
+          Finish(items[i].key, rp, r, h, sum, lease_end, i, out, pending, corrupt);
           counters_.local_reads++;
           continue;
         }
         if (local_ && local_->ssd() && rp.segment_name() == local_->ssd_segment()) {
-          Status rs = local_->ssd()->Read(rp.offset(), items[i].key, dst);
+          Status rs = local_->ssd()->Read(rp.offset(), items[i].key, dst, r.checksum());
           counters_.ssd_reads++;
           if (rs.ok()) {
             Hit(i, r.size(), out, pending);
@@ -380,21 +430,40 @@ class Client::Impl {
         rd.expect_generation = rp.generation();
         rd.segment = rp.segment_name();
         rd.offset = rp.offset();
-        if (rp.tier() == proto::TIER_SSD) {  // the owner stages it in its DRAM segment
-          Status st = Stage(items[i].key, rp, r.size(), &rd);
-          if (!st.ok()) continue;  // try the next copy
-          counters_.ssd_reads++;
-        }
         const bool in_place = Registered(dst.data(), dst.size());
         rd.bounce_bytes = kBlock + (in_place ? 0 : dst.size());
-        Result<std::byte*> b = Scratch(rd.bounce_bytes, deadline);
-        if (!b.ok()) {
-          ReleaseStage(rd);
-          out[i] = b.status();
-          pending[i] = false;
-          continue;
+        // Room first (before paying for a stage); never wait while this
+        // wave holds some: the item goes in the next wave instead.
+        std::byte* room = nullptr;
+        if (!wave.empty()) {
+          room = TryScratch(rd.bounce_bytes);
+          if (!room) {
+            --next[i];
+            continue;
+          }
+        } else {
+          Result<std::byte*> b = Scratch(rd.bounce_bytes, deadline);
+          if (!b.ok()) {
+            out[i] = b.status();
+            pending[i] = false;
+            continue;
+          }
+          room = *b;
         }
-        rd.header = *b;
+        rd.header = room;
+        if (rp.tier() == proto::TIER_SSD) {  // the owner stages it in its DRAM segment
+          Status st = Stage(items[i].key, rp, r.size(), &rd);
+          if (!st.ok()) {
+            FreeScratch(rd.header, rd.bounce_bytes);
+            if (st.code() == StatusCode::kNotFound || st.code() == StatusCode::kDataLoss) {
+              (st.code() == StatusCode::kDataLoss ? counters_.checksum_failures : counters_.stale_copies)++;
+              if (st.code() == StatusCode::kDataLoss) corrupt[i] = true;
+              ReportBad(items[i].key, rp, "its node cannot stage it: " + st.message());
+            }
+            continue;  // try the next copy
+          }
+          counters_.ssd_reads++;
+        }
         rd.dest = in_place ? dst.data() : rd.header + kBlock;
         wave.push_back(std::move(rd));
       }
@@ -435,11 +504,11 @@ class Client::Impl {
           std::memcpy(&h, rd.header, sizeof(h));
           std::span<std::byte> dst = items[i].out.subspan(0, r.size());
           if (rd.dest != dst.data()) std::memcpy(dst.data(), rd.dest, dst.size());
-          const int64_t lease_end = rd.stage_id != 0 ? INT64_MAX
+          const int64_t lease_end = rd.stage_id != 0 ? rd.stage_lease_end
                                                      : t0 + static_cast<int64_t>(r.lease_ms()) * 1'000'000 - 200'000'000;
           proto::Replica checked = rd.replica;
           checked.set_generation(rd.expect_generation);
-          Finish(items[i].key, checked, r, h, dst, lease_end, i, out, pending, corrupt);
+          Finish(items[i].key, checked, r, h, Checksum(dst), lease_end, i, out, pending, corrupt);
           counters_.remote_reads++;
         }
         ReleaseStage(rd);
@@ -457,15 +526,16 @@ class Client::Impl {
   }
 
   // Checks one copy that arrived; on success the item is done.
+  // `sum`: the checksum of the bytes that arrived.
   void Finish(const Key& key, const proto::Replica& rp, const proto::GetResult& r, const RecordHeader& h,
-              std::span<const std::byte> bytes, int64_t lease_end, size_t i, std::vector<Result<uint64_t>>& out,
-              std::vector<bool>& pending, std::vector<bool>& corrupt) {
+              uint64_t sum, int64_t lease_end, size_t i, std::vector<Result<uint64_t>>& out, std::vector<bool>& pending,
+              std::vector<bool>& corrupt) {
     if (!h.Valid() || h.key() != key || h.generation != rp.generation() || h.size != r.size()) {
       counters_.stale_copies++;
       ReportBad(key, rp, "the record's header names another object or generation");
       return;
     }
-    if (h.checksum != r.checksum() || Checksum(bytes) != r.checksum()) {
+    if (h.checksum != r.checksum() || sum != r.checksum()) {
       counters_.checksum_failures++;
       corrupt[i] = true;
       ReportBad(key, rp, "checksum mismatch");
@@ -485,8 +555,11 @@ class Client::Impl {
     ToProto(key, req.mutable_key());
     *req.mutable_replica() = rp;
     req.set_reason(why);
-    proto::ReportBadReplicaReply rep;
-    master_->ReportBadReplica(req, &rep).IgnoreError();  // best effort: the next reader reports it again
+    // Off the caller's path (best effort: the next reader reports it again).
+    Post([this, req = std::move(req)]() mutable {
+      proto::ReportBadReplicaReply rep;
+      master_->ReportBadReplica(req, &rep).IgnoreError();
+    });
   }
 
   proto::StoreNode::Stub* NodeStub(const std::string& address) {
@@ -506,6 +579,7 @@ class Client::Impl {
     req.set_location(rp.offset());
     req.set_size(size);
     proto::StageReply rep;
+    const int64_t sent = NowNs();
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options_.rpc_timeout_ms));
     grpc::Status st = NodeStub(rp.node_address())->StageRead(&ctx, req, &rep);
@@ -514,6 +588,7 @@ class Client::Impl {
     rd->segment = rep.segment_name();
     rd->offset = rep.offset();
     rd->stage_id = rep.stage_id();
+    rd->stage_lease_end = sent + static_cast<int64_t>(rep.lease_ms()) * 1'000'000 - 200'000'000;
     rd->stage_node = rp.node_address();
     return Status::Ok();
   }
@@ -639,14 +714,14 @@ std::vector<Status> Client::BatchRemove(std::span<const Key> keys) {
 std::future<std::vector<Status>> Client::BatchPutAsync(std::vector<PutItem> items) {
   auto p = std::make_shared<std::promise<std::vector<Status>>>();
   auto f = p->get_future();
-  impl_->Post([this, p, items = std::move(items)] { p->set_value(impl_->BatchPut(items)); });
+  impl_->Post([impl = impl_.get(), p, items = std::move(items)] { p->set_value(impl->BatchPut(items)); });
   return f;
 }
 
 std::future<std::vector<Result<uint64_t>>> Client::BatchGetAsync(std::vector<GetItem> items) {
   auto p = std::make_shared<std::promise<std::vector<Result<uint64_t>>>>();
   auto f = p->get_future();
-  impl_->Post([this, p, items = std::move(items)] { p->set_value(impl_->BatchGet(items)); });
+  impl_->Post([impl = impl_.get(), p, items = std::move(items)] { p->set_value(impl->BatchGet(items)); });
   return f;
 }
 

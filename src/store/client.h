@@ -2,9 +2,10 @@
 // batches, blocking or asynchronous (futures), for the engine and tools.
 //
 // Put: the checksum (XXH3-64) is computed, PutStart places the records, the
-// bytes and then the header go straight into the owners' segments (memcpy
-// for this process's own node, transfer-engine WRITEs otherwise), and PutEnd
-// makes the object visible; a failed write revokes the put. A key that is
+// bytes and then, once they landed, the header go straight into the owners'
+// segments (memcpy for this process's own node, transfer-engine WRITEs
+// otherwise), and PutEnd makes the object visible; a failed write revokes
+// the put. A key that is
 // already complete succeeds at once without moving bytes.
 // Get: the master returns the complete copies, nearest first, under a read
 // lease; the client reads one (a local DRAM copy by memcpy, a remote one by
@@ -17,8 +18,13 @@
 //
 // Buffers: the transfer engine can only move registered memory. Memory given
 // to RegisterMemory is used in place; anything else goes through a
-// registered bounce area of scratch_bytes (allocated on first use). Every call
-// ends within roughly 2 x the master timeout + the transfer timeout.
+// registered bounce area of scratch_bytes (allocated on first use).
+// Deadlines: every master call ends within the master's timeout (its retries
+// included); no wave of transfers starts after one transfer timeout from the
+// call's start, and a wave ends within its own, so the bytes of a call take
+// at most ~2 x the transfer timeout, plus rpc_timeout_ms per SSD copy staged
+// on another node. Bad copies are reported to the master off the caller's
+// path.
 // Thread-safety: all methods from any thread. Async calls run on the
 // client's own threads; the caller keeps buffers alive until the future is
 // ready.

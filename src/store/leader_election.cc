@@ -16,6 +16,10 @@ LeaderElection::LeaderElection(std::shared_ptr<transfer::MetadataStore> store, E
 
 LeaderElection::~LeaderElection() { Stop(); }
 
+bool LeaderElection::confirmed() const {
+  return term_.load() != 0 && MonotonicClock::Get().NowNanos() < confirmed_until_ns_.load();
+}
+
 void LeaderElection::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void LeaderElection::Stop() {
@@ -37,15 +41,18 @@ void LeaderElection::Run() {
   transfer::LeaseId lease = 0;
   int64_t last_ok_ns = 0;
   auto now = [] { return MonotonicClock::Get().NowNanos(); };
+  const int64_t confirm_ns = options_.ttl_s * 1'000'000'000 * 2 / 3;
   for (;;) {
     if (term_.load() == 0) {
       // Campaign: create the key if it is absent.
+      const int64_t sent = now();
       Result<transfer::LeaseId> l = store_->GrantLease(options_.ttl_s);
       if (l.ok()) {
         Result<int64_t> won = store_->CompareAndSwap(options_.key, 0, options_.value, *l);
         if (won.ok()) {
           lease = *l;
           last_ok_ns = now();
+          confirmed_until_ns_.store(sent + confirm_ns);
           term_.store(static_cast<uint64_t>(*won));
           LOG_INFO("election '{}': leader with term {}", options_.key, *won);
           on_elected_(static_cast<uint64_t>(*won));
@@ -58,12 +65,14 @@ void LeaderElection::Run() {
     }
     if (!Sleep(period_ms)) break;
     // Lead: keep the lease, check the key is still ours.
+    const int64_t sent = now();
     Result<int64_t> ttl = store_->KeepAliveLease(lease);
     Result<transfer::KeyValue> kv = ttl.ok() ? store_->GetEntry(options_.key) : Result<transfer::KeyValue>(ttl.status());
     bool deposed = false;
     if (kv.ok()) {
       last_ok_ns = now();
       deposed = kv->create_revision != static_cast<int64_t>(term_.load()) || kv->lease != lease;
+      if (!deposed) confirmed_until_ns_.store(sent + confirm_ns);
     } else if (kv.status().code() == StatusCode::kNotFound) {
       deposed = true;
     } else if (now() - last_ok_ns > options_.ttl_s * 1'000'000'000) {
@@ -72,6 +81,7 @@ void LeaderElection::Run() {
     if (deposed) {
       LOG_WARNING("election '{}': no longer leader of term {}", options_.key, term_.load());
       term_.store(0);
+      confirmed_until_ns_.store(0);
       lease = 0;
       on_deposed_();
     }

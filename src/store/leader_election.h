@@ -44,6 +44,12 @@ class LeaderElection {
 
   bool leader() const { return term_.load() != 0; }
   uint64_t term() const { return term_.load(); }
+  // True while leading and the lease is known to be alive: at most 2/3 of
+  // the TTL after the last confirmation was sent (a third of the TTL is left
+  // for clock drift and a slow reply). A leader must serve only while this
+  // holds: once it fails, a successor may win as soon as the lease expires,
+  // whatever the election thread is still waiting on.
+  bool confirmed() const;
 
  private:
   void Run();
@@ -54,6 +60,7 @@ class LeaderElection {
   std::function<void(uint64_t)> on_elected_;
   std::function<void()> on_deposed_;
   std::atomic<uint64_t> term_{0};
+  std::atomic<int64_t> confirmed_until_ns_{0};
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;  // GUARDED_BY(mu_)

@@ -3,6 +3,7 @@
 #include "store/master.h"
 
 #include <algorithm>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -18,7 +19,11 @@ void SetStatus(proto::ItemStatus* out, const Status& s) {
 }  // namespace
 
 Master::Master(MasterOptions options, const Clock* clock)
-    : options_(std::move(options)), clock_(clock), fingerprint_(options_.fingerprint), rng_(options_.seed) {}
+    : options_(std::move(options)), clock_(clock), fingerprint_(options_.fingerprint), rng_(options_.seed) {
+  std::random_device rd;
+  next_put_id_ = ((static_cast<uint64_t>(rd()) << 32 | rd()) >> 1) + 1;
+  ended_order_.assign(4096, 0);
+}
 
 Status Master::Check(const proto::RequestHeader& h) {
   if (h.term() > term_) {
@@ -80,14 +85,15 @@ Status Master::PutStart(const proto::PutStartRequest& req, proto::PutStartReply*
     if (placed.empty()) {
       uint64_t largest = 0;
       for (const auto& [name, seg] : segments_) {
-        if (Allocatable(seg)) largest = std::max(largest, seg.capacity());
+        const Node* n = NodeOf(seg);
+        if (seg.alive && seg.tier == proto::TIER_DRAM && n && n->alive) largest = std::max(largest, seg.capacity());
       }
       SetStatus(res->mutable_status(),
                 ResourceExhausted(largest < bytes ? fmt::format("an object of {} bytes does not fit any segment "
                                                                 "(largest: {} bytes)",
                                                                 item.size(), largest)
                                                   : fmt::format("no segment has room for {} bytes (all in use or "
-                                                                "leased)",
+                                                                "leased, or in their write grace after a failover)",
                                                                 item.size())));
       Count("put_no_room");
       continue;
@@ -95,7 +101,6 @@ Status Master::PutStart(const proto::PutStartRequest& req, proto::PutStartReply*
     if (placed.size() < n) Count("put_fewer_replicas");
     Object o;
     o.size = item.size();
-    o.checksum = item.checksum();
     o.replicas = std::move(placed);
     o.last_access_ns = now;
     o.has_parent = item.has_parent();
@@ -122,6 +127,11 @@ Status Master::PutEnd(const proto::PutEndRequest& req, proto::PutEndReply* reply
     const Key key = FromProto(item.key());
     auto it = objects_.find(key);
     if (it == objects_.end() || it->second.complete || it->second.put_id != item.put_id()) {
+      auto done = ended_.find(item.put_id());
+      if (done != ended_.end()) {  // a retry of a PutEnd that was applied: answer as then
+        SetStatus(res, done->second == 0 ? Status::Ok() : Status(static_cast<StatusCode>(done->second), "put ended"));
+        continue;
+      }
       SetStatus(res, NotFound(fmt::format("no put {} of this key is in progress (it timed out, was revoked, or the "
                                           "master changed)",
                                           item.put_id())));
@@ -131,12 +141,15 @@ Status Master::PutEnd(const proto::PutEndRequest& req, proto::PutEndReply* reply
     if (!item.ok()) {
       // The writer gave up; its transfers have ended, so the space is free now.
       o.put_deadline_ns = 0;
+      RememberEnd(item.put_id());
       EraseObject(key);
       Count("puts_revoked");
       SetStatus(res, Status::Ok());
       continue;
     }
     o.complete = true;
+    RememberEnd(o.put_id);
+    o.checksum = item.checksum();
     o.last_access_ns = Now();
     for (ReplicaRec& r : o.replicas) r.state = ReplicaState::kComplete;
     if (o.has_parent) {
@@ -148,6 +161,14 @@ Status Master::PutEnd(const proto::PutEndRequest& req, proto::PutEndReply* reply
     SetStatus(res, Status::Ok());
   }
   return Status::Ok();
+}
+
+void Master::RememberEnd(uint64_t put_id) {
+  const uint64_t old = ended_order_[ended_next_];
+  if (old != 0) ended_.erase(old);
+  ended_order_[ended_next_] = put_id;
+  ended_next_ = (ended_next_ + 1) % ended_order_.size();
+  ended_[put_id] = 0;
 }
 
 Status Master::Get(const proto::GetRequest& req, proto::GetReply* reply) {
@@ -268,6 +289,7 @@ Status Master::Mount(const proto::MountRequest& req, proto::MountReply* reply) {
     seg.tier = spec.tier();
     seg.epoch = req.node_epoch();
     seg.mounted_ns = now;
+    if (req.remount()) seg.grace_until_ns = now + Ms(options_.write_grace_ms);
     seg.descriptor = spec.transfer_descriptor();
     if (spec.tier() == proto::TIER_DRAM) {
       seg.alloc = RangeAllocator(spec.capacity(), kBlock);
@@ -292,6 +314,15 @@ Status Master::Mount(const proto::MountRequest& req, proto::MountReply* reply) {
       Count("bad_reports");  // another object owns the key: the node must clear this record
       FreeSpace(key, seg->name, r.offset(), r.size(), r.generation(), seg->tier);
       continue;
+    }
+    if (it != objects_.end()) {
+      bool twice = false;
+      for (const ReplicaRec& have : it->second.replicas) twice |= have.segment == seg->name;
+      if (twice) {  // a copy of it here already (a record whose free never reached the node)
+        Count("duplicate_reports");
+        FreeSpace(key, seg->name, r.offset(), r.size(), r.generation(), seg->tier);
+        continue;
+      }
     }
     if (it == objects_.end()) {
       Object o;
@@ -350,8 +381,16 @@ Status Master::Heartbeat(const proto::HeartbeatRequest& req, proto::HeartbeatRep
     }
     Segment* ssd = FindSegment(d.ssd_segment());
     if (dram == SIZE_MAX) {
-      // The object went meanwhile: the SSD copy is an orphan.
-      if (d.ok() && ssd && ssd->node == node.id) {
+      // The object went meanwhile: the SSD copy is an orphan. Unless this
+      // is a result the master applied already (its reply was lost and the
+      // node sent it again): then that copy is the object's SSD replica.
+      bool applied = false;
+      if (it != objects_.end()) {
+        for (const ReplicaRec& r : it->second.replicas) {
+          applied |= r.segment == d.ssd_segment() && r.offset == d.ssd_location();
+        }
+      }
+      if (d.ok() && ssd && ssd->node == node.id && !applied) {
         Pending p;
         p.is_drop = true;
         *p.drop.mutable_key() = d.key();

@@ -2,19 +2,20 @@
 // replicas, the nodes and their segments, allocation, leases, eviction and
 // demotion to SSD. Pure policy: no I/O and no threads; time comes from an
 // injected Clock, so tests drive it with a ManualClock. The gRPC service
-// (master_service.h) and the in-process store (local_master.h) wrap one
-// Master behind a mutex. Requests and replies are the proto messages of
+// (master_server.h) and the in-process store (LocalMaster, master_api.h)
+// wrap one Master behind a mutex. Requests and replies are the proto messages of
 // proto/store.proto, so both paths run this same code.
 //
 // Object life: PutStart allocates `replicas` records on distinct nodes
 // (WRITING, invisible) -> the writer writes the bytes and the header -> PutEnd
-// makes it COMPLETE (visible), or PutRevoke / the put timeout frees it.
+// (with the checksum, computed while the bytes were copied) makes it
+// COMPLETE (visible), or a revoke / the put timeout frees it.
 // Objects are immutable and content-addressed: a PutStart of a complete key
 // answers `exists` and writes nothing.
 //
 // Placement: the first replica goes to the writer's own node when it has room,
 // the others by power-of-two choices on free space, each candidate's score
-// scaled by a ramp (0 -> 1 over ramp_ms after its segment mounted) so a node
+// scaled by a ramp (0.05 -> 1 over ramp_ms after its segment mounted) so a node
 // that just joined or restarted empty does not attract every put.
 //
 // Leases and generations: Get leases the object for lease_ms; a leased object
@@ -34,14 +35,20 @@
 // node_ttl_ms loses its DRAM replicas from the index; its SSD replicas go
 // DISCONNECTED for ssd_grace_ms and come back if it remounts and re-reports
 // them. Heartbeat replies carry frees (records the node must clear) and
-// demotion and SSD-drop tasks, resent until the node acknowledges them.
+// frees and SSD drops, resent until the node acknowledges them, and demotion
+// tasks, sent once (a lost one times out after demote_timeout_ms).
 //
 // HA: the master serves under a term (the leader key's etcd revision).
 // Replies carry it; a request stamped with an older term is refused with
 // Unavailable (the caller learns the term and retries), and so is one
 // stamped with a newer term, which means this master was deposed. A new leader starts empty and rebuilds from re-reports (Mount
 // with the node's objects); until a node re-reported, nothing is allocated in
-// its segments, so no space is handed out twice.
+// its segments, and after a re-report (Mount with `remount`) its DRAM free
+// space stays unallocated for write_grace_ms, the longest a write of a put
+// placed by the old leader can still land, so no space is handed out twice.
+// PutEnd is idempotent for a retry (an ended put id answers as it did), and
+// put ids start at a random value per master, so a PutEnd from before a
+// failover never ends another writer's put.
 //
 // Thread-safety: none (one caller at a time).
 #pragma once
@@ -75,6 +82,8 @@ struct MasterOptions {
   int64_t ssd_grace_ms = 120'000;
   int64_t ramp_ms = 30'000;
   int64_t demote_timeout_ms = 15'000;
+  // >= the writers' transfer timeout (their late writes have ended by then).
+  int64_t write_grace_ms = 10'000;
   uint64_t max_object_bytes = uint64_t{1} << 30;
   // The model whose KV this store holds; zero: bound to the first client
   // that states one. Untyped clients (zero fingerprint) are always served.
@@ -148,6 +157,7 @@ class Master {
     uint64_t ssd_used = 0;
     uint64_t demoting_bytes = 0;  // DRAM records being copied to SSD (freed when done)
     int64_t mounted_ns = 0;
+    int64_t grace_until_ns = 0;  // remounted: no allocation before (old leader's writes may land)
     uint64_t next_generation = 1;
     bool alive = true;
     std::string descriptor;  // the transfer engine's, as the node sent it
@@ -183,6 +193,7 @@ class Master {
   };
 
   Status Check(const proto::RequestHeader& h);
+  void RememberEnd(uint64_t put_id);
   void Stamp(proto::ReplyHeader* h) const { h->set_term(term_); }
   void Count(const std::string& name, double by = 1) { counters_[name] += by; }
   int64_t Now() const { return clock_->NowNanos(); }
@@ -222,7 +233,11 @@ class Master {
   uint64_t term_ = 1;
   Hash128 fingerprint_;
   std::mt19937_64 rng_;
-  uint64_t next_put_id_ = 1;
+  uint64_t next_put_id_ = 1;  // random start per master (see HA above)
+  // Results of recently ended puts, for retried PutEnds; bounded (FIFO).
+  std::unordered_map<uint64_t, int32_t> ended_;
+  std::vector<uint64_t> ended_order_;
+  size_t ended_next_ = 0;
   std::unordered_map<Key, Object, Hash128Hasher> objects_;
   std::map<std::string, Segment> segments_;
   std::map<std::string, Node> nodes_;

@@ -19,8 +19,9 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
  public:
   explicit Impl(MasterServerOptions options) : options_(std::move(options)) {}
   ~Impl() override {
-    if (election_) election_->Stop();
+    // Stop serving before the lease goes: a successor may win the moment it does.
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    if (election_) election_->Stop();
     {
       std::lock_guard lock(mu_);
       stop_ = true;
@@ -58,10 +59,15 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
     eo.lease_ttl_s = options_.lease_ttl_s;
     ASSIGN_OR_RETURN(auto etcd, transfer::EtcdMetadataStore::Connect(eo));
     etcd_ = std::move(etcd);
-    election_ = std::make_unique<LeaderElection>(
+    auto election = std::make_unique<LeaderElection>(
         etcd_, ElectionOptions{options_.election_key, options_.advertise, options_.lease_ttl_s},
         [this](uint64_t term) { Elected(term); }, [this] { Deposed(); });
-    election_->Start();
+    LeaderElection* e = election.get();
+    {
+      std::lock_guard lock(mu_);  // Serve reads it
+      election_ = std::move(election);
+    }
+    e->Start();
     return Status::Ok();
   }
 
@@ -85,6 +91,9 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
     std::lock_guard lock(mu_);
     ctx->AddTrailingMetadata("crescent-term", std::to_string(term_));
     if (!master_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this store master is not the leader");
+    if (election_ && !election_->confirmed()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this store master cannot confirm its leadership with etcd");
+    }
     return ToGrpc(fn(*master_));
   }
 
@@ -126,7 +135,7 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
   std::string address_;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<transfer::MetadataStore> etcd_;
-  std::unique_ptr<LeaderElection> election_;
+  std::unique_ptr<LeaderElection> election_;  // set once under mu_, before it starts
   mutable std::mutex mu_;
   std::unique_ptr<Master> master_;  // GUARDED_BY(mu_); null unless leading
   uint64_t term_ = 0;               // GUARDED_BY(mu_)

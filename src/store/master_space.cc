@@ -26,7 +26,7 @@ const Master::Node* Master::NodeOf(const Segment& s) const {
 
 bool Master::Allocatable(const Segment& s) const {
   const Node* n = NodeOf(s);
-  return s.alive && s.tier == proto::TIER_DRAM && n && n->alive;
+  return s.alive && s.tier == proto::TIER_DRAM && n && n->alive && Now() >= s.grace_until_ns;
 }
 
 double Master::Score(const Segment& s, uint64_t bytes) const {

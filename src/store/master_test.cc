@@ -50,9 +50,10 @@ class MasterTest : public ::testing::Test {
   }
   // Mounts `node` with a DRAM segment "<node>/dram" (and an SSD one if ssd > 0).
   void MountNode(const std::string& node, uint64_t dram, uint64_t ssd = 0, uint64_t epoch = 1,
-                 std::vector<proto::ReportedObject> objects = {}) {
+                 std::vector<proto::ReportedObject> objects = {}, bool remount = false) {
     proto::MountRequest req;
     *req.mutable_header() = H();
+    req.set_remount(remount);
     req.set_node_id(node);
     req.set_node_address(node + ":1");
     req.set_node_epoch(epoch);
@@ -79,7 +80,6 @@ class MasterTest : public ::testing::Test {
     auto* it = req.add_items();
     *it->mutable_key() = PK(key);
     it->set_size(size);
-    it->set_checksum(key * 7);
     it->set_replicas(replicas);
     if (parent >= 0) *it->mutable_parent() = PK(static_cast<uint64_t>(parent));
     proto::PutStartReply rep;
@@ -93,6 +93,7 @@ class MasterTest : public ::testing::Test {
     *it->mutable_key() = PK(key);
     it->set_put_id(put_id);
     it->set_ok(ok);
+    it->set_checksum(key * 7);
     proto::PutEndReply rep;
     EXPECT_TRUE(master_->PutEnd(req, &rep).ok());
     return Status(static_cast<StatusCode>(rep.results(0).code()), rep.results(0).message());
@@ -191,7 +192,18 @@ TEST_F(MasterTest, PutIsTwoPhaseAndIdempotent) {
   EXPECT_TRUE(again.exists()) << "a put of a complete key moves no bytes";
   EXPECT_EQ(again.replicas_size(), 0);
   EXPECT_EQ(master_->SegmentUsed("a/dram"), used);
-  EXPECT_EQ(End(1, r.put_id()).code(), StatusCode::kNotFound) << "a second PutEnd";
+  EXPECT_TRUE(End(1, r.put_id()).ok()) << "a retried PutEnd (its reply was lost) is answered as the first";
+  // Put ids of another master (a new leader) start elsewhere: a PutEnd from
+  // before a failover never ends someone else's put.
+  proto::PutStartResult mine = Start(2, kMiB, "a");
+  std::unique_ptr<Master> next = std::make_unique<Master>(MasterOptions{}, &clock_);
+  std::swap(master_, next);
+  MountNode("a", 64 * kMiB);
+  proto::PutStartResult theirs = Start(2, kMiB, "a");
+  std::swap(master_, next);
+  EXPECT_NE(theirs.put_id(), mine.put_id());
+  EXPECT_EQ(End(2, theirs.put_id()).code(), StatusCode::kNotFound) << "another master's put id";
+  EXPECT_TRUE(End(2, mine.put_id()).ok());
 }
 
 TEST_F(MasterTest, RevokedAndAbandonedPutsFreeTheirSpace) {
@@ -403,8 +415,13 @@ TEST_F(MasterTest, AboveTheWatermarkObjectsAreDemotedToSsd) {
     d.set_dram_generation(t.generation());
     done.push_back(d);
   }
-  Beat("a", hb.seq(), 1, done);
+  proto::HeartbeatReply applied = Beat("a", hb.seq(), 1, done);
   EXPECT_EQ(master_->SegmentUsed("a/dram"), 8 * rec);
+  EXPECT_EQ(master_->SegmentUsed("a/ssd"), 2 * rec);
+  // The reply was lost: the node sends the same results again. They are the
+  // objects' SSD copies now, not orphans to drop.
+  proto::HeartbeatReply again = Beat("a", hb.seq(), 1, done);
+  EXPECT_EQ(again.ssd_drops_size(), 0) << "a repeated demotion result must not drop the SSD copy";
   EXPECT_EQ(master_->SegmentUsed("a/ssd"), 2 * rec);
   const uint64_t demoted = hb.demote(0).key().lo();
   proto::GetResult g = Get(demoted);
@@ -447,9 +464,15 @@ TEST_F(MasterTest, ANewLeaderRebuildsFromReReports) {
     ro.set_generation(r.generation());
     objs.push_back(ro);
   }
-  MountNode("a", 64 * kMiB, 0, 1, objs);
+  MountNode("a", 64 * kMiB, 0, 1, objs, /*remount=*/true);
   EXPECT_TRUE(Exists(1) && Exists(2));
   EXPECT_EQ(Get(2).replicas(0).offset(), p2.replicas(0).offset());
+  // Writes of puts the old leader placed may still land in the free space
+  // for write_grace_ms: nothing is allocated there before.
+  proto::PutStartResult early = Start(3, kMiB, "a");
+  EXPECT_EQ(early.status().code(), static_cast<int>(StatusCode::kResourceExhausted));
+  EXPECT_NE(early.status().message().find("grace"), std::string::npos) << early.status().message();
+  Advance(o.write_grace_ms);
   proto::PutStartResult fresh = Put(3, kMiB, "a");
   for (const auto& r : {p1.replicas(0), p2.replicas(0)}) {
     EXPECT_NE(fresh.replicas(0).offset(), r.offset()) << "space of a re-reported object handed out again";
@@ -502,11 +525,16 @@ TEST_F(MasterTest, BadInputIsRefusedClearly) {
   overlap.set_offset(0);
   proto::ReportedObject overlap2 = overlap;
   *overlap2.mutable_key() = PK(9);
-  MountNode("c", 64 * kMiB, 0, 1, {far, overlap, overlap2});
+  proto::ReportedObject twice = overlap;  // key 8 again, elsewhere in the same segment
+  twice.set_offset(16 * kMiB);
+  MountNode("c", 64 * kMiB, 0, 1, {far, overlap, overlap2, twice});
   EXPECT_FALSE(Exists(7));
   EXPECT_TRUE(Exists(8));
   EXPECT_FALSE(Exists(9));
   EXPECT_EQ(master_->counters().at("bad_reports"), 2);
+  EXPECT_EQ(master_->counters().at("duplicate_reports"), 1);
+  EXPECT_EQ(Get(8).replicas_size(), 1) << "one copy of a key per segment";
+  EXPECT_EQ(master_->SegmentUsed("c/dram"), RecordBytes(kMiB)) << "the duplicate's space is freed";
   // A client of another model.
   proto::ExistsRequest e;
   e.mutable_header()->set_fingerprint_hi(1);

@@ -47,6 +47,9 @@ std::string SsdTier::PathOf(uint64_t location) const { return JoinPath(options_.
 Result<std::unique_ptr<SsdTier>> SsdTier::Open(const SsdTierOptions& options) {
   if (options.dir.empty()) return InvalidArgument("SSD tier: no directory");
   if (options.capacity < 2 * kBlock) return InvalidArgument("SSD tier: capacity too small");
+  if (options.queue_depth == 0 || options.io_bytes < kBlock || options.io_bytes % kBlock != 0) {
+    return InvalidArgument("SSD tier: queue_depth must be >= 1 and io_bytes a multiple of 4 KiB");
+  }
   RETURN_IF_ERROR(MakeDirectories(options.dir));
   std::unique_ptr<SsdTier> t(new SsdTier(options));
   const std::string id_path = JoinPath(options.dir, "node-id");
@@ -99,12 +102,14 @@ Status SsdTier::Scan() {
       continue;
     }
     if (name.size() <= 4 || !name.ends_with(".rec")) continue;
-    uint64_t loc = 0;
-    try {
-      loc = std::stoull(name.substr(0, name.size() - 4));
-    } catch (const std::exception&) {
+    // Only names this tier writes (PathOf: decimal, no leading zero), so
+    // "012.rec" never stands for 12.rec and gets it unlinked as a duplicate.
+    const std::string digits = name.substr(0, name.size() - 4);
+    if (digits.empty() || digits.size() > 19 || (digits.size() > 1 && digits[0] == '0') ||
+        digits.find_first_not_of("0123456789") != std::string::npos) {
       continue;
     }
+    const uint64_t loc = std::stoull(digits);
     struct stat st{};
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     bool ok = fd >= 0 && fstat(fd, &st) == 0 && pread(fd, head.get(), kBlock, 0) == static_cast<ssize_t>(kBlock);
@@ -175,8 +180,17 @@ Status SsdTier::Io(int fd, bool write, void* buf, uint64_t len, uint64_t file_of
     if (inflight == 0) break;  // an error stopped submission and everything came back
     io_uring_submit(&ring_);
     io_uring_cqe* cqe = nullptr;
-    const int rc = io_uring_wait_cqe(&ring_, &cqe);
-    if (rc < 0) return Internal(std::string("io_uring_wait_cqe: ") + std::strerror(-rc));
+    // Never return with I/O in flight: the kernel would still write into
+    // (or read from) the caller's buffer, and the next call would count
+    // these completions as its own.
+    int rc;
+    do {
+      rc = io_uring_wait_cqe(&ring_, &cqe);
+    } while (rc == -EINTR || rc == -EAGAIN);
+    if (rc < 0) {  // a broken ring (a bug): nothing safe is left to do with the buffers
+      LOG_ERROR("SSD tier: io_uring_wait_cqe with {} operations in flight: {}", inflight, std::strerror(-rc));
+      std::abort();
+    }
     const uint64_t want = io_uring_cqe_get_data64(cqe);
     const int res = cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
@@ -188,6 +202,7 @@ Status SsdTier::Io(int fd, bool write, void* buf, uint64_t len, uint64_t file_of
     }
     done += want;
   }
+  if (err.ok() && done < len) err = Internal(fmt::format("SSD {}: only {} of {} bytes submitted", write ? "write" : "read", done, len));
   return err;
 }
 
@@ -273,12 +288,13 @@ Status SsdTier::ReadRecord(uint64_t location, const Key& key, void* dst, uint64_
   return Status::Ok();
 }
 
-Status SsdTier::Read(uint64_t location, const Key& key, std::span<std::byte> out) {
+Status SsdTier::Read(uint64_t location, const Key& key, std::span<std::byte> out,
+                     std::optional<uint64_t> expect_checksum) {
   AlignedBuf buf = Aligned(RecordBytes(out.size()));
   RETURN_IF_ERROR(ReadRecord(location, key, buf.get(), out.size()));
   RecordHeader h;
   std::memcpy(&h, buf.get(), sizeof(h));
-  if (Checksum({buf.get() + kBlock, out.size()}) != h.checksum) {
+  if (Checksum({buf.get() + kBlock, out.size()}) != h.checksum || (expect_checksum && *expect_checksum != h.checksum)) {
     return DataLoss(fmt::format("SSD record {}: checksum mismatch", location));
   }
   std::memcpy(out.data(), buf.get() + kBlock, out.size());

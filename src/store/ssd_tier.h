@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -75,8 +76,10 @@ class SsdTier {
   // checks its header names `key`; the caller verifies the checksum.
   // NotFound for an unknown location, DataLoss for a bad header.
   Status ReadRecord(uint64_t location, const Key& key, void* dst, uint64_t size);
-  // Reads and verifies the object's bytes into `out` (its size).
-  Status Read(uint64_t location, const Key& key, std::span<std::byte> out);
+  // Reads and verifies the object's bytes into `out` (its size). With
+  // `expect_checksum` (the master's), a record carrying another is DataLoss.
+  Status Read(uint64_t location, const Key& key, std::span<std::byte> out,
+              std::optional<uint64_t> expect_checksum = std::nullopt);
   // Deletes the record (unknown locations are fine).
   void Remove(uint64_t location);
 

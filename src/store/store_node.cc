@@ -1,6 +1,7 @@
 #include "store/store_node.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/mman.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -42,6 +43,8 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       stop_ = true;
     }
     cv_.notify_all();
+    stopping_.store(true);
+    if (prefaulter_.joinable()) prefaulter_.join();
     if (heartbeat_.joinable()) heartbeat_.join();
     if (demoter_.joinable()) demoter_.join();
     if (mounted_) {
@@ -94,6 +97,17 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
     }
     heartbeat_ = std::thread([this] { HeartbeatLoop(); });
     demoter_ = std::thread([this] { DemoteLoop(); });
+    if (options_.prefault) {
+      // Fault the segment's pages in now (without changing a byte), so the
+      // first put into each page does not pay for it: a fresh page costs ~4x
+      // a copy into a mapped one here.
+      prefaulter_ = std::thread([this, bytes = options_.dram_bytes + staging] {
+        constexpr uint64_t kStep = 64 << 20;
+        for (uint64_t off = 0; off < bytes && !stopping_.load(); off += kStep) {
+          madvise(base_ + off, std::min(kStep, bytes - off), MADV_POPULATE_WRITE);
+        }
+      });
+    }
     return Status::Ok();
   }
 
@@ -103,12 +117,17 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
     h->set_client_node(id_);
   }
 
-  // The DRAM records, found by their headers.
+  // The DRAM records, found by their headers and verified by their
+  // checksums: a header over bytes still being written (a put in flight at a
+  // failover) or over bytes a newer record overwrote (a freed record whose
+  // free never arrived) is not a record; the scan then goes on block by
+  // block, so a newer record inside a stale one's range is still found.
   void ScanDram(proto::MountRequest* req) {
     for (uint64_t off = 0; off + kBlock <= options_.dram_bytes;) {
       RecordHeader h;
       std::memcpy(&h, base_ + off, sizeof(h));
-      if (h.Valid() && h.size > 0 && RecordBytes(h.size) <= options_.dram_bytes - off && !(h.flags & kTombstone)) {
+      if (h.Valid() && h.size > 0 && h.size <= options_.dram_bytes && RecordBytes(h.size) <= options_.dram_bytes - off &&
+          !(h.flags & kTombstone) && Checksum({base_ + off + kBlock, h.size}) == h.checksum) {
         proto::ReportedObject* o = req->add_objects();
         o->mutable_key()->set_hi(h.key_hi);
         o->mutable_key()->set_lo(h.key_lo);
@@ -155,6 +174,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       }
     }
     if (scan_dram) ScanDram(&req);
+    req.set_remount(mounted_once_);
     proto::MountReply rep;
     RETURN_IF_ERROR(master_->Mount(req, &rep));
     {
@@ -164,6 +184,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       results_.clear();  // the new master knows nothing of earlier demotions
     }
     mounted_ = true;
+    mounted_once_ = true;
     counters_.reported_objects += req.objects_size();
     LOG_INFO("store node {}: mounted {} ({} MiB{}) with {} objects", id_, dram_name_, options_.dram_bytes >> 20,
              ssd_ ? fmt::format(", SSD {} MiB", ssd_->capacity() >> 20) : "", req.objects_size());
@@ -206,7 +227,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   // Frees and drops of one reply. Runs without mu_ (touches memory and files only).
   void Apply(const proto::HeartbeatReply& rep) {
     for (const proto::FreedRange& f : rep.frees()) {
-      if (f.segment_name() != dram_name_ || f.offset() + kBlock > options_.dram_bytes) continue;
+      if (f.segment_name() != dram_name_ || f.offset() > options_.dram_bytes - kBlock) continue;
       RecordHeader h;
       std::memcpy(&h, base_ + f.offset(), sizeof(h));
       if (h.Valid() && h.generation == f.generation()) {
@@ -235,13 +256,24 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       r.set_dram_generation(t.generation());
       r.set_ssd_segment(ssd_name_);
       r.set_ok(false);
-      if (ssd_ && t.segment_name() == dram_name_ && t.offset() + RecordBytes(t.size()) <= options_.dram_bytes) {
-        const std::byte* rec = base_ + t.offset();
+      if (ssd_ && t.segment_name() == dram_name_ && t.size() > 0 && t.size() <= options_.dram_bytes &&
+          t.offset() <= options_.dram_bytes - RecordBytes(t.size())) {
+        // A private copy, verified, is what goes to SSD: the master may free
+        // the DRAM record (a Remove, a bad-copy report) while this runs.
+        const uint64_t rec_bytes = RecordBytes(t.size());
+        void* copy = mmap(nullptr, rec_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        const std::byte* rec = static_cast<const std::byte*>(copy);
         RecordHeader h;
-        std::memcpy(&h, rec, sizeof(h));
         const Key key{t.key().lo(), t.key().hi()};
-        if (h.Valid() && h.key() == key && h.generation == t.generation() && h.size == t.size() &&
-            Checksum({rec + kBlock, h.size}) == h.checksum) {
+        bool good = false;
+        if (copy != MAP_FAILED) {
+          std::memcpy(copy, base_ + t.offset(), kBlock);
+          std::memcpy(&h, rec, sizeof(h));
+          good = h.Valid() && h.key() == key && h.generation == t.generation() && h.size == t.size() &&
+                 CopyAndHash64(static_cast<std::byte*>(copy) + kBlock, base_ + t.offset() + kBlock, h.size) ==
+                     h.checksum;
+        }
+        if (good) {
           Result<uint64_t> loc = ssd_->WriteRecord(rec);
           if (loc.ok()) {
             r.set_ok(true);
@@ -250,6 +282,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
             LOG_WARNING("store node {}: demotion to SSD: {}", id_, loc.status().ToString());
           }
         }
+        if (copy != MAP_FAILED) munmap(copy, rec_bytes);
       }
       (r.ok() ? counters_.demotions : counters_.demotions_failed)++;
       lock.lock();
@@ -331,6 +364,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   std::unique_ptr<SsdTier> ssd_;
   std::unique_ptr<grpc::Server> server_;
   std::atomic<bool> mounted_{false};
+  bool mounted_once_ = false;  // heartbeat thread (and Start, before it runs)
   StoreNodeCounters counters_;
 
   std::mutex mu_;
@@ -343,7 +377,8 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   RangeAllocator staging_;                    // GUARDED_BY(mu_)
   std::map<uint64_t, Stage> stages_;          // GUARDED_BY(mu_)
   uint64_t next_stage_ = 1;                   // GUARDED_BY(mu_)
-  std::thread heartbeat_, demoter_;
+  std::thread heartbeat_, demoter_, prefaulter_;
+  std::atomic<bool> stopping_{false};
 };
 
 Result<std::unique_ptr<StoreNode>> StoreNode::Start(StoreNodeOptions options, std::shared_ptr<MasterApi> master,

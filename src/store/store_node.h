@@ -45,6 +45,7 @@ struct StoreNodeOptions {
   uint64_t ssd_bytes = 0;
   std::string rpc_listen = "127.0.0.1:0";  // the StoreNode service (SSD staging)
   int64_t stage_lease_ms = 10'000;
+  bool prefault = true;  // fault the DRAM segment's pages in, in the background
   Hash128 fingerprint;  // stamped on its requests
 };
 

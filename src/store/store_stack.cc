@@ -14,6 +14,7 @@ Result<std::unique_ptr<StoreStack>> StoreStack::Create(StoreStackOptions options
     RemoteMasterOptions ro;
     ro.target = options.master;
     ro.timeout_ms = options.master_timeout_ms;
+    ro.election_key = options.election_key;
     ASSIGN_OR_RETURN(auto rm, RemoteMaster::Connect(ro));
     s->master_ = std::move(rm);
   }

@@ -25,6 +25,7 @@ namespace crescent::store {
 struct StoreStackOptions {
   std::string master = "local";  // local | host:port | etcd://host:port
   int64_t master_timeout_ms = 3000;
+  std::string election_key = "crescent/store/leader";  // with etcd://: the masters' --election-key
   MasterOptions local_master;    // for "local"
   transfer::EngineOptions engine;
   std::optional<StoreNodeOptions> node;  // contribute memory (and SSD)
