@@ -13,6 +13,7 @@
 // The store nodes of the shm and tcp rows are children forked before this
 // process starts any thread or UCX state; they learn the master's address
 // over a pipe and exit when it closes.
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -55,7 +56,10 @@ struct Opts {
   int batch = 1000;
   std::string ssd_dir;
   int ssd_objects = 32;
+  int data_batch = 8;
+  std::string parts = "meta,local,shm,tcp,ssd";
   bool json = false;
+  bool Has(const std::string& part) const { return ("," + parts + ",").find("," + part + ",") != std::string::npos; }
 };
 
 double Pct(std::vector<double> v, double q) {
@@ -103,6 +107,7 @@ struct Printer {
   std::string line;
   {
     auto stack = store::StoreStack::Create(o);
+    if (stack.ok()) (*stack)->node()->WaitForPrefault();  // a node serving for a while has its pages
     line = stack.ok() ? "READY " + (*stack)->node()->dram_segment() + "\n" : "ERROR " + stack.status().ToString() + "\n";
     if (write(out, line.data(), line.size()) < 0) _exit(1);
     while (read(in, &c, 1) > 0) {
@@ -126,7 +131,8 @@ std::vector<int>& ParentEnds() {
 
 Child ForkNode(const std::string& transports, uint64_t dram) {
   int down[2], up[2];
-  if (pipe(down) != 0 || pipe(up) != 0) throw CommandError("pipe failed");
+  // Close-on-exec: redis-server and fio, started later, must not hold them open.
+  if (pipe2(down, O_CLOEXEC) != 0 || pipe2(up, O_CLOEXEC) != 0) throw CommandError("pipe failed");
   pid_t pid = fork();
   if (pid < 0) throw CommandError("fork failed");
   if (pid == 0) {
@@ -302,37 +308,56 @@ struct DataFigures {
   double put_gb_s = 0, get_gb_s = 0, put_p50 = 0, put_p99 = 0, get_p50 = 0, get_p99 = 0;
 };
 
-// Puts `count` objects of `size` from registered memory, then gets them back.
-DataFigures PutGet(store::Client& c, uint64_t size, int count, uint64_t seed, std::byte* src, std::byte* dst) {
-  DataFigures f;
-  std::vector<double> put_us, get_us;
+// Puts `count` objects of `size` from registered memory, `batch` per call,
+// then gets them back, after one warm-up pass over the same space: the
+// first touch of a page, by the node or by this process's mapping of a
+// same-host peer's segment, costs a minor fault per 4 KiB (~2.5 GB/s here),
+// which a serving node has paid once; the transfer engine's own figure is
+// taken on the same, warm, pages.
+DataFigures PutGet(store::Client& c, uint64_t size, int count, int batch, uint64_t seed, std::byte* src,
+                   std::byte* dst, int64_t lease_ms) {
   std::mt19937_64 rng(seed);
   for (uint64_t i = 0; i < size * count; i += 8) {
     const uint64_t x = rng();
     std::memcpy(src + i, &x, std::min<uint64_t>(8, size * count - i));
   }
-  auto t0 = Clock::now();
-  for (int i = 0; i < count; ++i) {
-    auto s = Clock::now();
-    ThrowIfError(c.Put(store::Key{seed * 100000 + static_cast<uint64_t>(i), size},
-                       std::span<const std::byte>(src + size * i, size)));
-    put_us.push_back(Since(s) * 1e6);
+  auto key = [&](int pass, int i) { return store::Key{seed * 100000 + static_cast<uint64_t>(pass * 50000 + i), size}; };
+  DataFigures f;
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<double> put_us, get_us;
+    auto t0 = Clock::now();
+    for (int i = 0; i < count; i += batch) {
+      std::vector<store::PutItem> items;
+      for (int j = i; j < std::min(count, i + batch); ++j) {
+        items.push_back({key(pass, j), std::span<const std::byte>(src + size * j, size), std::nullopt});
+      }
+      auto s = Clock::now();
+      for (const Status& st : c.BatchPut(items)) ThrowIfError(st);
+      put_us.push_back(Since(s) * 1e6);
+    }
+    const double put_gb = static_cast<double>(size) * count / Since(t0) / 1e9;
+    t0 = Clock::now();
+    for (int i = 0; i < count; i += batch) {
+      std::vector<store::GetItem> items;
+      for (int j = i; j < std::min(count, i + batch); ++j) {
+        items.push_back({key(pass, j), std::span<std::byte>(dst + size * j, size)});
+      }
+      auto s = Clock::now();
+      for (const Result<uint64_t>& g : c.BatchGet(items)) ThrowIfError(g.status());
+      get_us.push_back(Since(s) * 1e6);
+    }
+    const double get_gb = static_cast<double>(size) * count / Since(t0) / 1e9;
+    if (std::memcmp(src, dst, size * count) != 0) throw CommandError("bench store: the bytes read back differ");
+    std::memset(dst, 0, size * count);
+    if (pass == 0) {  // free the warm-up objects; their space is reused once the read leases end
+      std::vector<store::Key> keys;
+      for (int j = 0; j < count; ++j) keys.push_back(key(0, j));
+      for (const Status& st : c.BatchRemove(keys)) ThrowIfError(st);
+      std::this_thread::sleep_for(std::chrono::milliseconds(lease_ms + 300));
+      continue;
+    }
+    f = DataFigures{put_gb, get_gb, Pct(put_us, 0.5), Pct(put_us, 0.99), Pct(get_us, 0.5), Pct(get_us, 0.99)};
   }
-  f.put_gb_s = static_cast<double>(size) * count / Since(t0) / 1e9;
-  t0 = Clock::now();
-  for (int i = 0; i < count; ++i) {
-    auto s = Clock::now();
-    Result<uint64_t> g = c.Get(store::Key{seed * 100000 + static_cast<uint64_t>(i), size},
-                               std::span<std::byte>(dst + size * i, size));
-    ThrowIfError(g.status());
-    get_us.push_back(Since(s) * 1e6);
-  }
-  f.get_gb_s = static_cast<double>(size) * count / Since(t0) / 1e9;
-  if (std::memcmp(src, dst, size * count) != 0) throw CommandError("bench store: the bytes read back differ");
-  f.put_p50 = Pct(put_us, 0.5);
-  f.put_p99 = Pct(put_us, 0.99);
-  f.get_p50 = Pct(get_us, 0.5);
-  f.get_p99 = Pct(get_us, 0.99);
   return f;
 }
 
@@ -373,12 +398,13 @@ double MemcpyGbS(std::byte* src, std::byte* dst, uint64_t size, int count) {
   return best;
 }
 
-void DataRow(Printer& p, const char* transport, uint64_t size, const DataFigures& f, double limit_put,
+void DataRow(Printer& p, const char* transport, uint64_t size, int batch, const DataFigures& f, double limit_put,
              double limit_get, const char* limit_name, const RedisFigures* redis) {
   for (int op = 0; op < 2; ++op) {
+    const std::string name = std::string(batch > 1 ? "batch_" : "") + (op ? "get" : "put");
     const double gb = op ? f.get_gb_s : f.put_gb_s;
     const double limit = op ? limit_get : limit_put;
-    boost::json::object row{{"op", op ? "get" : "put"}, {"transport", transport}, {"size_bytes", size},
+    boost::json::object row{{"op", name}, {"transport", transport}, {"size_bytes", size}, {"batch", batch},
                             {"gb_per_s", gb},           {"p50_us", op ? f.get_p50 : f.put_p50},
                             {"p99_us", op ? f.get_p99 : f.put_p99}};
     row[std::string(limit_name) + "_gb_per_s"] = limit;
@@ -390,8 +416,8 @@ void DataRow(Printer& p, const char* transport, uint64_t size, const DataFigures
       row["ratio_to_redis"] = gb / r;
       redis_text = fmt::format("{:.2f} ({:.1f}x)", r, gb / r);
     }
-    p.Row(std::move(row), fmt::format("  {:<4} {:<5} {:>6} {:>8.2f} {:>10.0f} {:>10.0f}   {:<9} {:>6.2f} ({:.2f})   {}",
-                                      op ? "get" : "put", transport, SizeLabel(size), gb,
+    p.Row(std::move(row), fmt::format("  {:<9} {:<5} {:>6} {:>8.2f} {:>10.0f} {:>10.0f}   {:<9} {:>6.2f} ({:.2f})   {}",
+                                      name, transport, SizeLabel(size), gb,
                                       op ? f.get_p50 : f.put_p50, op ? f.get_p99 : f.put_p99, limit_name, limit,
                                       gb / limit, redis_text));
   }
@@ -408,7 +434,9 @@ void RunBenchStore(const Opts& o) {
   const uint64_t max_size = *std::max_element(sizes.begin(), sizes.end());
   const uint64_t dram = std::max<uint64_t>(64 << 20, store::RecordBytes(max_size) * (o.count + 4) * 2);
   // Children first: no thread and no UCX state exist yet in this process.
-  Child shm = ForkNode("self,sm", dram), tcp = ForkNode("tcp", dram);
+  Child shm, tcp;
+  if (o.Has("shm")) shm = ForkNode("self,sm", dram);
+  if (o.Has("tcp")) tcp = ForkNode("tcp", dram);
   Printer p{o.json, {}};
   // A master per part, so no put lands on another part's node (a tcp-only
   // node is unreachable from a shared-memory client, and the metadata rows'
@@ -416,55 +444,66 @@ void RunBenchStore(const Opts& o) {
   store::MasterServerOptions mo;
   mo.listen = "127.0.0.1:0";
   mo.master.ramp_ms = 0;
-  mo.master.lease_ms = 2000;
+  mo.master.lease_ms = 500;  // short: the warm-up pass's space is reused soon
   auto meta_master = ValueOrThrow(store::MasterServer::Start(mo));
   auto shm_master = ValueOrThrow(store::MasterServer::Start(mo));
   auto tcp_master = ValueOrThrow(store::MasterServer::Start(mo));
-  StartChild(shm, shm_master->address());
-  StartChild(tcp, tcp_master->address());
+  if (o.Has("shm")) StartChild(shm, shm_master->address());
+  if (o.Has("tcp")) StartChild(tcp, tcp_master->address());
 
-  Metadata(o, meta_master->address(), p);
+  if (o.Has("meta")) Metadata(o, meta_master->address(), p);
 
   // Buffers for the data rows, registered with each client (in place, as the engine's KV memory is).
   const uint64_t bytes = max_size * static_cast<uint64_t>(o.count);
+  // redis-server first: a fork write-protects every private page of this
+  // process until its next write (a page fault each, ~2 us per 4 KiB here),
+  // which would bill the first get into a buffer for it. The buffers are not
+  // inherited by later forks (fio) either.
+  auto redis = RedisServer::Start();
   auto* src = static_cast<std::byte*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   auto* dst = static_cast<std::byte*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (src == MAP_FAILED || dst == MAP_FAILED) throw CommandError("bench store: cannot map its buffers");
+  madvise(src, bytes, MADV_DONTFORK);
+  madvise(dst, bytes, MADV_DONTFORK);
   std::memset(dst, 0, bytes);
-  auto redis = RedisServer::Start();
   if (!p.json) {
     std::printf("data: %d objects a size, one at a time, from registered memory; limits measured in the same run\n",
                 o.count);
-    std::printf("  %-4s %-5s %6s %8s %10s %10s   %-9s %13s   %s\n", "op", "where", "size", "GB/s", "p50 us", "p99 us",
+    std::printf("  %-9s %-5s %6s %8s %10s %10s   %-9s %13s   %s\n", "op", "where", "size", "GB/s", "p50 us", "p99 us",
                 "limit", "GB/s (ratio)", "redis GB/s (store/redis)");
   }
-  {  // In one process (as the all-in-one server's offload): an in-process master, copies by memcpy.
+  if (o.Has("local")) {  // In one process (as the all-in-one server's offload): an in-process master, copies by memcpy.
     store::StoreStackOptions so;
     so.master = "local";
     so.local_master.ramp_ms = 0;
+    so.local_master.lease_ms = 500;
     so.engine.transports = "self,sm";
     store::StoreNodeOptions n;
     n.node_id = "bench-local";
     n.dram_bytes = dram;
     so.node = n;
     auto stack = ValueOrThrow(store::StoreStack::Create(so));
+    stack->node()->WaitForPrefault();
     ThrowIfError(stack->client().RegisterMemory(src, bytes));
     ThrowIfError(stack->client().RegisterMemory(dst, bytes));
     uint64_t seed = 1;
     for (uint64_t size : sizes) {
-      DataFigures f = PutGet(stack->client(), size, o.count, seed++, src, dst);
-      const double mc = MemcpyGbS(src, dst, size, o.count);
       std::optional<RedisFigures> rf;
       if (redis.ok()) {
         Result<RedisFigures> r = (*redis)->SetGet(size, o.count);
         if (r.ok()) rf = *r;
       }
-      DataRow(p, "local", size, f, mc, mc, "memcpy", rf ? &*rf : nullptr);
+      for (int batch : {1, o.data_batch}) {
+        DataFigures f = PutGet(stack->client(), size, o.count, batch, seed++, src, dst, so.local_master.lease_ms);
+        const double mc = MemcpyGbS(src, dst, size, o.count);
+        DataRow(p, "local", size, batch, f, mc, mc, "memcpy", rf ? &*rf : nullptr);
+      }
     }
   }
   // Across processes: this client has no segment, so every object goes to the child's node.
   for (auto [name, child, tls, master] : {std::tuple{"shm", &shm, "self,sm", shm_master->address()},
                                          std::tuple{"tcp", &tcp, "tcp", tcp_master->address()}}) {
+    if (!o.Has(name)) continue;
     store::StoreStackOptions so;
     so.master = master;
     so.engine.transports = tls;
@@ -474,15 +513,17 @@ void RunBenchStore(const Opts& o) {
     ThrowIfError(stack->client().RegisterMemory(dst, bytes));
     uint64_t seed = std::string(name) == "shm" ? 100 : 200;
     for (uint64_t size : sizes) {
-      DataFigures f = PutGet(stack->client(), size, o.count, seed++, src, dst);
-      // The transfer engine's own rate, into the child's segment beyond the objects just stored.
-      auto [w, r] = RawTransfer(stack->engine(), child->segment, src, size, std::min(o.count, 16));
       std::optional<RedisFigures> rf;
       if (redis.ok()) {
         Result<RedisFigures> rr = (*redis)->SetGet(size, o.count);
         if (rr.ok()) rf = *rr;
       }
-      DataRow(p, name, size, f, w, r, "transfer", rf ? &*rf : nullptr);
+      for (int batch : {1, o.data_batch}) {
+        DataFigures f = PutGet(stack->client(), size, o.count, batch, seed++, src, dst, mo.master.lease_ms);
+        // The transfer engine's own rate, on the (warm) space the objects just used.
+        auto [w, r] = RawTransfer(stack->engine(), child->segment, src, size, std::min(o.count, 16));
+        DataRow(p, name, size, batch, f, w, r, "transfer", rf ? &*rf : nullptr);
+      }
     }
   }
   if (!redis.ok() && !p.json) std::printf("  (redis-server unavailable: %s)\n", redis.status().ToString().c_str());
@@ -500,7 +541,7 @@ void RunBenchStore(const Opts& o) {
     dir = tmpl;
     own = true;
   }
-  {
+  if (o.Has("ssd")) {
     const uint64_t size = 8 << 20;
     store::SsdTierOptions to;
     to.dir = dir + "/tier";
@@ -569,8 +610,12 @@ void RegisterBenchStore(CLI::App& bench) {
       ->check(CLI::Range(int64_t{100}, int64_t{100'000'000}))
       ->capture_default_str();
   cmd->add_option("--batch", o->batch, "Keys per batch")->check(CLI::Range(2, 100000))->capture_default_str();
+  cmd->add_option("--data-batch", o->data_batch, "Objects per call of the batch data rows")
+      ->check(CLI::Range(2, 1000))
+      ->capture_default_str();
   cmd->add_option("--ssd-dir", o->ssd_dir, "Directory of the SSD rows (default: a temp folder in /var/tmp)");
   cmd->add_option("--ssd-objects", o->ssd_objects, "8 MiB records of the SSD rows")->check(CLI::Range(2, 100000))->capture_default_str();
+  cmd->add_option("--parts", o->parts, "Which rows: any of meta,local,shm,tcp,ssd")->capture_default_str();
   cmd->add_flag("--json", o->json, "One JSON array of rows");
   cmd->callback([o] { RunBenchStore(*o); });
 }

@@ -106,7 +106,13 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
         for (uint64_t off = 0; off < bytes && !stopping_.load(); off += kStep) {
           madvise(base_ + off, std::min(kStep, bytes - off), MADV_POPULATE_WRITE);
         }
+        std::lock_guard lock(mu_);
+        prefaulted_ = true;
+        cv_.notify_all();
       });
+    } else {
+      std::lock_guard lock(mu_);
+      prefaulted_ = true;
     }
     return Status::Ok();
   }
@@ -370,6 +376,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;                         // GUARDED_BY(mu_)
+  bool prefaulted_ = false;                   // GUARDED_BY(mu_)
   int64_t heartbeat_ms_ = 1000;               // GUARDED_BY(mu_)
   uint64_t acked_seq_ = 0;                    // GUARDED_BY(mu_)
   std::vector<proto::DemoteResult> results_;  // GUARDED_BY(mu_); to report
@@ -398,6 +405,10 @@ const std::string& StoreNode::rpc_address() const { return impl_->rpc_address_; 
 std::byte* StoreNode::record(uint64_t offset) const { return impl_->base_ + offset; }
 uint64_t StoreNode::dram_bytes() const { return impl_->options_.dram_bytes; }
 SsdTier* StoreNode::ssd() const { return impl_->ssd_.get(); }
+void StoreNode::WaitForPrefault() const {
+  std::unique_lock lock(impl_->mu_);
+  impl_->cv_.wait(lock, [&] { return impl_->prefaulted_ || impl_->stop_; });
+}
 const StoreNodeCounters& StoreNode::counters() const { return impl_->counters_; }
 
 }  // namespace crescent::store

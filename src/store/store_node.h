@@ -75,6 +75,9 @@ class StoreNode {
   std::byte* record(uint64_t offset) const;
   uint64_t dram_bytes() const;
   SsdTier* ssd() const;  // null without an SSD tier
+  // Blocks until the background prefault of the DRAM segment has ended (at
+  // once without one): benchmarks start measuring after it.
+  void WaitForPrefault() const;
   const StoreNodeCounters& counters() const;
 
   class Impl;
