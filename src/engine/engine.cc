@@ -299,6 +299,13 @@ void Engine::Impl::PublishStats() {
   stats.prefix_query_tokens = scheduler->prefix_query_tokens();
   stats.prefix_hit_tokens = scheduler->prefix_hit_tokens();
   stats.preemptions = scheduler->num_preemptions();
+  stats.loading = scheduler->num_loading();
+  const KvConnectorStats& kv = scheduler->kv_stats();
+  stats.kv_loads = kv.loads;
+  stats.kv_load_failures = kv.load_failures;
+  stats.kv_loaded_tokens = kv.loaded_tokens;
+  stats.kv_saves = kv.saves;
+  stats.kv_save_failures = kv.save_failures;
   queued = stats.waiting;
 }
 
@@ -314,7 +321,10 @@ void Engine::Impl::Loop() {
     bool stop;
     {
       std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return stopping || !incoming.empty() || !cancels.empty() || !live.empty(); });
+      // Loads and saves still in flight are collected by Step (it polls).
+      cv.wait(lock, [&] {
+        return stopping || !incoming.empty() || !cancels.empty() || !live.empty() || scheduler->has_pending_kv();
+      });
       fresh.swap(incoming);
       cancelled.swap(cancels);
       stop = stopping;
@@ -333,11 +343,12 @@ void Engine::Impl::Loop() {
       std::vector<uint64_t> ids;
       for (auto& [id, r] : live) ids.push_back(id);
       for (uint64_t id : ids) Finish(id, FinishReason::kAbort);
+      scheduler->WaitForKv();  // no connector thread may touch the pool after this
       PublishStats();
       Deliver();
       return;
     }
-    if (!live.empty()) Step();
+    if (!live.empty() || scheduler->has_pending_kv()) Step();
     PublishStats();
     Deliver();
   }

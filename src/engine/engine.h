@@ -62,6 +62,11 @@ struct EngineStats {
   int64_t steps = 0;
   int64_t prompt_tokens = 0;         // computed + cached, all requests so far
   int64_t generation_tokens = 0;
+  // The KvConnector (zero without one): sequences waiting for a load, loads
+  // started and failed (recomputed), prompt tokens loaded, saves started and failed.
+  int64_t loading = 0;
+  int64_t kv_loads = 0, kv_load_failures = 0, kv_loaded_tokens = 0;
+  int64_t kv_saves = 0, kv_save_failures = 0;
 };
 
 using OutputCallback = std::function<void(RequestOutput)>;

@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "engine/in_process_kv_connector.h"
 #include "engine/output_queue.h"
@@ -130,21 +133,169 @@ TEST_F(EngineTest, PreemptionKeepsOutputsAndFreesEverything) {
   EXPECT_EQ(st.running + st.waiting, 0);
 }
 
-// Two engines sharing one connector: what one computed, the other loads.
+// Two engines, each with its connector over one shared pool of chunks: what
+// one computed, the other loads; the outputs are identical.
 TEST_F(EngineTest, KvConnectorSharesPrefixesBetweenEngines) {
-  InProcessKvConnector shared(32, 16);
+  auto chunks = std::make_shared<InProcessKvChunks>();
+  InProcessKvConnector ca(chunks, 32, 16), cb(chunks, 32, 16);
   EngineOptions o;
   o.enable_prefix_caching = false;  // every hit must come through the connector
-  auto a = Make(o, DType::kF32, &shared);
-  auto b = Make(o, DType::kF32, &shared);
+  auto a = Make(o, DType::kF32, &ca);
+  auto b = Make(o, DType::kF32, &cb);
   EngineRequest r = Req(200, 5, 6);
   auto first = Run(*a, {r});
   EXPECT_EQ(first[0].usage.cached_tokens, 0);
-  EXPECT_EQ(shared.num_chunks(), 6);  // 6 whole 32-token chunks of the prompt (+ none of the output yet)
+  // Saves end asynchronously: 6 whole 32-token chunks of the prompt.
+  for (int i = 0; i < 500 && chunks->num_chunks() < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(chunks->num_chunks(), 6);
   auto second = Run(*b, {r});
   EXPECT_EQ(second[0].usage.cached_tokens, 192);
   EXPECT_EQ(second[0].tokens, first[0].tokens);
-  EXPECT_EQ(shared.loads(), 6);
+  EXPECT_EQ(chunks->loads(), 6);
+  EXPECT_EQ(b->Stats().kv_loaded_tokens, 192);
+}
+
+// A connector whose loads end only when the test says so.
+class GatedConnector final : public KvConnector {
+ public:
+  explicit GatedConnector(InProcessKvConnector* inner) : inner_(inner) {}
+  int64_t chunk_tokens() const override { return inner_->chunk_tokens(); }
+  int64_t ExternalPrefixTokens(std::span<const int32_t> t, std::span<const Hash128> k, int64_t hit) override {
+    return inner_->ExternalPrefixTokens(t, k, hit);
+  }
+  void StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, KvPageAccess& pages) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_.push_back({id, std::move(chunks), &pages});
+    ++loads_started_;
+  }
+  void StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pages) override {
+    inner_->StartSave(id, std::move(chunk), pages);
+  }
+  std::vector<KvCompletion> PollCompletions() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (open_) {
+        for (auto& h : held_) {
+          if (fail_) {
+            failed_.push_back({KvOp::kLoad, h.id, Unavailable("the store went away")});
+          } else {
+            inner_->StartLoad(h.id, std::move(h.chunks), *h.pages);
+          }
+        }
+        held_.clear();
+      }
+    }
+    std::vector<KvCompletion> out = inner_->PollCompletions();
+    std::lock_guard<std::mutex> lock(mu_);
+    out.insert(out.end(), failed_.begin(), failed_.end());
+    failed_.clear();
+    return out;
+  }
+  void Open(bool fail = false) {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    fail_ = fail;
+  }
+  int loads_started() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return loads_started_;
+  }
+
+ private:
+  struct Held {
+    uint64_t id;
+    std::vector<KvChunkRef> chunks;
+    KvPageAccess* pages;
+  };
+  InProcessKvConnector* inner_;
+  std::mutex mu_;
+  std::vector<Held> held_;
+  std::vector<KvCompletion> failed_;
+  bool open_ = false, fail_ = false;
+  int loads_started_ = 0;
+};
+
+// While a long prefix loads, a request that is decoding keeps going: the load
+// is not on the step thread. When the load ends the waiting request runs and
+// its output is the one computed without the connector; a failed load is
+// recomputed, with the same output.
+TEST_F(EngineTest, ALoadingPrefixNeverStallsOthersAndAFailedLoadRecomputes) {
+  EngineOptions plain;
+  plain.enable_prefix_caching = false;
+  auto ref_engine = Make(plain, DType::kF32);
+  EngineRequest longr = Req(300, 8, 4), shortr = Req(12, 9, 24);
+  auto ref = Run(*ref_engine, {longr, shortr});
+  for (bool fail : {false, true}) {
+    SCOPED_TRACE(fail ? "failed load" : "load");
+    auto chunks = std::make_shared<InProcessKvChunks>();
+    InProcessKvConnector writer_conn(chunks, 32, 16), reader_conn(chunks, 32, 16);
+    auto writer = Make(plain, DType::kF32, &writer_conn);
+    Run(*writer, {longr});
+    for (int i = 0; i < 500 && chunks->num_chunks() < 9; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(chunks->num_chunks(), 9);  // 9 whole chunks of 300 tokens
+    GatedConnector gated(&reader_conn);
+    auto reader = Make(plain, DType::kF32, &gated);
+    OutputQueue q;
+    const uint64_t a = reader->Submit(longr, q.Callback()).value();
+    for (int i = 0; i < 500 && gated.loads_started() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ASSERT_EQ(gated.loads_started(), 1);
+    for (int i = 0; i < 500 && reader->Stats().loading == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    EXPECT_EQ(reader->Stats().loading, 1) << "the request waits in its own state";
+    // The short request is admitted, decodes all its tokens and finishes
+    // while the long one's load is held.
+    const uint64_t b = reader->Submit(shortr, q.Callback()).value();
+    std::vector<RequestOutput> outs;
+    while (true) {
+      RequestOutput o = q.Next();
+      ASSERT_EQ(o.request_id, b) << "nothing of the loading request may come out before its load ends";
+      outs.push_back(o);
+      if (o.finished) break;
+    }
+    EXPECT_EQ(Collect(outs).tokens, ref[1].tokens);
+    EXPECT_EQ(reader->Stats().loading, 1);
+    gated.Open(fail);
+    std::vector<RequestOutput> outa;
+    while (true) {
+      RequestOutput o = q.Next();
+      ASSERT_EQ(o.request_id, a);
+      outa.push_back(o);
+      if (o.finished) break;
+    }
+    Completion got = Collect(outa);
+    EXPECT_EQ(got.tokens, ref[0].tokens) << "the same output whether the prefix was loaded or recomputed";
+    EXPECT_EQ(got.usage.cached_tokens, fail ? 0 : 288);
+    EngineStats st = reader->Stats();
+    EXPECT_EQ(st.kv_loads, 1);
+    EXPECT_EQ(st.kv_load_failures, fail ? 1 : 0);
+    EXPECT_EQ(st.loading, 0);
+  }
+}
+
+// A request cancelled while its prefix loads: its pages stay with the load
+// and are freed when it ends; the engine shuts down only after it.
+TEST_F(EngineTest, CancelDuringALoadFreesItsPagesWhenTheLoadEnds) {
+  auto chunks = std::make_shared<InProcessKvChunks>();
+  InProcessKvConnector writer_conn(chunks, 32, 16), reader_conn(chunks, 32, 16);
+  EngineOptions plain;
+  plain.enable_prefix_caching = false;
+  auto writer = Make(plain, DType::kF32, &writer_conn);
+  EngineRequest longr = Req(300, 8, 4);
+  Run(*writer, {longr});
+  for (int i = 0; i < 500 && chunks->num_chunks() < 9; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  GatedConnector gated(&reader_conn);
+  auto reader = Make(plain, DType::kF32, &gated);
+  OutputQueue q;
+  const uint64_t a = reader->Submit(longr, q.Callback()).value();
+  for (int i = 0; i < 500 && gated.loads_started() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_EQ(gated.loads_started(), 1);
+  reader->Cancel(a);
+  RequestOutput o = q.Next();
+  EXPECT_TRUE(o.finished);
+  EXPECT_EQ(o.finish_reason, FinishReason::kAbort);
+  EXPECT_GT(reader->Stats().kv_pages_used, 0) << "the load still owns its pages";
+  gated.Open();
+  for (int i = 0; i < 500 && reader->Stats().kv_pages_used > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_EQ(reader->Stats().kv_pages_used, 0);
 }
 
 TEST_F(EngineTest, CancelFreesPages) {

@@ -6,28 +6,87 @@
 
 namespace crescent::engine {
 
-InProcessKvConnector::InProcessKvConnector(int64_t chunk_tokens, int64_t page_tokens)
-    : chunk_tokens_(chunk_tokens), page_tokens_(page_tokens) {
+int64_t InProcessKvChunks::num_chunks() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(chunks_.size());
+}
+
+int64_t InProcessKvChunks::loads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return loads_;
+}
+
+InProcessKvConnector::InProcessKvConnector(std::shared_ptr<InProcessKvChunks> chunks, int64_t chunk_tokens,
+                                           int64_t page_tokens)
+    : chunks_(std::move(chunks)), chunk_tokens_(chunk_tokens), page_tokens_(page_tokens) {
+  CHECK(chunks_ != nullptr);
   CHECK(page_tokens > 0 && chunk_tokens > 0 && chunk_tokens % page_tokens == 0);
+  thread_ = std::thread([this] { Run(); });
+}
+
+InProcessKvConnector::~InProcessKvConnector() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
 }
 
 int64_t InProcessKvConnector::ExternalPrefixTokens(std::span<const int32_t> tokens,
                                                    std::span<const Hash128> chunk_keys, int64_t local_hit_tokens) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> lock(chunks_->mu_);
   int64_t n = 0;
-  while (n < static_cast<int64_t>(chunk_keys.size()) && chunks_.count(chunk_keys[n])) ++n;
+  while (n < static_cast<int64_t>(chunk_keys.size()) && chunks_->chunks_.count(chunk_keys[n])) ++n;
   const int64_t found = n * chunk_tokens_;
   return found > local_hit_tokens ? found : 0;
 }
 
-Status InProcessKvConnector::LoadPrefix(std::span<const KvChunkRef> chunks, KvPageAccess& pages) {
+void InProcessKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, KvPageAccess& pages) {
+  Post([this, id, chunks = std::move(chunks), &pages] { return KvCompletion{KvOp::kLoad, id, Load(chunks, pages)}; });
+}
+
+void InProcessKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pages) {
+  Post([this, id, chunk = std::move(chunk), &pages] { return KvCompletion{KvOp::kSave, id, Save(chunk, pages)}; });
+}
+
+std::vector<KvCompletion> InProcessKvConnector::PollCompletions() {
   std::lock_guard<std::mutex> lock(mu_);
+  std::vector<KvCompletion> out;
+  out.swap(done_);
+  return out;
+}
+
+void InProcessKvConnector::Post(std::function<KvCompletion()> job) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_all();
+}
+
+void InProcessKvConnector::Run() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    if (jobs_.empty()) return;  // stopping, nothing left
+    auto job = std::move(jobs_.front());
+    jobs_.pop_front();
+    lock.unlock();
+    KvCompletion c = job();
+    lock.lock();
+    done_.push_back(std::move(c));
+  }
+}
+
+Status InProcessKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages) {
+  std::lock_guard<std::mutex> lock(chunks_->mu_);
   const int64_t per_page = pages.page_bytes_per_layer();
   const int64_t pages_per_chunk = chunk_tokens_ / page_tokens_;
   const int64_t side = per_page * pages_per_chunk;
   for (const KvChunkRef& c : chunks) {
-    auto it = chunks_.find(c.key);
-    if (it == chunks_.end()) return NotFound("KV chunk " + c.key.ToHex() + " is gone");
+    auto it = chunks_->chunks_.find(c.key);
+    if (it == chunks_->chunks_.end()) return NotFound("KV chunk " + c.key.ToHex() + " is gone");
     const int64_t skip = (c.first_token - c.chunk_start) / page_tokens_;
     for (int64_t l = 0; l < pages.num_layers(); ++l) {
       const std::byte* k = it->second.data() + (2 * l) * side;
@@ -37,16 +96,20 @@ Status InProcessKvConnector::LoadPrefix(std::span<const KvChunkRef> chunks, KvPa
         std::memcpy(pages.V(l, c.pages[i]).data(), v + (skip + static_cast<int64_t>(i)) * per_page, per_page);
       }
     }
-    ++loads_;
+    ++chunks_->loads_;
   }
   return Status::Ok();
 }
 
-void InProcessKvConnector::SaveChunk(const KvChunkRef& chunk, KvPageAccess& pages) {
+Status InProcessKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages) {
   const int64_t pages_per_chunk = chunk_tokens_ / page_tokens_;
-  if (chunk.first_token != chunk.chunk_start || static_cast<int64_t>(chunk.pages.size()) != pages_per_chunk) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  if (chunks_.count(chunk.key)) return;
+  if (chunk.first_token != chunk.chunk_start || static_cast<int64_t>(chunk.pages.size()) != pages_per_chunk) {
+    return InvalidArgument("a saved chunk must cover its whole chunk");
+  }
+  {
+    std::lock_guard<std::mutex> lock(chunks_->mu_);
+    if (chunks_->chunks_.count(chunk.key)) return Status::Ok();
+  }
   const int64_t per_page = pages.page_bytes_per_layer();
   std::vector<std::byte> bytes(static_cast<size_t>(2 * pages.num_layers() * pages_per_chunk * per_page));
   std::byte* out = bytes.data();
@@ -54,23 +117,9 @@ void InProcessKvConnector::SaveChunk(const KvChunkRef& chunk, KvPageAccess& page
     for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.K(l, p).data(), per_page)) + per_page;
     for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.V(l, p).data(), per_page)) + per_page;
   }
-  chunks_.emplace(chunk.key, std::move(bytes));
-}
-
-Status InProcessKvConnector::SendKv(const std::string& peer, std::span<const KvChunkRef> chunks, KvPageAccess& pages) {
-  // In one process every peer reads the same map.
-  for (const KvChunkRef& c : chunks) SaveChunk(c, pages);
+  std::lock_guard<std::mutex> lock(chunks_->mu_);
+  chunks_->chunks_.emplace(chunk.key, std::move(bytes));
   return Status::Ok();
-}
-
-int64_t InProcessKvConnector::num_chunks() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int64_t>(chunks_.size());
-}
-
-int64_t InProcessKvConnector::loads() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return loads_;
 }
 
 }  // namespace crescent::engine

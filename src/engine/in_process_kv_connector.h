@@ -1,17 +1,24 @@
-// InProcessKvConnector: a KvConnector whose "outside" is a map in this process —
-// several engines in one process sharing it behave like instances sharing the
-// KVCache pool (and SendKv like a prefill instance handing KV to a decode one).
-// It is what tests use; the KV store and the transfer engine plug in behind the
-// same interface later.
+// InProcessKvConnector: a KvConnector whose "outside" is an InProcessKvChunks
+// map in this process: several engines, each with its own connector over one
+// shared map, behave like instances sharing the KVCache pool. It is what the
+// engine's tests use; the KV store plugs in behind the same interface.
 //
 // A stored chunk is chunk_tokens() tokens of K/V for all layers, laid out
 // layer-major as DESIGN.md's store objects: layer 0 K, layer 0 V, layer 1 K, ...
 // (each side is the chunk's pages back to back).
-// Thread-safe (one mutex): engines on different threads may share one.
+// Loads and saves run on the connector's own thread, in order; completions
+// wait for PollCompletions. The destructor finishes the queued work.
+// Thread-safety: KvConnector's methods from one (step) thread; the map is
+// shared under its own mutex.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -19,26 +26,47 @@
 
 namespace crescent::engine {
 
+class InProcessKvChunks {
+ public:
+  int64_t num_chunks() const;
+  int64_t loads() const;  // chunks handed out by loads
+
+ private:
+  friend class InProcessKvConnector;
+  mutable std::mutex mu_;
+  std::unordered_map<Hash128, std::vector<std::byte>, Hash128Hasher> chunks_;  // GUARDED_BY(mu_)
+  int64_t loads_ = 0;                                                           // GUARDED_BY(mu_)
+};
+
 class InProcessKvConnector final : public KvConnector {
  public:
   // REQUIRES: chunk_tokens a multiple of the engines' page_tokens.
-  InProcessKvConnector(int64_t chunk_tokens, int64_t page_tokens);
+  InProcessKvConnector(std::shared_ptr<InProcessKvChunks> chunks, int64_t chunk_tokens, int64_t page_tokens);
+  ~InProcessKvConnector() override;
 
   int64_t chunk_tokens() const override { return chunk_tokens_; }
   int64_t ExternalPrefixTokens(std::span<const int32_t> tokens, std::span<const Hash128> chunk_keys,
                                int64_t local_hit_tokens) override;
-  Status LoadPrefix(std::span<const KvChunkRef> chunks, KvPageAccess& pages) override;
-  void SaveChunk(const KvChunkRef& chunk, KvPageAccess& pages) override;
-  Status SendKv(const std::string& peer, std::span<const KvChunkRef> chunks, KvPageAccess& pages) override;
+  void StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, KvPageAccess& pages) override;
+  void StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pages) override;
+  std::vector<KvCompletion> PollCompletions() override;
 
-  int64_t num_chunks() const;
-  int64_t loads() const;  // chunks handed out by LoadPrefix
+  InProcessKvChunks& chunks() { return *chunks_; }
 
  private:
+  Status Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages);
+  Status Save(const KvChunkRef& chunk, KvPageAccess& pages);
+  void Post(std::function<KvCompletion()> job);
+  void Run();
+
+  const std::shared_ptr<InProcessKvChunks> chunks_;
   const int64_t chunk_tokens_, page_tokens_;
-  mutable std::mutex mu_;
-  std::unordered_map<Hash128, std::vector<std::byte>, Hash128Hasher> chunks_;
-  int64_t loads_ = 0;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<KvCompletion()>> jobs_;  // GUARDED_BY(mu_)
+  std::vector<KvCompletion> done_;                  // GUARDED_BY(mu_)
+  bool stop_ = false;                               // GUARDED_BY(mu_)
+  std::thread thread_;
 };
 
 }  // namespace crescent::engine

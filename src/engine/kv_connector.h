@@ -1,22 +1,36 @@
 // KvConnector: the seam between the engine and KV that lives outside it — the
 // shared KVCache store, or another instance in a prefill/decode split (DESIGN.md,
-// "Engine step"). The scheduler calls it at fixed points and never knows which
-// implementation is behind it:
+// "Engine step"). It is asynchronous (as vLLM v1's connector): the scheduler
+// plans on the step thread, the connector moves bytes on its own threads, and
+// the scheduler collects what ended at the next step boundary, so a slow load
+// or save never stalls the sequences that are decoding:
 //
-//   before scheduling a waiting request:  n = ExternalPrefixTokens(prompt, local_hit)
-//     (tokens beyond the local prefix-cache hit that exist outside, in whole chunks)
-//   after allocating pages for them:      LoadPrefix(..., pages)  -> K/V written in place
-//   when a full chunk of a sequence is computed:  SaveChunk(...)
-//   when a prefill finishes on a prefill instance: SendKv(...) to its decode peer
+//   admitting a waiting sequence:  n = ExternalPrefixTokens(tokens, keys, local_hit)
+//     (whole chunks beyond the local prefix-cache hit that exist outside;
+//      a lookup, never a transfer)
+//   pages reserved for them:       StartLoad(id, chunks, pages)   returns at once;
+//     the sequence waits in its own state while the others run
+//   a full chunk computed:         StartSave(id, chunk, pages)    returns at once;
+//     the chunk's pages stay pinned (referenced) until the save has ended
+//   every step:                    PollCompletions()  -> the loads and saves that
+//     ended since the last call, each ok or failed with a reason
+//
+// Ownership of pages: from StartLoad (StartSave) until its completion has been
+// returned by PollCompletions, the connector's threads write (read) the listed
+// pages through `pages`; the scheduler neither frees, reuses nor computes into
+// them meanwhile. Every started load and save must complete (ok, failed or
+// timed out) in bounded time: the engine waits for them before its KV pool
+// goes away. A failed load is recomputed; a failed save is counted and dropped.
 //
 // Pages are addressed through a KvPageAccess: (layer, page) -> K and V bytes in
 // the layout of DESIGN.md, so an implementation copies bytes, never tokens.
-// Thread-safety: called only from the engine's step thread.
+// Thread-safety: the methods are called from the engine's step thread only;
+// KvPageAccess::K/V may be called from any thread (they compute addresses).
 #pragma once
 
 #include <cstdint>
 #include <span>
-#include <string>
+#include <vector>
 
 #include "base/hash.h"
 #include "base/status.h"
@@ -37,10 +51,18 @@ class KvPageAccess {
 // (a chunk may start before first_token when its head is already cached locally;
 // those pages are not listed and must not be written).
 struct KvChunkRef {
-  Hash128 key;                     // names the whole prefix up to the chunk's end
-  int64_t chunk_start = 0;         // position of the chunk's first token
-  int64_t first_token = 0;         // first token covered by `pages` (page aligned)
-  std::span<const int32_t> pages;  // pages for [first_token, chunk end), token order
+  Hash128 key;                 // names the whole prefix up to the chunk's end
+  int64_t chunk_start = 0;     // position of the chunk's first token
+  int64_t first_token = 0;     // first token covered by `pages` (page aligned)
+  std::vector<int32_t> pages;  // pages for [first_token, chunk end), token order
+};
+
+enum class KvOp { kLoad, kSave };
+
+struct KvCompletion {
+  KvOp op = KvOp::kLoad;
+  uint64_t id = 0;  // as given to StartLoad / StartSave
+  Status status;
 };
 
 class KvConnector {
@@ -53,12 +75,14 @@ class KvConnector {
   // prefix ending with chunk i (one key per whole chunk of `tokens`).
   virtual int64_t ExternalPrefixTokens(std::span<const int32_t> tokens, std::span<const Hash128> chunk_keys,
                                        int64_t local_hit_tokens) = 0;
-  // Writes K/V of `chunks` into their pages. On error the engine recomputes them.
-  virtual Status LoadPrefix(std::span<const KvChunkRef> chunks, KvPageAccess& pages) = 0;
-  // Offers a computed chunk (the store may keep a copy).
-  virtual void SaveChunk(const KvChunkRef& chunk, KvPageAccess& pages) = 0;
-  // Sends a finished prefill's KV to `peer` (prefill/decode split).
-  virtual Status SendKv(const std::string& peer, std::span<const KvChunkRef> chunks, KvPageAccess& pages) = 0;
+  // Starts writing K/V of `chunks` into their pages; `id` names the load in
+  // its completion. Returns at once.
+  virtual void StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, KvPageAccess& pages) = 0;
+  // Starts offering a computed chunk (the store may keep a copy); `chunk.pages`
+  // cover the whole chunk. Returns at once.
+  virtual void StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pages) = 0;
+  // The loads and saves that ended since the last call.
+  virtual std::vector<KvCompletion> PollCompletions() = 0;
 };
 
 }  // namespace crescent::engine

@@ -1,6 +1,8 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 namespace crescent::engine {
 
@@ -24,8 +26,69 @@ void Scheduler::Remove(Sequence* seq) {
   if (it != running_.end()) running_.erase(it);
   auto wt = std::find(waiting_.begin(), waiting_.end(), seq);
   if (wt != waiting_.end()) waiting_.erase(wt);
-  pool_->Release(seq->kv);
+  auto lt = loads_.find(seq->id);
+  if (lt != loads_.end() && lt->second.seq == seq) {
+    // The connector is writing into its pages: they go when the load ends.
+    lt->second.seq = nullptr;
+    lt->second.orphan = std::move(seq->kv.pages);
+    seq->kv = SequenceKv{};
+  } else {
+    pool_->Release(seq->kv);
+  }
   seq->num_computed = 0;
+}
+
+void Scheduler::CollectKv() {
+  if (connector_ == nullptr) return;
+  const int64_t pt = pool_->shape().page_tokens;
+  std::vector<KvCompletion> done = connector_->PollCompletions();
+  // Loads that ended go back to the head of the queue in the order they were
+  // admitted (by id, i.e. arrival), ahead of everything that waited behind them.
+  std::vector<Sequence*> ready;
+  for (const KvCompletion& c : done) {
+    if (c.op == KvOp::kSave) {
+      auto it = saves_.find(c.id);
+      if (it == saves_.end()) continue;
+      for (int32_t p : it->second) pool_->Unref(p);
+      saves_.erase(it);
+      if (!c.status.ok()) ++kv_stats_.save_failures;
+      continue;
+    }
+    auto it = loads_.find(c.id);
+    if (it == loads_.end()) continue;
+    PendingLoad load = std::move(it->second);
+    loads_.erase(it);
+    if (load.seq == nullptr) {  // removed meanwhile
+      for (int32_t p : load.orphan) pool_->Unref(p);
+      continue;
+    }
+    Sequence* seq = load.seq;
+    seq->external_prefix_ready = true;
+    if (c.status.ok()) {
+      seq->kv.num_tokens = load.tokens;
+      kv_stats_.loaded_tokens += std::min(load.tokens, seq->prompt_len);
+      // The loaded pages join the prefix cache: a later sequence (or this
+      // one, should it be preempted) finds them locally.
+      if (config_.enable_prefix_caching) {
+        for (int64_t i = 0; i < load.tokens / pt; ++i) pool_->SetKey(seq->kv.pages[i], seq->page_keys[i]);
+      }
+    } else {
+      ++kv_stats_.load_failures;
+      for (size_t i = load.local_pages; i < seq->kv.pages.size(); ++i) pool_->Unref(seq->kv.pages[i]);
+      seq->kv.pages.resize(load.local_pages);
+      seq->kv.num_tokens = static_cast<int64_t>(load.local_pages) * pt;
+    }
+    ready.push_back(seq);
+  }
+  std::sort(ready.begin(), ready.end(), [](Sequence* a, Sequence* b) { return a->id > b->id; });
+  for (Sequence* seq : ready) waiting_.push_front(seq);
+}
+
+void Scheduler::WaitForKv() {
+  while (has_pending_kv()) {
+    CollectKv();
+    if (has_pending_kv()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void Scheduler::ExtendKeys(Sequence* seq) const {
@@ -53,41 +116,40 @@ int64_t Scheduler::TakeCachedPrefix(Sequence* seq) {
       seq->kv.pages.push_back(p);
     }
   }
-  int64_t tokens = hit * pt;
-  if (connector_ != nullptr && hit < max_pages) {
-    ExtendKeys(seq);
-    const int64_t ct = connector_->chunk_tokens();
-    const int64_t pages_per_chunk = ct / pt;
-    std::vector<Hash128> chunk_keys;
-    for (int64_t c = 1; c * pages_per_chunk <= static_cast<int64_t>(seq->page_keys.size()); ++c) {
-      chunk_keys.push_back(seq->page_keys[c * pages_per_chunk - 1]);
-    }
-    int64_t ext = connector_->ExternalPrefixTokens(seq->tokens, chunk_keys, tokens);
-    ext = std::min(ext, max_pages * pt);
-    ext = ext / ct * ct;  // whole chunks only
-    if (ext > tokens) {
-      const size_t before = seq->kv.pages.size();
-      if (pool_->Reserve(seq->kv, ext).ok()) {
-        std::vector<KvChunkRef> chunks;
-        for (int64_t c = tokens / ct; c < ext / ct; ++c) {
-          KvChunkRef ref;
-          ref.key = chunk_keys[c];
-          ref.chunk_start = c * ct;
-          ref.first_token = std::max(c * ct, tokens);
-          ref.pages = std::span<const int32_t>(seq->kv.pages.data() + ref.first_token / pt,
-                                               static_cast<size_t>((c * ct + ct - ref.first_token) / pt));
-          chunks.push_back(ref);
-        }
-        if (connector_->LoadPrefix(chunks, *pool_).ok()) {
-          tokens = ext;
-        } else {
-          for (size_t i = before; i < seq->kv.pages.size(); ++i) pool_->Unref(seq->kv.pages[i]);
-          seq->kv.pages.resize(before);
-        }
-      }
-    }
+  return hit * pt;
+}
+
+bool Scheduler::StartExternalLoad(Sequence* seq, int64_t cached) {
+  const int64_t pt = pool_->shape().page_tokens;
+  const int64_t max_tokens = (seq->num_tokens() - 1) / pt * pt;
+  if (connector_ == nullptr || seq->external_tried || cached >= max_tokens) return false;
+  seq->external_tried = true;
+  ExtendKeys(seq);
+  const int64_t ct = connector_->chunk_tokens();
+  const int64_t pages_per_chunk = ct / pt;
+  std::vector<Hash128> chunk_keys;
+  for (int64_t c = 1; c * pages_per_chunk <= static_cast<int64_t>(seq->page_keys.size()); ++c) {
+    chunk_keys.push_back(seq->page_keys[c * pages_per_chunk - 1]);
   }
-  return tokens;
+  int64_t ext = connector_->ExternalPrefixTokens(seq->tokens, chunk_keys, cached);
+  ext = std::min(ext, max_tokens);
+  ext = ext / ct * ct;  // whole chunks only
+  if (ext <= cached) return false;
+  const size_t local_pages = seq->kv.pages.size();
+  if (!pool_->Reserve(seq->kv, ext).ok()) return false;  // no room: compute it instead
+  std::vector<KvChunkRef> chunks;
+  for (int64_t c = cached / ct; c < ext / ct; ++c) {
+    KvChunkRef ref;
+    ref.key = chunk_keys[c];
+    ref.chunk_start = c * ct;
+    ref.first_token = std::max(c * ct, cached);
+    ref.pages.assign(seq->kv.pages.begin() + ref.first_token / pt, seq->kv.pages.begin() + (c + 1) * ct / pt);
+    chunks.push_back(std::move(ref));
+  }
+  loads_[seq->id] = PendingLoad{seq, ext, local_pages, {}};
+  ++kv_stats_.loads;
+  connector_->StartLoad(seq->id, std::move(chunks), *pool_);
+  return true;
 }
 
 void Scheduler::Preempt(Sequence* seq) {
@@ -99,6 +161,7 @@ void Scheduler::Preempt(Sequence* seq) {
 }
 
 SchedulerOutput Scheduler::Schedule() {
+  CollectKv();
   SchedulerOutput out;
   int64_t budget = config_.max_num_batched_tokens;
   // 1. Running sequences, oldest first.
@@ -129,7 +192,17 @@ SchedulerOutput Scheduler::Schedule() {
   while (out.preempted.empty() && budget > 0 && !waiting_.empty() &&
          static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
     Sequence* seq = waiting_.front();
-    const int64_t cached = TakeCachedPrefix(seq);
+    int64_t cached;
+    if (seq->external_prefix_ready) {  // back from a load: its prefix is in its pages
+      seq->external_prefix_ready = false;
+      cached = seq->kv.num_tokens;
+    } else {
+      cached = TakeCachedPrefix(seq);
+      if (StartExternalLoad(seq, cached)) {
+        waiting_.pop_front();  // waits in loads_; the others go on
+        continue;
+      }
+    }
     const int64_t n = std::min(seq->num_tokens() - cached, budget);
     if (!pool_->Reserve(seq->kv, cached + n).ok()) {
       pool_->Release(seq->kv);
@@ -163,8 +236,12 @@ void Scheduler::Commit(const SchedulerOutput& out) {
       for (int64_t c = s.start / ct; (c + 1) * ct <= seq->num_computed; ++c) {
         if ((c + 1) * ct <= s.start) continue;  // saved by an earlier step
         KvChunkRef ref{seq->page_keys[(c + 1) * per - 1], c * ct, c * ct,
-                       std::span<const int32_t>(seq->kv.pages.data() + c * per, static_cast<size_t>(per))};
-        connector_->SaveChunk(ref, *pool_);
+                       std::vector<int32_t>(seq->kv.pages.begin() + c * per, seq->kv.pages.begin() + (c + 1) * per)};
+        for (int32_t p : ref.pages) pool_->Ref(p);  // pinned until the save ends
+        const uint64_t id = next_save_id_++;
+        saves_[id] = ref.pages;
+        ++kv_stats_.saves;
+        connector_->StartSave(id, std::move(ref), *pool_);
       }
     }
     if (!config_.enable_prefix_caching) continue;

@@ -29,6 +29,10 @@ struct Sequence {
   // Prompt tokens served from the prefix cache or a connector at first admission.
   int64_t cached_prompt_tokens = 0;
   bool admitted_once = false;
+  // Its prefix came from (or failed to come from) the KvConnector: its pages
+  // hold kv.num_tokens tokens ready for admission; no second load.
+  bool external_prefix_ready = false;
+  bool external_tried = false;
   int64_t num_preemptions = 0;
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
