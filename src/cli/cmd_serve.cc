@@ -17,6 +17,8 @@ namespace crescent::cli {
 void RegisterServe(CLI::App& app) {
   auto o = std::make_shared<server::ServeOptions>();
   auto grace = std::make_shared<double>(5.0);
+  auto offload_dram = std::make_shared<std::string>("auto");
+  auto offload_ssd = std::make_shared<std::string>("64G");
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over the OpenAI API (HTTP, SSE)");
   cmd->add_option("--model", o->model.spec, "Model folder, or dummy:<preset> (tiny-llama3, tiny-qwen3, llama3-1b, "
                                             "qwen3-0.6b) for a random-weight model with a real tokenizer")
@@ -44,7 +46,22 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--shutdown-grace", *grace, "Seconds in-flight requests get to finish on SIGINT/SIGTERM")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
-  cmd->callback([o, grace] {
+  cmd->add_option("--kv-offload-dram-bytes", *offload_dram,
+                  "KV offload tier in DRAM (e.g. 8G; auto: 20% of available memory, at most 32G; 0: off)")
+      ->capture_default_str();
+  cmd->add_option("--kv-offload-ssd-dir", o->kv_offload_ssd_dir,
+                  "KV offload tier on SSD in this directory (kept across restarts)");
+  cmd->add_option("--kv-offload-ssd-bytes", *offload_ssd, "Size of the SSD tier")->capture_default_str();
+  cmd->add_option("--store-master", o->store_master,
+                  "Share the KV store of this master (host:port or etcd://host:port) instead of an in-process one");
+  cmd->add_option("--kv-chunk-tokens", o->kv_chunk_tokens, "Tokens per offloaded KV chunk (a multiple of 16)")
+      ->check(CLI::Range(int64_t{16}, int64_t{4096}))
+      ->capture_default_str();
+  cmd->callback([o, grace, offload_dram, offload_ssd] {
+    o->kv_offload_dram_bytes = *offload_dram == "auto" ? -1
+                               : *offload_dram == "0"  ? 0
+                                                       : static_cast<int64_t>(ValueOrThrow(ParseSize(*offload_dram)));
+    o->kv_offload_ssd_bytes = static_cast<int64_t>(ValueOrThrow(ParseSize(*offload_ssd)));
     // Block the signals before any thread starts, so they all inherit the mask
     // and only sigtimedwait below sees them.
     BlockTerminationSignals();

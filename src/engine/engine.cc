@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "base/logging.h"
+#include "base/sys_info.h"
 #include "engine/scheduler.h"
 #include "engine/stop_checker.h"
 #include "model/detokenizer.h"
@@ -33,18 +34,6 @@ namespace {
 
 double NowSeconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// Bytes of memory the kernel reports as available (MemAvailable), or 0.
-int64_t AvailableMemory() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  int64_t kb;
-  std::string unit;
-  while (f >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
-  }
-  return 0;
 }
 
 // One request inside the engine.

@@ -80,23 +80,27 @@ void InProcessKvConnector::Run() {
 }
 
 Status InProcessKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages) {
-  std::lock_guard<std::mutex> lock(chunks_->mu_);
   const int64_t per_page = pages.page_bytes_per_layer();
   const int64_t pages_per_chunk = chunk_tokens_ / page_tokens_;
   const int64_t side = per_page * pages_per_chunk;
   for (const KvChunkRef& c : chunks) {
-    auto it = chunks_->chunks_.find(c.key);
-    if (it == chunks_->chunks_.end()) return NotFound("KV chunk " + c.key.ToHex() + " is gone");
+    std::shared_ptr<const std::vector<std::byte>> bytes;
+    {
+      std::lock_guard<std::mutex> lock(chunks_->mu_);
+      auto it = chunks_->chunks_.find(c.key);
+      if (it == chunks_->chunks_.end()) return NotFound("KV chunk " + c.key.ToHex() + " is gone");
+      bytes = it->second;
+      ++chunks_->loads_;
+    }
     const int64_t skip = (c.first_token - c.chunk_start) / page_tokens_;
     for (int64_t l = 0; l < pages.num_layers(); ++l) {
-      const std::byte* k = it->second.data() + (2 * l) * side;
+      const std::byte* k = bytes->data() + (2 * l) * side;
       const std::byte* v = k + side;
       for (size_t i = 0; i < c.pages.size(); ++i) {
         std::memcpy(pages.K(l, c.pages[i]).data(), k + (skip + static_cast<int64_t>(i)) * per_page, per_page);
         std::memcpy(pages.V(l, c.pages[i]).data(), v + (skip + static_cast<int64_t>(i)) * per_page, per_page);
       }
     }
-    ++chunks_->loads_;
   }
   return Status::Ok();
 }
@@ -118,7 +122,7 @@ Status InProcessKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages) 
     for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.V(l, p).data(), per_page)) + per_page;
   }
   std::lock_guard<std::mutex> lock(chunks_->mu_);
-  chunks_->chunks_.emplace(chunk.key, std::move(bytes));
+  chunks_->chunks_.emplace(chunk.key, std::make_shared<const std::vector<std::byte>>(std::move(bytes)));
   return Status::Ok();
 }
 

@@ -34,7 +34,8 @@ class InProcessKvChunks {
  private:
   friend class InProcessKvConnector;
   mutable std::mutex mu_;
-  std::unordered_map<Hash128, std::vector<std::byte>, Hash128Hasher> chunks_;  // GUARDED_BY(mu_)
+  // Immutable once stored: copies run outside the lock.
+  std::unordered_map<Hash128, std::shared_ptr<const std::vector<std::byte>>, Hash128Hasher> chunks_;  // GUARDED_BY(mu_)
   int64_t loads_ = 0;                                                           // GUARDED_BY(mu_)
 };
 

@@ -52,6 +52,7 @@ class KvPageAccess {
 // those pages are not listed and must not be written).
 struct KvChunkRef {
   Hash128 key;                 // names the whole prefix up to the chunk's end
+  Hash128 parent;              // the previous chunk's key (zero for the first chunk)
   int64_t chunk_start = 0;     // position of the chunk's first token
   int64_t first_token = 0;     // first token covered by `pages` (page aligned)
   std::vector<int32_t> pages;  // pages for [first_token, chunk end), token order

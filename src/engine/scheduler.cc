@@ -66,7 +66,8 @@ void Scheduler::CollectKv() {
     seq->external_prefix_ready = true;
     if (c.status.ok()) {
       seq->kv.num_tokens = load.tokens;
-      kv_stats_.loaded_tokens += std::min(load.tokens, seq->prompt_len);
+      kv_stats_.loaded_tokens +=
+          std::max<int64_t>(0, std::min(load.tokens, seq->prompt_len) - static_cast<int64_t>(load.local_pages) * pt);
       // The loaded pages join the prefix cache: a later sequence (or this
       // one, should it be preempted) finds them locally.
       if (config_.enable_prefix_caching) {
@@ -80,8 +81,11 @@ void Scheduler::CollectKv() {
     }
     ready.push_back(seq);
   }
-  std::sort(ready.begin(), ready.end(), [](Sequence* a, Sequence* b) { return a->id > b->id; });
-  for (Sequence* seq : ready) waiting_.push_front(seq);
+  // Back in arrival order: before the first waiting sequence that came later.
+  for (Sequence* seq : ready) {
+    auto at = std::find_if(waiting_.begin(), waiting_.end(), [&](Sequence* w) { return w->id > seq->id; });
+    waiting_.insert(at, seq);
+  }
 }
 
 void Scheduler::WaitForKv() {
@@ -123,6 +127,8 @@ bool Scheduler::StartExternalLoad(Sequence* seq, int64_t cached) {
   const int64_t pt = pool_->shape().page_tokens;
   const int64_t max_tokens = (seq->num_tokens() - 1) / pt * pt;
   if (connector_ == nullptr || seq->external_tried || cached >= max_tokens) return false;
+  // Blocked for room before: ask again only once more pages are free.
+  if (seq->external_retry_free >= 0 && pool_->num_free_pages() <= seq->external_retry_free) return false;
   seq->external_tried = true;
   ExtendKeys(seq);
   const int64_t ct = connector_->chunk_tokens();
@@ -136,11 +142,17 @@ bool Scheduler::StartExternalLoad(Sequence* seq, int64_t cached) {
   ext = ext / ct * ct;  // whole chunks only
   if (ext <= cached) return false;
   const size_t local_pages = seq->kv.pages.size();
-  if (!pool_->Reserve(seq->kv, ext).ok()) return false;  // no room: compute it instead
+  if (!pool_->Reserve(seq->kv, ext).ok()) {  // no room now: compute it, or load once pages are freed
+    seq->external_tried = false;
+    seq->external_retry_free = pool_->num_free_pages();
+    return false;
+  }
+  seq->external_retry_free = -1;
   std::vector<KvChunkRef> chunks;
   for (int64_t c = cached / ct; c < ext / ct; ++c) {
     KvChunkRef ref;
     ref.key = chunk_keys[c];
+    if (c > 0) ref.parent = chunk_keys[c - 1];
     ref.chunk_start = c * ct;
     ref.first_token = std::max(c * ct, cached);
     ref.pages.assign(seq->kv.pages.begin() + ref.first_token / pt, seq->kv.pages.begin() + (c + 1) * ct / pt);
@@ -155,6 +167,7 @@ bool Scheduler::StartExternalLoad(Sequence* seq, int64_t cached) {
 void Scheduler::Preempt(Sequence* seq) {
   pool_->Release(seq->kv);  // full pages keep their keys: a resumed seq may hit them
   seq->num_computed = 0;
+  seq->external_tried = false;  // what left the pool may be loaded again
   ++seq->num_preemptions;
   ++num_preemptions_;
   waiting_.push_front(seq);
@@ -189,8 +202,9 @@ SchedulerOutput Scheduler::Schedule() {
     ++i;
   }
   // 2. Waiting sequences, in order; none are admitted after a preemption this step.
+  // Sequences loading their prefix hold seats too.
   while (out.preempted.empty() && budget > 0 && !waiting_.empty() &&
-         static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
+         static_cast<int64_t>(running_.size() + loads_.size()) < config_.max_num_seqs) {
     Sequence* seq = waiting_.front();
     int64_t cached;
     if (seq->external_prefix_ready) {  // back from a load: its prefix is in its pages
@@ -205,8 +219,21 @@ SchedulerOutput Scheduler::Schedule() {
     }
     const int64_t n = std::min(seq->num_tokens() - cached, budget);
     if (!pool_->Reserve(seq->kv, cached + n).ok()) {
-      pool_->Release(seq->kv);
-      break;
+      // Sequences behind it that are back from a load hold pages nobody
+      // computes with: give them to the prefix cache (they take them back by
+      // key when their turn comes), or the head could wait on them forever.
+      bool gave = false;
+      for (Sequence* w : waiting_) {
+        if (w == seq || !w->external_prefix_ready) continue;
+        pool_->Release(w->kv);
+        w->external_prefix_ready = false;
+        w->external_tried = false;  // what the cache loses of it may be loaded again
+        gave = true;
+      }
+      if (!gave || !pool_->Reserve(seq->kv, cached + n).ok()) {
+        pool_->Release(seq->kv);
+        break;
+      }
     }
     seq->num_computed = cached;
     seq->kv.num_tokens = cached;
@@ -235,7 +262,7 @@ void Scheduler::Commit(const SchedulerOutput& out) {
       const int64_t ct = connector_->chunk_tokens(), per = ct / pt;
       for (int64_t c = s.start / ct; (c + 1) * ct <= seq->num_computed; ++c) {
         if ((c + 1) * ct <= s.start) continue;  // saved by an earlier step
-        KvChunkRef ref{seq->page_keys[(c + 1) * per - 1], c * ct, c * ct,
+        KvChunkRef ref{seq->page_keys[(c + 1) * per - 1], c > 0 ? seq->page_keys[c * per - 1] : Hash128{}, c * ct, c * ct,
                        std::vector<int32_t>(seq->kv.pages.begin() + c * per, seq->kv.pages.begin() + (c + 1) * per)};
         for (int32_t p : ref.pages) pool_->Ref(p);  // pinned until the save ends
         const uint64_t id = next_save_id_++;

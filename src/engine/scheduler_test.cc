@@ -264,5 +264,51 @@ TEST_F(SchedulerTest, NoRoomForTheExternalPrefixComputesIt) {
   EXPECT_EQ(o.scheduled[0].start, 0);
 }
 
+// Sequences back from their loads hold pages while they wait; when the head
+// cannot get the one more page it needs, the others give theirs back to the
+// prefix cache instead of the queue waiting on itself forever.
+TEST_F(SchedulerTest, FinishedLoadsWaitingBehindTheHeadNeverDeadlockIt) {
+  Make(8, SchedulerConfig{}, true);
+  Sequence *a = Seq(1, 17, 1), *b = Seq(2, 17, 2), *c = Seq(3, 17, 3);
+  for (Sequence* s : {a, b, c}) {
+    Publish(s);
+    sched_->Add(s);
+  }
+  Step();
+  ASSERT_EQ(conn_.loads.size(), 2u) << "a and b load 16 tokens in 4 pages each; c finds no room";
+  conn_.EndLoad(1);
+  conn_.EndLoad(2);
+  SchedulerOutput o = Step();
+  ASSERT_TRUE(Has(o, a)) << "the head needs a fifth page: b gives its pages back";
+  EXPECT_EQ(o.scheduled[0].start, 16);
+  sched_->Remove(a);
+  Step();  // b's first page went to a: b loads again what the cache lost
+  ASSERT_EQ(conn_.loads.count(2), 1u);
+  conn_.EndLoad(2);
+  if (conn_.loads.count(3)) conn_.EndLoad(3);  // c found room for its load meanwhile
+  o = Step();
+  ASSERT_TRUE(Has(o, b));
+  EXPECT_EQ(b->cached_prompt_tokens, 16);
+}
+
+// A sequence loading its prefix holds a seat: no more loads than seats.
+TEST_F(SchedulerTest, ALoadTakesASeat) {
+  SchedulerConfig c;
+  c.max_num_seqs = 1;
+  Make(64, c, true);
+  Sequence* old = Seq(1, 6, 5);
+  sched_->Add(old);
+  Step();  // old runs and holds the only seat
+  Sequence* mid = Seq(2, 6, 6);
+  Sequence* late = Seq(3, 17, 7);
+  Publish(late);
+  sched_->Add(mid);
+  sched_->Add(late);
+  sched_->Remove(old);
+  Step();  // mid takes the seat
+  EXPECT_TRUE(conn_.loads.empty()) << "no seat left for late's load";
+  EXPECT_EQ(sched_->num_waiting(), 1);
+}
+
 }  // namespace
 }  // namespace crescent::engine

@@ -33,6 +33,7 @@ struct Sequence {
   // hold kv.num_tokens tokens ready for admission; no second load.
   bool external_prefix_ready = false;
   bool external_tried = false;
+  int64_t external_retry_free = -1;  // free pages when a load found no room
   int64_t num_preemptions = 0;
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }

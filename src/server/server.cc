@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "base/logging.h"
+#include "base/sys_info.h"
 #include "engine/model_runner.h"
 
 namespace crescent::server {
@@ -58,7 +59,8 @@ void Server::Load() {
     eo.max_num_seqs = options_.max_num_seqs;
     eo.kv_cache_bytes = options_.kv_cache_bytes;
     eo.max_waiting = options_.max_waiting;
-    ASSIGN_OR_RETURN(engine_, engine::Engine::Create(std::move(runner), tokenizer_.get(), eo));
+    RETURN_IF_ERROR(StartStore(*runner, eo.page_tokens));
+    ASSIGN_OR_RETURN(engine_, engine::Engine::Create(std::move(runner), tokenizer_.get(), eo, connector_.get()));
     const int64_t kv_tokens = engine_->Stats().kv_pages_total * eo.page_tokens;
     service_->SetReady(engine_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, kv_tokens);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -72,6 +74,41 @@ void Server::Load() {
   }
   load_status_ = st;
   loaded_.store(true);
+}
+
+Status Server::StartStore(const engine::ModelRunner& runner, int64_t page_tokens) {
+  int64_t dram = options_.kv_offload_dram_bytes;
+  if (dram < 0) dram = std::min<int64_t>(static_cast<int64_t>(AvailableMemory() / 5), int64_t{32} << 30);
+  if (dram == 0 && options_.store_master.empty()) return Status::Ok();
+  const engine::KvCacheShape shape = runner.kv_shape(page_tokens);
+  store::StoreStackOptions so;
+  so.master = options_.store_master.empty() ? "local" : options_.store_master;
+  so.local_master.ramp_ms = 0;  // one node: nothing to ramp against
+  so.local_master.ssd_write_through = !options_.kv_offload_ssd_dir.empty();  // restart-safe prefixes
+  so.engine.transports = options_.store_master.empty() ? "self,sm" : "self,sm,tcp";
+  if (dram > 0) {
+    store::StoreNodeOptions n;
+    n.dram_bytes = static_cast<uint64_t>(dram);
+    n.prefault = false;  // pages are touched as chunks arrive
+    if (!options_.kv_offload_ssd_dir.empty()) {
+      n.ssd_dir = options_.kv_offload_ssd_dir;
+      n.ssd_bytes = options_.kv_offload_ssd_bytes > 0 ? static_cast<uint64_t>(options_.kv_offload_ssd_bytes)
+                                                     : uint64_t{64} << 30;
+    }
+    so.node = n;
+  }
+  ASSIGN_OR_RETURN(store_, store::StoreStack::Create(so));
+  StoreKvConnectorOptions co;
+  co.chunk_tokens = options_.kv_chunk_tokens;
+  co.page_tokens = page_tokens;
+  co.num_layers = shape.num_layers;
+  co.page_bytes_per_layer = shape.page_bytes() / shape.num_layers / 2;
+  ASSIGN_OR_RETURN(connector_, StoreKvConnector::Create(co, &store_->client()));
+  LOG_INFO("crescent serve: KV offload to {} store: {} MiB DRAM{}, chunks of {} tokens ({:.1f} MiB)",
+           options_.store_master.empty() ? "an in-process" : "the " + options_.store_master, dram >> 20,
+           options_.kv_offload_ssd_dir.empty() ? std::string() : ", SSD in " + options_.kv_offload_ssd_dir,
+           co.chunk_tokens, static_cast<double>(connector_->chunk_bytes()) / (1 << 20));
+  return Status::Ok();
 }
 
 bool Server::Loaded(Status* status) const {
@@ -98,7 +135,10 @@ void Server::Shutdown(double grace_s) {
   const int64_t busy = service_->in_flight();
   if (busy > 0) LOG_INFO("crescent serve: shutting down; {} request(s) in flight", busy);
   wait_for(grace_s, [&] { return service_->in_flight() == 0; });
-  if (engine_) engine_->Shutdown();  // aborts the rest; each still gets its final output
+  if (engine_) engine_->Shutdown();  // aborts the rest; each still gets its final output (and saves end)
+  if (store_ && store_->node() && !options_.kv_offload_ssd_dir.empty() && !store_->node()->Flush(10'000)) {
+    LOG_WARNING("crescent serve: some KV chunks may not have reached the SSD tier before stopping");
+  }
   wait_for(2.0, [&] { return service_->in_flight() == 0 && http_->num_connections() == 0; });
   http_->Stop();
   LOG_INFO("crescent serve: stopped");

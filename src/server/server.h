@@ -21,11 +21,14 @@
 
 #include "base/status.h"
 #include "engine/engine.h"
+#include "engine/model_runner.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "server/http_server.h"
 #include "server/model_source.h"
 #include "server/openai_service.h"
+#include "server/store_kv_connector.h"
+#include "store/store_stack.h"
 
 namespace crescent::server {
 
@@ -41,6 +44,15 @@ struct ServeOptions {
   int64_t max_waiting = 1024;
   int io_threads = 2;
   HttpOptions http;               // limits and timeouts (handler is set by Server)
+  // KV offload to the store (docs/store.md, "The engine on the store"): chunks
+  // of computed prompts go to a DRAM tier (and an SSD one) and prefixes that
+  // left the engine's pool are loaded back. -1: 20% of available memory (at
+  // most 32 GiB, touched only as it fills); 0: off unless store_master is set.
+  int64_t kv_offload_dram_bytes = -1;
+  std::string kv_offload_ssd_dir;     // "" = no SSD tier
+  int64_t kv_offload_ssd_bytes = 0;   // 0 with a directory: 64 GiB
+  std::string store_master;           // "" = in-process; host:port or etcd://host:port = a shared store
+  int64_t kv_chunk_tokens = 256;
 };
 
 class Server {
@@ -57,16 +69,22 @@ class Server {
   void Shutdown(double grace_s = 5.0);
 
   engine::Engine* engine() { return engine_.get(); }
+  StoreKvConnector* kv_connector() { return connector_.get(); }
   OpenAiService& service() { return *service_; }
 
  private:
   Server() = default;
   void Load();
+  // The KV store and its connector, when offload is on.
+  Status StartStore(const engine::ModelRunner& runner, int64_t page_tokens);
 
   ServeOptions options_;
   std::unique_ptr<OpenAiService> service_;
   std::unique_ptr<model::Tokenizer> tokenizer_;
   std::optional<model::ChatTemplate> chat_;
+  // Declared before the engine: it goes first and waits for their work.
+  std::unique_ptr<store::StoreStack> store_;
+  std::unique_ptr<StoreKvConnector> connector_;
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<HttpServer> http_;
   std::thread loader_;

@@ -31,6 +31,12 @@ ServerMetrics::ServerMetrics() {
   prefix_queries_ = reg_.AddGauge("crescent_prefix_cache_queries_tokens", "Prompt tokens looked up in the prefix cache");
   prefix_hits_ = reg_.AddGauge("crescent_prefix_cache_hits_tokens", "Prompt tokens found in the prefix cache");
   preemptions_ = reg_.AddGauge("crescent_preemptions_total", "Sequences preempted (recomputed) so far");
+  kv_loading_ = reg_.AddGauge("crescent_kv_offload_loading_requests", "Requests waiting for their prefix from the store");
+  kv_loads_ = reg_.AddGauge("crescent_kv_offload_loads_total", "Prefix loads from the KV store started");
+  kv_load_failures_ = reg_.AddGauge("crescent_kv_offload_load_failures_total", "Prefix loads that failed (recomputed)");
+  kv_loaded_tokens_ = reg_.AddGauge("crescent_kv_offload_hits_tokens", "Prompt tokens loaded from the KV store");
+  kv_saves_ = reg_.AddGauge("crescent_kv_offload_saves_total", "KV chunks offered to the store");
+  kv_save_failures_ = reg_.AddGauge("crescent_kv_offload_save_failures_total", "KV chunk saves that failed (dropped)");
 }
 
 void ServerMetrics::OnStatus(int status) {
@@ -62,6 +68,12 @@ std::string ServerMetrics::Render(const engine::EngineStats* s) {
     prefix_queries_->Set(static_cast<double>(s->prefix_query_tokens));
     prefix_hits_->Set(static_cast<double>(s->prefix_hit_tokens));
     preemptions_->Set(static_cast<double>(s->preemptions));
+    kv_loading_->Set(static_cast<double>(s->loading));
+    kv_loads_->Set(static_cast<double>(s->kv_loads));
+    kv_load_failures_->Set(static_cast<double>(s->kv_load_failures));
+    kv_loaded_tokens_->Set(static_cast<double>(s->kv_loaded_tokens));
+    kv_saves_->Set(static_cast<double>(s->kv_saves));
+    kv_save_failures_->Set(static_cast<double>(s->kv_save_failures));
   }
   return reg_.Render();
 }

@@ -42,6 +42,7 @@ class ServerMetrics {
   Histogram* e2e_;
   Gauge *running_, *waiting_, *pages_total_, *pages_used_, *pages_cached_, *kv_usage_, *hit_rate_;
   Gauge *prefix_queries_, *prefix_hits_, *preemptions_;
+  Gauge *kv_loading_, *kv_loads_, *kv_load_failures_, *kv_loaded_tokens_, *kv_saves_, *kv_save_failures_;
 };
 
 }  // namespace crescent::server

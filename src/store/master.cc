@@ -158,6 +158,15 @@ Status Master::PutEnd(const proto::PutEndRequest& req, proto::PutEndReply* reply
     }
     Count("puts");
     Count("put_bytes", static_cast<double>(o.size));
+    if (options_.ssd_write_through) {
+      for (size_t i = 0; i < o.replicas.size(); ++i) {
+        Segment* seg = FindSegment(o.replicas[i].segment);
+        if (seg && seg->tier == proto::TIER_DRAM && SsdOf(seg->node, RecordBytes(o.size))) {
+          StartDemotion(*seg, key, o, i, /*copy=*/true);
+          break;  // one SSD copy is enough
+        }
+      }
+    }
     SetStatus(res, Status::Ok());
   }
   return Status::Ok();
@@ -400,8 +409,10 @@ Status Master::Heartbeat(const proto::HeartbeatRequest& req, proto::HeartbeatRep
       continue;
     }
     Object& o = it->second;
+    const bool copy = o.replicas[dram].copy;
+    o.replicas[dram].copy = false;
     Segment* dseg = FindSegment(o.replicas[dram].segment);
-    if (dseg) dseg->demoting_bytes -= std::min(dseg->demoting_bytes, RecordBytes(o.size));
+    if (dseg && !copy) dseg->demoting_bytes -= std::min(dseg->demoting_bytes, RecordBytes(o.size));
     if (!d.ok() || !ssd || ssd->node != node.id || ssd->tier != proto::TIER_SSD) {
       o.replicas[dram].state = ReplicaState::kComplete;
       Count("demotions_failed");
@@ -417,6 +428,10 @@ Status Master::Heartbeat(const proto::HeartbeatRequest& req, proto::HeartbeatRep
     ssd->ssd_used += RecordBytes(o.size);
     Track(*ssd, key);
     o.replicas[dram].state = ReplicaState::kComplete;
+    if (copy) {
+      Count("ssd_copies");
+      continue;
+    }
     DropReplica(key, dram);
     Count("demotions");
   }

@@ -84,6 +84,9 @@ struct MasterOptions {
   int64_t demote_timeout_ms = 15'000;
   // >= the writers' transfer timeout (their late writes have ended by then).
   int64_t write_grace_ms = 10'000;
+  // Every object put on a node with an SSD tier is also copied there at once
+  // (the DRAM copy stays): what a node holds survives its restart.
+  bool ssd_write_through = false;
   uint64_t max_object_bytes = uint64_t{1} << 30;
   // The model whose KV this store holds; zero: bound to the first client
   // that states one. Untyped clients (zero fingerprint) are always served.
@@ -133,6 +136,7 @@ class Master {
     proto::Tier tier = proto::TIER_DRAM;
     ReplicaState state = ReplicaState::kWriting;
     int64_t until_ns = 0;  // kDemoting: give up after; kDisconnected: drop after
+    bool copy = false;     // kDemoting for write-through: the DRAM copy stays
   };
   struct Object {
     uint64_t size = 0;
@@ -220,6 +224,8 @@ class Master {
   // Evicts (or, with may_demote, starts demoting) one object of `seg`;
   // false when nothing there may go.
   bool EvictOne(Segment& seg, bool may_demote);
+  // Asks seg's node to copy the replica to `ssd`; with `copy` the DRAM one stays.
+  void StartDemotion(Segment& seg, const Key& key, Object& o, size_t replica, bool copy);
   // An SSD segment of `node` with room for `bytes` (dropping old SSD objects).
   Segment* SsdOf(const std::string& node, uint64_t bytes);
   void ExpireNode(Node& node);

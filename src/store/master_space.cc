@@ -156,7 +156,9 @@ void Master::FreeSpace(const Key& key, const std::string& segment, uint64_t offs
 void Master::ReleaseReplica(const Key& key, const Object& obj, const ReplicaRec& r) {
   if (Segment* seg = FindSegment(r.segment)) {
     Untrack(*seg, key);
-    if (r.state == ReplicaState::kDemoting) seg->demoting_bytes -= std::min(seg->demoting_bytes, RecordBytes(obj.size));
+    if (r.state == ReplicaState::kDemoting && !r.copy) {
+      seg->demoting_bytes -= std::min(seg->demoting_bytes, RecordBytes(obj.size));
+    }
   }
   if (r.state == ReplicaState::kDisconnected) return;  // the node is gone; it drops it on re-report
   // A reader may hold a lease, a writer may still be writing: free after both.
@@ -226,27 +228,32 @@ bool Master::EvictOne(Segment& seg, bool may_demote) {
     for (const ReplicaRec& r : o.replicas) on_ssd |= r.tier == proto::TIER_SSD;
     Segment* ssd = on_ssd ? nullptr : SsdOf(seg.node, RecordBytes(o.size));
     if (ssd) {
-      ReplicaRec& r = o.replicas[best_replica];
-      r.state = ReplicaState::kDemoting;
-      r.until_ns = now + Ms(options_.demote_timeout_ms);
-      seg.demoting_bytes += RecordBytes(o.size);
-      proto::DemoteTask t;
-      t.mutable_key()->set_hi(key.hi);
-      t.mutable_key()->set_lo(key.lo);
-      t.set_size(o.size);
-      t.set_checksum(o.checksum);
-      t.set_segment_name(seg.name);
-      t.set_offset(r.offset);
-      t.set_generation(r.generation);
-      nodes_[seg.node].demote.push_back(std::move(t));
-      demoting_.emplace_back(r.until_ns, key);
-      Count("demotions_started");
+      StartDemotion(seg, key, o, best_replica, /*copy=*/false);
       return true;
     }
   }
   Count(seg.tier == proto::TIER_DRAM ? "evictions" : "ssd_evictions");
   DropReplica(key, best_replica);
   return true;
+}
+
+void Master::StartDemotion(Segment& seg, const Key& key, Object& o, size_t replica, bool copy) {
+  ReplicaRec& r = o.replicas[replica];
+  r.state = ReplicaState::kDemoting;
+  r.copy = copy;
+  r.until_ns = Now() + Ms(options_.demote_timeout_ms);
+  if (!copy) seg.demoting_bytes += RecordBytes(o.size);  // space about to be freed
+  proto::DemoteTask t;
+  t.mutable_key()->set_hi(key.hi);
+  t.mutable_key()->set_lo(key.lo);
+  t.set_size(o.size);
+  t.set_checksum(o.checksum);
+  t.set_segment_name(seg.name);
+  t.set_offset(r.offset);
+  t.set_generation(r.generation);
+  nodes_[seg.node].demote.push_back(std::move(t));
+  demoting_.emplace_back(r.until_ns, key);
+  Count(copy ? "ssd_copies_started" : "demotions_started");
 }
 
 Master::Segment* Master::SsdOf(const std::string& node, uint64_t bytes) {
@@ -355,9 +362,9 @@ void Master::Tick() {
     for (ReplicaRec& r : it->second.replicas) {
       if (r.state == ReplicaState::kDemoting && now >= r.until_ns) {
         r.state = ReplicaState::kComplete;
-        if (Segment* s = FindSegment(r.segment)) {
-          s->demoting_bytes -= std::min(s->demoting_bytes, RecordBytes(it->second.size));
-        }
+        Segment* s = FindSegment(r.segment);
+        if (s && !r.copy) s->demoting_bytes -= std::min(s->demoting_bytes, RecordBytes(it->second.size));
+        r.copy = false;
         Count("demotions_failed");
       }
     }

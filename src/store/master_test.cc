@@ -557,5 +557,31 @@ TEST_F(MasterTest, BadInputIsRefusedClearly) {
   EXPECT_EQ(Get(20).replicas_size(), static_cast<int>(two.replicas_size()) - 1);
 }
 
+// Write-through: a put on a node with an SSD tier is copied there at once and
+// keeps its DRAM copy; both are readable, the SSD one survives a restart.
+TEST_F(MasterTest, WriteThroughCopiesEveryPutToSsdAndKeepsDram) {
+  MasterOptions o;
+  o.ssd_write_through = true;
+  Reset(o);
+  MountNode("a", 64 * kMiB, 64 * kMiB);
+  Put(1, kMiB, "a");
+  proto::HeartbeatReply hb = Beat("a");
+  ASSERT_EQ(hb.demote_size(), 1);
+  proto::DemoteResult d;
+  *d.mutable_key() = hb.demote(0).key();
+  d.set_ok(true);
+  d.set_ssd_segment("a/ssd");
+  d.set_ssd_location(77);
+  d.set_dram_generation(hb.demote(0).generation());
+  Beat("a", hb.seq(), 1, {d});
+  proto::GetResult g = Get(1, "a");
+  ASSERT_EQ(g.replicas_size(), 2);
+  EXPECT_EQ(g.replicas(0).tier(), proto::TIER_DRAM) << "the DRAM copy stays, nearest first";
+  EXPECT_EQ(g.replicas(1).tier(), proto::TIER_SSD);
+  EXPECT_EQ(master_->SegmentUsed("a/dram"), RecordBytes(kMiB));
+  EXPECT_EQ(master_->SegmentUsed("a/ssd"), RecordBytes(kMiB));
+  EXPECT_EQ(master_->counters().at("ssd_copies"), 1);
+}
+
 }  // namespace
 }  // namespace crescent::store

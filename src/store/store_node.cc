@@ -199,7 +199,10 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
 
   void HeartbeatLoop() {
     std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::milliseconds(heartbeat_ms_), [&] { return stop_; })) {
+    for (;;) {
+      cv_.wait_for(lock, std::chrono::milliseconds(heartbeat_ms_), [&] { return stop_ || beat_now_; });
+      if (stop_) break;
+      beat_now_ = false;
       proto::HeartbeatRequest req;
       Header(req.mutable_header());
       req.set_node_id(id_);
@@ -225,8 +228,10 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
         results_.erase(results_.begin(), results_.begin() + static_cast<std::ptrdiff_t>(std::min(sent, results_.size())));
         acked_seq_ = rep.seq();
         for (const auto& t : rep.demote()) tasks_.push_back(t);
-        if (!tasks_.empty()) cv_.notify_all();
+        last_demotes_ = rep.demote_size();
       }
+      ++beats_;
+      cv_.notify_all();
     }
   }
 
@@ -256,6 +261,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       if (stop_) return;
       proto::DemoteTask t = std::move(tasks_.front());
       tasks_.pop_front();
+      demoting_now_ = true;
       lock.unlock();
       proto::DemoteResult r;
       *r.mutable_key() = t.key();
@@ -293,6 +299,8 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       (r.ok() ? counters_.demotions : counters_.demotions_failed)++;
       lock.lock();
       results_.push_back(std::move(r));
+      demoting_now_ = false;
+      cv_.notify_all();
     }
   }
 
@@ -377,6 +385,10 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   std::condition_variable cv_;
   bool stop_ = false;                         // GUARDED_BY(mu_)
   bool prefaulted_ = false;                   // GUARDED_BY(mu_)
+  bool beat_now_ = false;                     // GUARDED_BY(mu_)
+  bool demoting_now_ = false;                 // GUARDED_BY(mu_)
+  uint64_t beats_ = 0;                        // GUARDED_BY(mu_)
+  int last_demotes_ = 0;                      // GUARDED_BY(mu_): tasks in the last reply
   int64_t heartbeat_ms_ = 1000;               // GUARDED_BY(mu_)
   uint64_t acked_seq_ = 0;                    // GUARDED_BY(mu_)
   std::vector<proto::DemoteResult> results_;  // GUARDED_BY(mu_); to report
@@ -405,6 +417,25 @@ const std::string& StoreNode::rpc_address() const { return impl_->rpc_address_; 
 std::byte* StoreNode::record(uint64_t offset) const { return impl_->base_ + offset; }
 uint64_t StoreNode::dram_bytes() const { return impl_->options_.dram_bytes; }
 SsdTier* StoreNode::ssd() const { return impl_->ssd_.get(); }
+bool StoreNode::Flush(int64_t timeout_ms) {
+  Impl& im = *impl_;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::unique_lock lock(im.mu_);
+  for (;;) {
+    // Settled: nothing queued or being copied, nothing unreported, and the
+    // last heartbeat, sent after all of that, brought no new task.
+    const uint64_t before = im.beats_;
+    im.beat_now_ = true;
+    im.cv_.notify_all();
+    if (!im.cv_.wait_until(lock, deadline, [&] { return im.stop_ || im.beats_ > before; })) return false;
+    if (!im.cv_.wait_until(lock, deadline, [&] { return im.stop_ || (im.tasks_.empty() && !im.demoting_now_); })) {
+      return false;
+    }
+    if (im.stop_) return false;
+    if (im.last_demotes_ == 0 && im.results_.empty()) return true;
+  }
+}
+
 void StoreNode::WaitForPrefault() const {
   std::unique_lock lock(impl_->mu_);
   impl_->cv_.wait(lock, [&] { return impl_->prefaulted_ || impl_->stop_; });

@@ -78,6 +78,11 @@ class StoreNode {
   // Blocks until the background prefault of the DRAM segment has ended (at
   // once without one): benchmarks start measuring after it.
   void WaitForPrefault() const;
+  // Heartbeats at once, repeatedly, until the master has no SSD copy or
+  // demotion left for this node and every result is reported, or the
+  // timeout passes (false). A server calls it before it stops, so what it
+  // wrote through to SSD is there when it starts again.
+  bool Flush(int64_t timeout_ms);
   const StoreNodeCounters& counters() const;
 
   class Impl;

@@ -1,0 +1,188 @@
+#include "server/store_kv_connector.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "base/logging.h"
+
+namespace crescent::server {
+
+using engine::KvChunkRef;
+using engine::KvCompletion;
+using engine::KvOp;
+using engine::KvPageAccess;
+
+Result<std::unique_ptr<StoreKvConnector>> StoreKvConnector::Create(StoreKvConnectorOptions options,
+                                                                   store::Client* client) {
+  if (client == nullptr) return InvalidArgument("the store connector needs a store client");
+  if (options.page_tokens <= 0 || options.chunk_tokens <= 0 || options.chunk_tokens % options.page_tokens != 0) {
+    return InvalidArgument(fmt::format("KV chunks of {} tokens are not whole pages of {}", options.chunk_tokens,
+                                       options.page_tokens));
+  }
+  if (options.num_layers <= 0 || options.page_bytes_per_layer <= 0) {
+    return InvalidArgument("the store connector needs the KV geometry");
+  }
+  options.workers = std::max(1, options.workers);
+  options.chunks_per_get = std::max<int64_t>(1, options.chunks_per_get);
+  std::unique_ptr<StoreKvConnector> c(new StoreKvConnector(options, client));
+  for (int w = 0; w < options.workers; ++w) {
+    void* p = mmap(nullptr, c->staging_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return ResourceExhausted("the store connector cannot map its staging memory");
+    c->staging_.push_back(static_cast<std::byte*>(p));
+    RETURN_IF_ERROR(client->RegisterMemory(p, c->staging_bytes_));
+  }
+  for (std::byte* s : c->staging_) c->threads_.emplace_back([conn = c.get(), s] { conn->Run(s); });
+  return c;
+}
+
+StoreKvConnector::StoreKvConnector(StoreKvConnectorOptions options, store::Client* client)
+    : options_(options), client_(client) {
+  const int64_t pages = options_.chunk_tokens / options_.page_tokens;
+  chunk_bytes_ = static_cast<uint64_t>(2 * options_.num_layers * pages * options_.page_bytes_per_layer);
+  staging_bytes_ = chunk_bytes_ * static_cast<uint64_t>(options_.chunks_per_get);
+}
+
+StoreKvConnector::~StoreKvConnector() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  for (std::byte* s : staging_) {
+    client_->UnregisterMemory(s).IgnoreError();
+    munmap(s, staging_bytes_);
+  }
+}
+
+int64_t StoreKvConnector::ExternalPrefixTokens(std::span<const int32_t> tokens, std::span<const Hash128> chunk_keys,
+                                               int64_t local_hit_tokens) {
+  // Only chunks past the local hit matter, but a prefix counts from 0: ask
+  // about every key up to the first missing one, in one call.
+  if (chunk_keys.empty()) return 0;
+  if (static_cast<int64_t>(chunk_keys.size()) * options_.chunk_tokens <= local_hit_tokens) return 0;
+  counters_.lookups++;
+  Result<size_t> n = client_->PrefixLength(chunk_keys);
+  if (!n.ok()) {
+    counters_.lookup_failures++;
+    LOG_DEBUG("store connector: prefix lookup: {}", n.status().ToString());
+    return 0;  // the store is away: compute
+  }
+  const int64_t found = static_cast<int64_t>(*n) * options_.chunk_tokens;
+  return found > local_hit_tokens ? found : 0;
+}
+
+void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, KvPageAccess& pages) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    loads_.push_back([this, id, chunks = std::move(chunks), &pages](std::byte* staging) {
+      return KvCompletion{KvOp::kLoad, id, Load(chunks, pages, staging)};
+    });
+  }
+  cv_.notify_one();
+}
+
+void StoreKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pages) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    saves_.push_back([this, id, chunk = std::move(chunk), &pages](std::byte* staging) {
+      return KvCompletion{KvOp::kSave, id, Save(chunk, pages, staging)};
+    });
+  }
+  cv_.notify_one();
+}
+
+std::vector<KvCompletion> StoreKvConnector::PollCompletions() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<KvCompletion> out;
+  out.swap(done_);
+  return out;
+}
+
+void StoreKvConnector::Run(std::byte* staging) {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !loads_.empty() || !saves_.empty(); });
+    if (loads_.empty() && saves_.empty()) return;  // stopping, nothing left
+    // Loads first: a request waits for them; a save only offers a copy.
+    auto& q = !loads_.empty() ? loads_ : saves_;
+    auto job = std::move(q.front());
+    q.pop_front();
+    lock.unlock();
+    KvCompletion c = job(staging);
+    lock.lock();
+    done_.push_back(std::move(c));
+  }
+}
+
+Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages, std::byte* staging) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t pt = options_.page_tokens;
+  const int64_t per_chunk = options_.chunk_tokens / pt;
+  const int64_t per_page = options_.page_bytes_per_layer;
+  const int64_t side = per_page * per_chunk;
+  for (size_t first = 0; first < chunks.size(); first += static_cast<size_t>(options_.chunks_per_get)) {
+    const size_t n = std::min(chunks.size() - first, static_cast<size_t>(options_.chunks_per_get));
+    std::vector<store::GetItem> gets;
+    for (size_t i = 0; i < n; ++i) {
+      gets.push_back({chunks[first + i].key, std::span<std::byte>(staging + i * chunk_bytes_, chunk_bytes_)});
+    }
+    std::vector<Result<uint64_t>> got = client_->BatchGet(gets);
+    for (size_t i = 0; i < n; ++i) {
+      if (!got[i].ok() || *got[i] != chunk_bytes_) {
+        counters_.load_failures++;
+        return got[i].ok() ? DataLoss(fmt::format("KV chunk {} has {} bytes, not {}", chunks[first + i].key.ToHex(),
+                                                  *got[i], chunk_bytes_))
+                           : got[i].status();
+      }
+      const KvChunkRef& c = chunks[first + i];
+      const int64_t skip = (c.first_token - c.chunk_start) / pt;
+      const std::byte* obj = staging + i * chunk_bytes_;
+      for (int64_t l = 0; l < options_.num_layers; ++l) {
+        const std::byte* k = obj + (2 * l) * side;
+        const std::byte* v = k + side;
+        for (size_t p = 0; p < c.pages.size(); ++p) {
+          const int64_t at = (skip + static_cast<int64_t>(p)) * per_page;
+          std::memcpy(pages.K(l, c.pages[p]).data(), k + at, static_cast<size_t>(per_page));
+          std::memcpy(pages.V(l, c.pages[p]).data(), v + at, static_cast<size_t>(per_page));
+        }
+      }
+      counters_.chunks_loaded++;
+      counters_.bytes_loaded += static_cast<int64_t>(chunk_bytes_);
+    }
+  }
+  counters_.load_us_total +=
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  return Status::Ok();
+}
+
+Status StoreKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages, std::byte* staging) {
+  const int64_t per_chunk = options_.chunk_tokens / options_.page_tokens;
+  if (chunk.first_token != chunk.chunk_start || static_cast<int64_t>(chunk.pages.size()) != per_chunk) {
+    counters_.save_failures++;
+    return InvalidArgument("a saved chunk must cover its whole chunk");
+  }
+  const size_t per_page = static_cast<size_t>(options_.page_bytes_per_layer);
+  std::byte* out = staging;
+  for (int64_t l = 0; l < options_.num_layers; ++l) {
+    for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.K(l, p).data(), per_page)) + per_page;
+    for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.V(l, p).data(), per_page)) + per_page;
+  }
+  std::optional<store::Key> parent;
+  if (chunk.chunk_start > 0) parent = chunk.parent;
+  Status s = client_->Put(chunk.key, std::span<const std::byte>(staging, chunk_bytes_), parent);
+  if (!s.ok()) {
+    counters_.save_failures++;
+    return s;
+  }
+  counters_.chunks_saved++;
+  counters_.bytes_saved += static_cast<int64_t>(chunk_bytes_);
+  return Status::Ok();
+}
+
+}  // namespace crescent::server

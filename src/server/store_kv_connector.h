@@ -1,0 +1,91 @@
+// StoreKvConnector: the engine's KvConnector over the KV store (src/store/),
+// so the store is the engine's second and third tier (DRAM, SSD) and, with a
+// shared master, the pool several instances share.
+//
+// A chunk is one store object of chunk_tokens() tokens of every layer, laid
+// out layer-major as DESIGN.md says (layer 0 K pages, layer 0 V pages, layer
+// 1 K, ...), named by the engine's chunk key (the key of its last page: the
+// whole prefix and the model), with the previous chunk as its parent.
+//   ExternalPrefixTokens  one BatchExists over the prompt's chunk keys (the
+//                         store master: in-process for the all-in-one server)
+//   StartLoad             on a worker: BatchGet of the chunks into registered
+//                         staging memory (checksums verified by the client),
+//                         then a scatter into the pages; a missing or bad
+//                         chunk fails the load (the engine recomputes)
+//   StartSave             on a worker: a gather of the pages into staging,
+//                         then a Put (a key already stored moves no bytes)
+// Loads run before saves when both wait. Every job ends within the store
+// client's own bounds (its master and transfer timeouts), so the engine never
+// waits forever for a completion.
+// Thread-safety: KvConnector's methods from the engine's step thread; the
+// store client is shared and thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/kv_connector.h"
+#include "store/client.h"
+
+namespace crescent::server {
+
+struct StoreKvConnectorOptions {
+  int64_t chunk_tokens = 256;
+  int64_t page_tokens = 16;
+  int64_t num_layers = 0;
+  int64_t page_bytes_per_layer = 0;  // K (= V) bytes of one page of one layer
+  int64_t chunks_per_get = 8;        // a load's BatchGet size
+  int workers = 2;
+};
+
+struct StoreKvCounters {
+  std::atomic<int64_t> lookups{0}, lookup_failures{0};
+  std::atomic<int64_t> chunks_loaded{0}, bytes_loaded{0}, load_failures{0};
+  std::atomic<int64_t> chunks_saved{0}, bytes_saved{0}, save_failures{0};
+  std::atomic<int64_t> load_us_total{0};
+};
+
+class StoreKvConnector final : public engine::KvConnector {
+ public:
+  // `client` must outlive the connector.
+  static Result<std::unique_ptr<StoreKvConnector>> Create(StoreKvConnectorOptions options, store::Client* client);
+  ~StoreKvConnector() override;  // finishes queued jobs first
+
+  int64_t chunk_tokens() const override { return options_.chunk_tokens; }
+  int64_t ExternalPrefixTokens(std::span<const int32_t> tokens, std::span<const Hash128> chunk_keys,
+                               int64_t local_hit_tokens) override;
+  void StartLoad(uint64_t id, std::vector<engine::KvChunkRef> chunks, engine::KvPageAccess& pages) override;
+  void StartSave(uint64_t id, engine::KvChunkRef chunk, engine::KvPageAccess& pages) override;
+  std::vector<engine::KvCompletion> PollCompletions() override;
+
+  uint64_t chunk_bytes() const { return chunk_bytes_; }
+  const StoreKvCounters& counters() const { return counters_; }
+
+ private:
+  StoreKvConnector(StoreKvConnectorOptions options, store::Client* client);
+  Status Load(const std::vector<engine::KvChunkRef>& chunks, engine::KvPageAccess& pages, std::byte* staging);
+  Status Save(const engine::KvChunkRef& chunk, engine::KvPageAccess& pages, std::byte* staging);
+  void Run(std::byte* staging);
+
+  const StoreKvConnectorOptions options_;
+  store::Client* client_;
+  uint64_t chunk_bytes_ = 0;
+  std::vector<std::byte*> staging_;  // one area per worker, registered with the client
+  uint64_t staging_bytes_ = 0;
+  StoreKvCounters counters_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<engine::KvCompletion(std::byte*)>> loads_, saves_;  // GUARDED_BY(mu_)
+  std::vector<engine::KvCompletion> done_;                                       // GUARDED_BY(mu_)
+  bool stop_ = false;                                                            // GUARDED_BY(mu_)
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace crescent::server

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""`crescent serve` with KV offload to its in-process store (DRAM and SSD).
+
+- A long prompt, evicted from a small engine pool by other prompts, is loaded
+  back from the DRAM tier: usage.prompt_tokens_details.cached_tokens > 0 and
+  the greedy output equals that of a server without offload.
+- The server restarted on the same SSD directory answers it with cached
+  tokens again (from SSD), same output.
+- A flipped byte in an SSD record: the load fails its checksum, the prefix is
+  recomputed, the output is unchanged and the failure is counted.
+
+Usage: serve_offload_test.py --crescent BIN --work DIR
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--crescent", required=True)
+ap.add_argument("--work", required=True)
+a = ap.parse_args()
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+class Server:
+    def __init__(self, name, *extra):
+        self.log_path = os.path.join(a.work, name + ".log")
+        self.log = open(self.log_path, "w")
+        argv = [a.crescent, "serve", "--model", "dummy:tiny-llama3", "--dummy-dir", os.path.join(a.work, "tiny-llama3"),
+                "--host", "127.0.0.1", "--port", "0", "--kv-cache-bytes", str(4 << 20), "--kv-chunk-tokens", "64",
+                *extra]
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+        deadline = time.time() + 90
+        self.port = None
+        while time.time() < deadline:
+            text = open(self.log_path).read()
+            m = re.search(r"ready in [\d.]+ s on http://127.0.0.1:(\d+)", text)
+            if m:
+                self.port = int(m.group(1))
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("server %s did not start:\n%s" % (name, open(self.log_path).read()[-3000:]))
+
+    def complete(self, prompt):
+        body = json.dumps({"model": "dummy:tiny-llama3", "prompt": prompt, "max_tokens": 8, "temperature": 0}).encode()
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/completions" % self.port, data=body,
+                                     headers={"Content-Type": "application/json"})
+        r = json.load(urllib.request.urlopen(req, timeout=120))
+        return r["choices"][0]["text"], r["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+    def metric(self, name):
+        text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=30).read().decode()
+        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+        return float(m.group(1)) if m else None
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = "killed"
+        check(rc == 0, "server exits 0 on SIGTERM (%s)" % rc)
+
+
+os.makedirs(a.work, exist_ok=True)
+ssd = os.path.join(a.work, "offload-ssd")
+shutil.rmtree(ssd, ignore_errors=True)
+A = " ".join("alpha%d" % i for i in range(300))  # 600 tokens: 9 whole 64-token chunks
+others = [" ".join("beta%d_%d" % (k, i) for i in range(300)) for k in range(3)]
+
+ref = Server("offload-ref", "--kv-offload-dram-bytes", "0")
+want, _ = ref.complete(A)
+check(ref.metric("crescent_kv_offload_saves_total") == 0, "no offload with --kv-offload-dram-bytes 0")
+ref.stop()
+
+s = Server("offload-1", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
+text, cached = s.complete(A)
+check(text == want and cached == 0, "first answer computed, as without offload")
+for p in others:  # 1,800 more tokens through a 2,048-token pool: A's pages are evicted
+    s.complete(p)
+text, cached = s.complete(A)
+check(cached >= 512, "the evicted prefix is loaded back from the DRAM tier (%d cached tokens)" % cached)
+check(text == want, "same output with the prefix loaded from DRAM")
+check((s.metric("crescent_kv_offload_hits_tokens") or 0) >= 512, "loaded tokens counted")
+s.stop()
+
+recs = sorted(f for f in os.listdir(ssd) if f.endswith(".rec"))
+check(len(recs) >= 9, "chunks written through to the SSD tier (%d records)" % len(recs))
+s = Server("offload-2", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
+text, cached = s.complete(A)
+check(cached >= 512, "after a restart the prefix comes from SSD (%d cached tokens)" % cached)
+check(text == want, "same output with the prefix loaded from SSD")
+s.stop()
+
+# Flip a byte in the data of every record: each load fails its checksum.
+for f in recs:
+    with open(os.path.join(ssd, f), "r+b") as fh:
+        fh.seek(4096 + 200)
+        b = fh.read(1)
+        fh.seek(4096 + 200)
+        fh.write(bytes([b[0] ^ 0x10]))
+s = Server("offload-3", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
+text, cached = s.complete(A)
+check(text == want, "same output when the stored chunks are corrupt (recomputed)")
+check(cached == 0, "nothing corrupt is used (%d cached tokens)" % cached)
+check((s.metric("crescent_kv_offload_load_failures_total") or 0) >= 1, "the failed load is counted")
+s.stop()
+
+print("serve offload: %d failure(s)" % len(failures), flush=True)
+sys.exit(1 if failures else 0)
