@@ -59,6 +59,7 @@ struct Engine::Impl {
   int64_t max_model_len = 0;
   std::unique_ptr<KvPagePool> pool;
   std::unique_ptr<Scheduler> scheduler;
+  Hash128 fingerprint;
   std::atomic<uint64_t> next_id{1};
 
   // Guarded by mu.
@@ -122,13 +123,9 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunner> runn
   }
   if (pages >= (int64_t{1} << 31)) return InvalidArgument("KV cache too large");
   im.pool = std::make_unique<KvPagePool>(shape, pages);
-  Hasher128 fp;
-  Hash128 cfg_fp = cfg.Fingerprint();
-  const int64_t identity[3] = {runner->weight_bytes_per_step(), static_cast<int64_t>(shape.dtype), shape.page_tokens};
-  fp.Update(&cfg_fp, sizeof(cfg_fp));
-  fp.Update(identity, sizeof(identity));
   SchedulerConfig sc{options.max_num_seqs, options.max_num_batched_tokens, options.enable_prefix_caching};
-  im.scheduler = std::make_unique<Scheduler>(sc, im.pool.get(), fp.Finish(), connector);
+  im.fingerprint = runner->KvFingerprint(options.page_tokens, connector ? connector->chunk_tokens() : 0);
+  im.scheduler = std::make_unique<Scheduler>(sc, im.pool.get(), im.fingerprint, connector);
   im.runner = std::move(runner);
   im.stats.kv_pages_total = pages;
   LOG_INFO("engine: KV cache {} pages x {} tokens ({:.1f} MB), max {} seqs, {} tokens per step", pages,
@@ -141,6 +138,8 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunner> runn
 const model::ModelConfig& Engine::config() const { return impl_->runner->config(); }
 const model::Tokenizer* Engine::tokenizer() const { return impl_->tokenizer; }
 int64_t Engine::max_model_len() const { return impl_->max_model_len; }
+
+const Hash128& Engine::fingerprint() const { return impl_->fingerprint; }
 
 EngineStats Engine::Stats() const {
   std::lock_guard<std::mutex> lock(impl_->mu);

@@ -88,6 +88,8 @@ class Engine {
   void Shutdown();
 
   EngineStats Stats() const;
+  // The KV fingerprint its keys carry (base/kv_identity.h).
+  const Hash128& fingerprint() const;
   const model::ModelConfig& config() const;
   const model::Tokenizer* tokenizer() const;
   int64_t max_model_len() const;

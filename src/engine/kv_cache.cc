@@ -2,15 +2,13 @@
 
 #include <sys/mman.h>
 
+#include "base/kv_identity.h"
+
 
 namespace crescent::engine {
 
 Hash128 PageKey(const Hash128& parent, std::span<const int32_t> tokens, const Hash128& fingerprint) {
-  Hasher128 h;
-  h.Update(&parent, sizeof(parent));
-  h.Update(tokens.data(), tokens.size_bytes());
-  h.Update(&fingerprint, sizeof(fingerprint));
-  return h.Finish();
+  return KvChainKey(parent, tokens, fingerprint);
 }
 
 KvPagePool::KvPagePool(const KvCacheShape& shape, int64_t num_pages) : shape_(shape), num_pages_(num_pages) {

@@ -51,7 +51,8 @@ struct SequenceKv {
   int64_t num_tokens = 0;  // tokens whose K/V are in the pages
 };
 
-// The key of a page: chains the parent's key, the page's tokens and the model.
+// The key of a page: chains the parent's key, the page's tokens and the model
+// (base/kv_identity.h's KvChainKey, the one derivation the store shares).
 Hash128 PageKey(const Hash128& parent, std::span<const int32_t> tokens, const Hash128& fingerprint);
 
 class KvPagePool final : public KvPageAccess {

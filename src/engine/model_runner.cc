@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/kv_identity.h"
 #include "base/logging.h"
 #include "base/thread_pool.h"
 #include "kernels/activation.h"
@@ -13,6 +14,7 @@
 #include "kernels/rope.h"
 #include "model/safetensors.h"
 #include "model/weight_layout.h"
+#include "model/weights_hash.h"
 
 namespace crescent::engine {
 
@@ -61,6 +63,7 @@ std::vector<float> ToF32(const TensorView& t) {
 
 struct ModelRunner::Impl {
   model::ModelConfig cfg;
+  Hash128 weights_hash;
   DType act = DType::kBF16;  // matmul input dtype (= weight dtype)
   std::vector<Layer> layers;
   std::vector<float> final_norm;
@@ -112,10 +115,12 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
   ASSIGN_OR_RETURN(model::ModelConfig cfg, model::LoadModelConfig(dir));
   ASSIGN_OR_RETURN(model::WeightFiles files, model::WeightFiles::Open(dir));
   RETURN_IF_ERROR(model::ValidateWeights(cfg, files).WithContext(dir));
+  ASSIGN_OR_RETURN(Hash128 weights_hash, model::WeightsContentHash(dir, files));
 
   std::unique_ptr<ModelRunner> r(new ModelRunner());
   Impl& im = *r->impl_;
   im.cfg = cfg;
+  im.weights_hash = weights_hash;
   // bf16 compute when every matrix is bf16; otherwise f32.
   im.act = DType::kBF16;
   for (const auto& spec : model::ExpectedTensors(cfg)) {
@@ -199,6 +204,15 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
                                                                             : kernels::RopeParams::Scaling::kNone;
   im.rope = std::make_unique<kernels::Rope>(rp);
   return r;
+}
+
+const Hash128& ModelRunner::weights_hash() const { return impl_->weights_hash; }
+
+Hash128 ModelRunner::KvFingerprint(int64_t page_tokens, int64_t chunk_tokens) const {
+  const KvCacheShape shape = kv_shape(page_tokens);
+  const KvGeometry g{shape.num_layers, shape.kv_heads, shape.head_dim, static_cast<int64_t>(shape.dtype),
+                     page_tokens, chunk_tokens};
+  return KvModelFingerprint(impl_->cfg.Fingerprint(), impl_->weights_hash, g);
 }
 
 int64_t ModelRunner::weight_bytes_per_step() const {

@@ -66,6 +66,10 @@ class ModelRunner {
   KvCacheShape kv_shape(int64_t page_tokens = 16) const;
   // Weight bytes one decode step reads (every projection and the lm_head).
   int64_t weight_bytes_per_step() const;
+  // XXH3-128 of every tensor's content (model/weights_hash.h).
+  const Hash128& weights_hash() const;
+  // The model's KV fingerprint (base/kv_identity.h) for this geometry.
+  Hash128 KvFingerprint(int64_t page_tokens, int64_t chunk_tokens) const;
   // FLOPs of a forward over `new_tokens` tokens after `start_pos` cached ones
   // (matmuls, attention, and the lm_head for one row).
   double ForwardFlops(int64_t start_pos, int64_t new_tokens) const;

@@ -185,6 +185,12 @@ Result<WeightFiles> WeightFiles::Open(const std::string& dir) {
   return w;
 }
 
+std::vector<std::string> WeightFiles::Names() const {
+  std::vector<std::string> out;
+  for (const auto& kv : where_) out.push_back(kv.first);
+  return out;
+}
+
 Result<TensorView> WeightFiles::Get(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) return NotFound("missing tensor '" + name + "'");

@@ -71,6 +71,8 @@ class WeightFiles {
   Result<TensorView> Get(const std::string& name) const;
   // Bytes of tensor data over all files.
   uint64_t total_bytes() const { return total_bytes_; }
+  // Every tensor's name, in order.
+  std::vector<std::string> Names() const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

@@ -81,7 +81,10 @@ Status Server::StartStore(const engine::ModelRunner& runner, int64_t page_tokens
   if (dram < 0) dram = std::min<int64_t>(static_cast<int64_t>(AvailableMemory() / 5), int64_t{32} << 30);
   if (dram == 0 && options_.store_master.empty()) return Status::Ok();
   const engine::KvCacheShape shape = runner.kv_shape(page_tokens);
+  // The store holds one model's KV: the master refuses clients of another.
+  const Hash128 fp = runner.KvFingerprint(page_tokens, options_.kv_chunk_tokens);
   store::StoreStackOptions so;
+  so.client.fingerprint = fp;
   so.master = options_.store_master.empty() ? "local" : options_.store_master;
   so.local_master.ramp_ms = 0;  // one node: nothing to ramp against
   so.local_master.ssd_write_through = !options_.kv_offload_ssd_dir.empty();  // restart-safe prefixes
@@ -90,6 +93,7 @@ Status Server::StartStore(const engine::ModelRunner& runner, int64_t page_tokens
     store::StoreNodeOptions n;
     n.dram_bytes = static_cast<uint64_t>(dram);
     n.prefault = false;  // pages are touched as chunks arrive
+    n.fingerprint = fp;
     if (!options_.kv_offload_ssd_dir.empty()) {
       n.ssd_dir = options_.kv_offload_ssd_dir;
       n.ssd_bytes = options_.kv_offload_ssd_bytes > 0 ? static_cast<uint64_t>(options_.kv_offload_ssd_bytes)
