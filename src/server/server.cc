@@ -59,7 +59,13 @@ void Server::Load() {
     eo.max_num_seqs = options_.max_num_seqs;
     eo.kv_cache_bytes = options_.kv_cache_bytes;
     eo.max_waiting = options_.max_waiting;
-    RETURN_IF_ERROR(StartStore(*runner, eo.page_tokens));
+    // Without its store an instance still serves (it recomputes): a master
+    // away, or holding another model's KV, is logged, never fatal.
+    if (Status st = StartStore(*runner, eo.page_tokens); !st.ok()) {
+      LOG_ERROR("crescent serve: no KV offload: {}", st.ToString());
+      connector_.reset();
+      store_.reset();
+    }
     ASSIGN_OR_RETURN(engine_, engine::Engine::Create(std::move(runner), tokenizer_.get(), eo, connector_.get()));
     const int64_t kv_tokens = engine_->Stats().kv_pages_total * eo.page_tokens;
     service_->SetReady(engine_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, kv_tokens);
@@ -85,6 +91,7 @@ Status Server::StartStore(const engine::ModelRunner& runner, int64_t page_tokens
   const Hash128 fp = runner.KvFingerprint(page_tokens, options_.kv_chunk_tokens);
   store::StoreStackOptions so;
   so.client.fingerprint = fp;
+  so.master_timeout_ms = 1000;  // lookups run on the step thread: a silent master costs at most this, once
   so.master = options_.store_master.empty() ? "local" : options_.store_master;
   so.local_master.ramp_ms = 0;  // one node: nothing to ramp against
   so.local_master.ssd_write_through = !options_.kv_offload_ssd_dir.empty();  // restart-safe prefixes

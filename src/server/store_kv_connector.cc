@@ -60,16 +60,34 @@ StoreKvConnector::~StoreKvConnector() {
   }
 }
 
+namespace {
+int64_t MonoNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+bool StoreKvConnector::StoreAway() const { return MonoNs() < away_until_ns_.load(); }
+
+void StoreKvConnector::NoteFailure(const Status& s) {
+  if (s.code() != StatusCode::kUnavailable && s.code() != StatusCode::kDeadlineExceeded) return;
+  if (!StoreAway()) LOG_WARNING("store connector: the KV store is unreachable ({}); computing without it for {} ms",
+                                s.ToString(), options_.retry_after_ms);
+  away_until_ns_.store(MonoNs() + options_.retry_after_ms * 1'000'000);
+}
+
 int64_t StoreKvConnector::ExternalPrefixTokens(std::span<const int32_t> tokens, std::span<const Hash128> chunk_keys,
                                                int64_t local_hit_tokens) {
   // Only chunks past the local hit matter, but a prefix counts from 0: ask
   // about every key up to the first missing one, in one call.
   if (chunk_keys.empty()) return 0;
   if (static_cast<int64_t>(chunk_keys.size()) * options_.chunk_tokens <= local_hit_tokens) return 0;
+  if (StoreAway()) return 0;
   counters_.lookups++;
   Result<size_t> n = client_->PrefixLength(chunk_keys);
   if (!n.ok()) {
     counters_.lookup_failures++;
+    NoteFailure(n.status());
     LOG_DEBUG("store connector: prefix lookup: {}", n.status().ToString());
     return 0;  // the store is away: compute
   }
@@ -136,6 +154,7 @@ Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAcces
     for (size_t i = 0; i < n; ++i) {
       if (!got[i].ok() || *got[i] != chunk_bytes_) {
         counters_.load_failures++;
+        if (!got[i].ok()) NoteFailure(got[i].status());
         return got[i].ok() ? DataLoss(fmt::format("KV chunk {} has {} bytes, not {}", chunks[first + i].key.ToHex(),
                                                   *got[i], chunk_bytes_))
                            : got[i].status();
@@ -173,11 +192,16 @@ Status StoreKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages, std:
     for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.K(l, p).data(), per_page)) + per_page;
     for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.V(l, p).data(), per_page)) + per_page;
   }
+  if (StoreAway()) {
+    counters_.save_failures++;
+    return Unavailable("the KV store is unreachable");
+  }
   std::optional<store::Key> parent;
   if (chunk.chunk_start > 0) parent = chunk.parent;
   Status s = client_->Put(chunk.key, std::span<const std::byte>(staging, chunk_bytes_), parent);
   if (!s.ok()) {
     counters_.save_failures++;
+    NoteFailure(s);
     return s;
   }
   counters_.chunks_saved++;

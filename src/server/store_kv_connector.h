@@ -21,6 +21,7 @@
 // store client is shared and thread-safe.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -42,6 +43,10 @@ struct StoreKvConnectorOptions {
   int64_t page_bytes_per_layer = 0;  // K (= V) bytes of one page of one layer
   int64_t chunks_per_get = 8;        // a load's BatchGet size
   int workers = 2;
+  // After a call to the store fails as unreachable, lookups and saves are
+  // skipped (compute instead; saves counted as failed) for this long, so a
+  // dead or silent master costs each request nothing more.
+  int64_t retry_after_ms = 5000;
 };
 
 struct StoreKvCounters {
@@ -72,6 +77,8 @@ class StoreKvConnector final : public engine::KvConnector {
   Status Load(const std::vector<engine::KvChunkRef>& chunks, engine::KvPageAccess& pages, std::byte* staging);
   Status Save(const engine::KvChunkRef& chunk, engine::KvPageAccess& pages, std::byte* staging);
   void Run(std::byte* staging);
+  bool StoreAway() const;        // within retry_after_ms of an unreachable store
+  void NoteFailure(const Status& s);
 
   const StoreKvConnectorOptions options_;
   store::Client* client_;
@@ -79,6 +86,7 @@ class StoreKvConnector final : public engine::KvConnector {
   std::vector<std::byte*> staging_;  // one area per worker, registered with the client
   uint64_t staging_bytes_ = 0;
   StoreKvCounters counters_;
+  std::atomic<int64_t> away_until_ns_{0};
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -25,6 +25,7 @@ import urllib.request
 ap = argparse.ArgumentParser()
 ap.add_argument("--crescent", required=True)
 ap.add_argument("--work", required=True)
+ap.add_argument("--part", default="local", choices=["local", "cluster"])
 a = ap.parse_args()
 failures = []
 
@@ -36,10 +37,11 @@ def check(cond, what):
 
 
 class Server:
-    def __init__(self, name, *extra):
+    def __init__(self, name, *extra, model="dummy:tiny-llama3", dummy="tiny-llama3"):
         self.log_path = os.path.join(a.work, name + ".log")
         self.log = open(self.log_path, "w")
-        argv = [a.crescent, "serve", "--model", "dummy:tiny-llama3", "--dummy-dir", os.path.join(a.work, "tiny-llama3"),
+        self.model = model
+        argv = [a.crescent, "serve", "--model", model, "--dummy-dir", os.path.join(a.work, dummy),
                 "--host", "127.0.0.1", "--port", "0", "--kv-cache-bytes", str(4 << 20), "--kv-chunk-tokens", "64",
                 *extra]
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
@@ -58,7 +60,7 @@ class Server:
         raise RuntimeError("server %s did not start:\n%s" % (name, open(self.log_path).read()[-3000:]))
 
     def complete(self, prompt):
-        body = json.dumps({"model": "dummy:tiny-llama3", "prompt": prompt, "max_tokens": 8, "temperature": 0}).encode()
+        body = json.dumps({"model": self.model, "prompt": prompt, "max_tokens": 8, "temperature": 0}).encode()
         req = urllib.request.Request("http://127.0.0.1:%d/v1/completions" % self.port, data=body,
                                      headers={"Content-Type": "application/json"})
         r = json.load(urllib.request.urlopen(req, timeout=120))
@@ -80,48 +82,115 @@ class Server:
 
 
 os.makedirs(a.work, exist_ok=True)
-ssd = os.path.join(a.work, "offload-ssd")
-shutil.rmtree(ssd, ignore_errors=True)
 A = " ".join("alpha%d" % i for i in range(300))  # 600 tokens: 9 whole 64-token chunks
 others = [" ".join("beta%d_%d" % (k, i) for i in range(300)) for k in range(3)]
 
-ref = Server("offload-ref", "--kv-offload-dram-bytes", "0")
-want, _ = ref.complete(A)
-check(ref.metric("crescent_kv_offload_saves_total") == 0, "no offload with --kv-offload-dram-bytes 0")
-ref.stop()
 
-s = Server("offload-1", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
-text, cached = s.complete(A)
-check(text == want and cached == 0, "first answer computed, as without offload")
-for p in others:  # 1,800 more tokens through a 2,048-token pool: A's pages are evicted
-    s.complete(p)
-text, cached = s.complete(A)
-check(cached >= 512, "the evicted prefix is loaded back from the DRAM tier (%d cached tokens)" % cached)
-check(text == want, "same output with the prefix loaded from DRAM")
-check((s.metric("crescent_kv_offload_hits_tokens") or 0) >= 512, "loaded tokens counted")
-s.stop()
+def local():
+    ssd = os.path.join(a.work, "offload-ssd")
+    shutil.rmtree(ssd, ignore_errors=True)
 
-recs = sorted(f for f in os.listdir(ssd) if f.endswith(".rec"))
-check(len(recs) >= 9, "chunks written through to the SSD tier (%d records)" % len(recs))
-s = Server("offload-2", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
-text, cached = s.complete(A)
-check(cached >= 512, "after a restart the prefix comes from SSD (%d cached tokens)" % cached)
-check(text == want, "same output with the prefix loaded from SSD")
-s.stop()
+    ref = Server("offload-ref", "--kv-offload-dram-bytes", "0")
+    want, _ = ref.complete(A)
+    check(ref.metric("crescent_kv_offload_saves_total") == 0, "no offload with --kv-offload-dram-bytes 0")
+    ref.stop()
 
-# Flip a byte in the data of every record: each load fails its checksum.
-for f in recs:
-    with open(os.path.join(ssd, f), "r+b") as fh:
-        fh.seek(4096 + 200)
-        b = fh.read(1)
-        fh.seek(4096 + 200)
-        fh.write(bytes([b[0] ^ 0x10]))
-s = Server("offload-3", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
-text, cached = s.complete(A)
-check(text == want, "same output when the stored chunks are corrupt (recomputed)")
-check(cached == 0, "nothing corrupt is used (%d cached tokens)" % cached)
-check((s.metric("crescent_kv_offload_load_failures_total") or 0) >= 1, "the failed load is counted")
-s.stop()
+    s = Server("offload-1", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
+    text, cached = s.complete(A)
+    check(text == want and cached == 0, "first answer computed, as without offload")
+    for p in others:  # 1,800 more tokens through a 2,048-token pool: A's pages are evicted
+        s.complete(p)
+    text, cached = s.complete(A)
+    check(cached >= 512, "the evicted prefix is loaded back from the DRAM tier (%d cached tokens)" % cached)
+    check(text == want, "same output with the prefix loaded from DRAM")
+    check((s.metric("crescent_kv_offload_hits_tokens") or 0) >= 512, "loaded tokens counted")
+    s.stop()
 
+    recs = sorted(f for f in os.listdir(ssd) if f.endswith(".rec"))
+    check(len(recs) >= 9, "chunks written through to the SSD tier (%d records)" % len(recs))
+    s = Server("offload-2", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
+    text, cached = s.complete(A)
+    check(cached >= 512, "after a restart the prefix comes from SSD (%d cached tokens)" % cached)
+    check(text == want, "same output with the prefix loaded from SSD")
+    s.stop()
+
+    # Flip a byte in the data of every record: each load fails its checksum.
+    for f in recs:
+        with open(os.path.join(ssd, f), "r+b") as fh:
+            fh.seek(4096 + 200)
+            b = fh.read(1)
+            fh.seek(4096 + 200)
+            fh.write(bytes([b[0] ^ 0x10]))
+    s = Server("offload-3", "--kv-offload-dram-bytes", "64M", "--kv-offload-ssd-dir", ssd)
+    text, cached = s.complete(A)
+    check(text == want, "same output when the stored chunks are corrupt (recomputed)")
+    check(cached == 0, "nothing corrupt is used (%d cached tokens)" % cached)
+    check((s.metric("crescent_kv_offload_load_failures_total") or 0) >= 1, "the failed load is counted")
+    s.stop()
+
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cluster():
+    """Two instances on one store master: B reuses what A computed; an
+    instance of another model is refused the store's KV; a killed master
+    fails no request."""
+    ref = Server("cluster-ref", "--kv-offload-dram-bytes", "0")
+    want, _ = ref.complete(A)
+    ref.stop()
+    port = free_port()
+    mlog = open(os.path.join(a.work, "cluster-master.log"), "w")
+    master = subprocess.Popen([a.crescent, "store-master", "--listen", "127.0.0.1:%d" % port], stdout=mlog,
+                              stderr=subprocess.STDOUT)
+    addr = "127.0.0.1:%d" % port
+    time.sleep(0.5)
+    try:
+        sa = Server("cluster-a", "--store-master", addr, "--kv-offload-dram-bytes", "64M")
+        sb = Server("cluster-b", "--store-master", addr, "--kv-offload-dram-bytes", "64M")
+        text, cached = sa.complete(A)
+        check(text == want and cached == 0, "instance A computes the prompt")
+        time.sleep(0.5)  # A's saves end asynchronously
+        text, cached = sb.complete(A)
+        check(cached >= 512, "instance B reuses the prefix A computed (%d cached tokens)" % cached)
+        check(text == want, "same output on B with A's KV")
+        # Another model (another seed: other weights) on the same master is refused its KV.
+        sc = Server("cluster-c", "--store-master", addr, "--kv-offload-dram-bytes", "64M", model="dummy:tiny-qwen3",
+                    dummy="tiny-qwen3")
+        short = " ".join("alpha%d" % i for i in range(40))  # whole chunks, within its small pool
+        _, cached = sc.complete(short)
+        check(cached == 0, "an instance of another model gets none of the store's KV")
+        _, cached = sc.complete(short)
+        check(cached > 0, "it still caches in its own pool")
+        sc.stop()
+        # The master dies: requests still succeed (recomputed), none fails or hangs.
+        master.kill()
+        master.wait()
+        t0 = time.time()
+        ok = 0
+        for p in [A] + others[:2]:
+            try:
+                text, _ = sb.complete(p)
+                ok += 1
+                if p == A:
+                    check(text == want, "same output with the store gone")
+            except Exception as e:  # noqa: BLE001
+                check(False, "a request failed with the master dead: %s" % e)
+        check(ok == 3, "every request answered with the master dead (%.1f s)" % (time.time() - t0))
+        sa.stop()
+        sb.stop()
+    finally:
+        if master.poll() is None:
+            master.kill()
+
+
+local() if a.part == "local" else cluster()
 print("serve offload: %d failure(s)" % len(failures), flush=True)
 sys.exit(1 if failures else 0)
