@@ -91,7 +91,9 @@ Status Server::StartStore(const engine::ModelRunner& runner, int64_t page_tokens
   const Hash128 fp = runner.KvFingerprint(page_tokens, options_.kv_chunk_tokens);
   store::StoreStackOptions so;
   so.client.fingerprint = fp;
-  so.master_timeout_ms = 1000;  // lookups run on the step thread: a silent master costs at most this, once
+  // Lookups run on the step thread: an unreachable master costs one call of
+  // at most this (then the connector leaves the store alone for 5 s).
+  so.master_timeout_ms = 300;
   so.master = options_.store_master.empty() ? "local" : options_.store_master;
   so.local_master.ramp_ms = 0;  // one node: nothing to ramp against
   so.local_master.ssd_write_through = !options_.kv_offload_ssd_dir.empty();  // restart-safe prefixes

@@ -36,7 +36,11 @@ Result<std::unique_ptr<StoreKvConnector>> StoreKvConnector::Create(StoreKvConnec
     c->staging_.push_back(static_cast<std::byte*>(p));
     RETURN_IF_ERROR(client->RegisterMemory(p, c->staging_bytes_));
   }
-  for (std::byte* s : c->staging_) c->threads_.emplace_back([conn = c.get(), s] { conn->Run(s); });
+  // Saves go through the first worker only, in order: a chunk's parent is
+  // stored before it (the master counts children for eviction).
+  for (size_t w = 0; w < c->staging_.size(); ++w) {
+    c->threads_.emplace_back([conn = c.get(), s = c->staging_[w], w] { conn->Run(s, w == 0); });
+  }
   return c;
 }
 
@@ -84,14 +88,16 @@ int64_t StoreKvConnector::ExternalPrefixTokens(std::span<const int32_t> tokens, 
   if (static_cast<int64_t>(chunk_keys.size()) * options_.chunk_tokens <= local_hit_tokens) return 0;
   if (StoreAway()) return 0;
   counters_.lookups++;
-  Result<size_t> n = client_->PrefixLength(chunk_keys);
+  // The chunks the local hit covers need not be in the store: ask from there.
+  const size_t from = static_cast<size_t>(local_hit_tokens / options_.chunk_tokens);
+  Result<size_t> n = client_->PrefixLength(chunk_keys.subspan(from));
   if (!n.ok()) {
     counters_.lookup_failures++;
     NoteFailure(n.status());
     LOG_DEBUG("store connector: prefix lookup: {}", n.status().ToString());
     return 0;  // the store is away: compute
   }
-  const int64_t found = static_cast<int64_t>(*n) * options_.chunk_tokens;
+  const int64_t found = static_cast<int64_t>(from + *n) * options_.chunk_tokens;
   return found > local_hit_tokens ? found : 0;
 }
 
@@ -108,11 +114,16 @@ void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, Kv
 void StoreKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pages) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (static_cast<int64_t>(saves_.size()) >= options_.max_queued_saves) {
+      counters_.save_failures++;
+      done_.push_back({KvOp::kSave, id, ResourceExhausted("the store connector's save queue is full")});
+      return;
+    }
     saves_.push_back([this, id, chunk = std::move(chunk), &pages](std::byte* staging) {
       return KvCompletion{KvOp::kSave, id, Save(chunk, pages, staging)};
     });
   }
-  cv_.notify_one();
+  cv_.notify_all();  // the worker that takes saves may not be the one woken by notify_one
 }
 
 std::vector<KvCompletion> StoreKvConnector::PollCompletions() {
@@ -122,11 +133,11 @@ std::vector<KvCompletion> StoreKvConnector::PollCompletions() {
   return out;
 }
 
-void StoreKvConnector::Run(std::byte* staging) {
+void StoreKvConnector::Run(std::byte* staging, bool takes_saves) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || !loads_.empty() || !saves_.empty(); });
-    if (loads_.empty() && saves_.empty()) return;  // stopping, nothing left
+    cv_.wait(lock, [&] { return stop_ || !loads_.empty() || (takes_saves && !saves_.empty()); });
+    if (loads_.empty() && (!takes_saves || saves_.empty())) return;  // stopping, nothing left for it
     // Loads first: a request waits for them; a save only offers a copy.
     auto& q = !loads_.empty() ? loads_ : saves_;
     auto job = std::move(q.front());
@@ -154,13 +165,17 @@ Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAcces
     for (size_t i = 0; i < n; ++i) {
       if (!got[i].ok() || *got[i] != chunk_bytes_) {
         counters_.load_failures++;
-        if (!got[i].ok()) NoteFailure(got[i].status());
         return got[i].ok() ? DataLoss(fmt::format("KV chunk {} has {} bytes, not {}", chunks[first + i].key.ToHex(),
                                                   *got[i], chunk_bytes_))
                            : got[i].status();
       }
       const KvChunkRef& c = chunks[first + i];
       const int64_t skip = (c.first_token - c.chunk_start) / pt;
+      if (c.first_token < c.chunk_start || (c.first_token - c.chunk_start) % pt != 0 ||
+          skip + static_cast<int64_t>(c.pages.size()) > per_chunk) {
+        counters_.load_failures++;
+        return InvalidArgument("a load's pages do not fit its chunk");
+      }
       const std::byte* obj = staging + i * chunk_bytes_;
       for (int64_t l = 0; l < options_.num_layers; ++l) {
         const std::byte* k = obj + (2 * l) * side;
@@ -186,15 +201,15 @@ Status StoreKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages, std:
     counters_.save_failures++;
     return InvalidArgument("a saved chunk must cover its whole chunk");
   }
+  if (StoreAway()) {
+    counters_.save_failures++;
+    return Unavailable("the KV store is unreachable");
+  }
   const size_t per_page = static_cast<size_t>(options_.page_bytes_per_layer);
   std::byte* out = staging;
   for (int64_t l = 0; l < options_.num_layers; ++l) {
     for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.K(l, p).data(), per_page)) + per_page;
     for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.V(l, p).data(), per_page)) + per_page;
-  }
-  if (StoreAway()) {
-    counters_.save_failures++;
-    return Unavailable("the KV store is unreachable");
   }
   std::optional<store::Key> parent;
   if (chunk.chunk_start > 0) parent = chunk.parent;

@@ -47,6 +47,8 @@ struct StoreKvConnectorOptions {
   // skipped (compute instead; saves counted as failed) for this long, so a
   // dead or silent master costs each request nothing more.
   int64_t retry_after_ms = 5000;
+  // Saves waiting beyond this fail at once (their pages are pinned while they wait).
+  int64_t max_queued_saves = 64;
 };
 
 struct StoreKvCounters {
@@ -76,7 +78,7 @@ class StoreKvConnector final : public engine::KvConnector {
   StoreKvConnector(StoreKvConnectorOptions options, store::Client* client);
   Status Load(const std::vector<engine::KvChunkRef>& chunks, engine::KvPageAccess& pages, std::byte* staging);
   Status Save(const engine::KvChunkRef& chunk, engine::KvPageAccess& pages, std::byte* staging);
-  void Run(std::byte* staging);
+  void Run(std::byte* staging, bool takes_saves);
   bool StoreAway() const;        // within retry_after_ms of an unreachable store
   void NoteFailure(const Status& s);
 

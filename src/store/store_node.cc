@@ -203,6 +203,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       cv_.wait_for(lock, std::chrono::milliseconds(heartbeat_ms_), [&] { return stop_ || beat_now_; });
       if (stop_) break;
       beat_now_ = false;
+      const uint64_t my_beat = ++beats_built_;
       proto::HeartbeatRequest req;
       Header(req.mutable_header());
       req.set_node_id(id_);
@@ -229,8 +230,8 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
         acked_seq_ = rep.seq();
         for (const auto& t : rep.demote()) tasks_.push_back(t);
         last_demotes_ = rep.demote_size();
+        last_ok_beat_ = my_beat;
       }
-      ++beats_;
       cv_.notify_all();
     }
   }
@@ -269,7 +270,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       r.set_ssd_segment(ssd_name_);
       r.set_ok(false);
       if (ssd_ && t.segment_name() == dram_name_ && t.size() > 0 && t.size() <= options_.dram_bytes &&
-          t.offset() <= options_.dram_bytes - RecordBytes(t.size())) {
+          RecordBytes(t.size()) <= options_.dram_bytes && t.offset() <= options_.dram_bytes - RecordBytes(t.size())) {
         // A private copy, verified, is what goes to SSD: the master may free
         // the DRAM record (a Remove, a bad-copy report) while this runs.
         const uint64_t rec_bytes = RecordBytes(t.size());
@@ -387,7 +388,8 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   bool prefaulted_ = false;                   // GUARDED_BY(mu_)
   bool beat_now_ = false;                     // GUARDED_BY(mu_)
   bool demoting_now_ = false;                 // GUARDED_BY(mu_)
-  uint64_t beats_ = 0;                        // GUARDED_BY(mu_)
+  uint64_t beats_built_ = 0;                  // GUARDED_BY(mu_): heartbeat requests built
+  uint64_t last_ok_beat_ = 0;                 // GUARDED_BY(mu_): the last one answered
   int last_demotes_ = 0;                      // GUARDED_BY(mu_): tasks in the last reply
   int64_t heartbeat_ms_ = 1000;               // GUARDED_BY(mu_)
   uint64_t acked_seq_ = 0;                    // GUARDED_BY(mu_)
@@ -424,10 +426,12 @@ bool StoreNode::Flush(int64_t timeout_ms) {
   for (;;) {
     // Settled: nothing queued or being copied, nothing unreported, and the
     // last heartbeat, sent after all of that, brought no new task.
-    const uint64_t before = im.beats_;
+    // Only a heartbeat built after this point counts: one in flight may have
+    // left the master before the last copies were queued.
+    const uint64_t after = im.beats_built_;
     im.beat_now_ = true;
     im.cv_.notify_all();
-    if (!im.cv_.wait_until(lock, deadline, [&] { return im.stop_ || im.beats_ > before; })) return false;
+    if (!im.cv_.wait_until(lock, deadline, [&] { return im.stop_ || im.last_ok_beat_ > after; })) return false;
     if (!im.cv_.wait_until(lock, deadline, [&] { return im.stop_ || (im.tasks_.empty() && !im.demoting_now_); })) {
       return false;
     }
