@@ -12,6 +12,7 @@ void RegisterBench(CLI::App& app) {
   RegisterBenchTransfer(*bench);
   RegisterBenchServe(*bench);
   RegisterBenchStore(*bench);
+  RegisterBenchOffload(*bench);
 }
 
 }  // namespace crescent::cli

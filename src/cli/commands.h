@@ -43,5 +43,6 @@ void RegisterBenchTokenizer(CLI::App& bench);
 void RegisterBenchTransfer(CLI::App& bench);
 void RegisterBenchServe(CLI::App& bench);
 void RegisterBenchStore(CLI::App& bench);
+void RegisterBenchOffload(CLI::App& bench);
 
 }  // namespace crescent::cli
