@@ -12,6 +12,7 @@
 Usage: serve_offload_test.py --crescent BIN --work DIR
 """
 import argparse
+import atexit
 import json
 import os
 import re
@@ -36,6 +37,16 @@ def check(cond, what):
         failures.append(what)
 
 
+LIVE = []  # every process started, killed at exit whatever happened
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in LIVE:
+        if p.poll() is None:
+            p.kill()
+
+
 class Server:
     def __init__(self, name, *extra, model="dummy:tiny-llama3", dummy="tiny-llama3"):
         self.log_path = os.path.join(a.work, name + ".log")
@@ -46,6 +57,7 @@ class Server:
                 *extra]
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+        LIVE.append(self.proc)
         deadline = time.time() + 90
         self.port = None
         while time.time() < deadline:
@@ -150,6 +162,7 @@ def cluster():
     mlog = open(os.path.join(a.work, "cluster-master.log"), "w")
     master = subprocess.Popen([a.crescent, "store-master", "--listen", "127.0.0.1:%d" % port], stdout=mlog,
                               stderr=subprocess.STDOUT)
+    LIVE.append(master)
     addr = "127.0.0.1:%d" % port
     time.sleep(0.5)
     try:
