@@ -87,6 +87,9 @@ std::unique_ptr<engine::Engine> MakeEngine(const Opts& o, engine::KvConnector* c
   engine::EngineOptions eo;
   eo.max_num_batched_tokens = std::max<int64_t>(2048, o.prefix + 1);
   eo.kv_cache_bytes = ((o.prefix + 64) / 16 + 8) * runner->kv_shape(16).page_bytes();
+  // A serving engine's pages have been touched long ago; a fresh pool's first
+  // touch (with huge-page compaction) would be billed to the load.
+  eo.prefault_kv_cache = true;
   return ValueOrThrow(engine::Engine::Create(std::move(runner), nullptr, eo, conn));
 }
 

@@ -122,7 +122,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunner> runn
                              std::to_string(shape.page_bytes()) + " bytes each)");
   }
   if (pages >= (int64_t{1} << 31)) return InvalidArgument("KV cache too large");
-  im.pool = std::make_unique<KvPagePool>(shape, pages);
+  im.pool = std::make_unique<KvPagePool>(shape, pages, options.prefault_kv_cache);
   SchedulerConfig sc{options.max_num_seqs, options.max_num_batched_tokens, options.enable_prefix_caching};
   im.fingerprint = runner->KvFingerprint(options.page_tokens, connector ? connector->chunk_tokens() : 0);
   im.scheduler = std::make_unique<Scheduler>(sc, im.pool.get(), im.fingerprint, connector);

@@ -48,6 +48,7 @@ struct EngineOptions {
   bool enable_prefix_caching = true;
   int64_t max_waiting = 1024;             // queued requests beyond this are refused
   int64_t max_model_len = 0;              // 0: the model's max_position_embeddings
+  bool prefault_kv_cache = false;         // touch the whole pool at start (benchmarks of a warm engine)
 };
 
 struct EngineStats {

@@ -11,7 +11,8 @@ Hash128 PageKey(const Hash128& parent, std::span<const int32_t> tokens, const Ha
   return KvChainKey(parent, tokens, fingerprint);
 }
 
-KvPagePool::KvPagePool(const KvCacheShape& shape, int64_t num_pages) : shape_(shape), num_pages_(num_pages) {
+KvPagePool::KvPagePool(const KvCacheShape& shape, int64_t num_pages, bool prefault)
+    : shape_(shape), num_pages_(num_pages) {
   CHECK_GT(num_pages, 0);
   CHECK_LT(num_pages, int64_t{1} << 31);
   bytes_ = static_cast<size_t>(shape.page_bytes() * num_pages);
@@ -22,6 +23,7 @@ KvPagePool::KvPagePool(const KvCacheShape& shape, int64_t num_pages) : shape_(sh
   void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   CHECK(p != MAP_FAILED) << "cannot map " << bytes_ << " bytes of KV cache";
   madvise(p, bytes_, MADV_HUGEPAGE);
+  if (prefault) madvise(p, bytes_, MADV_POPULATE_WRITE);
   data_ = static_cast<std::byte*>(p);
   const size_t n = static_cast<size_t>(num_pages);
   ref_.assign(n, 0);

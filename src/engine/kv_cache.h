@@ -57,7 +57,9 @@ Hash128 PageKey(const Hash128& parent, std::span<const int32_t> tokens, const Ha
 
 class KvPagePool final : public KvPageAccess {
  public:
-  KvPagePool(const KvCacheShape& shape, int64_t num_pages);
+  // `prefault`: fault every page in now (MADV_POPULATE_WRITE; with huge pages
+  // where the kernel gives them) instead of on first use.
+  KvPagePool(const KvCacheShape& shape, int64_t num_pages, bool prefault = false);
   ~KvPagePool();
   KvPagePool(const KvPagePool&) = delete;
   KvPagePool& operator=(const KvPagePool&) = delete;
