@@ -22,6 +22,7 @@
 
 #include "base/json.h"
 #include "base/subprocess.h"
+#include "cli/commands.h"
 
 namespace crescent::cli {
 namespace {
@@ -199,6 +200,30 @@ Result<FioFigures> RunFio(const std::string& dir, uint64_t bytes) {
   std::filesystem::remove(dir + "/fio.dat", ec);
   std::filesystem::remove(dir + "/fio.json", ec);
   return f;
+}
+
+double MemcpyGbS(const std::byte* src, std::byte* dst, uint64_t size, int count) {
+  double best = 0;
+  for (int round = 0; round < 3; ++round) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < count; ++i) std::memcpy(dst + size * i, src + size * i, size);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(size) * count / s / 1e9);
+  }
+  return best;
+}
+
+BenchDir::BenchDir(const std::string& dir, const std::string& name) : path_(dir) {
+  if (!path_.empty()) return;
+  std::string tmpl = "/var/tmp/crescent-bench-" + name + "-XXXXXX";
+  if (!mkdtemp(tmpl.data())) throw CommandError("cannot make a temp directory in /var/tmp");
+  path_ = tmpl;
+  own_ = true;
+}
+
+BenchDir::~BenchDir() {
+  std::error_code ec;
+  if (own_) std::filesystem::remove_all(path_, ec);
 }
 
 }  // namespace crescent::cli

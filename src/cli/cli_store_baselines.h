@@ -40,4 +40,20 @@ struct FioFigures {
 // Sequential write then read of `bytes` in 1 MiB blocks on `dir`.
 Result<FioFigures> RunFio(const std::string& dir, uint64_t bytes);
 
+// memcpy GB/s of `count` copies of `size` bytes from src to dst (best of 3).
+double MemcpyGbS(const std::byte* src, std::byte* dst, uint64_t size, int count);
+
+// A directory for a benchmark's files: `dir` itself, or a fresh one in
+// /var/tmp (named after `name`) that the destructor removes.
+class BenchDir {
+ public:
+  BenchDir(const std::string& dir, const std::string& name);
+  ~BenchDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool own_ = false;
+};
+
 }  // namespace crescent::cli

@@ -112,27 +112,16 @@ double MemcpySeconds(uint64_t bytes) {
   if (a == MAP_FAILED || b == MAP_FAILED) throw CommandError("cannot map the memcpy buffers");
   std::memset(a, 1, bytes);
   std::memset(b, 0, bytes);
-  double best = 1e30;
-  for (int i = 0; i < 3; ++i) {
-    auto t0 = Clock::now();
-    std::memcpy(b, a, bytes);
-    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
-  }
+  const double gb_s = MemcpyGbS(a, b, bytes, 1);
   munmap(a, bytes);
   munmap(b, bytes);
-  return best;
+  return static_cast<double>(bytes) / 1e9 / gb_s;
 }
 
 void Run(const Opts& o) {
   if (o.prefix <= 0 || o.prefix % o.chunk_tokens != 0) throw CommandError("--prefix must be a multiple of --chunk-tokens");
-  std::string dir = o.ssd_dir;
-  bool own = false;
-  if (dir.empty()) {
-    char tmpl[] = "/var/tmp/crescent-bench-offload-XXXXXX";
-    if (!mkdtemp(tmpl)) throw CommandError("cannot make a temp directory");
-    dir = tmpl;
-    own = true;
-  }
+  BenchDir bench_dir(o.ssd_dir, "offload");
+  const std::string& dir = bench_dir.path();
   const std::string ssd = dir + "/tier";
   std::filesystem::remove_all(ssd);
   auto probe = ValueOrThrow(LoadModel(o.model, o.dtype));
@@ -184,7 +173,6 @@ void Run(const Opts& o) {
   const double memcpy_s = MemcpySeconds(bytes);
   Result<FioFigures> fio = RunFio(dir, bytes);
   const double fio_s = fio.ok() && fio->read_gb_s > 0 ? static_cast<double>(bytes) / 1e9 / fio->read_gb_s : 0;
-  if (own) std::filesystem::remove_all(dir);
 
   if (o.json) {
     boost::json::object j{{"prefix_tokens", o.prefix},

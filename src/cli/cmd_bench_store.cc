@@ -388,16 +388,6 @@ std::pair<double, double> RawTransfer(transfer::TransferEngine& e, const std::st
   return {gb[0], gb[1]};
 }
 
-double MemcpyGbS(std::byte* src, std::byte* dst, uint64_t size, int count) {
-  double best = 0;
-  for (int round = 0; round < 3; ++round) {
-    auto t0 = Clock::now();
-    for (int i = 0; i < count; ++i) std::memcpy(dst + size * i, src + size * i, size);
-    best = std::max(best, static_cast<double>(size) * count / Since(t0) / 1e9);
-  }
-  return best;
-}
-
 void DataRow(Printer& p, const char* transport, uint64_t size, int batch, const DataFigures& f, double limit_put,
              double limit_get, const char* limit_name, const RedisFigures* redis) {
   for (int op = 0; op < 2; ++op) {
@@ -466,6 +456,12 @@ void RunBenchStore(const Opts& o) {
   madvise(src, bytes, MADV_DONTFORK);
   madvise(dst, bytes, MADV_DONTFORK);
   std::memset(dst, 0, bytes);
+  // redis-server SET/GET of `o.count` values of `size` (none without redis).
+  auto RedisAt = [&](uint64_t size) -> std::optional<RedisFigures> {
+    if (!redis.ok()) return std::nullopt;
+    Result<RedisFigures> r = (*redis)->SetGet(size, o.count);
+    return r.ok() ? std::optional<RedisFigures>(*r) : std::nullopt;
+  };
   if (!p.json) {
     std::printf("data: %d objects a size, one at a time, from registered memory; limits measured in the same run\n",
                 o.count);
@@ -488,11 +484,7 @@ void RunBenchStore(const Opts& o) {
     ThrowIfError(stack->client().RegisterMemory(dst, bytes));
     uint64_t seed = 1;
     for (uint64_t size : sizes) {
-      std::optional<RedisFigures> rf;
-      if (redis.ok()) {
-        Result<RedisFigures> r = (*redis)->SetGet(size, o.count);
-        if (r.ok()) rf = *r;
-      }
+      std::optional<RedisFigures> rf = RedisAt(size);
       for (int batch : {1, o.data_batch}) {
         DataFigures f = PutGet(stack->client(), size, o.count, batch, seed++, src, dst, so.local_master.lease_ms);
         const double mc = MemcpyGbS(src, dst, size, o.count);
@@ -513,11 +505,7 @@ void RunBenchStore(const Opts& o) {
     ThrowIfError(stack->client().RegisterMemory(dst, bytes));
     uint64_t seed = std::string(name) == "shm" ? 100 : 200;
     for (uint64_t size : sizes) {
-      std::optional<RedisFigures> rf;
-      if (redis.ok()) {
-        Result<RedisFigures> rr = (*redis)->SetGet(size, o.count);
-        if (rr.ok()) rf = *rr;
-      }
+      std::optional<RedisFigures> rf = RedisAt(size);
       for (int batch : {1, o.data_batch}) {
         DataFigures f = PutGet(stack->client(), size, o.count, batch, seed++, src, dst, mo.master.lease_ms);
         // The transfer engine's own rate, on the (warm) space the objects just used.
@@ -533,14 +521,8 @@ void RunBenchStore(const Opts& o) {
   StopChild(tcp);
 
   // SSD tier against fio on the same directory.
-  std::string dir = o.ssd_dir;
-  bool own = false;
-  if (dir.empty()) {
-    char tmpl[] = "/var/tmp/crescent-bench-ssd-XXXXXX";
-    if (!mkdtemp(tmpl)) throw CommandError("cannot make a temp directory");
-    dir = tmpl;
-    own = true;
-  }
+  BenchDir bench_dir(o.ssd_dir, "ssd");
+  const std::string& dir = bench_dir.path();
   if (o.Has("ssd")) {
     const uint64_t size = 8 << 20;
     store::SsdTierOptions to;
@@ -594,7 +576,6 @@ void RunBenchStore(const Opts& o) {
                                         Pct(op ? rus : wus, 0.99), fio_text));
     }
   }
-  if (own) std::filesystem::remove_all(dir);
   if (p.json) std::printf("%s\n", boost::json::serialize(p.rows).c_str());
 }
 

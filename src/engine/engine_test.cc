@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -52,6 +53,19 @@ class EngineTest : public ::testing::Test {
     r.params.seed = 77 + salt;
     r.params.has_seed = true;
     return r;
+  }
+  // Polls `cond` every 2 ms for up to 5 s (saves, loads and stats settle asynchronously).
+  static bool Eventually(const std::function<bool()>& cond) {
+    for (int i = 0; i < 2500 && !cond(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    return cond();
+  }
+  // Writes the 9 whole 32-token chunks of `r` through an engine on `conn`.
+  static void Publish(KvConnector* conn, InProcessKvChunks& chunks, const EngineRequest& r) {
+    EngineOptions plain;
+    plain.enable_prefix_caching = false;
+    auto writer = Make(plain, DType::kF32, conn);
+    Run(*writer, {r});
+    ASSERT_TRUE(Eventually([&] { return chunks.num_chunks() >= 9; }));
   }
   // Runs requests concurrently; returns completions in submission order.
   static std::vector<Completion> Run(Engine& e, const std::vector<EngineRequest>& reqs) {
@@ -146,8 +160,7 @@ TEST_F(EngineTest, KvConnectorSharesPrefixesBetweenEngines) {
   auto first = Run(*a, {r});
   EXPECT_EQ(first[0].usage.cached_tokens, 0);
   // Saves end asynchronously: 6 whole 32-token chunks of the prompt.
-  for (int i = 0; i < 500 && chunks->num_chunks() < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_EQ(chunks->num_chunks(), 6);
+  EXPECT_TRUE(Eventually([&] { return chunks->num_chunks() == 6; }));
   auto second = Run(*b, {r});
   EXPECT_EQ(second[0].usage.cached_tokens, 192);
   EXPECT_EQ(second[0].tokens, first[0].tokens);
@@ -229,17 +242,15 @@ TEST_F(EngineTest, ALoadingPrefixNeverStallsOthersAndAFailedLoadRecomputes) {
     SCOPED_TRACE(fail ? "failed load" : "load");
     auto chunks = std::make_shared<InProcessKvChunks>();
     InProcessKvConnector writer_conn(chunks, 32, 16), reader_conn(chunks, 32, 16);
-    auto writer = Make(plain, DType::kF32, &writer_conn);
-    Run(*writer, {longr});
-    for (int i = 0; i < 500 && chunks->num_chunks() < 9; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    Publish(&writer_conn, *chunks, longr);
     ASSERT_EQ(chunks->num_chunks(), 9);  // 9 whole chunks of 300 tokens
     GatedConnector gated(&reader_conn);
     auto reader = Make(plain, DType::kF32, &gated);
     OutputQueue q;
     const uint64_t a = reader->Submit(longr, q.Callback()).value();
-    for (int i = 0; i < 500 && gated.loads_started() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    Eventually([&] { return gated.loads_started() > 0; });
     ASSERT_EQ(gated.loads_started(), 1);
-    for (int i = 0; i < 500 && reader->Stats().loading == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    Eventually([&] { return reader->Stats().loading > 0; });
     EXPECT_EQ(reader->Stats().loading, 1) << "the request waits in its own state";
     // The short request is admitted, decodes all its tokens and finishes
     // while the long one's load is held.
@@ -278,15 +289,13 @@ TEST_F(EngineTest, CancelDuringALoadFreesItsPagesWhenTheLoadEnds) {
   InProcessKvConnector writer_conn(chunks, 32, 16), reader_conn(chunks, 32, 16);
   EngineOptions plain;
   plain.enable_prefix_caching = false;
-  auto writer = Make(plain, DType::kF32, &writer_conn);
   EngineRequest longr = Req(300, 8, 4);
-  Run(*writer, {longr});
-  for (int i = 0; i < 500 && chunks->num_chunks() < 9; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  Publish(&writer_conn, *chunks, longr);
   GatedConnector gated(&reader_conn);
   auto reader = Make(plain, DType::kF32, &gated);
   OutputQueue q;
   const uint64_t a = reader->Submit(longr, q.Callback()).value();
-  for (int i = 0; i < 500 && gated.loads_started() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  Eventually([&] { return gated.loads_started() > 0; });
   ASSERT_EQ(gated.loads_started(), 1);
   reader->Cancel(a);
   RequestOutput o = q.Next();
@@ -294,8 +303,7 @@ TEST_F(EngineTest, CancelDuringALoadFreesItsPagesWhenTheLoadEnds) {
   EXPECT_EQ(o.finish_reason, FinishReason::kAbort);
   EXPECT_GT(reader->Stats().kv_pages_used, 0) << "the load still owns its pages";
   gated.Open();
-  for (int i = 0; i < 500 && reader->Stats().kv_pages_used > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  EXPECT_EQ(reader->Stats().kv_pages_used, 0);
+  EXPECT_TRUE(Eventually([&] { return reader->Stats().kv_pages_used == 0; }));
 }
 
 TEST_F(EngineTest, CancelFreesPages) {

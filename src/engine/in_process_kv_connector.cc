@@ -1,8 +1,7 @@
 #include "engine/in_process_kv_connector.h"
 
-#include <cstring>
-
 #include "base/check.h"
+#include "engine/kv_chunk_layout.h"
 
 namespace crescent::engine {
 
@@ -80,9 +79,7 @@ void InProcessKvConnector::Run() {
 }
 
 Status InProcessKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages) {
-  const int64_t per_page = pages.page_bytes_per_layer();
   const int64_t pages_per_chunk = chunk_tokens_ / page_tokens_;
-  const int64_t side = per_page * pages_per_chunk;
   for (const KvChunkRef& c : chunks) {
     std::shared_ptr<const std::vector<std::byte>> bytes;
     {
@@ -92,15 +89,7 @@ Status InProcessKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageA
       bytes = it->second;
       ++chunks_->loads_;
     }
-    const int64_t skip = (c.first_token - c.chunk_start) / page_tokens_;
-    for (int64_t l = 0; l < pages.num_layers(); ++l) {
-      const std::byte* k = bytes->data() + (2 * l) * side;
-      const std::byte* v = k + side;
-      for (size_t i = 0; i < c.pages.size(); ++i) {
-        std::memcpy(pages.K(l, c.pages[i]).data(), k + (skip + static_cast<int64_t>(i)) * per_page, per_page);
-        std::memcpy(pages.V(l, c.pages[i]).data(), v + (skip + static_cast<int64_t>(i)) * per_page, per_page);
-      }
-    }
+    RETURN_IF_ERROR(ScatterKvChunk(bytes->data(), c, page_tokens_, pages_per_chunk, pages));
   }
   return Status::Ok();
 }
@@ -114,13 +103,8 @@ Status InProcessKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages) 
     std::lock_guard<std::mutex> lock(chunks_->mu_);
     if (chunks_->chunks_.count(chunk.key)) return Status::Ok();
   }
-  const int64_t per_page = pages.page_bytes_per_layer();
-  std::vector<std::byte> bytes(static_cast<size_t>(2 * pages.num_layers() * pages_per_chunk * per_page));
-  std::byte* out = bytes.data();
-  for (int64_t l = 0; l < pages.num_layers(); ++l) {
-    for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.K(l, p).data(), per_page)) + per_page;
-    for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.V(l, p).data(), per_page)) + per_page;
-  }
+  std::vector<std::byte> bytes(static_cast<size_t>(KvChunkBytes(pages, pages_per_chunk)));
+  GatherKvChunk(chunk, pages, bytes.data());
   std::lock_guard<std::mutex> lock(chunks_->mu_);
   chunks_->chunks_.emplace(chunk.key, std::make_shared<const std::vector<std::byte>>(std::move(bytes)));
   return Status::Ok();

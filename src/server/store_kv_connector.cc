@@ -4,11 +4,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 
 #include <fmt/format.h>
 
+#include "base/clock.h"
 #include "base/logging.h"
+#include "engine/kv_chunk_layout.h"
 
 namespace crescent::server {
 
@@ -66,10 +67,7 @@ StoreKvConnector::~StoreKvConnector() {
 }
 
 namespace {
-int64_t MonoNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t MonoNs() { return MonotonicClock::Get().NowNanos(); }
 }  // namespace
 
 bool StoreKvConnector::StoreAway() const { return MonoNs() < away_until_ns_.load(); }
@@ -152,10 +150,7 @@ void StoreKvConnector::Run(std::byte* staging, bool takes_saves) {
 
 Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages, std::byte* staging) {
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t pt = options_.page_tokens;
-  const int64_t per_chunk = options_.chunk_tokens / pt;
-  const int64_t per_page = options_.page_bytes_per_layer;
-  const int64_t side = per_page * per_chunk;
+  const int64_t per_chunk = options_.chunk_tokens / options_.page_tokens;
   for (size_t first = 0; first < chunks.size(); first += static_cast<size_t>(options_.chunks_per_get)) {
     const size_t n = std::min(chunks.size() - first, static_cast<size_t>(options_.chunks_per_get));
     std::vector<store::GetItem> gets;
@@ -170,22 +165,11 @@ Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAcces
                                                   *got[i], chunk_bytes_))
                            : got[i].status();
       }
-      const KvChunkRef& c = chunks[first + i];
-      const int64_t skip = (c.first_token - c.chunk_start) / pt;
-      if (c.first_token < c.chunk_start || (c.first_token - c.chunk_start) % pt != 0 ||
-          skip + static_cast<int64_t>(c.pages.size()) > per_chunk) {
+      Status s = engine::ScatterKvChunk(staging + i * chunk_bytes_, chunks[first + i], options_.page_tokens, per_chunk,
+                                        pages);
+      if (!s.ok()) {
         counters_.load_failures++;
-        return InvalidArgument("a load's pages do not fit its chunk");
-      }
-      const std::byte* obj = staging + i * chunk_bytes_;
-      for (int64_t l = 0; l < options_.num_layers; ++l) {
-        const std::byte* k = obj + (2 * l) * side;
-        const std::byte* v = k + side;
-        for (size_t p = 0; p < c.pages.size(); ++p) {
-          const int64_t at = (skip + static_cast<int64_t>(p)) * per_page;
-          std::memcpy(pages.K(l, c.pages[p]).data(), k + at, static_cast<size_t>(per_page));
-          std::memcpy(pages.V(l, c.pages[p]).data(), v + at, static_cast<size_t>(per_page));
-        }
+        return s;
       }
       counters_.chunks_loaded++;
       counters_.bytes_loaded += static_cast<int64_t>(chunk_bytes_);
@@ -206,12 +190,7 @@ Status StoreKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages, std:
     counters_.save_failures++;
     return Unavailable("the KV store is unreachable");
   }
-  const size_t per_page = static_cast<size_t>(options_.page_bytes_per_layer);
-  std::byte* out = staging;
-  for (int64_t l = 0; l < options_.num_layers; ++l) {
-    for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.K(l, p).data(), per_page)) + per_page;
-    for (int32_t p : chunk.pages) out = static_cast<std::byte*>(std::memcpy(out, pages.V(l, p).data(), per_page)) + per_page;
-  }
+  engine::GatherKvChunk(chunk, pages, staging);
   std::optional<store::Key> parent;
   if (chunk.chunk_start > 0) parent = chunk.parent;
   Status s = client_->Put(chunk.key, std::span<const std::byte>(staging, chunk_bytes_), parent);
