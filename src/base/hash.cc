@@ -38,6 +38,33 @@ uint64_t CopyAndHash64(void* dst, const void* src, size_t len) {
   return h;
 }
 
+uint64_t ScatterAndHash64(std::span<const ScatterPart> parts, const void* src, size_t len) {
+  if (parts.size() == 1 && parts[0].data != nullptr && parts[0].size >= len) return CopyAndHash64(parts[0].data, src, len);
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_64bits_reset(st);
+  constexpr size_t kPiece = 128 << 10;
+  const auto* s = static_cast<const std::byte*>(src);
+  size_t off = 0;
+  for (const ScatterPart& part : parts) {
+    if (off >= len) break;
+    const size_t n = std::min(part.size, len - off);
+    if (part.data == nullptr) {
+      XXH3_64bits_update(st, s + off, n);
+    } else {
+      for (size_t at = 0; at < n; at += kPiece) {  // hash each piece while it is in cache
+        const size_t m = std::min(kPiece, n - at);
+        std::memcpy(part.data + at, s + off + at, m);
+        XXH3_64bits_update(st, part.data + at, m);
+      }
+    }
+    off += n;
+  }
+  if (off < len) XXH3_64bits_update(st, s + off, len - off);
+  const uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return h;
+}
+
 struct Hasher128::State {
   State() : s(XXH3_createState()) {}
   ~State() { XXH3_freeState(s); }

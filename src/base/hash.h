@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 namespace crescent {
@@ -26,6 +27,16 @@ uint64_t HashBytes64(const void* data, size_t len);
 // each piece while it is still in cache: about the cost of the copy alone.
 // REQUIRES: the ranges do not overlap.
 uint64_t CopyAndHash64(void* dst, const void* src, size_t len);
+// One piece of a scatter list; a null `data` skips `size` bytes.
+struct ScatterPart {
+  std::byte* data = nullptr;
+  size_t size = 0;
+};
+// The same into a scatter list: the `len` bytes of `src` go to `parts` in
+// order (skipped bytes are hashed, not written). Returns HashBytes64(src,
+// len). REQUIRES: the parts overlap neither each other nor `src`; bytes past
+// the parts are hashed only.
+uint64_t ScatterAndHash64(std::span<const ScatterPart> parts, const void* src, size_t len);
 
 // Streaming form: Update() pieces, then Finish(). Same result as hashing the
 // concatenation with HashBytes128.

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "base/hash.h"
 #include "base/json.h"
 
@@ -41,6 +44,23 @@ TEST(HashTest, StreamingEqualsOneShot) {
   EXPECT_EQ(h.Finish(), HashBytes128(ab.data(), ab.size()));
   EXPECT_NE(HashBytes128("a", 1), HashBytes128("b", 1));
   EXPECT_EQ(HashBytes128("a", 1).ToHex().size(), 32u);
+}
+
+TEST(HashTest, ScatterAndHashCopiesPartsAndHashesEverything) {
+  std::vector<std::byte> src(300'000);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<std::byte>(i * 7 + 3);
+  std::vector<std::byte> a(1000), b(200'000), c(100'000, std::byte{0x55});
+  // [a: 1000][skip 10][b: 200000][skip rest of the bytes into c's absence]
+  std::vector<ScatterPart> parts = {{a.data(), a.size()}, {nullptr, 10}, {b.data(), b.size()}, {c.data(), 98'990}};
+  EXPECT_EQ(ScatterAndHash64(parts, src.data(), src.size()), HashBytes64(src.data(), src.size()));
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), src.begin()));
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), src.begin() + 1010));
+  EXPECT_TRUE(std::equal(c.begin(), c.begin() + 98'990, src.begin() + 201'010));
+  EXPECT_EQ(c[98'990], std::byte{0x55});  // past the parts: untouched
+  std::vector<std::byte> one(src.size());
+  std::vector<ScatterPart> single = {{one.data(), one.size()}};
+  EXPECT_EQ(ScatterAndHash64(single, src.data(), src.size()), HashBytes64(src.data(), src.size()));
+  EXPECT_EQ(one, src);
 }
 
 TEST(JsonReaderTest, NamesTheField) {

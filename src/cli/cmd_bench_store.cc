@@ -340,7 +340,7 @@ DataFigures PutGet(store::Client& c, uint64_t size, int count, int batch, uint64
     for (int i = 0; i < count; i += batch) {
       std::vector<store::GetItem> items;
       for (int j = i; j < std::min(count, i + batch); ++j) {
-        items.push_back({key(pass, j), std::span<std::byte>(dst + size * j, size)});
+        items.push_back({key(pass, j), std::span<std::byte>(dst + size * j, size), {}, nullptr});
       }
       auto s = Clock::now();
       for (const Result<uint64_t>& g : c.BatchGet(items)) ThrowIfError(g.status());

@@ -369,8 +369,8 @@ class Client::Impl {
         out[i] = st;
         continue;
       }
-      if (items[i].out.size() < r.size()) {
-        out[i] = ResourceExhausted(fmt::format("a buffer of {} bytes for an object of {}", items[i].out.size(), r.size()));
+      if (const uint64_t room = Room(items[i]); room < r.size()) {
+        out[i] = ResourceExhausted(fmt::format("a buffer of {} bytes for an object of {}", room, r.size()));
         continue;
       }
       pending[i] = true;
@@ -396,7 +396,8 @@ class Client::Impl {
         }
         const proto::Replica& rp = r.replicas(static_cast<int>(next[i]++));
         const int64_t lease_end = t0 + static_cast<int64_t>(r.lease_ms()) * 1'000'000 - 200'000'000;
-        std::span<std::byte> dst = items[i].out.subspan(0, r.size());
+        const bool scatter = !items[i].parts.empty();
+        std::span<std::byte> dst = scatter ? std::span<std::byte>() : items[i].out.subspan(0, r.size());
         // This process's own memory or SSD: no transfer.
         if (local_ && rp.segment_name() == local_->dram_segment()) {
           if (r.size() > local_->dram_bytes() || rp.offset() > local_->dram_bytes() - RecordBytes(r.size())) {
@@ -407,16 +408,21 @@ class Client::Impl {
           const std::byte* rec = local_->record(rp.offset());
           RecordHeader h;
           std::memcpy(&h, rec, sizeof(h));
-          const uint64_t sum = CopyAndHash64(dst.data(), rec + kBlock, dst.size());
-          Finish(items[i].key, rp, r, h, sum, lease_end, i, out, pending, corrupt);
+          const uint64_t sum = scatter ? ScatterAndHash64(items[i].parts, rec + kBlock, r.size())
+                                       : CopyAndHash64(dst.data(), rec + kBlock, dst.size());
+          if (Finish(items[i].key, rp, r, h, sum, lease_end, i, out, pending, corrupt)) {
+            Served(items[i], ReadFrom::kLocalDram);
+          }
           counters_.local_reads++;
           continue;
         }
         if (local_ && local_->ssd() && rp.segment_name() == local_->ssd_segment()) {
-          Status rs = local_->ssd()->Read(rp.offset(), items[i].key, dst, r.checksum());
+          Status rs = scatter ? local_->ssd()->Read(rp.offset(), items[i].key, r.size(), items[i].parts, r.checksum())
+                              : local_->ssd()->Read(rp.offset(), items[i].key, dst, r.checksum());
           counters_.ssd_reads++;
           if (rs.ok()) {
             Hit(i, r.size(), out, pending);
+            Served(items[i], ReadFrom::kLocalSsd);
           } else {
             (rs.code() == StatusCode::kDataLoss ? counters_.checksum_failures : counters_.stale_copies)++;
             if (rs.code() == StatusCode::kDataLoss) corrupt[i] = true;
@@ -430,8 +436,8 @@ class Client::Impl {
         rd.expect_generation = rp.generation();
         rd.segment = rp.segment_name();
         rd.offset = rp.offset();
-        const bool in_place = Registered(dst.data(), dst.size());
-        rd.bounce_bytes = kBlock + (in_place ? 0 : dst.size());
+        const bool in_place = !scatter && Registered(dst.data(), dst.size());
+        rd.bounce_bytes = kBlock + (in_place ? 0 : r.size());
         // Room first (before paying for a stage); never wait while this
         // wave holds some: the item goes in the next wave instead.
         std::byte* room = nullptr;
@@ -502,13 +508,20 @@ class Client::Impl {
         if (landed[k]) {
           RecordHeader h;
           std::memcpy(&h, rd.header, sizeof(h));
-          std::span<std::byte> dst = items[i].out.subspan(0, r.size());
-          if (rd.dest != dst.data()) std::memcpy(dst.data(), rd.dest, dst.size());
+          uint64_t sum = 0;
+          if (!items[i].parts.empty()) {
+            sum = ScatterAndHash64(items[i].parts, rd.dest, r.size());
+          } else {
+            std::span<std::byte> dst = items[i].out.subspan(0, r.size());
+            sum = rd.dest != dst.data() ? CopyAndHash64(dst.data(), rd.dest, dst.size()) : Checksum(dst);
+          }
           const int64_t lease_end = rd.stage_id != 0 ? rd.stage_lease_end
                                                      : t0 + static_cast<int64_t>(r.lease_ms()) * 1'000'000 - 200'000'000;
           proto::Replica checked = rd.replica;
           checked.set_generation(rd.expect_generation);
-          Finish(items[i].key, checked, r, h, Checksum(dst), lease_end, i, out, pending, corrupt);
+          if (Finish(items[i].key, checked, r, h, sum, lease_end, i, out, pending, corrupt)) {
+            Served(items[i], rd.stage_id != 0 ? ReadFrom::kRemoteSsd : ReadFrom::kRemoteDram);
+          }
           counters_.remote_reads++;
         }
         ReleaseStage(rd);
@@ -525,27 +538,39 @@ class Client::Impl {
     counters_.bytes_got += static_cast<int64_t>(size);
   }
 
-  // Checks one copy that arrived; on success the item is done.
+  static uint64_t Room(const GetItem& it) {
+    if (it.parts.empty()) return it.out.size();
+    uint64_t n = 0;
+    for (const ScatterPart& p : it.parts) n += p.size;
+    return n;
+  }
+
+  static void Served(const GetItem& it, ReadFrom from) {
+    if (it.from) *it.from = from;
+  }
+
+  // Checks one copy that arrived; on success the item is done (true).
   // `sum`: the checksum of the bytes that arrived.
-  void Finish(const Key& key, const proto::Replica& rp, const proto::GetResult& r, const RecordHeader& h,
+  bool Finish(const Key& key, const proto::Replica& rp, const proto::GetResult& r, const RecordHeader& h,
               uint64_t sum, int64_t lease_end, size_t i, std::vector<Result<uint64_t>>& out, std::vector<bool>& pending,
               std::vector<bool>& corrupt) {
     if (!h.Valid() || h.key() != key || h.generation != rp.generation() || h.size != r.size()) {
       counters_.stale_copies++;
       ReportBad(key, rp, "the record's header names another object or generation");
-      return;
+      return false;
     }
     if (h.checksum != r.checksum() || sum != r.checksum()) {
       counters_.checksum_failures++;
       corrupt[i] = true;
       ReportBad(key, rp, "checksum mismatch");
-      return;
+      return false;
     }
     if (NowNs() > lease_end) {  // the space may have been reused while we read: do not trust it
       counters_.stale_copies++;
-      return;
+      return false;
     }
     Hit(i, r.size(), out, pending);
+    return true;
   }
 
   void ReportBad(const Key& key, const proto::Replica& rp, const std::string& why) {
@@ -667,7 +692,7 @@ Status Client::Put(const Key& key, std::span<const std::byte> data, std::optiona
 }
 
 Result<uint64_t> Client::Get(const Key& key, std::span<std::byte> out) {
-  GetItem it{key, out};
+  GetItem it{key, out, {}, nullptr};
   return std::move(impl_->BatchGet({&it, 1})[0]);
 }
 

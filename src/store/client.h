@@ -63,9 +63,18 @@ struct PutItem {
   std::optional<Key> parent;  // the previous chunk of the prefix
 };
 
+// Where a get's bytes came from.
+enum class ReadFrom { kNone, kLocalDram, kRemoteDram, kLocalSsd, kRemoteSsd };
+
 struct GetItem {
   Key key;
   std::span<std::byte> out;  // at least the object's size
+  // Instead of `out` when not empty: the object's bytes in order into these
+  // (a part with null data skips its bytes; in all at least the object's
+  // size), so a caller scatters without a copy of its own. Parts always go
+  // through the client's bounce area for remote and SSD copies.
+  std::vector<ScatterPart> parts;
+  ReadFrom* from = nullptr;  // when set: where a successful get read from
 };
 
 struct ClientCounters {

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "store/master_api.h"
@@ -135,7 +136,7 @@ TEST_F(StoreTest, ObjectsRoundTripFromOneByteTo64MiB) {
   EXPECT_EQ(*reader->PrefixLength(keys), 5u);
   std::vector<std::vector<std::byte>> outs(5, std::vector<std::byte>(4000));
   std::vector<GetItem> gets;
-  for (int i = 0; i < 5; ++i) gets.push_back({keys[i], outs[i]});
+  for (int i = 0; i < 5; ++i) gets.push_back({keys[i], outs[i], {}, nullptr});
   auto res = reader->BatchGetAsync(gets).get();
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(res[i].ok());
@@ -263,6 +264,65 @@ TEST_F(StoreTest, DemotedObjectsAreReadFromSsd) {
   EXPECT_GE(remote->counters().ssd_reads.load(), 2);
   EXPECT_GE(a->counters().stages.load(), 2);
   EXPECT_GE(on_a->counters().ssd_reads.load(), 2);
+}
+
+// A get with a scatter list puts the object's bytes into its parts in order
+// (skipping the null ones) from every kind of copy, and reports where it read
+// from; two scatter gets in one batch never write into each other's room.
+TEST_F(StoreTest, ScatterGetsFromEveryTierReportWhereTheyRead) {
+  const uint64_t size = 300'000;
+  const uint64_t rec = RecordBytes(size);
+  StoreNode* a = Node("a", 6 * rec, 64 * rec);  // full: above the watermark, some are demoted
+  Client* on_a = MakeClient(a);
+  Client* remote = MakeClient();
+  std::vector<std::vector<std::byte>> vals;
+  for (uint64_t k = 0; k < 6; ++k) {
+    vals.push_back(Bytes(size, 40 + k));
+    ASSERT_TRUE(on_a->Put(Key{k, 9}, vals.back()).ok());
+  }
+  auto master_demotions = [&] {
+    return master_->With([](Master& m) { return m.counters().count("demotions") ? m.counters().at("demotions") : 0; });
+  };
+  for (int i = 0; i < 60 && (a->counters().demotions.load() < 2 || master_demotions() < 2); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(master_demotions(), 2);
+  std::set<ReadFrom> seen;
+  for (Client* c : {on_a, remote}) {
+    // All six in one batch: parts of 1,000 bytes, every third one skipped.
+    std::vector<std::vector<std::byte>> outs(6, std::vector<std::byte>(size, std::byte{0x5a}));
+    std::vector<GetItem> gets(6);
+    std::vector<ReadFrom> from(6, ReadFrom::kNone);
+    for (uint64_t k = 0; k < 6; ++k) {
+      gets[k].key = Key{k, 9};
+      gets[k].from = &from[k];
+      for (uint64_t at = 0, n = 0; at < size; at += 1000, ++n) {
+        gets[k].parts.push_back({n % 3 == 2 ? nullptr : outs[k].data() + at, std::min<uint64_t>(1000, size - at)});
+      }
+    }
+    std::vector<Result<uint64_t>> got = c->BatchGet(gets);
+    for (uint64_t k = 0; k < 6; ++k) {
+      ASSERT_TRUE(got[k].ok()) << got[k].status().ToString();
+      for (uint64_t at = 0, n = 0; at < size; at += 1000, ++n) {
+        const uint64_t m = std::min<uint64_t>(1000, size - at);
+        for (uint64_t j = at; j < at + m; ++j) {
+          ASSERT_EQ(outs[k][j], n % 3 == 2 ? std::byte{0x5a} : vals[k][j]) << k << " at " << j;
+        }
+      }
+      ASSERT_NE(from[k], ReadFrom::kNone);
+      seen.insert(from[k]);
+    }
+  }
+  EXPECT_TRUE(seen.contains(ReadFrom::kLocalDram));
+  EXPECT_TRUE(seen.contains(ReadFrom::kLocalSsd));
+  EXPECT_TRUE(seen.contains(ReadFrom::kRemoteDram));
+  EXPECT_TRUE(seen.contains(ReadFrom::kRemoteSsd));
+  // Too little room in the parts: a clear error, nothing written past them.
+  std::vector<std::byte> small(size / 2);
+  GetItem g;
+  g.key = Key{0, 9};
+  g.parts = {{small.data(), small.size()}};
+  EXPECT_EQ(remote->BatchGet({&g, 1})[0].status().code(), StatusCode::kResourceExhausted);
 }
 
 TEST_F(StoreTest, BadInputIsAClearError) {

@@ -290,14 +290,22 @@ Status SsdTier::ReadRecord(uint64_t location, const Key& key, void* dst, uint64_
 
 Status SsdTier::Read(uint64_t location, const Key& key, std::span<std::byte> out,
                      std::optional<uint64_t> expect_checksum) {
-  AlignedBuf buf = Aligned(RecordBytes(out.size()));
-  RETURN_IF_ERROR(ReadRecord(location, key, buf.get(), out.size()));
+  const ScatterPart whole{out.data(), out.size()};
+  return Read(location, key, out.size(), std::span<const ScatterPart>(&whole, 1), expect_checksum);
+}
+
+Status SsdTier::Read(uint64_t location, const Key& key, uint64_t size, std::span<const ScatterPart> parts,
+                     std::optional<uint64_t> expect_checksum) {
+  AlignedBuf buf = Aligned(RecordBytes(size));
+  RETURN_IF_ERROR(ReadRecord(location, key, buf.get(), size));
   RecordHeader h;
   std::memcpy(&h, buf.get(), sizeof(h));
-  if (Checksum({buf.get() + kBlock, out.size()}) != h.checksum || (expect_checksum && *expect_checksum != h.checksum)) {
+  // Copied and hashed in one pass; on a mismatch the caller is told, and
+  // what landed in `parts` is not to be used.
+  if (ScatterAndHash64(parts, buf.get() + kBlock, size) != h.checksum ||
+      (expect_checksum && *expect_checksum != h.checksum)) {
     return DataLoss(fmt::format("SSD record {}: checksum mismatch", location));
   }
-  std::memcpy(out.data(), buf.get() + kBlock, out.size());
   return Status::Ok();
 }
 

@@ -80,6 +80,9 @@ class SsdTier {
   // `expect_checksum` (the master's), a record carrying another is DataLoss.
   Status Read(uint64_t location, const Key& key, std::span<std::byte> out,
               std::optional<uint64_t> expect_checksum = std::nullopt);
+  // The same into a scatter list (base/hash.h) of `size` bytes in all.
+  Status Read(uint64_t location, const Key& key, uint64_t size, std::span<const ScatterPart> parts,
+              std::optional<uint64_t> expect_checksum = std::nullopt);
   // Deletes the record (unknown locations are fine).
   void Remove(uint64_t location);
 
