@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
+#include "base/hash.h"
 #include "base/status.h"
 #include "engine/kv_connector.h"
 
@@ -22,5 +24,11 @@ void GatherKvChunk(const KvChunkRef& chunk, KvPageAccess& pages, std::byte* out)
 // they do not fit a chunk of `pages_per_chunk` pages.
 Status ScatterKvChunk(const std::byte* object, const KvChunkRef& chunk, int64_t page_tokens, int64_t pages_per_chunk,
                       KvPageAccess& pages);
+
+// The same as a scatter list (base/hash.h): where each byte of the chunk
+// object goes in chunk.pages (the pages before first_token skipped), for a
+// reader that copies straight into the pages. Adjacent pieces are merged.
+Result<std::vector<ScatterPart>> KvChunkScatterParts(const KvChunkRef& chunk, int64_t page_tokens,
+                                                     int64_t pages_per_chunk, KvPageAccess& pages);
 
 }  // namespace crescent::engine

@@ -116,12 +116,43 @@ Status Server::StartStore(const engine::ModelRunner& runner, int64_t page_tokens
   co.page_tokens = page_tokens;
   co.num_layers = shape.num_layers;
   co.page_bytes_per_layer = shape.page_bytes() / shape.num_layers / 2;
+  co.observe_load_seconds = [h = service_->metrics().kv_load_seconds()](double s) { h->Observe(s); };
   ASSIGN_OR_RETURN(connector_, StoreKvConnector::Create(co, &store_->client()));
+  service_->metrics().SetOffloadSource([this] { return OffloadFigures(); });
   LOG_INFO("crescent serve: KV offload to {} store: {} MiB DRAM{}, chunks of {} tokens ({:.1f} MiB)",
            options_.store_master.empty() ? "an in-process" : "the " + options_.store_master, dram >> 20,
            options_.kv_offload_ssd_dir.empty() ? std::string() : ", SSD in " + options_.kv_offload_ssd_dir,
            co.chunk_tokens, static_cast<double>(connector_->chunk_bytes()) / (1 << 20));
   return Status::Ok();
+}
+
+OffloadStats Server::OffloadFigures() {
+  OffloadStats o;
+  if (!connector_ || !store_) return o;
+  const StoreKvCounters& c = connector_->counters();
+  o.lookups = c.lookups;
+  o.lookup_failures = c.lookup_failures;
+  o.chunks_loaded = c.chunks_loaded;
+  o.bytes_loaded = c.bytes_loaded;
+  o.load_failures = c.load_failures;
+  o.chunks_saved = c.chunks_saved;
+  o.bytes_saved = c.bytes_saved;
+  o.save_failures = c.save_failures;
+  auto from = [&](store::ReadFrom f) { return c.tokens_from[static_cast<size_t>(f)].load(); };
+  o.tokens_dram = from(store::ReadFrom::kLocalDram);
+  o.tokens_ssd = from(store::ReadFrom::kLocalSsd);
+  o.tokens_remote = from(store::ReadFrom::kRemoteDram) + from(store::ReadFrom::kRemoteSsd);
+  o.checksum_failures = store_->client().counters().checksum_failures;
+  if (Result<proto::StatReply> st = store_->client().Stat(); st.ok()) {
+    o.have_usage = true;
+    for (const auto& seg : st->segments()) {
+      if (!seg.alive()) continue;
+      const bool ssd = seg.tier() == proto::TIER_SSD;
+      (ssd ? o.ssd_used : o.dram_used) += static_cast<int64_t>(seg.used());
+      (ssd ? o.ssd_capacity : o.dram_capacity) += static_cast<int64_t>(seg.capacity());
+    }
+  }
+  return o;
 }
 
 bool Server::Loaded(Status* status) const {

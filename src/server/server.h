@@ -85,6 +85,7 @@ class Server {
   // Declared before the engine: it goes first and waits for their work.
   std::unique_ptr<store::StoreStack> store_;
   std::unique_ptr<StoreKvConnector> connector_;
+  OffloadStats OffloadFigures();  // for /metrics
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<HttpServer> http_;
   std::thread loader_;

@@ -37,6 +37,48 @@ ServerMetrics::ServerMetrics() {
   kv_loaded_tokens_ = reg_.AddGauge("crescent_kv_offload_hits_tokens", "Prompt tokens loaded from the KV store");
   kv_saves_ = reg_.AddGauge("crescent_kv_offload_saves_total", "KV chunks offered to the store");
   kv_save_failures_ = reg_.AddGauge("crescent_kv_offload_save_failures_total", "KV chunk saves that failed (dropped)");
+  kv_load_seconds_ = reg_.AddHistogram("crescent_kv_offload_load_seconds", "Time to load a prefix from the KV store", {},
+                                       ExponentialBuckets(0.001, 2, 14));
+}
+
+void ServerMetrics::SetOffloadSource(std::function<OffloadStats()> source) {
+  std::lock_guard lock(source_mu_);
+  offload_source_ = std::move(source);
+}
+
+void ServerMetrics::RenderOffload(const engine::EngineStats* s) {
+  std::function<OffloadStats()> source;
+  {
+    std::lock_guard lock(source_mu_);
+    source = offload_source_;
+  }
+  if (!source) return;
+  const OffloadStats o = source();
+  auto set = [&](const char* name, const char* help, int64_t v, const MetricLabels& labels = {}) {
+    reg_.AddGauge(name, help, labels)->Set(static_cast<double>(v));
+  };
+  set("crescent_kv_offload_lookups_total", "Prefix lookups in the KV store", o.lookups);
+  set("crescent_kv_offload_lookup_failures_total", "Prefix lookups the store did not answer", o.lookup_failures);
+  set("crescent_kv_offload_chunks_loaded_total", "KV chunks loaded from the store", o.chunks_loaded);
+  set("crescent_kv_offload_loaded_bytes_total", "KV bytes loaded from the store", o.bytes_loaded);
+  set("crescent_kv_offload_chunk_load_failures_total", "KV chunks the store could not give (missing, corrupt, away)",
+      o.load_failures);
+  set("crescent_kv_offload_chunks_saved_total", "KV chunks the store accepted", o.chunks_saved);
+  set("crescent_kv_offload_saved_bytes_total", "KV bytes saved to the store", o.bytes_saved);
+  set("crescent_kv_offload_checksum_failures_total", "Copies of KV chunks whose checksum did not match (recomputed)",
+      o.checksum_failures);
+  constexpr const char* kTier = "crescent_prefix_cache_tier_hits_tokens";
+  constexpr const char* kTierHelp = "Prompt tokens served without recompute, by where they were found";
+  if (s) set(kTier, kTierHelp, s->prefix_hit_tokens, {{"tier", "engine"}});
+  set(kTier, kTierHelp, o.tokens_dram, {{"tier", "dram"}});
+  set(kTier, kTierHelp, o.tokens_ssd, {{"tier", "ssd"}});
+  set(kTier, kTierHelp, o.tokens_remote, {{"tier", "remote"}});
+  if (o.have_usage) {
+    set("crescent_kv_store_used_bytes", "Bytes the KV store holds, by tier", o.dram_used, {{"tier", "dram"}});
+    set("crescent_kv_store_used_bytes", "Bytes the KV store holds, by tier", o.ssd_used, {{"tier", "ssd"}});
+    set("crescent_kv_store_capacity_bytes", "Bytes the KV store can hold, by tier", o.dram_capacity, {{"tier", "dram"}});
+    set("crescent_kv_store_capacity_bytes", "Bytes the KV store can hold, by tier", o.ssd_capacity, {{"tier", "ssd"}});
+  }
 }
 
 void ServerMetrics::OnStatus(int status) {
@@ -75,6 +117,7 @@ std::string ServerMetrics::Render(const engine::EngineStats* s) {
     kv_saves_->Set(static_cast<double>(s->kv_saves));
     kv_save_failures_->Set(static_cast<double>(s->kv_save_failures));
   }
+  RenderOffload(s);
   return reg_.Render();
 }
 

@@ -10,20 +10,42 @@
 //   crescent_kv_pages_total / _used / _cached, crescent_kv_cache_usage_ratio
 //   crescent_prefix_cache_hit_rate, crescent_prefix_cache_{queries,hits}_tokens
 //   crescent_preemptions_total
+//   crescent_kv_offload_*                       the store connector (loads, saves, failures)
+//   crescent_prefix_cache_tier_hits_tokens{tier} prompt tokens served by tier:
+//                                               engine (its own pool), dram, ssd, remote
+//   crescent_kv_offload_load_seconds            histogram of prefix loads
+//   crescent_kv_store_{used,capacity}_bytes{tier} the store's pool by tier
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
 
 #include <array>
+#include <functional>
+#include <mutex>
 
 #include "base/metrics.h"
 #include "engine/engine.h"
 
 namespace crescent::server {
 
+// What the KV offload path reports to /metrics (the server fills it in).
+struct OffloadStats {
+  int64_t lookups = 0, lookup_failures = 0;
+  int64_t chunks_loaded = 0, bytes_loaded = 0, load_failures = 0;
+  int64_t chunks_saved = 0, bytes_saved = 0, save_failures = 0;
+  int64_t checksum_failures = 0;
+  int64_t tokens_dram = 0, tokens_ssd = 0, tokens_remote = 0;
+  bool have_usage = false;  // the store answered
+  int64_t dram_used = 0, dram_capacity = 0, ssd_used = 0, ssd_capacity = 0;
+};
+
 class ServerMetrics {
  public:
   ServerMetrics();
+
+  // Where Render() reads the offload figures from (none: not shown).
+  void SetOffloadSource(std::function<OffloadStats()> source);
+  Histogram* kv_load_seconds() { return kv_load_seconds_; }
 
   void OnStatus(int status);
   void OnFinished(int64_t prompt_tokens, int64_t generation_tokens, double e2e_s);
@@ -43,6 +65,10 @@ class ServerMetrics {
   Gauge *running_, *waiting_, *pages_total_, *pages_used_, *pages_cached_, *kv_usage_, *hit_rate_;
   Gauge *prefix_queries_, *prefix_hits_, *preemptions_;
   Gauge *kv_loading_, *kv_loads_, *kv_load_failures_, *kv_loaded_tokens_, *kv_saves_, *kv_save_failures_;
+  Histogram* kv_load_seconds_;
+  void RenderOffload(const engine::EngineStats* stats);
+  std::mutex source_mu_;
+  std::function<OffloadStats()> offload_source_;  // GUARDED_BY(source_mu_)
 };
 
 }  // namespace crescent::server

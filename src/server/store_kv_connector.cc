@@ -31,18 +31,18 @@ Result<std::unique_ptr<StoreKvConnector>> StoreKvConnector::Create(StoreKvConnec
   options.workers = std::max(1, options.workers);
   options.chunks_per_get = std::max<int64_t>(1, options.chunks_per_get);
   std::unique_ptr<StoreKvConnector> c(new StoreKvConnector(options, client));
-  for (int w = 0; w < options.workers; ++w) {
-    void* p = mmap(nullptr, c->staging_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return ResourceExhausted("the store connector cannot map its staging memory");
-    madvise(p, c->staging_bytes_, MADV_POPULATE_WRITE);  // no page faults on the first loads
-    c->staging_.push_back(static_cast<std::byte*>(p));
-    RETURN_IF_ERROR(client->RegisterMemory(p, c->staging_bytes_));
+  void* p = mmap(nullptr, c->chunk_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return ResourceExhausted("the store connector cannot map its staging memory");
+  madvise(p, c->chunk_bytes_, MADV_POPULATE_WRITE);  // no page faults on the first saves
+  c->staging_ = static_cast<std::byte*>(p);
+  if (Status s = client->RegisterMemory(p, c->chunk_bytes_); !s.ok()) {
+    munmap(p, c->chunk_bytes_);
+    c->staging_ = nullptr;
+    return s;
   }
   // Saves go through the first worker only, in order: a chunk's parent is
   // stored before it (the master counts children for eviction).
-  for (size_t w = 0; w < c->staging_.size(); ++w) {
-    c->threads_.emplace_back([conn = c.get(), s = c->staging_[w], w] { conn->Run(s, w == 0); });
-  }
+  for (int w = 0; w < options.workers; ++w) c->threads_.emplace_back([conn = c.get(), w] { conn->Run(w == 0); });
   return c;
 }
 
@@ -50,7 +50,6 @@ StoreKvConnector::StoreKvConnector(StoreKvConnectorOptions options, store::Clien
     : options_(options), client_(client) {
   const int64_t pages = options_.chunk_tokens / options_.page_tokens;
   chunk_bytes_ = static_cast<uint64_t>(2 * options_.num_layers * pages * options_.page_bytes_per_layer);
-  staging_bytes_ = chunk_bytes_ * static_cast<uint64_t>(options_.chunks_per_get);
 }
 
 StoreKvConnector::~StoreKvConnector() {
@@ -60,9 +59,9 @@ StoreKvConnector::~StoreKvConnector() {
   }
   cv_.notify_all();
   for (auto& t : threads_) t.join();
-  for (std::byte* s : staging_) {
-    client_->UnregisterMemory(s).IgnoreError();
-    munmap(s, staging_bytes_);
+  if (staging_) {
+    client_->UnregisterMemory(staging_).IgnoreError();
+    munmap(staging_, chunk_bytes_);
   }
 }
 
@@ -103,8 +102,8 @@ int64_t StoreKvConnector::ExternalPrefixTokens(std::span<const int32_t> tokens, 
 void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, KvPageAccess& pages) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    loads_.push_back([this, id, chunks = std::move(chunks), &pages](std::byte* staging) {
-      return KvCompletion{KvOp::kLoad, id, Load(chunks, pages, staging)};
+    loads_.push_back([this, id, chunks = std::move(chunks), &pages] {
+      return KvCompletion{KvOp::kLoad, id, Load(chunks, pages)};
     });
   }
   cv_.notify_one();
@@ -118,8 +117,8 @@ void StoreKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pa
       done_.push_back({KvOp::kSave, id, ResourceExhausted("the store connector's save queue is full")});
       return;
     }
-    saves_.push_back([this, id, chunk = std::move(chunk), &pages](std::byte* staging) {
-      return KvCompletion{KvOp::kSave, id, Save(chunk, pages, staging)};
+    saves_.push_back([this, id, chunk = std::move(chunk), &pages] {
+      return KvCompletion{KvOp::kSave, id, Save(chunk, pages, staging_)};
     });
   }
   cv_.notify_all();  // the worker that takes saves may not be the one woken by notify_one
@@ -132,7 +131,7 @@ std::vector<KvCompletion> StoreKvConnector::PollCompletions() {
   return out;
 }
 
-void StoreKvConnector::Run(std::byte* staging, bool takes_saves) {
+void StoreKvConnector::Run(bool takes_saves) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stop_ || !loads_.empty() || (takes_saves && !saves_.empty()); });
@@ -142,41 +141,47 @@ void StoreKvConnector::Run(std::byte* staging, bool takes_saves) {
     auto job = std::move(q.front());
     q.pop_front();
     lock.unlock();
-    KvCompletion c = job(staging);
+    KvCompletion c = job();
     lock.lock();
     done_.push_back(std::move(c));
   }
 }
 
-Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages, std::byte* staging) {
+Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t per_chunk = options_.chunk_tokens / options_.page_tokens;
   for (size_t first = 0; first < chunks.size(); first += static_cast<size_t>(options_.chunks_per_get)) {
     const size_t n = std::min(chunks.size() - first, static_cast<size_t>(options_.chunks_per_get));
-    std::vector<store::GetItem> gets;
+    std::vector<store::GetItem> gets(n);
+    std::vector<store::ReadFrom> from(n, store::ReadFrom::kNone);
     for (size_t i = 0; i < n; ++i) {
-      gets.push_back({chunks[first + i].key, std::span<std::byte>(staging + i * chunk_bytes_, chunk_bytes_)});
+      const KvChunkRef& c = chunks[first + i];
+      Result<std::vector<ScatterPart>> parts = engine::KvChunkScatterParts(c, options_.page_tokens, per_chunk, pages);
+      if (!parts.ok()) {
+        counters_.load_failures++;
+        return parts.status();
+      }
+      gets[i].key = c.key;
+      gets[i].parts = std::move(*parts);
+      gets[i].from = &from[i];
     }
     std::vector<Result<uint64_t>> got = client_->BatchGet(gets);
     for (size_t i = 0; i < n; ++i) {
+      const KvChunkRef& c = chunks[first + i];
       if (!got[i].ok() || *got[i] != chunk_bytes_) {
         counters_.load_failures++;
-        return got[i].ok() ? DataLoss(fmt::format("KV chunk {} has {} bytes, not {}", chunks[first + i].key.ToHex(),
-                                                  *got[i], chunk_bytes_))
+        return got[i].ok() ? DataLoss(fmt::format("KV chunk {} has {} bytes, not {}", c.key.ToHex(), *got[i],
+                                                  chunk_bytes_))
                            : got[i].status();
-      }
-      Status s = engine::ScatterKvChunk(staging + i * chunk_bytes_, chunks[first + i], options_.page_tokens, per_chunk,
-                                        pages);
-      if (!s.ok()) {
-        counters_.load_failures++;
-        return s;
       }
       counters_.chunks_loaded++;
       counters_.bytes_loaded += static_cast<int64_t>(chunk_bytes_);
+      counters_.tokens_from[static_cast<size_t>(from[i])] += c.chunk_start + options_.chunk_tokens - c.first_token;
     }
   }
-  counters_.load_us_total +=
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+  counters_.load_us_total += us;
+  if (options_.observe_load_seconds) options_.observe_load_seconds(static_cast<double>(us) * 1e-6);
   return Status::Ok();
 }
 

@@ -8,10 +8,11 @@
 // whole prefix and the model), with the previous chunk as its parent.
 //   ExternalPrefixTokens  one BatchExists over the prompt's chunk keys (the
 //                         store master: in-process for the all-in-one server)
-//   StartLoad             on a worker: BatchGet of the chunks into registered
-//                         staging memory (checksums verified by the client),
-//                         then a scatter into the pages; a missing or bad
-//                         chunk fails the load (the engine recomputes)
+//   StartLoad             on a worker: BatchGet of the chunks straight into
+//                         the pages (a scatter list: one copy from a local
+//                         DRAM or SSD copy, checksums verified by the client
+//                         in the same pass); a missing or bad chunk fails the
+//                         load (the engine recomputes)
 //   StartSave             on a worker: a gather of the pages into staging,
 //                         then a Put (a key already stored moves no bytes)
 // Loads run before saves when both wait. Every job ends within the store
@@ -21,6 +22,7 @@
 // store client is shared and thread-safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -49,6 +51,8 @@ struct StoreKvConnectorOptions {
   int64_t retry_after_ms = 5000;
   // Saves waiting beyond this fail at once (their pages are pinned while they wait).
   int64_t max_queued_saves = 64;
+  // Called with each successful load's seconds (a metrics histogram), from a worker.
+  std::function<void(double)> observe_load_seconds;
 };
 
 struct StoreKvCounters {
@@ -56,6 +60,8 @@ struct StoreKvCounters {
   std::atomic<int64_t> chunks_loaded{0}, bytes_loaded{0}, load_failures{0};
   std::atomic<int64_t> chunks_saved{0}, bytes_saved{0}, save_failures{0};
   std::atomic<int64_t> load_us_total{0};
+  // Prompt tokens loaded, by where the store read them (store::ReadFrom).
+  std::array<std::atomic<int64_t>, 5> tokens_from{};
 };
 
 class StoreKvConnector final : public engine::KvConnector {
@@ -76,23 +82,22 @@ class StoreKvConnector final : public engine::KvConnector {
 
  private:
   StoreKvConnector(StoreKvConnectorOptions options, store::Client* client);
-  Status Load(const std::vector<engine::KvChunkRef>& chunks, engine::KvPageAccess& pages, std::byte* staging);
+  Status Load(const std::vector<engine::KvChunkRef>& chunks, engine::KvPageAccess& pages);
   Status Save(const engine::KvChunkRef& chunk, engine::KvPageAccess& pages, std::byte* staging);
-  void Run(std::byte* staging, bool takes_saves);
+  void Run(bool takes_saves);
   bool StoreAway() const;        // within retry_after_ms of an unreachable store
   void NoteFailure(const Status& s);
 
   const StoreKvConnectorOptions options_;
   store::Client* client_;
   uint64_t chunk_bytes_ = 0;
-  std::vector<std::byte*> staging_;  // one area per worker, registered with the client
-  uint64_t staging_bytes_ = 0;
+  std::byte* staging_ = nullptr;  // one chunk, for the saves (worker 0), registered with the client
   StoreKvCounters counters_;
   std::atomic<int64_t> away_until_ns_{0};
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<engine::KvCompletion(std::byte*)>> loads_, saves_;  // GUARDED_BY(mu_)
+  std::deque<std::function<engine::KvCompletion()>> loads_, saves_;  // GUARDED_BY(mu_)
   std::vector<engine::KvCompletion> done_;                                       // GUARDED_BY(mu_)
   bool stop_ = false;                                                            // GUARDED_BY(mu_)
   std::vector<std::thread> threads_;

@@ -78,9 +78,11 @@ class Server:
         r = json.load(urllib.request.urlopen(req, timeout=120))
         return r["choices"][0]["text"], r["usage"]["prompt_tokens_details"]["cached_tokens"]
 
-    def metric(self, name):
+    def metric(self, name, labels=""):
+        """One series of /metrics, e.g. metric("x", 'tier="ssd"'); None when absent."""
         text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=30).read().decode()
-        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+        series = name + ("{%s}" % labels if labels else "")
+        m = re.search(r"^%s (\S+)$" % re.escape(series), text, re.M)
         return float(m.group(1)) if m else None
 
     def stop(self):
@@ -116,6 +118,12 @@ def local():
     check(cached >= 512, "the evicted prefix is loaded back from the DRAM tier (%d cached tokens)" % cached)
     check(text == want, "same output with the prefix loaded from DRAM")
     check((s.metric("crescent_kv_offload_hits_tokens") or 0) >= 512, "loaded tokens counted")
+    check((s.metric("crescent_prefix_cache_tier_hits_tokens", 'tier="dram"') or 0) >= 512,
+          "the hit is counted on the DRAM tier")
+    check((s.metric("crescent_kv_offload_loaded_bytes_total") or 0) > 0, "loaded bytes counted")
+    check((s.metric("crescent_kv_offload_chunks_saved_total") or 0) >= 9, "saved chunks counted")
+    check((s.metric("crescent_kv_store_used_bytes", 'tier="dram"') or 0) > 0, "the DRAM tier's usage is exported")
+    check((s.metric("crescent_kv_offload_load_seconds_count") or 0) >= 1, "the load's latency is in the histogram")
     s.stop()
 
     recs = sorted(f for f in os.listdir(ssd) if f.endswith(".rec"))
@@ -124,6 +132,9 @@ def local():
     text, cached = s.complete(A)
     check(cached >= 512, "after a restart the prefix comes from SSD (%d cached tokens)" % cached)
     check(text == want, "same output with the prefix loaded from SSD")
+    check((s.metric("crescent_prefix_cache_tier_hits_tokens", 'tier="ssd"') or 0) >= 512,
+          "the hit is counted on the SSD tier")
+    check((s.metric("crescent_kv_store_used_bytes", 'tier="ssd"') or 0) > 0, "the SSD tier's usage is exported")
     s.stop()
 
     # Flip a byte in the data of every record: each load fails its checksum.
@@ -138,6 +149,7 @@ def local():
     check(text == want, "same output when the stored chunks are corrupt (recomputed)")
     check(cached == 0, "nothing corrupt is used (%d cached tokens)" % cached)
     check((s.metric("crescent_kv_offload_load_failures_total") or 0) >= 1, "the failed load is counted")
+    check((s.metric("crescent_kv_offload_checksum_failures_total") or 0) >= 1, "the checksum failure is counted")
     s.stop()
 
 
@@ -157,6 +169,7 @@ def cluster():
     fails no request."""
     ref = Server("cluster-ref", "--kv-offload-dram-bytes", "0")
     want, _ = ref.complete(A)
+    ref_outputs = {p: ref.complete(p)[0] for p in others[:2]}
     ref.stop()
     port = free_port()
     mlog = open(os.path.join(a.work, "cluster-master.log"), "w")
@@ -174,6 +187,9 @@ def cluster():
         text, cached = sb.complete(A)
         check(cached >= 512, "instance B reuses the prefix A computed (%d cached tokens)" % cached)
         check(text == want, "same output on B with A's KV")
+        check((sb.metric("crescent_prefix_cache_tier_hits_tokens", 'tier="remote"') or 0) +
+              (sb.metric("crescent_prefix_cache_tier_hits_tokens", 'tier="dram"') or 0) >= 512,
+              "B's hit is counted by tier")
         # Another model (another seed: other weights) on the same master is refused its KV.
         sc = Server("cluster-c", "--store-master", addr, "--kv-offload-dram-bytes", "64M", model="dummy:tiny-qwen3",
                     dummy="tiny-qwen3")
@@ -183,6 +199,21 @@ def cluster():
         _, cached = sc.complete(short)
         check(cached > 0, "it still caches in its own pool")
         sc.stop()
+        # A store node dies (SIGKILL, its DRAM segment with it) while B serves:
+        # B's requests still succeed, loads that named A's copies recompute.
+        wants = []
+        for p in others[:2]:
+            wants.append(ref_outputs[p])
+            sa.complete(p)
+        time.sleep(0.5)
+        sa.proc.kill()
+        sa.proc.wait()
+        for p, w in zip(others[:2], wants):
+            try:
+                text, _ = sb.complete(p)
+                check(text == w, "same output on B after store node A was killed")
+            except Exception as e:  # noqa: BLE001
+                check(False, "a request failed after store node A was killed: %s" % e)
         # The master dies: requests still succeed (recomputed), none fails or hangs.
         master.kill()
         master.wait()
@@ -197,7 +228,6 @@ def cluster():
             except Exception as e:  # noqa: BLE001
                 check(False, "a request failed with the master dead: %s" % e)
         check(ok == 3, "every request answered with the master dead (%.1f s)" % (time.time() - t0))
-        sa.stop()
         sb.stop()
     finally:
         if master.poll() is None:
