@@ -10,11 +10,18 @@
 #include <cstdint>
 #include <span>
 
+#include "base/hash.h"
+
 namespace crescent::conductor {
 
-// A prefix block key: one hash per `block_tokens` tokens of prompt, naming the
-// whole prefix up to and including that block (DESIGN.md, "KV layout and keys").
-using BlockKey = uint64_t;
+// A prefix block key: one per `block_tokens` tokens of prompt, naming the
+// whole prefix up to and including that block, and the model. In a live
+// cluster these are the KV identity's chain keys (base/kv_identity.h), the
+// very keys the engine and the store use; a trace's hash ids (plain
+// integers) become keys through TraceBlockKey.
+using BlockKey = Hash128;
+using BlockKeyHasher = Hash128Hasher;
+inline BlockKey TraceBlockKey(uint64_t id) { return {id, 0}; }
 
 // One prefill job as the estimators see it.
 struct PrefillWork {

@@ -11,7 +11,7 @@ namespace crescent::conductor {
 namespace {
 
 struct FakePrefill {
-  std::unordered_set<BlockKey> cache;
+  std::unordered_set<BlockKey, BlockKeyHasher> cache;
   bool running = false;
   PrefillWork running_work;
   double running_started_s = 0;
@@ -53,9 +53,9 @@ struct Prompt {
   std::vector<BlockKey> keys;
   Request request;
 };
-Prompt MakePrompt(int blocks, BlockKey first_key, int64_t output = 10) {
+Prompt MakePrompt(int blocks, uint64_t first_key, int64_t output = 10) {
   Prompt p;
-  for (int i = 0; i < blocks; ++i) p.keys.push_back(first_key + i);
+  for (int i = 0; i < blocks; ++i) p.keys.push_back(TraceBlockKey(first_key + static_cast<uint64_t>(i)));
   p.request = Request{blocks * kBlock, output, p.keys};
   return p;
 }

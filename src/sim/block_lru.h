@@ -36,7 +36,7 @@ class BlockLru {
   int64_t capacity_;
   int64_t evictions_ = 0;
   std::list<BlockKey> order_;  // most recent first
-  std::unordered_map<BlockKey, std::list<BlockKey>::iterator> index_;
+  std::unordered_map<BlockKey, std::list<BlockKey>::iterator, conductor::BlockKeyHasher> index_;
 };
 
 }  // namespace crescent::sim

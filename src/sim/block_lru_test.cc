@@ -11,18 +11,24 @@
 namespace crescent::sim {
 namespace {
 
+std::vector<BlockKey> Keys(std::initializer_list<uint64_t> ids) {
+  std::vector<BlockKey> out;
+  for (uint64_t id : ids) out.push_back(conductor::TraceBlockKey(id));
+  return out;
+}
+
 TEST(BlockLruTest, PrefixOutlivesSuffixAndCapacityHolds) {
   BlockLru lru(4);
-  std::vector<BlockKey> a = {1, 2, 3};
+  std::vector<BlockKey> a = Keys({1, 2, 3});
   lru.InsertChain(a);
   EXPECT_EQ(lru.MatchPrefix(a), 3);
-  std::vector<BlockKey> b = {1, 9, 10};  // shares block 1
+  std::vector<BlockKey> b = Keys({1, 9, 10});  // shares block 1
   lru.InsertChain(b);                    // 4 slots for {1,2,3,9,10}: evicts the oldest, 3
   EXPECT_EQ(lru.size(), 4);
   EXPECT_EQ(lru.MatchPrefix(a), 2);
   EXPECT_EQ(lru.MatchPrefix(b), 3);
   EXPECT_EQ(lru.evictions(), 1);
-  std::vector<BlockKey> long_chain = {20, 21, 22, 23, 24, 25};
+  std::vector<BlockKey> long_chain = Keys({20, 21, 22, 23, 24, 25});
   lru.InsertChain(long_chain);  // longer than the cache: its prefix survives
   EXPECT_EQ(lru.size(), 4);
   EXPECT_EQ(lru.MatchPrefix(long_chain), 4);
@@ -30,7 +36,7 @@ TEST(BlockLruTest, PrefixOutlivesSuffixAndCapacityHolds) {
 
 TEST(BlockLruTest, ZeroCapacityHoldsNothing) {
   BlockLru lru(0);
-  std::vector<BlockKey> a = {1, 2};
+  std::vector<BlockKey> a = Keys({1, 2});
   lru.InsertChain(a);
   EXPECT_EQ(lru.size(), 0);
   EXPECT_EQ(lru.MatchPrefix(a), 0);

@@ -142,8 +142,8 @@ Trace HotPrefixTrace(int n) {
     r.input_tokens = 17 * 1024;
     r.output_tokens = 20;
     r.keys_begin = static_cast<uint32_t>(t.keys.size());
-    for (int k = 0; k < 32; ++k) t.keys.push_back(k);                  // the shared prompt
-    t.keys.push_back(1000 + 2 * i), t.keys.push_back(1001 + 2 * i);  // the user's own text
+    for (uint64_t k = 0; k < 32; ++k) t.keys.push_back(conductor::TraceBlockKey(k));                  // the shared prompt
+    t.keys.push_back(conductor::TraceBlockKey(1000 + 2 * i)), t.keys.push_back(conductor::TraceBlockKey(1001 + 2 * i));  // the user's own text
     r.keys_count = 34;
     t.requests.push_back(r);
   }

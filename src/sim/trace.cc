@@ -36,9 +36,9 @@ Status ParseLine(std::string_view line, const std::string& where, Trace& out) {
   req.keys_begin = static_cast<uint32_t>(out.keys.size());
   for (const json::value& k : it->value().get_array()) {
     if (k.is_int64() && k.get_int64() >= 0) {
-      out.keys.push_back(static_cast<BlockKey>(k.get_int64()));
+      out.keys.push_back(conductor::TraceBlockKey(static_cast<uint64_t>(k.get_int64())));
     } else if (k.is_uint64()) {
-      out.keys.push_back(k.get_uint64());
+      out.keys.push_back(conductor::TraceBlockKey(k.get_uint64()));
     } else {
       return InvalidArgument(where + ": field 'hash_ids': expected non-negative integers, got " +
                              std::string(JsonKindName(k)));
@@ -82,7 +82,7 @@ std::string FormatTrace(const Trace& trace) {
     fmt::format_to(std::back_inserter(out), "{{\"timestamp\": {}, \"input_length\": {}, \"output_length\": {}, \"hash_ids\": [",
                    r.timestamp_ms, r.input_tokens, r.output_tokens);
     const auto keys = trace.Keys(r);
-    for (size_t i = 0; i < keys.size(); ++i) fmt::format_to(std::back_inserter(out), "{}{}", i ? ", " : "", keys[i]);
+    for (size_t i = 0; i < keys.size(); ++i) fmt::format_to(std::back_inserter(out), "{}{}", i ? ", " : "", keys[i].lo);
     out += "]}\n";
   }
   return out;

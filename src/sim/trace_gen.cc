@@ -212,7 +212,7 @@ Result<Trace> GenerateTrace(const TraceGenOptions& o) {
     r.output_tokens = d.output;
     r.keys_begin = static_cast<uint32_t>(t.keys.size());
     for (uint64_t blk : d.blocks) {
-      auto [it, fresh] = renumber.try_emplace(blk, static_cast<BlockKey>(renumber.size()));
+      auto [it, fresh] = renumber.try_emplace(blk, conductor::TraceBlockKey(renumber.size()));
       t.keys.push_back(it->second);
     }
     r.keys_count = static_cast<uint32_t>(d.blocks.size());

@@ -36,8 +36,8 @@ TEST(TraceGenTest, WellFormed) {
     const Trace t = Make(like, 3000, 1);
     ASSERT_EQ(t.requests.size(), 3000u) << like;
     int64_t last_ts = 0;
-    BlockKey next_new = 0;
-    std::unordered_set<BlockKey> seen;
+    uint64_t next_new = 0;
+    std::unordered_set<BlockKey, conductor::BlockKeyHasher> seen;
     for (const TraceRequest& r : t.requests) {
       EXPECT_GE(r.timestamp_ms, last_ts);
       last_ts = r.timestamp_ms;
@@ -47,7 +47,7 @@ TEST(TraceGenTest, WellFormed) {
       EXPECT_EQ(static_cast<int64_t>(r.keys_count), (r.input_tokens + 511) / 512);
       for (BlockKey k : t.Keys(r)) {
         if (seen.insert(k).second) {
-          EXPECT_EQ(k, next_new++) << like;
+          EXPECT_EQ(k, conductor::TraceBlockKey(next_new++)) << like;
         }
       }
     }

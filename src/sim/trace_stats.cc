@@ -27,7 +27,7 @@ TraceStats ComputeTraceStats(const Trace& trace, int64_t block_tokens) {
   s.requests = static_cast<int64_t>(trace.requests.size());
   if (trace.requests.empty()) return s;
   std::vector<int64_t> in, out;
-  std::unordered_set<BlockKey> seen;
+  std::unordered_set<BlockKey, conductor::BlockKeyHasher> seen;
   int64_t first = 0, two = 0;
   for (const TraceRequest& r : trace.requests) {
     in.push_back(r.input_tokens);

@@ -15,12 +15,12 @@ TEST(TraceTest, ParsesLinesAndSortsByTimestamp) {
   ASSERT_EQ(t->requests.size(), 2u);
   EXPECT_EQ(t->requests[0].timestamp_ms, 2);
   EXPECT_EQ(t->Keys(t->requests[0]).size(), 1u);
-  EXPECT_EQ(t->Keys(t->requests[0])[0], 7u);
+  EXPECT_EQ(t->Keys(t->requests[0])[0], conductor::TraceBlockKey(7));
   EXPECT_EQ(t->requests[1].input_tokens, 700);
-  EXPECT_EQ(t->Keys(t->requests[1])[1], 1u);
+  EXPECT_EQ(t->Keys(t->requests[1])[1], conductor::TraceBlockKey(1));
   Trace p = t->Prefix(1);
   ASSERT_EQ(p.requests.size(), 1u);
-  EXPECT_EQ(p.Keys(p.requests[0])[0], 7u);
+  EXPECT_EQ(p.Keys(p.requests[0])[0], conductor::TraceBlockKey(7));
 }
 
 TEST(TraceTest, MalformedLinesNameTheirLine) {
