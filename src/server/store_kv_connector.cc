@@ -100,13 +100,42 @@ int64_t StoreKvConnector::ExternalPrefixTokens(std::span<const int32_t> tokens, 
 }
 
 void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, KvPageAccess& pages) {
+  // A long prefix is split over the workers (contiguous runs of chunks); the
+  // last part to end completes the load, with the first failure if any.
+  struct Shared {
+    std::atomic<int> left{0};
+    std::atomic<int64_t> start_ns{0};
+    std::mutex mu;
+    Status status;  // GUARDED_BY(mu)
+  };
+  auto shared = std::make_shared<Shared>();
+  const size_t parts = std::max<size_t>(1, std::min(chunks.size(), static_cast<size_t>(threads_.size())));
+  shared->left = static_cast<int>(parts);
+  auto all = std::make_shared<std::vector<KvChunkRef>>(std::move(chunks));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    loads_.push_back([this, id, chunks = std::move(chunks), &pages] {
-      return KvCompletion{KvOp::kLoad, id, Load(chunks, pages)};
-    });
+    for (size_t k = 0; k < parts; ++k) {
+      const size_t b = all->size() * k / parts, e = all->size() * (k + 1) / parts;
+      loads_.push_back([this, id, all, b, e, shared, &pages]() -> std::optional<KvCompletion> {
+        int64_t zero = 0;
+        shared->start_ns.compare_exchange_strong(zero, MonoNs());
+        Status s = Load(std::span<const KvChunkRef>(all->data() + b, e - b), pages);
+        {
+          std::lock_guard<std::mutex> l(shared->mu);
+          if (!s.ok() && shared->status.ok()) shared->status = s;
+        }
+        if (--shared->left > 0) return std::nullopt;
+        const int64_t us = (MonoNs() - shared->start_ns.load()) / 1000;
+        std::lock_guard<std::mutex> l(shared->mu);
+        if (shared->status.ok()) {
+          counters_.load_us_total += us;
+          if (options_.observe_load_seconds) options_.observe_load_seconds(static_cast<double>(us) * 1e-6);
+        }
+        return KvCompletion{KvOp::kLoad, id, shared->status};
+      });
+    }
   }
-  cv_.notify_one();
+  cv_.notify_all();
 }
 
 void StoreKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pages) {
@@ -117,7 +146,7 @@ void StoreKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pa
       done_.push_back({KvOp::kSave, id, ResourceExhausted("the store connector's save queue is full")});
       return;
     }
-    saves_.push_back([this, id, chunk = std::move(chunk), &pages] {
+    saves_.push_back([this, id, chunk = std::move(chunk), &pages]() -> std::optional<KvCompletion> {
       return KvCompletion{KvOp::kSave, id, Save(chunk, pages, staging_)};
     });
   }
@@ -141,14 +170,13 @@ void StoreKvConnector::Run(bool takes_saves) {
     auto job = std::move(q.front());
     q.pop_front();
     lock.unlock();
-    KvCompletion c = job();
+    std::optional<KvCompletion> c = job();
     lock.lock();
-    done_.push_back(std::move(c));
+    if (c) done_.push_back(std::move(*c));
   }
 }
 
-Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAccess& pages) {
-  const auto t0 = std::chrono::steady_clock::now();
+Status StoreKvConnector::Load(std::span<const KvChunkRef> chunks, KvPageAccess& pages) {
   const int64_t per_chunk = options_.chunk_tokens / options_.page_tokens;
   for (size_t first = 0; first < chunks.size(); first += static_cast<size_t>(options_.chunks_per_get)) {
     const size_t n = std::min(chunks.size() - first, static_cast<size_t>(options_.chunks_per_get));
@@ -179,9 +207,6 @@ Status StoreKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageAcces
       counters_.tokens_from[static_cast<size_t>(from[i])] += c.chunk_start + options_.chunk_tokens - c.first_token;
     }
   }
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
-  counters_.load_us_total += us;
-  if (options_.observe_load_seconds) options_.observe_load_seconds(static_cast<double>(us) * 1e-6);
   return Status::Ok();
 }
 

@@ -8,7 +8,9 @@
 // whole prefix and the model), with the previous chunk as its parent.
 //   ExternalPrefixTokens  one BatchExists over the prompt's chunk keys (the
 //                         store master: in-process for the all-in-one server)
-//   StartLoad             on a worker: BatchGet of the chunks straight into
+//   StartLoad             on the workers (a long prefix split in contiguous
+//                         runs, one per worker; the last to end completes
+//                         the load with the first failure): BatchGet of the chunks straight into
 //                         the pages (a scatter list: one copy from a local
 //                         DRAM or SSD copy, checksums verified by the client
 //                         in the same pass); a missing or bad chunk fails the
@@ -27,6 +29,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -82,7 +85,7 @@ class StoreKvConnector final : public engine::KvConnector {
 
  private:
   StoreKvConnector(StoreKvConnectorOptions options, store::Client* client);
-  Status Load(const std::vector<engine::KvChunkRef>& chunks, engine::KvPageAccess& pages);
+  Status Load(std::span<const engine::KvChunkRef> chunks, engine::KvPageAccess& pages);
   Status Save(const engine::KvChunkRef& chunk, engine::KvPageAccess& pages, std::byte* staging);
   void Run(bool takes_saves);
   bool StoreAway() const;        // within retry_after_ms of an unreachable store
@@ -97,7 +100,8 @@ class StoreKvConnector final : public engine::KvConnector {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<engine::KvCompletion()>> loads_, saves_;  // GUARDED_BY(mu_)
+  // A job returns its completion, or nothing (one part of a split load).
+  std::deque<std::function<std::optional<engine::KvCompletion>()>> loads_, saves_;  // GUARDED_BY(mu_)
   std::vector<engine::KvCompletion> done_;                                       // GUARDED_BY(mu_)
   bool stop_ = false;                                                            // GUARDED_BY(mu_)
   std::vector<std::thread> threads_;
