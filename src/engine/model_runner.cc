@@ -235,7 +235,8 @@ double ModelRunner::ForwardFlops(int64_t start_pos, int64_t new_tokens) const {
   return flops;
 }
 
-Status ModelRunner::Forward(std::span<const ForwardSeq> seqs, KvPagePool& pool, std::vector<float>* logits) {
+Status ModelRunner::Forward(std::span<const ForwardSeq> seqs, KvPagePool& pool, std::vector<float>* logits,
+                            const std::function<void(int64_t layer)>& layer_written) {
   Impl& im = *impl_;
   const auto& c = im.cfg;
   const int64_t hs = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim(), hd = c.head_dim;
@@ -326,6 +327,7 @@ Status ModelRunner::Forward(std::span<const ForwardSeq> seqs, KvPagePool& pool, 
     }, 4);
     kernels::KvLayerView view = pool.Layer(l);
     kernels::WriteKvPages(view, aseqs, im.qkv.data() + qd, im.qkv.data() + qd + kvd, qkv_w);
+    if (layer_written) layer_written(l);
     if (im.act == DType::kBF16) {
       kernels::PagedAttention(ap, view, aseqs, im.qkv.data(), qkv_w, reinterpret_cast<uint16_t*>(im.attn.data()));
     } else {

@@ -77,7 +77,14 @@ class ModelRunner {
   // Writes K/V of every sequence's new tokens to its pages and, for those with
   // want_logits, the next-token logits (f32 [count, vocab], in order) into *logits.
   // Validates token ids and page coverage (InvalidArgument / OutOfRange).
-  Status Forward(std::span<const ForwardSeq> seqs, KvPagePool& pool, std::vector<float>* logits);
+  // `layer_written` (may be empty): called on the calling thread with l = 0, 1,
+  // ... as soon as layer l's K/V of every new token are in the pages, before
+  // layer l + 1 starts; this forward never writes layer l's pages again, so
+  // the hook may start moving them (a prefill instance streaming its KV to a
+  // decode instance while the following layers compute). It must not block
+  // for long: the forward waits for it.
+  Status Forward(std::span<const ForwardSeq> seqs, KvPagePool& pool, std::vector<float>* logits,
+                 const std::function<void(int64_t layer)>& layer_written = {});
 
  private:
   ModelRunner();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -103,6 +104,52 @@ TEST_F(RunnerTest, ChunkedPrefillEqualsOneShot) {
     ASSERT_TRUE(r->Forward({&s, 1}, pool, &logits).ok());
   }
   for (size_t i = 0; i < whole.size(); i += 97) ASSERT_NEAR(whole[i], logits[i], 1e-4) << i;
+  pool.Release(kv);
+}
+
+// The per-layer hook (a prefill instance streams each layer's KV while the
+// next ones compute): called once per layer, in order, when that layer's K/V
+// of the new tokens are final and before the next layer has written any.
+TEST_F(RunnerTest, LayerHookSeesEachLayerFinalBeforeTheNextIsWritten) {
+  auto r = Load("tiny-llama3");
+  const int64_t layers = r->config().num_layers;
+  ASSERT_GE(layers, 2);
+  KvPagePool pool(r->kv_shape(), 16);
+  std::vector<int32_t> p = Prompt(40, 3);
+  SequenceKv kv;
+  ASSERT_TRUE(pool.Reserve(kv, 40).ok());
+  for (int32_t pg : kv.pages) {  // a known pattern where nothing was written yet
+    for (int64_t l = 0; l < layers; ++l) {
+      std::fill_n(pool.K(l, pg).data(), pool.K(l, pg).size(), std::byte{0x7e});
+      std::fill_n(pool.V(l, pg).data(), pool.V(l, pg).size(), std::byte{0x7e});
+    }
+  }
+  auto layer_bytes = [&](int64_t l) {
+    std::vector<std::byte> b;
+    for (int32_t pg : kv.pages) {
+      b.insert(b.end(), pool.K(l, pg).begin(), pool.K(l, pg).end());
+      b.insert(b.end(), pool.V(l, pg).begin(), pool.V(l, pg).end());
+    }
+    return b;
+  };
+  const std::vector<std::byte> untouched = layer_bytes(0);
+  std::vector<std::vector<std::byte>> at_hook;
+  std::vector<int64_t> order;
+  std::vector<float> logits;
+  ForwardSeq s{p, 0, &kv, true};
+  ASSERT_TRUE(r->Forward({&s, 1}, pool, &logits, [&](int64_t l) {
+    order.push_back(l);
+    at_hook.push_back(layer_bytes(l));
+    if (l + 1 < layers) {
+      EXPECT_EQ(layer_bytes(l + 1), untouched) << "layer " << l + 1 << " written before its turn";
+    }
+  }).ok());
+  ASSERT_EQ(static_cast<int64_t>(order.size()), layers);
+  for (int64_t l = 0; l < layers; ++l) {
+    EXPECT_EQ(order[l], l);
+    EXPECT_NE(at_hook[l], untouched);
+    EXPECT_EQ(at_hook[l], layer_bytes(l)) << "layer " << l << " changed after its hook";
+  }
   pool.Release(kv);
 }
 
