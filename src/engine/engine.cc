@@ -48,7 +48,13 @@ struct Request {
   double submit_time = 0;
   double first_token_time = 0;
   std::vector<int32_t> stop_ids;
+  std::shared_ptr<KvLayerSink> sink;
 };
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace
 
@@ -67,12 +73,16 @@ struct Engine::Impl {
   std::condition_variable cv;
   std::vector<std::unique_ptr<Request>> incoming;
   std::vector<uint64_t> cancels;
+  std::vector<std::function<void()>> tasks;  // run on the step thread
   bool stopping = false;
   int64_t queued = 0;  // incoming + waiting, for admission
   EngineStats stats;
 
   // Step thread only.
   std::unordered_map<uint64_t, std::unique_ptr<Request>> live;
+  std::unique_ptr<KvReservations> reservations;
+  // Pages of ended requests whose sink may still be reading them.
+  std::vector<std::pair<std::shared_ptr<KvLayerSink>, std::vector<int32_t>>> pinned;
   // Outputs of this iteration, delivered after the stats are published so a
   // caller that sees a final output also sees its pages freed.
   std::vector<std::pair<std::shared_ptr<OutputCallback>, RequestOutput>> outbox;
@@ -80,6 +90,13 @@ struct Engine::Impl {
 
   void Loop();
   void Step();
+  Result<std::unique_ptr<Request>> MakeRequest(EngineRequest request, OutputCallback callback);
+  // Runs `fn` on the step thread and waits for it (false: the engine stopped first).
+  bool OnStepThread(std::function<void()> fn);
+  void Admit(std::unique_ptr<Request> r);
+  void ReleaseToSink(Request& r, bool ok);
+  void UnpinIdleSinks(bool wait);
+  bool KvBusy() const;
   void Emit(Request& r, std::vector<int32_t> tokens, std::vector<SampledToken> samples, std::string text,
             FinishReason finish, Status error = Status::Ok());
   void Finish(uint64_t id, FinishReason reason, Status error = Status::Ok());
@@ -128,6 +145,10 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunner> runn
   im.scheduler = std::make_unique<Scheduler>(sc, im.pool.get(), im.fingerprint, connector);
   im.runner = std::move(runner);
   im.stats.kv_pages_total = pages;
+  KvReservationOptions ro;
+  ro.lease_ms = options.kv_lease_ms;
+  ro.quarantine_ms = options.kv_quarantine_ms;
+  im.reservations = std::make_unique<KvReservations>(im.pool.get(), ro);
   LOG_INFO("engine: KV cache {} pages x {} tokens ({:.1f} MB), max {} seqs, {} tokens per step", pages,
            options.page_tokens, static_cast<double>(pages * shape.page_bytes()) / 1e6, options.max_num_seqs,
            options.max_num_batched_tokens);
@@ -146,9 +167,8 @@ EngineStats Engine::Stats() const {
   return impl_->stats;
 }
 
-Result<uint64_t> Engine::Submit(EngineRequest request, OutputCallback callback) {
-  Impl& im = *impl_;
-  const auto& cfg = im.runner->config();
+Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request, OutputCallback callback) {
+  const auto& cfg = runner->config();
   const int64_t n = static_cast<int64_t>(request.prompt.size());
   const RequestParams& p = request.params;
   if (n == 0) return InvalidArgument("the prompt is empty");
@@ -159,18 +179,17 @@ Result<uint64_t> Engine::Submit(EngineRequest request, OutputCallback callback) 
     }
   }
   if (p.max_tokens < 0) return InvalidArgument("max_tokens must be >= 0");
-  if (n + p.max_tokens > im.max_model_len) {
-    return InvalidArgument("this model's maximum context length is " + std::to_string(im.max_model_len) +
+  if (n + p.max_tokens > max_model_len) {
+    return InvalidArgument("this model's maximum context length is " + std::to_string(max_model_len) +
                            " tokens; the request asks for " + std::to_string(n + p.max_tokens) + " (" +
                            std::to_string(n) + " in the prompt, " + std::to_string(p.max_tokens) + " to generate)");
   }
-  const int64_t pt = im.pool->shape().page_tokens;
-  if ((n + p.max_tokens + pt - 1) / pt > im.pool->num_pages()) {
+  const int64_t pt = pool->shape().page_tokens;
+  if ((n + p.max_tokens + pt - 1) / pt > pool->num_pages()) {
     return InvalidArgument("the request needs " + std::to_string(n + p.max_tokens) +
-                           " tokens of KV cache but the whole cache holds " +
-                           std::to_string(im.pool->num_pages() * pt));
+                           " tokens of KV cache but the whole cache holds " + std::to_string(pool->num_pages() * pt));
   }
-  if (!p.stop.empty() && im.tokenizer == nullptr) return InvalidArgument("stop strings need a tokenizer");
+  if (!p.stop.empty() && tokenizer == nullptr) return InvalidArgument("stop strings need a tokenizer");
   if (p.sampling.temperature < 0 || p.sampling.top_p <= 0 || p.sampling.top_p > 1 || p.sampling.min_p < 0 ||
       p.sampling.min_p > 1 || p.sampling.top_k < 0 || p.sampling.repetition_penalty <= 0 ||
       p.sampling.logprobs < 0 || p.sampling.logprobs > 20) {
@@ -181,18 +200,23 @@ Result<uint64_t> Engine::Submit(EngineRequest request, OutputCallback callback) 
   r->seq.prompt_len = n;
   r->seq.max_tokens = p.max_tokens;
   r->params = p;
+  r->sink = std::move(request.kv_sink);
   r->callback = std::make_shared<OutputCallback>(std::move(callback));
   r->rng = Rng(p.has_seed ? p.seed : std::random_device{}() * 0x9e3779b97f4a7c15ULL + std::random_device{}());
   if (p.sampling.has_penalties()) r->history.SetPrompt(r->seq.tokens);
-  if (im.tokenizer) {
-    r->detok = std::make_unique<model::IncrementalDetokenizer>(im.tokenizer, p.skip_special_tokens);
-  }
+  if (tokenizer) r->detok = std::make_unique<model::IncrementalDetokenizer>(tokenizer, p.skip_special_tokens);
   r->stops = StopChecker(p.stop, p.include_stop_str_in_output);
   if (!p.ignore_eos) {
     for (int64_t e : cfg.eos_token_ids) r->stop_ids.push_back(static_cast<int32_t>(e));
   }
   r->stop_ids.insert(r->stop_ids.end(), p.stop_token_ids.begin(), p.stop_token_ids.end());
   r->submit_time = NowSeconds();
+  return r;
+}
+
+Result<uint64_t> Engine::Submit(EngineRequest request, OutputCallback callback) {
+  Impl& im = *impl_;
+  ASSIGN_OR_RETURN(std::unique_ptr<Request> r, im.MakeRequest(std::move(request), std::move(callback)));
   std::lock_guard<std::mutex> lock(im.mu);
   if (im.stopping) return Unavailable("the engine is shutting down");
   if (im.queued >= im.options.max_waiting) {
@@ -203,6 +227,109 @@ Result<uint64_t> Engine::Submit(EngineRequest request, OutputCallback callback) 
   im.incoming.push_back(std::move(r));
   ++im.queued;
   im.cv.notify_one();
+  return id;
+}
+
+bool Engine::Impl::OnStepThread(std::function<void()> fn) {
+  auto done = std::make_shared<std::pair<std::mutex, bool>>();
+  auto cv_done = std::make_shared<std::condition_variable>();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (stopping) return false;
+    tasks.push_back([fn = std::move(fn), done, cv_done] {
+      fn();
+      std::lock_guard<std::mutex> l(done->first);
+      done->second = true;
+      cv_done->notify_all();
+    });
+    cv.notify_one();
+  }
+  std::unique_lock<std::mutex> l(done->first);
+  // The step thread runs tasks between steps; at shutdown it runs what is queued.
+  cv_done->wait(l, [&] { return done->second; });
+  return true;
+}
+
+Result<KvReservation> Engine::ReserveKv(std::span<const int32_t> prompt, int64_t max_tokens) {
+  Impl& im = *impl_;
+  if (prompt.empty() || max_tokens < 0) return InvalidArgument("a reservation needs a prompt and max_tokens >= 0");
+  const int64_t tokens = static_cast<int64_t>(prompt.size()) + max_tokens;
+  if (tokens > im.max_model_len) return InvalidArgument("the reservation is beyond the model's context");
+  const int64_t pt = im.pool->shape().page_tokens;
+  std::vector<Hash128> keys;  // the prompt's full pages, as the scheduler keys them
+  if (im.options.enable_prefix_caching) {
+    for (size_t i = 0; (i + 1) * pt <= prompt.size() ; ++i) {
+      keys.push_back(PageKey(i == 0 ? Hash128{} : keys.back(), prompt.subspan(i * pt, pt), im.fingerprint));
+    }
+  }
+  Result<KvReservation> out = Unavailable("the engine is shutting down");
+  im.OnStepThread([&] { out = im.reservations->Reserve(keys, static_cast<int64_t>(prompt.size()), tokens, NowMs()); });
+  return out;
+}
+
+void Engine::CancelKv(uint64_t reservation) {
+  Impl& im = *impl_;
+  im.OnStepThread([&] { im.reservations->Cancel(reservation, NowMs()); });
+}
+
+KvReservationStats Engine::kv_reservation_stats() const {
+  Impl& im = *impl_;
+  KvReservationStats st;
+  im.OnStepThread([&] { st = im.reservations->stats(); });
+  return st;
+}
+
+KvPageAccess& Engine::kv_pages() { return *impl_->pool; }
+std::span<std::byte> Engine::kv_memory() const { return impl_->pool->memory(); }
+
+Result<uint64_t> Engine::SubmitPrefilled(EngineRequest request, const KvCommit& commit, OutputCallback callback) {
+  Impl& im = *impl_;
+  if (request.params.max_tokens < 2) return InvalidArgument("a prefilled request has nothing to decode (max_tokens < 2)");
+  if (commit.first_token < 0 || commit.first_token >= im.runner->config().vocab_size) {
+    return InvalidArgument("the first token is outside the vocabulary");
+  }
+  request.kv_sink.reset();
+  ASSIGN_OR_RETURN(std::unique_ptr<Request> r, im.MakeRequest(std::move(request), std::move(callback)));
+  Status result = Unavailable("the engine is shutting down");
+  uint64_t id = 0;
+  im.OnStepThread([&] {
+    Result<KvReservation> c = im.reservations->Commit(commit.reservation, commit.generation, commit.checksums, NowMs());
+    if (!c.ok()) {
+      result = c.status();
+      return;
+    }
+    if (static_cast<int64_t>(c->pages.size()) * im.pool->shape().page_tokens < r->seq.prompt_len + r->seq.max_tokens) {
+      for (int32_t p : c->pages) im.pool->Unref(p);
+      result = InvalidArgument("the request does not fit the reservation it names");
+      return;
+    }
+    Sequence& q = r->seq;
+    const int64_t pt = im.pool->shape().page_tokens;
+    // The prompt's K/V are in the pages: key its full pages (a prefix cache
+    // for what comes next), and take the first token as if sampled here.
+    for (int64_t i = 0; (i + 1) * pt <= q.prompt_len; ++i) {
+      const Hash128 parent = i == 0 ? Hash128{} : q.page_keys.back();
+      q.page_keys.push_back(PageKey(parent, std::span<const int32_t>(q.tokens.data() + i * pt, pt), im.fingerprint));
+      if (im.options.enable_prefix_caching) im.pool->SetKey(c->pages[i], q.page_keys.back());
+    }
+    q.kv.pages = std::move(c->pages);
+    q.kv.num_tokens = q.prompt_len;
+    q.num_computed = q.prompt_len;
+    q.external_prefix_ready = true;
+    q.external_tried = true;
+    q.admitted_once = true;
+    q.cached_prompt_tokens = c->held_tokens;
+    q.tokens.push_back(commit.first_token);
+    if (r->params.sampling.has_penalties()) r->history.AddOutput(commit.first_token);
+    if (r->detok) r->stops.Push(r->detok->Push(commit.first_token));  // its text was the prefill instance's
+    r->first_token_time = NowSeconds();
+    id = im.next_id.fetch_add(1);
+    q.id = id;
+    im.live[id] = std::move(r);
+    im.scheduler->Add(&im.live[id]->seq);
+    result = Status::Ok();
+  });
+  if (!result.ok()) return result;
   return id;
 }
 
@@ -246,6 +373,7 @@ void Engine::Impl::Finish(uint64_t id, FinishReason reason, Status error) {
   if (reason != FinishReason::kStop || !r.stops.matched()) {
     if (r.detok) tail = r.stops.Flush(r.detok->Finish());
   }
+  if (r.sink) ReleaseToSink(r, false);
   scheduler->Remove(&r.seq);
   Emit(r, {}, {}, std::move(tail), reason, std::move(error));
   live.erase(it);
@@ -273,10 +401,34 @@ void Engine::Impl::AcceptSampled(Request& r, SampledToken s) {
   }
   // The final output carries this token and whatever text was held back.
   if (!r.stops.matched() && r.detok) text += r.stops.Flush(r.detok->Finish());
+  if (r.sink) ReleaseToSink(r, true);
   scheduler->Remove(&r.seq);
   Emit(r, {t}, std::move(samples), std::move(text), finish);
   live.erase(r.seq.id);  // destroys r
 }
+
+void Engine::Impl::ReleaseToSink(Request& r, bool ok) {
+  r.sink->OnFinished(ok, r.seq.kv.pages, *pool);
+  for (int32_t p : r.seq.kv.pages) pool->Ref(p);  // until the sink's writes end
+  pinned.emplace_back(std::move(r.sink), r.seq.kv.pages);
+}
+
+void Engine::Impl::UnpinIdleSinks(bool wait) {
+  for (;;) {
+    for (auto it = pinned.begin(); it != pinned.end();) {
+      if (it->first->Idle()) {
+        for (int32_t p : it->second) pool->Unref(p);
+        it = pinned.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!wait || pinned.empty()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // sinks' writes end within their timeout
+  }
+}
+
+bool Engine::Impl::KvBusy() const { return !pinned.empty() || reservations->active() > 0 || reservations->stats().quarantined_pages > 0; }
 
 void Engine::Impl::PublishStats() {
   std::lock_guard<std::mutex> lock(mu);
@@ -306,17 +458,29 @@ void Engine::Impl::Loop() {
   while (true) {
     std::vector<std::unique_ptr<Request>> fresh;
     std::vector<uint64_t> cancelled;
+    std::vector<std::function<void()>> todo;
     bool stop;
     {
       std::unique_lock<std::mutex> lock(mu);
-      // Loads and saves still in flight are collected by Step (it polls).
-      cv.wait(lock, [&] {
-        return stopping || !incoming.empty() || !cancels.empty() || !live.empty() || scheduler->has_pending_kv();
-      });
+      // Loads and saves still in flight are collected by Step (it polls);
+      // pinned pages and reservations are looked at every few ms.
+      auto ready = [&] {
+        return stopping || !incoming.empty() || !cancels.empty() || !tasks.empty() || !live.empty() ||
+               scheduler->has_pending_kv();
+      };
+      if (KvBusy()) {
+        cv.wait_for(lock, std::chrono::milliseconds(5), ready);
+      } else {
+        cv.wait(lock, ready);
+      }
       fresh.swap(incoming);
       cancelled.swap(cancels);
+      todo.swap(tasks);
       stop = stopping;
     }
+    for (auto& fn : todo) fn();
+    reservations->Tick(NowMs());
+    UnpinIdleSinks(false);
     for (auto& r : fresh) {
       Request* raw = r.get();
       live[raw->seq.id] = std::move(r);
@@ -332,6 +496,12 @@ void Engine::Impl::Loop() {
       for (auto& [id, r] : live) ids.push_back(id);
       for (uint64_t id : ids) Finish(id, FinishReason::kAbort);
       scheduler->WaitForKv();  // no connector thread may touch the pool after this
+      UnpinIdleSinks(true);     // nor a sink's write
+      {
+        std::lock_guard<std::mutex> lock(mu);  // a task queued before `stopping` still gets its answer
+        todo.swap(tasks);
+      }
+      for (auto& fn : todo) fn();
       PublishStats();
       Deliver();
       return;
@@ -356,8 +526,26 @@ void Engine::Impl::Step() {
     batch.push_back({std::span<const int32_t>(s.seq->tokens.data() + s.start, static_cast<size_t>(s.num_tokens)),
                      s.start, &s.seq->kv, s.sample});
   }
+  // Sinks (prefill instances): cached tokens are reported first, then each
+  // layer of the new tokens as it is written.
+  std::vector<std::pair<KvLayerSink*, const ScheduledSeq*>> sinks;
+  for (const ScheduledSeq& s : out.scheduled) {
+    Request& req = *live.at(s.seq->id);
+    if (!req.sink) continue;
+    sinks.emplace_back(req.sink.get(), &s);
+    if (s.start > 0 && !req.seq.admitted_once_sent) {
+      for (int64_t l = 0; l < pool->num_layers(); ++l) req.sink->OnLayer(l, 0, s.start, s.seq->kv.pages, *pool);
+    }
+    req.seq.admitted_once_sent = true;
+  }
+  std::function<void(int64_t)> hook;
+  if (!sinks.empty()) {
+    hook = [&](int64_t l) {
+      for (auto [sink, s] : sinks) sink->OnLayer(l, s->start, s->num_tokens, s->seq->kv.pages, *pool);
+    };
+  }
   std::vector<float> logits;
-  Status st = runner->Forward(batch, *pool, &logits);
+  Status st = runner->Forward(batch, *pool, &logits, hook);
   if (!st.ok()) {
     LOG_ERROR("engine step failed: {}", st.ToString());
     for (const ScheduledSeq& s : out.scheduled) Finish(s.seq->id, FinishReason::kError, st);

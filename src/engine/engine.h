@@ -30,6 +30,7 @@
 
 #include "base/status.h"
 #include "engine/kv_connector.h"
+#include "engine/kv_reservations.h"
 #include "engine/model_runner.h"
 #include "engine/request.h"
 
@@ -49,6 +50,19 @@ struct EngineOptions {
   int64_t max_waiting = 1024;             // queued requests beyond this are refused
   int64_t max_model_len = 0;              // 0: the model's max_position_embeddings
   bool prefault_kv_cache = false;         // touch the whole pool at start (benchmarks of a warm engine)
+  // Reservations for a prefill instance's writes (ReserveKv): their lease, and
+  // how long the pages of one that ended uncommitted stay fenced after it
+  // (>= the peer's transfer timeout + clock skew; kv_reservations.h).
+  int64_t kv_lease_ms = 10'000;
+  int64_t kv_quarantine_ms = 15'000;
+};
+
+// What a prefill instance sends once every write into a reservation ended.
+struct KvCommit {
+  uint64_t reservation = 0;
+  uint64_t generation = 0;
+  std::vector<uint64_t> checksums;  // KvPagesChecksum per group of written pages
+  int32_t first_token = 0;          // sampled by the prefill instance
 };
 
 struct EngineStats {
@@ -84,6 +98,25 @@ class Engine {
 
   Result<uint64_t> Submit(EngineRequest request, OutputCallback callback);
   void Cancel(uint64_t request_id);
+
+  // A decode instance's side of the P/D KV path (DESIGN.md, kv_reservations.h).
+  // ReserveKv: pages for `prompt` + `max_tokens`; the leading pages the prefix
+  // cache holds are shared (held_tokens; the peer writes only the rest).
+  // ResourceExhausted when the pool has not the room now.
+  Result<KvReservation> ReserveKv(std::span<const int32_t> prompt, int64_t max_tokens);
+  // Admits a request whose prompt K/V a prefill instance wrote into the
+  // reservation: it decodes from its second token on (the first,
+  // commit.first_token, was the prefill instance's: it is not emitted again,
+  // but counts in usage and in max_tokens). Refused, with nothing admitted
+  // and the reservation ended, for another generation, an ended lease or
+  // pages that do not match their checksums; InvalidArgument as Submit, and
+  // for max_tokens < 2 (nothing to decode). Outputs as Submit's.
+  Result<uint64_t> SubmitPrefilled(EngineRequest request, const KvCommit& commit, OutputCallback callback);
+  void CancelKv(uint64_t reservation);
+  KvReservationStats kv_reservation_stats() const;
+  // The KV pool: its pages (a peer's writes land here) and its memory.
+  KvPageAccess& kv_pages();
+  std::span<std::byte> kv_memory() const;
   // Stops accepting, aborts everything in flight (each gets its final output),
   // joins the step thread. Idempotent.
   void Shutdown();

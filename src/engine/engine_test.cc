@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -364,6 +366,95 @@ TEST_F(EngineTest, StopsAndErrors) {
   EXPECT_TRUE(z[0].tokens.empty());
   e->Shutdown();
   EXPECT_EQ(e->Submit(Req(5, 1, 5), q.Callback()).status().code(), StatusCode::kUnavailable);
+}
+
+
+// The P/D KV path inside one process: engine P prefills with a sink that
+// copies each layer's new K/V into engine D's reservation (where a transfer
+// WRITE lands in a cluster), D admits the request with P's first token and
+// decodes the rest: the tokens equal one engine's. When D holds a prefix,
+// only the rest is written; a commit of another generation or with a wrong
+// checksum admits nothing.
+class CopySink final : public KvLayerSink {
+ public:
+  CopySink(Engine& d, KvReservation r, KvCacheShape shape) : d_(d), r_(std::move(r)), shape_(shape) {}
+  void OnLayer(int64_t layer, int64_t first, int64_t count, std::span<const int32_t> pages, KvPageAccess& kv) override {
+    const int64_t pt = shape_.page_tokens;
+    const int64_t b = std::max(first, r_.held_tokens), e = std::min(first + count, r_.written_tokens);
+    for (int64_t i = b / pt; i * pt < e; ++i) {
+      const int32_t src = pages[static_cast<size_t>(i)], dst = r_.pages[static_cast<size_t>(i)];
+      std::memcpy(d_.kv_pages().K(layer, dst).data(), kv.K(layer, src).data(), kv.K(layer, src).size());
+      std::memcpy(d_.kv_pages().V(layer, dst).data(), kv.V(layer, src).data(), kv.V(layer, src).size());
+      ++pages_written;
+    }
+    layers_seen = std::max(layers_seen, layer + 1);
+  }
+  void OnFinished(bool ok, std::span<const int32_t> pages, KvPageAccess& kv) override {
+    finished_ok = ok;
+    sums = KvCommitChecksums(kv, shape_, pages, r_.held_tokens, r_.written_tokens, KvReservationOptions{}.pages_per_checksum);
+  }
+  bool Idle() const override { return true; }
+
+  std::vector<uint64_t> sums;
+  bool finished_ok = false;
+  int64_t pages_written = 0, layers_seen = 0;
+
+ private:
+  Engine& d_;
+  KvReservation r_;
+  KvCacheShape shape_;
+};
+
+TEST_F(EngineTest, PrefillOnOneEngineDecodeOnAnotherEqualsOneEngine) {
+  EngineOptions o;
+  o.max_num_batched_tokens = 64;  // the prefill runs in chunks: each layer is reported once per chunk
+  auto ref = Make(o, DType::kF32);
+  auto p = Make(o, DType::kF32);
+  auto d = Make(o, DType::kF32);
+  const model::ModelConfig& c = d->config();
+  const KvCacheShape shape{c.num_layers, c.num_kv_heads, c.head_dim, o.page_tokens, DType::kF32};
+  EngineRequest a = Req(200, 1, 12);
+  EngineRequest b = a;  // shares a's first 128 tokens, then differs
+  for (size_t i = 128; i < b.prompt.size(); ++i) b.prompt[i] = (b.prompt[i] + 1) % 150000;
+  for (const EngineRequest& req : {a, b}) {
+    const std::vector<int32_t> want = Run(*ref, {req})[0].tokens;
+    Result<KvReservation> r = d->ReserveKv(req.prompt, req.params.max_tokens);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    auto sink = std::make_shared<CopySink>(*d, *r, shape);
+    EngineRequest pre = req;
+    pre.params.max_tokens = 1;
+    pre.kv_sink = sink;
+    Completion first = Run(*p, {pre})[0];
+    ASSERT_EQ(first.tokens.size(), 1u);
+    EXPECT_EQ(first.tokens[0], want[0]);
+    EXPECT_TRUE(sink->finished_ok);
+    EXPECT_EQ(sink->layers_seen, c.num_layers);
+    if (&req == &b) {
+      EXPECT_EQ(r->held_tokens, 128) << "D already holds the shared prefix";
+      EXPECT_EQ(sink->pages_written, c.num_layers * (13 - 8));  // pages 8..12 of tokens 128..200
+    }
+    KvCommit commit{r->id, r->generation, sink->sums, first.tokens[0]};
+    KvCommit stale = commit;
+    stale.generation ^= 1;
+    OutputQueue q;
+    EXPECT_EQ(d->SubmitPrefilled(req, stale, q.Callback()).status().code(), StatusCode::kFailedPrecondition);
+    Result<uint64_t> id = d->SubmitPrefilled(req, commit, q.Callback());
+    ASSERT_TRUE(id.ok()) << id.status().ToString();
+    Completion rest = Collect(q.WaitFinished(1)[0]);
+    ASSERT_EQ(rest.tokens.size(), want.size() - 1);
+    EXPECT_TRUE(std::equal(rest.tokens.begin(), rest.tokens.end(), want.begin() + 1));
+    EXPECT_EQ(rest.usage.completion_tokens, req.params.max_tokens);
+    EXPECT_EQ(rest.finish_reason, FinishReason::kLength);
+  }
+  // A wrong checksum (a byte that landed wrong): refused, nothing admitted.
+  Result<KvReservation> r = d->ReserveKv(Req(64, 5, 4).prompt, 4);
+  ASSERT_TRUE(r.ok());
+  KvCommit bad{r->id, r->generation, std::vector<uint64_t>(1, 12345), 7};
+  OutputQueue q;
+  EXPECT_EQ(d->SubmitPrefilled(Req(64, 5, 4), bad, q.Callback()).status().code(), StatusCode::kDataLoss);
+  EXPECT_EQ(d->kv_reservation_stats().checksum_failures, 1);
+  EXPECT_EQ(d->kv_reservation_stats().committed, 2);
+  EXPECT_EQ(d->Stats().running, 0);
 }
 
 }  // namespace

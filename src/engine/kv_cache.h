@@ -70,6 +70,8 @@ class KvPagePool final : public KvPageAccess {
   int64_t num_free_pages() const { return num_free_ + num_cached_; }
   int64_t num_cached_pages() const { return num_cached_; }
   kernels::KvLayerView Layer(int64_t layer) const;
+  // All of the pool's memory (what a transfer engine registers for peers' writes).
+  std::span<std::byte> memory() const { return {data_, bytes_}; }
   std::span<std::byte> PageBytes(int64_t layer, bool value, int32_t page) const;
   // KvPageAccess
   int64_t num_layers() const override { return shape_.num_layers; }

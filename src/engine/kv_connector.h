@@ -66,6 +66,31 @@ struct KvCompletion {
   Status status;
 };
 
+// The prefill side of a prefill/decode split (DESIGN.md "The KV path of one
+// request"): a request submitted with a sink reports its K/V as they become
+// final, layer by layer, so the sink can push them to a decode instance while
+// the following layers compute.
+//   OnLayer     step thread: layer `layer` of tokens [first, first + count)
+//               is final in `pages` (the sequence's block table, page i
+//               holding tokens [i * page_tokens, ...)); tokens the prefix
+//               cache supplied are reported before the first computed ones.
+//               Quick: start the writes, do not wait for them.
+//   OnFinished  step thread, once, when the request ends (its pages final):
+//               e.g. the checksums a commit carries; `ok` false when it ended
+//               without its first token (cancelled, failed).
+//   Idle        any thread: no write the sink started still reads the pages.
+// The engine keeps the request's pages pinned after it ends until Idle() is
+// true (polled every step; at shutdown it waits), so no page is reused while
+// a write may still read it. Every write must end in bounded time.
+class KvLayerSink {
+ public:
+  virtual ~KvLayerSink() = default;
+  virtual void OnLayer(int64_t layer, int64_t first_token, int64_t count, std::span<const int32_t> pages,
+                       KvPageAccess& kv) = 0;
+  virtual void OnFinished(bool ok, std::span<const int32_t> pages, KvPageAccess& kv) = 0;
+  virtual bool Idle() const = 0;
+};
+
 class KvConnector {
  public:
   virtual ~KvConnector() = default;

@@ -7,13 +7,38 @@
 
 namespace crescent::engine {
 
-uint64_t KvPagesChecksum(KvPageAccess& pages, std::span<const int32_t> page_ids) {
+uint64_t KvTokensChecksum(KvPageAccess& kv, const KvCacheShape& shape, std::span<const int32_t> page_ids,
+                          int64_t num_tokens) {
+  const int64_t pt = shape.page_tokens;
+  const size_t row = static_cast<size_t>(shape.head_dim) * DTypeSize(shape.dtype);
   Hasher128 h;
-  for (int64_t l = 0; l < pages.num_layers(); ++l) {
-    for (int32_t p : page_ids) h.Update(pages.K(l, p).data(), pages.K(l, p).size());
-    for (int32_t p : page_ids) h.Update(pages.V(l, p).data(), pages.V(l, p).size());
+  for (int64_t l = 0; l < kv.num_layers(); ++l) {
+    for (int side = 0; side < 2; ++side) {
+      for (size_t i = 0; i < page_ids.size(); ++i) {
+        const int64_t rows = std::clamp<int64_t>(num_tokens - static_cast<int64_t>(i) * pt, 0, pt);
+        if (rows == 0) break;
+        std::span<std::byte> page = side == 0 ? kv.K(l, page_ids[i]) : kv.V(l, page_ids[i]);
+        for (int64_t head = 0; head < shape.kv_heads; ++head) {  // [kv_heads][page_tokens][head_dim]
+          h.Update(page.data() + static_cast<size_t>(head * pt) * row, static_cast<size_t>(rows) * row);
+        }
+      }
+    }
   }
   return h.Finish().lo;
+}
+
+std::vector<uint64_t> KvCommitChecksums(KvPageAccess& kv, const KvCacheShape& shape, std::span<const int32_t> pages,
+                                        int64_t first_token, int64_t end_token, int64_t pages_per_checksum) {
+  const int64_t pt = shape.page_tokens;
+  const int64_t group = std::max<int64_t>(1, pages_per_checksum) * pt;
+  std::vector<uint64_t> sums;
+  for (int64_t at = first_token; at < end_token; at += group) {
+    const int64_t n = std::min(group, end_token - at);
+    const size_t first_page = static_cast<size_t>(at / pt), count = static_cast<size_t>((n + pt - 1) / pt);
+    if (first_page + count > pages.size()) break;  // a bug of the caller: no sum, the commit fails
+    sums.push_back(KvTokensChecksum(kv, shape, pages.subspan(first_page, count), n));
+  }
+  return sums;
 }
 
 KvReservations::KvReservations(KvPagePool* pool, KvReservationOptions options) : pool_(pool), options_(options) {
@@ -30,9 +55,10 @@ KvReservations::~KvReservations() {
   }
 }
 
-Result<KvReservation> KvReservations::Reserve(std::span<const Hash128> page_keys, int64_t tokens, int64_t now_ms) {
+Result<KvReservation> KvReservations::Reserve(std::span<const Hash128> page_keys, int64_t written, int64_t tokens,
+                                              int64_t now_ms) {
   const int64_t pt = pool_->shape().page_tokens;
-  if (tokens <= 0) return InvalidArgument("a reservation of no tokens");
+  if (tokens <= 0 || written <= 0 || written > tokens) return InvalidArgument("a reservation of no tokens");
   Tick(now_ms);  // pages whose fence passed are free again
   const int64_t total = (tokens + pt - 1) / pt;
   if (total > pool_->num_pages()) {
@@ -41,7 +67,7 @@ Result<KvReservation> KvReservations::Reserve(std::span<const Hash128> page_keys
   KvReservation r;
   // The leading pages this instance already holds: shared, never written.
   for (const Hash128& key : page_keys) {
-    if (static_cast<int64_t>(r.pages.size()) >= total) break;
+    if (static_cast<int64_t>(r.pages.size()) * pt + pt > written) break;  // only whole pages of the prompt
     const int32_t p = pool_->Lookup(key);
     if (p < 0) break;
     pool_->Ref(p);
@@ -55,6 +81,7 @@ Result<KvReservation> KvReservations::Reserve(std::span<const Hash128> page_keys
   }
   for (int64_t i = held; i < total; ++i) r.pages.push_back(pool_->Allocate());
   r.held_tokens = held * pt;
+  r.written_tokens = written;
   r.id = next_id_++;
   r.generation = options_.epoch + r.id * 0x9E3779B97F4A7C15ull;  // unique within the process, epoch-salted
   r.lease_end_ms = now_ms + options_.lease_ms;
@@ -74,14 +101,8 @@ Status KvReservations::Extend(uint64_t id, uint64_t generation, int64_t now_ms) 
 }
 
 std::vector<uint64_t> KvReservations::ExpectedChecksums(const KvReservation& r) {
-  const size_t first = static_cast<size_t>(r.held_tokens / pool_->shape().page_tokens);
-  std::vector<uint64_t> sums;
-  const size_t group = static_cast<size_t>(options_.pages_per_checksum);
-  for (size_t at = first; at < r.pages.size(); at += group) {
-    const size_t n = std::min(group, r.pages.size() - at);
-    sums.push_back(KvPagesChecksum(*pool_, std::span<const int32_t>(r.pages.data() + at, n)));
-  }
-  return sums;
+  return KvCommitChecksums(*pool_, pool_->shape(), r.pages, r.held_tokens, r.written_tokens,
+                           options_.pages_per_checksum);
 }
 
 Result<KvReservation> KvReservations::Commit(uint64_t id, uint64_t generation, std::span<const uint64_t> checksums,

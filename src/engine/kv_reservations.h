@@ -3,7 +3,7 @@
 // writes into from another process, fenced so that no write of a peer can
 // ever land in a page that someone else owns by then.
 //
-//   Reserve(page_keys, tokens, now)  pages for `tokens` tokens (prompt +
+//   Reserve(page_keys, written, tokens, now)  pages for `tokens` tokens (prompt +
 //       max_tokens): the leading pages whose keys the prefix cache holds are
 //       shared (`held_tokens`, never written by the peer), the rest are fresh
 //       pages the peer may write; with an id, a generation and a lease.
@@ -11,7 +11,7 @@
 //       prefill); refused once the lease has ended.
 //   Commit(id, generation, sums, now)  the peer says every write has
 //       completed: the generation must be this reservation's, the lease
-//       running, and `sums` (KvPagesChecksum per group of written pages)
+//       running, and `sums` (KvCommitChecksums of the written tokens)
 //       must match the pages; then the pages are the caller's (it admits the
 //       sequence). Any failure ends the reservation (quarantined).
 //   Cancel(id)                        ends a reservation (quarantined).
@@ -46,7 +46,7 @@ namespace crescent::engine {
 struct KvReservationOptions {
   int64_t lease_ms = 10'000;
   int64_t quarantine_ms = 15'000;  // >= the peer's transfer timeout + clock skew
-  int64_t pages_per_checksum = 16; // written pages per checksum in a commit
+  int64_t pages_per_checksum = 16; // written pages per checksum in a commit (the peer must use the same)
   uint64_t epoch = 0;              // 0: random (tests pass a fixed one)
 };
 
@@ -55,6 +55,7 @@ struct KvReservation {
   uint64_t generation = 0;
   std::vector<int32_t> pages;  // token order, covering the reserved tokens
   int64_t held_tokens = 0;     // leading tokens already here: pages[0 .. held/page_tokens)
+  int64_t written_tokens = 0;  // the peer writes tokens [held_tokens, written_tokens) (the prompt)
   int64_t lease_end_ms = 0;
 };
 
@@ -66,9 +67,16 @@ struct KvReservationStats {
   int64_t freed_after_quarantine = 0;
 };
 
-// 64 bits of the XXH3-128 of the pages' K then V bytes, layer by layer (both sides compute it
-// over the same pages in the same order).
-uint64_t KvPagesChecksum(KvPageAccess& pages, std::span<const int32_t> page_ids);
+// 64 bits of the XXH3-128 of the K/V of tokens [0, num_tokens) held in
+// `page_ids` (token order): layer by layer, K then V, page by page, head by
+// head, only the rows of those tokens (the rest of a last, partial page is
+// not part of it). Both sides compute it over the same tokens.
+uint64_t KvTokensChecksum(KvPageAccess& kv, const KvCacheShape& shape, std::span<const int32_t> page_ids,
+                          int64_t num_tokens);
+// The sums of a commit: one per `pages_per_checksum` pages of tokens
+// [first_token, end_token) (first_token page aligned) of a block table.
+std::vector<uint64_t> KvCommitChecksums(KvPageAccess& kv, const KvCacheShape& shape, std::span<const int32_t> pages,
+                                        int64_t first_token, int64_t end_token, int64_t pages_per_checksum);
 
 class KvReservations {
  public:
@@ -79,7 +87,8 @@ class KvReservations {
 
   // ResourceExhausted when the pool has not the pages (quarantined pages are
   // not free); nothing changes then.
-  Result<KvReservation> Reserve(std::span<const Hash128> page_keys, int64_t tokens, int64_t now_ms);
+  // `tokens`: the pages' room (prompt + max_tokens); `written`: the prompt.
+  Result<KvReservation> Reserve(std::span<const Hash128> page_keys, int64_t written, int64_t tokens, int64_t now_ms);
   Status Extend(uint64_t id, uint64_t generation, int64_t now_ms);
   // On success the returned pages (and their references) are the caller's.
   Result<KvReservation> Commit(uint64_t id, uint64_t generation, std::span<const uint64_t> checksums,

@@ -49,7 +49,7 @@ TEST(KvReservationsTest, HeldPrefixIsSharedAndACommitHandsThePagesOver) {
   pool.Release(cached);
   KvReservations rs(&pool, Opts());
   const Hash128 keys[] = {k0, k1, k2};
-  Result<KvReservation> r = rs.Reserve(keys, 30, 0);  // 8 pages; 2 held
+  Result<KvReservation> r = rs.Reserve(keys, 12, 30, 0);  // 8 pages; 2 held, the peer writes tokens 8..12
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->pages.size(), 8u);
   EXPECT_EQ(r->held_tokens, 8);
@@ -59,10 +59,8 @@ TEST(KvReservationsTest, HeldPrefixIsSharedAndACommitHandsThePagesOver) {
   EXPECT_EQ(pool.num_free_pages(), 16 - 8);
   // The peer writes the fresh pages, computes the sums and commits.
   Fill(pool, Fresh(*r), 0x40);
-  std::vector<uint64_t> sums;
-  for (size_t at = 0; at < Fresh(*r).size(); at += 2) {
-    sums.push_back(KvPagesChecksum(pool, Fresh(*r).subspan(at, std::min<size_t>(2, Fresh(*r).size() - at))));
-  }
+  const std::vector<uint64_t> sums = KvCommitChecksums(pool, kShape, r->pages, 8, 12, 2);
+  EXPECT_EQ(sums.size(), 1u);  // one page written
   Result<KvReservation> c = rs.Commit(r->id, r->generation, sums, 10);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->pages, r->pages);
@@ -77,7 +75,7 @@ TEST(KvReservationsTest, HeldPrefixIsSharedAndACommitHandsThePagesOver) {
 TEST(KvReservationsTest, CommitsOfAnotherGenerationOrEpochAreRefused) {
   KvPagePool pool(kShape, 16);
   KvReservations rs(&pool, Opts());
-  Result<KvReservation> r = rs.Reserve({}, 8, 0);
+  Result<KvReservation> r = rs.Reserve({}, 8, 8, 0);
   ASSERT_TRUE(r.ok());
   const std::vector<uint64_t> sums = rs.ExpectedChecksums(*r);
   EXPECT_EQ(rs.Commit(r->id, r->generation + 1, sums, 1).status().code(), StatusCode::kFailedPrecondition);
@@ -87,7 +85,7 @@ TEST(KvReservationsTest, CommitsOfAnotherGenerationOrEpochAreRefused) {
   KvReservationOptions o2 = Opts();
   o2.epoch = 2000;
   KvReservations restarted(&pool2, o2);
-  Result<KvReservation> r2 = restarted.Reserve({}, 8, 0);
+  Result<KvReservation> r2 = restarted.Reserve({}, 8, 8, 0);
   ASSERT_TRUE(r2.ok());
   ASSERT_EQ(r2->id, r->id);
   EXPECT_EQ(restarted.Commit(r2->id, r->generation, restarted.ExpectedChecksums(*r2), 1).status().code(),
@@ -102,9 +100,9 @@ TEST(KvReservationsTest, CommitsOfAnotherGenerationOrEpochAreRefused) {
 TEST(KvReservationsTest, AnEndedLeaseQuarantinesItsPagesUntilTheFencePasses) {
   KvPagePool pool(kShape, 8);
   KvReservations rs(&pool, Opts(/*lease=*/100, /*quarantine=*/50));
-  Result<KvReservation> r = rs.Reserve({}, 32, 0);  // the whole pool
+  Result<KvReservation> r = rs.Reserve({}, 32, 32, 0);  // the whole pool
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(rs.Reserve({}, 4, 1).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(rs.Reserve({}, 4, 4, 1).status().code(), StatusCode::kResourceExhausted);
   EXPECT_TRUE(rs.Extend(r->id, r->generation, 60).ok());  // the lease runs to 160
   rs.Tick(150);
   EXPECT_EQ(rs.active(), 1);
@@ -116,8 +114,8 @@ TEST(KvReservationsTest, AnEndedLeaseQuarantinesItsPagesUntilTheFencePasses) {
   EXPECT_EQ(rs.Commit(r->id, r->generation, rs.ExpectedChecksums(*r), 162).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(rs.Extend(r->id, r->generation, 162).code(), StatusCode::kNotFound);
   EXPECT_EQ(pool.num_free_pages(), 0);
-  EXPECT_EQ(rs.Reserve({}, 4, 200).status().code(), StatusCode::kResourceExhausted);  // the fence holds
-  Result<KvReservation> again = rs.Reserve({}, 4, 211);  // the fence passed at 211
+  EXPECT_EQ(rs.Reserve({}, 4, 4, 200).status().code(), StatusCode::kResourceExhausted);  // the fence holds
+  Result<KvReservation> again = rs.Reserve({}, 4, 4, 211);  // the fence passed at 211
   ASSERT_TRUE(again.ok()) << again.status().ToString();
   EXPECT_EQ(rs.stats().freed_after_quarantine, 8);
   // A cancel before the lease ends fences from the lease end, not from now.
@@ -131,7 +129,7 @@ TEST(KvReservationsTest, AnEndedLeaseQuarantinesItsPagesUntilTheFencePasses) {
 TEST(KvReservationsTest, AFlippedByteFailsTheCommitAndTheSequenceIsNotAdmitted) {
   KvPagePool pool(kShape, 8);
   KvReservations rs(&pool, Opts());
-  Result<KvReservation> r = rs.Reserve({}, 16, 0);
+  Result<KvReservation> r = rs.Reserve({}, 16, 16, 0);
   ASSERT_TRUE(r.ok());
   Fill(pool, Fresh(*r), 0x11);
   const std::vector<uint64_t> sums = rs.ExpectedChecksums(*r);  // what the peer sent
@@ -179,7 +177,8 @@ TEST(KvReservationsTest, RaceNoLateWriteLandsInAReusedPage) {
       it = landing.erase(it);
     }
     if (rng() % 3 == 0) {
-      Result<KvReservation> r = rs.Reserve({}, static_cast<int64_t>(4 + rng() % 24), now);
+      const int64_t tokens = static_cast<int64_t>(4 + rng() % 24);
+      Result<KvReservation> r = rs.Reserve({}, tokens, tokens, now);
       if (r.ok()) {
         ++reserved;
         for (int32_t p : r->pages) owner[p] = r->id;

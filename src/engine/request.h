@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
+#include "engine/kv_connector.h"
 #include "engine/sampler.h"
 
 namespace crescent::engine {
@@ -27,6 +29,9 @@ struct RequestParams {
 struct EngineRequest {
   std::vector<int32_t> prompt;  // token ids (tokenized by the caller)
   RequestParams params;
+  // A prefill instance's request: its K/V go to this sink as they are
+  // computed (kv_connector.h). Usually with max_tokens = 1.
+  std::shared_ptr<KvLayerSink> kv_sink;
 };
 
 enum class FinishReason { kNone, kStop, kLength, kAbort, kError };

@@ -35,6 +35,7 @@ struct Sequence {
   bool external_tried = false;
   int64_t external_retry_free = -1;  // free pages when a load found no room
   int64_t num_preemptions = 0;
+  bool admitted_once_sent = false;  // a KvLayerSink was told of its cached prefix
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t num_generated() const { return num_tokens() - prompt_len; }
