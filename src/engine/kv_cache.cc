@@ -51,10 +51,8 @@ kernels::KvLayerView KvPagePool::Layer(int64_t layer) const {
 }
 
 std::span<std::byte> KvPagePool::PageBytes(int64_t layer, bool value, int32_t page) const {
-  kernels::KvLayerView v = Layer(layer);
-  const int64_t bytes = v.page_elems() * static_cast<int64_t>(DTypeSize(shape_.dtype));
-  std::byte* base = static_cast<std::byte*>(value ? v.v : v.k) + page * bytes;
-  return {base, static_cast<size_t>(bytes)};
+  return {data_ + KvPageOffset(shape_, num_pages_, layer, value, page),
+          static_cast<size_t>(shape_.page_bytes() / shape_.num_layers / 2)};
 }
 
 void KvPagePool::LruRemove(int32_t p) {

@@ -51,6 +51,14 @@ struct SequenceKv {
   int64_t num_tokens = 0;  // tokens whose K/V are in the pages
 };
 
+// Byte offset of page `page`'s K (value false) or V of `layer` in a pool of
+// `num_pages` pages of `shape` (what KvPagePool::PageBytes addresses; a peer
+// writing into another instance's pool computes the same).
+inline uint64_t KvPageOffset(const KvCacheShape& shape, int64_t num_pages, int64_t layer, bool value, int32_t page) {
+  const int64_t page_side = shape.page_bytes() / shape.num_layers / 2;
+  return static_cast<uint64_t>((layer * 2 + (value ? 1 : 0)) * num_pages * page_side + page * page_side);
+}
+
 // The key of a page: chains the parent's key, the page's tokens and the model
 // (base/kv_identity.h's KvChainKey, the one derivation the store shares).
 Hash128 PageKey(const Hash128& parent, std::span<const int32_t> tokens, const Hash128& fingerprint);
