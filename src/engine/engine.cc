@@ -49,6 +49,7 @@ struct Request {
   double first_token_time = 0;
   std::vector<int32_t> stop_ids;
   std::shared_ptr<KvLayerSink> sink;
+  std::string pending_text;  // a prefilled request's first token's text, sent with its next output
 };
 
 int64_t NowMs() {
@@ -280,6 +281,7 @@ KvReservationStats Engine::kv_reservation_stats() const {
 }
 
 KvPageAccess& Engine::kv_pages() { return *impl_->pool; }
+const KvCacheShape& Engine::kv_shape() const { return impl_->pool->shape(); }
 std::span<std::byte> Engine::kv_memory() const { return impl_->pool->memory(); }
 
 Result<uint64_t> Engine::SubmitPrefilled(EngineRequest request, const KvCommit& commit, OutputCallback callback) {
@@ -321,7 +323,11 @@ Result<uint64_t> Engine::SubmitPrefilled(EngineRequest request, const KvCommit& 
     q.cached_prompt_tokens = c->held_tokens;
     q.tokens.push_back(commit.first_token);
     if (r->params.sampling.has_penalties()) r->history.AddOutput(commit.first_token);
-    if (r->detok) r->stops.Push(r->detok->Push(commit.first_token));  // its text was the prefill instance's
+    // Its text goes out with the next output (the prefill instance sends the
+    // token itself, without text): detokenization stays exact across tokens.
+    if (r->detok) r->pending_text = r->stops.Push(r->detok->Push(commit.first_token));
+    // The sampler drew once for it on the prefill instance: so does this one.
+    if (r->params.sampling.temperature > 0) r->rng.Next();
     r->first_token_time = NowSeconds();
     id = im.next_id.fetch_add(1);
     q.id = id;
@@ -354,7 +360,7 @@ void Engine::Impl::Emit(Request& r, std::vector<int32_t> tokens, std::vector<Sam
   o.request_id = r.seq.id;
   o.tokens = std::move(tokens);
   o.samples = std::move(samples);
-  o.text = std::move(text);
+  o.text = r.pending_text.empty() ? std::move(text) : std::exchange(r.pending_text, {}) + text;
   o.finished = finish != FinishReason::kNone;
   o.finish_reason = finish;
   o.error = std::move(error);

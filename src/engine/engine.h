@@ -107,7 +107,8 @@ class Engine {
   // Admits a request whose prompt K/V a prefill instance wrote into the
   // reservation: it decodes from its second token on (the first,
   // commit.first_token, was the prefill instance's: it is not emitted again,
-  // but counts in usage and in max_tokens). Refused, with nothing admitted
+  // but counts in usage and in max_tokens, and its text comes with the first
+  // output here, so the text is what one engine would have written). Refused, with nothing admitted
   // and the reservation ended, for another generation, an ended lease or
   // pages that do not match their checksums; InvalidArgument as Submit, and
   // for max_tokens < 2 (nothing to decode). Outputs as Submit's.
@@ -116,6 +117,7 @@ class Engine {
   KvReservationStats kv_reservation_stats() const;
   // The KV pool: its pages (a peer's writes land here) and its memory.
   KvPageAccess& kv_pages();
+  const KvCacheShape& kv_shape() const;
   std::span<std::byte> kv_memory() const;
   // Stops accepting, aborts everything in flight (each gets its final output),
   // joins the step thread. Idempotent.

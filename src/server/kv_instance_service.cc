@@ -1,0 +1,236 @@
+#include "server/kv_instance_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "base/logging.h"
+#include "proto/instance.grpc.pb.h"
+#include "server/kv_instance_proto.h"
+#include "server/transfer_kv_sink.h"
+
+namespace crescent::server {
+namespace {
+
+grpc::Status ToGrpc(const Status& s) {
+  using C = grpc::StatusCode;
+  C code = C::INTERNAL;
+  switch (s.code()) {
+    case StatusCode::kOk: return grpc::Status::OK;
+    case StatusCode::kInvalidArgument: code = C::INVALID_ARGUMENT; break;
+    case StatusCode::kNotFound: code = C::NOT_FOUND; break;
+    case StatusCode::kOutOfRange: code = C::OUT_OF_RANGE; break;
+    case StatusCode::kResourceExhausted: code = C::RESOURCE_EXHAUSTED; break;
+    case StatusCode::kUnavailable: code = C::UNAVAILABLE; break;
+    case StatusCode::kDeadlineExceeded: code = C::DEADLINE_EXCEEDED; break;
+    case StatusCode::kCancelled: code = C::CANCELLED; break;
+    case StatusCode::kFailedPrecondition: code = C::FAILED_PRECONDITION; break;
+    case StatusCode::kDataLoss: code = C::DATA_LOSS; break;
+    default: break;
+  }
+  return grpc::Status(code, s.message());
+}
+
+// Outputs of one engine request, handed from the engine's callback to the
+// gRPC thread that serves it.
+struct OutputStream {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<engine::RequestOutput> q;
+  engine::OutputCallback Callback() {
+    return [this](engine::RequestOutput o) {
+      std::lock_guard<std::mutex> l(mu);
+      q.push_back(std::move(o));
+      cv.notify_all();
+    };
+  }
+  // The next output, or nullopt after `wait` without one.
+  std::optional<engine::RequestOutput> Next(std::chrono::milliseconds wait) {
+    std::unique_lock<std::mutex> l(mu);
+    if (!cv.wait_for(l, wait, [&] { return !q.empty(); })) return std::nullopt;
+    engine::RequestOutput o = std::move(q.front());
+    q.pop_front();
+    return o;
+  }
+};
+
+}  // namespace
+
+class KvInstanceService::Impl final : public proto::KvInstance::Service {
+ public:
+  Impl(KvInstanceOptions o, engine::Engine* e, transfer::TransferEngine* t, std::shared_ptr<transfer::MetadataStore> m)
+      : options_(std::move(o)), engine_(e), transfer_(t), peers_(std::move(m)) {}
+
+  Status Start() {
+    int port = 0;
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(this);
+    server_ = builder.BuildAndStart();
+    if (!server_ || port == 0) return Unavailable("the KV instance service cannot listen on " + options_.listen);
+    address_ = options_.listen.substr(0, options_.listen.rfind(':')) + ":" + std::to_string(port);
+    if (!options_.segment.empty()) {
+      Result<std::string> d = transfer_->LocalDescriptor(options_.segment);
+      if (!d.ok()) return d.status();
+      descriptor_ = *d;
+    }
+    return Status::Ok();
+  }
+  void Stop() {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+  const std::string& address() const { return address_; }
+
+  grpc::Status Reserve(grpc::ServerContext*, const proto::ReserveRequest* req, proto::Reservation* out) override {
+    const Hash128& fp = engine_->fingerprint();
+    if (req->fingerprint().size() != sizeof(fp) || std::memcmp(req->fingerprint().data(), &fp, sizeof(fp)) != 0) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this instance serves another model (KV fingerprint)");
+    }
+    if (options_.segment.empty()) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "not a decode instance");
+    std::vector<int32_t> prompt(req->prompt().begin(), req->prompt().end());
+    Result<engine::KvReservation> r = engine_->ReserveKv(prompt, req->max_tokens());
+    if (!r.ok()) return ToGrpc(r.status());
+    out->set_id(r->id);
+    out->set_generation(r->generation);
+    for (int32_t p : r->pages) out->add_pages(p);
+    out->set_held_tokens(r->held_tokens);
+    out->set_written_tokens(r->written_tokens);
+    out->set_segment(options_.segment);
+    out->set_num_pages(engine_->Stats().kv_pages_total);
+    out->set_segment_descriptor(descriptor_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Prefill(grpc::ServerContext* ctx, const proto::PrefillRequest* req, proto::PrefillReply* out) override {
+    const proto::Reservation& t = req->target();
+    if (!t.segment_descriptor().empty()) {  // the decode instance's segment, as it published it
+      if (Status s = peers_->Put(options_.metadata_prefix + t.segment(), t.segment_descriptor()); !s.ok()) return ToGrpc(s);
+    }
+    Result<transfer::SegmentId> seg = transfer_->OpenSegment(t.segment());
+    if (!seg.ok()) return ToGrpc(seg.status());
+    engine::KvReservation r;
+    r.id = t.id();
+    r.generation = t.generation();
+    r.pages.assign(t.pages().begin(), t.pages().end());
+    r.held_tokens = t.held_tokens();
+    r.written_tokens = t.written_tokens();
+    auto sink = std::make_shared<TransferKvSink>(transfer_, engine_->kv_shape(), KvTarget{*seg, t.num_pages(), r},
+                                                 engine::KvReservationOptions{}.pages_per_checksum);
+    engine::EngineRequest er;
+    er.prompt.assign(req->prompt().begin(), req->prompt().end());
+    er.params = FromProto(req->params());
+    er.params.max_tokens = 1;
+    er.kv_sink = sink;
+    OutputStream outs;
+    Result<uint64_t> id = engine_->Submit(std::move(er), outs.Callback());
+    if (!id.ok()) return ToGrpc(id.status());
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.prefill_timeout_ms);
+    engine::RequestOutput last;
+    std::vector<engine::SampledToken> samples;
+    std::string text;
+    for (;;) {
+      std::optional<engine::RequestOutput> o = outs.Next(std::chrono::milliseconds(50));
+      if (!o) {
+        if (ctx->IsCancelled() || std::chrono::steady_clock::now() > give_up) {
+          engine_->Cancel(*id);  // its final output still comes
+        }
+        continue;
+      }
+      samples.insert(samples.end(), o->samples.begin(), o->samples.end());
+      text += o->text;
+      if (o->finished) {
+        last = std::move(*o);
+        break;
+      }
+    }
+    if (last.finish_reason == engine::FinishReason::kAbort) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    if (last.finish_reason == engine::FinishReason::kError || samples.empty()) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "the prefill failed: " + last.error.ToString());
+    }
+    if (Status w = sink->Wait(); !w.ok()) {  // the commit is safe only once every write has landed
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "KV writes to the decode instance failed: " + w.message());
+    }
+    *out->mutable_first() = ToProto(samples.front());
+    for (uint64_t s : sink->checksums()) out->add_checksums(s);
+    out->set_cached_tokens(last.usage.cached_tokens);
+    // Run with max_tokens 1, the request ends in "length" unless its first
+    // token stopped it (EOS, a stop id or string): then there is no Decode.
+    if (last.finish_reason == engine::FinishReason::kStop || req->params().max_tokens() <= 1) {
+      out->set_finished(true);
+      out->set_finish_reason(engine::FinishReasonName(last.finish_reason));
+      out->set_text(text);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Decode(grpc::ServerContext* ctx, const proto::DecodeRequest* req,
+                      grpc::ServerWriter<proto::DecodeOutput>* writer) override {
+    engine::EngineRequest er;
+    er.prompt.assign(req->prompt().begin(), req->prompt().end());
+    er.params = FromProto(req->params());
+    engine::KvCommit commit{req->reservation(), req->generation(),
+                            std::vector<uint64_t>(req->checksums().begin(), req->checksums().end()), req->first_token()};
+    OutputStream outs;
+    Result<uint64_t> id = engine_->SubmitPrefilled(std::move(er), commit, outs.Callback());
+    if (!id.ok()) return ToGrpc(id.status());
+    bool cancelled = false;
+    for (;;) {
+      std::optional<engine::RequestOutput> o = outs.Next(std::chrono::milliseconds(50));
+      if (!o) {
+        if (ctx->IsCancelled() && !cancelled) {
+          engine_->Cancel(*id);  // the front went away
+          cancelled = true;
+        }
+        continue;
+      }
+      proto::DecodeOutput d;
+      for (const auto& s : o->samples) *d.add_samples() = ToProto(s);
+      d.set_text(o->text);
+      d.set_finished(o->finished);
+      d.set_finish_reason(engine::FinishReasonName(o->finish_reason));
+      d.set_completion_tokens(o->usage.completion_tokens);
+      if (!o->error.ok()) d.set_error(o->error.ToString());
+      if (!cancelled && !writer->Write(d) && !cancelled) {
+        engine_->Cancel(*id);
+        cancelled = true;
+      }
+      if (o->finished) break;
+    }
+    return cancelled ? grpc::Status(grpc::StatusCode::CANCELLED, "the caller went away") : grpc::Status::OK;
+  }
+
+  grpc::Status CancelReservation(grpc::ServerContext*, const proto::CancelReservationRequest* req,
+                                 proto::CancelReservationReply*) override {
+    engine_->CancelKv(req->id());
+    return grpc::Status::OK;
+  }
+
+ private:
+  KvInstanceOptions options_;
+  engine::Engine* engine_;
+  transfer::TransferEngine* transfer_;
+  std::shared_ptr<transfer::MetadataStore> peers_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  std::string descriptor_;
+};
+
+Result<std::unique_ptr<KvInstanceService>> KvInstanceService::Start(KvInstanceOptions options, engine::Engine* engine,
+                                                                   transfer::TransferEngine* transfer,
+                                                                   std::shared_ptr<transfer::MetadataStore> peers) {
+  auto impl = std::make_unique<Impl>(std::move(options), engine, transfer, std::move(peers));
+  RETURN_IF_ERROR(impl->Start());
+  return std::unique_ptr<KvInstanceService>(new KvInstanceService(std::move(impl)));
+}
+
+KvInstanceService::KvInstanceService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+KvInstanceService::~KvInstanceService() { impl_->Stop(); }
+const std::string& KvInstanceService::address() const { return impl_->address(); }
+
+}  // namespace crescent::server

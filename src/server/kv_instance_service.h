@@ -1,0 +1,59 @@
+// KvInstanceService: the KvInstance gRPC service (proto/instance.proto) of a
+// `crescent serve --role prefill|decode` process, over its engine and its
+// transfer engine (docs/disaggregation.md).
+//
+//   Reserve   (decode) Engine::ReserveKv; the reply names this instance's KV
+//             segment and carries its descriptor, so the prefill instance
+//             can WRITE without a shared metadata service
+//   Prefill   (prefill) runs the prompt with max_tokens 1 and a
+//             TransferKvSink into the named reservation; answers once every
+//             write has completed (then the commit is safe), with the first
+//             token and the checksums; a write that failed is an error (the
+//             front retries elsewhere)
+//   Decode    (decode) Engine::SubmitPrefilled, then the outputs as a stream;
+//             a caller that goes away cancels the request
+//   CancelReservation  (decode) Engine::CancelKv
+// A request refused by the engine maps to the matching gRPC code
+// (RESOURCE_EXHAUSTED, FAILED_PRECONDITION, DATA_LOSS, INVALID_ARGUMENT).
+//
+// Ownership: the engine and the transfer engine outlive the service; the
+// service owns its gRPC server and the metadata it learnt from replies.
+// Thread-safety: gRPC's threads call in; the engine is thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/hash.h"
+#include "base/status.h"
+#include "engine/engine.h"
+#include "transfer/in_process_metadata_store.h"
+#include "transfer/transfer_engine.h"
+
+namespace crescent::server {
+
+struct KvInstanceOptions {
+  std::string listen = "127.0.0.1:0";
+  std::string segment;  // this instance's KV segment name (registered by the caller)
+  int64_t prefill_timeout_ms = 600'000;
+  std::string metadata_prefix = "crescent/segments/";  // as the transfer engine's options
+};
+
+class KvInstanceService {
+ public:
+  // `peers`: the metadata store `transfer` opens segments in (descriptors
+  // from Reserve replies are put there).
+  static Result<std::unique_ptr<KvInstanceService>> Start(KvInstanceOptions options, engine::Engine* engine,
+                                                         transfer::TransferEngine* transfer,
+                                                         std::shared_ptr<transfer::MetadataStore> peers);
+  ~KvInstanceService();
+  const std::string& address() const;
+
+  class Impl;
+
+ private:
+  explicit KvInstanceService(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crescent::server

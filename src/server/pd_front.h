@@ -1,0 +1,60 @@
+// PdFront: the request path of a prefill/decode split as the front (the
+// `crescent conductor` process) drives it, behind the same Submit/Cancel
+// contract as engine::Engine (every accepted request gets exactly one final
+// output), so the OpenAI layer serves either (docs/disaggregation.md):
+//
+//   pick D and P (fewest requests in flight; the cache-aware Conductor comes next)
+//   D.Reserve(prompt, max_tokens)         pages, held prefix, lease
+//   P.Prefill(prompt, params, target)     P WRITEs the KV layer by layer;
+//                                         first token + checksums
+//   first output: P's token (its text comes with the next output)
+//   D.Decode(commit)                      the rest, streamed
+//
+// Failures: a Reserve that fails or a Prefill that fails (its writes did not
+// all land, P died) cancels the reservation and is retried once on other
+// instances where there are; then the request ends with an error output
+// (Unavailable). A decode stream that breaks before its final output ends
+// the request with an error output, never a silent truncation. Every call
+// has a deadline. Cancel (or a client gone) cancels the call in flight.
+// Thread-safety: all methods from any thread; callbacks come from the
+// request's own thread, in order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/hash.h"
+#include "base/status.h"
+#include "engine/engine.h"
+
+namespace crescent::server {
+
+struct PdFrontOptions {
+  std::vector<std::string> prefill;  // host:port of KvInstance services
+  std::vector<std::string> decode;
+  Hash128 fingerprint;               // the model's; instances of another are refused
+  int64_t reserve_timeout_ms = 5'000;
+  int64_t prefill_timeout_ms = 600'000;
+  int64_t decode_timeout_ms = 3'600'000;
+  int64_t max_model_len = 0;
+  int64_t vocab_size = 0;
+};
+
+class PdFront {
+ public:
+  static Result<std::unique_ptr<PdFront>> Create(PdFrontOptions options);
+  ~PdFront();  // cancels what is in flight and waits for each request's final output
+  Result<uint64_t> Submit(engine::EngineRequest request, engine::OutputCallback callback);
+  void Cancel(uint64_t id);
+  int64_t in_flight() const;
+
+  class Impl;
+
+ private:
+  explicit PdFront(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace crescent::server

