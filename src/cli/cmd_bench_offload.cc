@@ -141,7 +141,7 @@ Pace MeasurePace(engine::Engine& e, const Opts& o, const std::vector<int32_t>& p
     engine::EngineRequest r;
     r.prompt.resize(16);
     for (auto& t : r.prompt) t = static_cast<int32_t>(rng() % static_cast<uint64_t>(vocab));
-    r.params.max_tokens = 100'000;
+    r.params.max_tokens = 2048 - 16;  // within the room MakeEngine gives each decoder
     r.params.ignore_eos = true;
     Stream* sp = st.get();
     ids.push_back(ValueOrThrow(e.Submit(r, [sp](engine::RequestOutput out) {

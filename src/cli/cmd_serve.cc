@@ -14,6 +14,10 @@
 
 namespace crescent::cli {
 
+namespace {
+void RunServer(const server::ServeOptions& o, double grace, const char* name);
+}  // namespace
+
 void RegisterServe(CLI::App& app) {
   auto o = std::make_shared<server::ServeOptions>();
   auto grace = std::make_shared<double>(5.0);
@@ -57,25 +61,64 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--kv-chunk-tokens", o->kv_chunk_tokens, "Tokens per offloaded KV chunk (a multiple of 16)")
       ->check(CLI::Range(int64_t{16}, int64_t{4096}))
       ->capture_default_str();
+  cmd->add_option("--role", o->role,
+                  "both (all-in-one) | prefill | decode (an instance of a prefill/decode split, "
+                  "driven by `crescent conductor`)")
+      ->check(CLI::IsMember({"both", "prefill", "decode"}))
+      ->capture_default_str();
+  cmd->add_option("--instance-listen", o->instance_listen,
+                  "host:port of the KV instance service (roles prefill and decode; port 0 picks one)")
+      ->capture_default_str();
+  cmd->add_option("--kv-transports", o->kv_transports, "UCX transports for KV between instances")->capture_default_str();
   cmd->callback([o, grace, offload_dram, offload_ssd] {
     o->kv_offload_dram_bytes = *offload_dram == "auto" ? -1
                                : *offload_dram == "0"  ? 0
                                                        : static_cast<int64_t>(ValueOrThrow(ParseSize(*offload_dram)));
     o->kv_offload_ssd_bytes = static_cast<int64_t>(ValueOrThrow(ParseSize(*offload_ssd)));
-    // Block the signals before any thread starts, so they all inherit the mask
-    // and only sigtimedwait below sees them.
-    BlockTerminationSignals();
-    std::unique_ptr<server::Server> srv = ValueOrThrow(server::Server::Start(*o));
-    const int sig = WaitForTermination([&] {
-      Status st;
-      if (srv->Loaded(&st) && !st.ok()) {
-        srv->Shutdown(0);
-        throw CommandError("cannot load the model: " + st.message());
-      }
-    });
-    LOG_INFO("crescent serve: {} received", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    srv->Shutdown(*grace);
+    RunServer(*o, *grace, "crescent serve");
   });
+}
+
+namespace {
+void RunServer(const server::ServeOptions& o, double grace, const char* name) {
+  // Block the signals before any thread starts, so they all inherit the mask
+  // and only sigtimedwait below sees them.
+  BlockTerminationSignals();
+  std::unique_ptr<server::Server> srv = ValueOrThrow(server::Server::Start(o));
+  const int sig = WaitForTermination([&] {
+    Status st;
+    if (srv->Loaded(&st) && !st.ok()) {
+      srv->Shutdown(0);
+      throw CommandError("cannot start: " + st.message());
+    }
+  });
+  LOG_INFO("{}: {} received", name, sig == SIGINT ? "SIGINT" : "SIGTERM");
+  srv->Shutdown(grace);
+}
+}  // namespace
+
+void RegisterConductor(CLI::App& app) {
+  auto o = std::make_shared<server::ServeOptions>();
+  auto grace = std::make_shared<double>(5.0);
+  o->role = "front";
+  CLI::App* cmd = app.add_subcommand(
+      "conductor", "The OpenAI front of a prefill/decode cluster: tokenizer and chat template only, no weights");
+  cmd->add_option("--model", o->model.spec, "Model folder, or dummy:<preset> (the instances' model)")->required();
+  cmd->add_option("--prefill", o->prefill_instances, "KV service addresses of prefill instances (host:port, ...)")
+      ->delimiter(',')
+      ->required();
+  cmd->add_option("--decode", o->decode_instances, "KV service addresses of decode instances (host:port, ...)")
+      ->delimiter(',')
+      ->required();
+  cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535))->capture_default_str();
+  cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");
+  cmd->add_option("--served-model-name", o->served_model_name, "Model name clients use (default: --model)");
+  cmd->add_option("--tokenizer-dir", o->model.tokenizer_dir, "Tokenizer folder for dummy models");
+  cmd->add_option("--dummy-dir", o->model.dummy_dir, "Folder of the dummy model (as the instances were given)");
+  cmd->add_option("--shutdown-grace", *grace, "Seconds in-flight requests get to finish on SIGINT/SIGTERM")
+      ->capture_default_str();
+  cmd->callback([o, grace] { RunServer(*o, *grace, "crescent conductor"); });
 }
 
 }  // namespace crescent::cli

@@ -36,6 +36,7 @@ void RegisterTokenize(CLI::App& app);  // tokenize + detokenize
 void RegisterSimulate(CLI::App& app);
 void RegisterTrace(CLI::App& app);  // make-trace + trace-stats
 void RegisterServe(CLI::App& app);
+void RegisterConductor(CLI::App& app);  // cmd_serve.cc: the same server, role "front"
 void RegisterStore(CLI::App& app);  // store-master, store-node, store-cli
 // Parts of `crescent bench`, each in cmd_bench_<name>.cc, called from RegisterBench.
 void RegisterBenchEngine(CLI::App& bench);

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   crescent::cli::RegisterTrace(app);
   crescent::cli::RegisterTokenize(app);
   crescent::cli::RegisterServe(app);
+  crescent::cli::RegisterConductor(app);
   crescent::cli::RegisterStore(app);
   try {
     app.parse(argc, argv);

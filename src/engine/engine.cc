@@ -162,6 +162,7 @@ const model::Tokenizer* Engine::tokenizer() const { return impl_->tokenizer; }
 int64_t Engine::max_model_len() const { return impl_->max_model_len; }
 
 const Hash128& Engine::fingerprint() const { return impl_->fingerprint; }
+Hash128 Engine::model_hash() const { return ModelHash(impl_->runner->config(), impl_->runner->weights_hash()); }
 
 EngineStats Engine::Stats() const {
   std::lock_guard<std::mutex> lock(impl_->mu);

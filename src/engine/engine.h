@@ -126,6 +126,8 @@ class Engine {
   EngineStats Stats() const;
   // The KV fingerprint its keys carry (base/kv_identity.h).
   const Hash128& fingerprint() const;
+  // The model's identity without the KV geometry: its config and its weights' content.
+  Hash128 model_hash() const;
   const model::ModelConfig& config() const;
   const model::Tokenizer* tokenizer() const;
   int64_t max_model_len() const;

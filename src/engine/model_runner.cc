@@ -208,6 +208,11 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
 
 const Hash128& ModelRunner::weights_hash() const { return impl_->weights_hash; }
 
+Hash128 ModelHash(const model::ModelConfig& config, const Hash128& weights_hash) {
+  const Hash128 parts[2] = {config.Fingerprint(), weights_hash};
+  return HashBytes128(parts, sizeof(parts));
+}
+
 Hash128 ModelRunner::KvFingerprint(int64_t page_tokens, int64_t chunk_tokens) const {
   const KvCacheShape shape = kv_shape(page_tokens);
   const KvGeometry g{shape.num_layers, shape.kv_heads, shape.head_dim, static_cast<int64_t>(shape.dtype),

@@ -55,6 +55,10 @@ struct RunnerOptions {
 // "auto" | "bfloat16" | "float32" (as vLLM's --dtype; also "bf16", "f32").
 Result<std::optional<DType>> ParseComputeDType(const std::string& name);
 
+// A model's identity without any KV geometry: its config and weights' content
+// (what a front that loads no weights checks instances against).
+Hash128 ModelHash(const model::ModelConfig& config, const Hash128& weights_hash);
+
 class ModelRunner {
  public:
   // Loads config.json and the safetensors weights of a model folder.

@@ -5,7 +5,7 @@
 
 namespace crescent::server {
 
-Generation::Generation(engine::Engine* engine, ServerMetrics* metrics, std::atomic<int64_t>* in_flight,
+Generation::Generation(GenerationBackend* engine, ServerMetrics* metrics, std::atomic<int64_t>* in_flight,
                        GenerationSpec spec, std::shared_ptr<HttpExchange> exchange)
     : engine_(engine), metrics_(metrics), in_flight_(in_flight), spec_(std::move(spec)),
       exchange_(std::move(exchange)) {
@@ -14,7 +14,7 @@ Generation::Generation(engine::Engine* engine, ServerMetrics* metrics, std::atom
 
 Generation::~Generation() { in_flight_->fetch_sub(1); }
 
-void Generation::Start(engine::Engine* engine, ServerMetrics* metrics, std::atomic<int64_t>* in_flight,
+void Generation::Start(GenerationBackend* engine, ServerMetrics* metrics, std::atomic<int64_t>* in_flight,
                        GenerationSpec spec, std::shared_ptr<HttpExchange> exchange) {
   auto g = std::make_shared<Generation>(engine, metrics, in_flight, std::move(spec), std::move(exchange));
   g->Submit();
@@ -124,7 +124,9 @@ void Generation::OnOutput(size_t k, engine::RequestOutput out) {
   }
   if (out.finished && out.finish_reason == engine::FinishReason::kError) {
     LOG_WARNING("request {} failed: {}", c.request_id, out.error.ToString());
-    Fail(ApiError::ForStatus(500, "generation failed: " + out.error.message()));
+    // No instance to run it on (a prefill/decode split with one gone): 503, retryable.
+    const int status = out.error.code() == StatusCode::kUnavailable ? 503 : 500;
+    Fail(ApiError::ForStatus(status, "generation failed: " + out.error.message()));
     CancelAll();
     if (remaining_ == 0) Complete();
     return;

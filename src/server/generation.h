@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "server/generation_backend.h"
 #include "server/api_request.h"
 #include "server/http_types.h"
 #include "server/openai_format.h"
@@ -42,10 +43,10 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // Submits every engine request and answers `exchange` in time. On a refused
   // submission (429, 400, 503) it answers with that error and cancels the rest.
   // REQUIRES: called on the exchange's strand.
-  static void Start(engine::Engine* engine, ServerMetrics* metrics, std::atomic<int64_t>* in_flight,
+  static void Start(GenerationBackend* engine, ServerMetrics* metrics, std::atomic<int64_t>* in_flight,
                     GenerationSpec spec, std::shared_ptr<HttpExchange> exchange);
 
-  Generation(engine::Engine* engine, ServerMetrics* metrics, std::atomic<int64_t>* in_flight, GenerationSpec spec,
+  Generation(GenerationBackend* engine, ServerMetrics* metrics, std::atomic<int64_t>* in_flight, GenerationSpec spec,
              std::shared_ptr<HttpExchange> exchange);
   ~Generation();
 
@@ -67,7 +68,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   void Fail(const ApiError& e);
   void Complete();
 
-  engine::Engine* engine_;
+  GenerationBackend* engine_;
   ServerMetrics* metrics_;
   std::atomic<int64_t>* in_flight_;
   GenerationSpec spec_;

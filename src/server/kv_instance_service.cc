@@ -109,19 +109,24 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
 
   grpc::Status Prefill(grpc::ServerContext* ctx, const proto::PrefillRequest* req, proto::PrefillReply* out) override {
     const proto::Reservation& t = req->target();
-    if (!t.segment_descriptor().empty()) {  // the decode instance's segment, as it published it
-      if (Status s = peers_->Put(options_.metadata_prefix + t.segment(), t.segment_descriptor()); !s.ok()) return ToGrpc(s);
+    std::shared_ptr<TransferKvSink> sink;
+    if (!t.segment().empty()) {  // no target: a one-token request, nothing to send
+      if (!t.segment_descriptor().empty()) {  // the decode instance's segment, as it published it
+        if (Status s = peers_->Put(options_.metadata_prefix + t.segment(), t.segment_descriptor()); !s.ok()) {
+          return ToGrpc(s);
+        }
+      }
+      Result<transfer::SegmentId> seg = transfer_->OpenSegment(t.segment());
+      if (!seg.ok()) return ToGrpc(seg.status());
+      engine::KvReservation r;
+      r.id = t.id();
+      r.generation = t.generation();
+      r.pages.assign(t.pages().begin(), t.pages().end());
+      r.held_tokens = t.held_tokens();
+      r.written_tokens = t.written_tokens();
+      sink = std::make_shared<TransferKvSink>(transfer_, engine_->kv_shape(), KvTarget{*seg, t.num_pages(), r},
+                                              engine::KvReservationOptions{}.pages_per_checksum);
     }
-    Result<transfer::SegmentId> seg = transfer_->OpenSegment(t.segment());
-    if (!seg.ok()) return ToGrpc(seg.status());
-    engine::KvReservation r;
-    r.id = t.id();
-    r.generation = t.generation();
-    r.pages.assign(t.pages().begin(), t.pages().end());
-    r.held_tokens = t.held_tokens();
-    r.written_tokens = t.written_tokens();
-    auto sink = std::make_shared<TransferKvSink>(transfer_, engine_->kv_shape(), KvTarget{*seg, t.num_pages(), r},
-                                                 engine::KvReservationOptions{}.pages_per_checksum);
     engine::EngineRequest er;
     er.prompt.assign(req->prompt().begin(), req->prompt().end());
     er.params = FromProto(req->params());
@@ -153,11 +158,13 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     if (last.finish_reason == engine::FinishReason::kError || samples.empty()) {
       return grpc::Status(grpc::StatusCode::INTERNAL, "the prefill failed: " + last.error.ToString());
     }
-    if (Status w = sink->Wait(); !w.ok()) {  // the commit is safe only once every write has landed
+    if (Status w = sink ? sink->Wait() : Status::Ok(); !w.ok()) {  // the commit is safe only once every write landed
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "KV writes to the decode instance failed: " + w.message());
     }
     *out->mutable_first() = ToProto(samples.front());
-    for (uint64_t s : sink->checksums()) out->add_checksums(s);
+    if (sink) {
+      for (uint64_t s : sink->checksums()) out->add_checksums(s);
+    }
     out->set_cached_tokens(last.usage.cached_tokens);
     // Run with max_tokens 1, the request ends in "length" unless its first
     // token stopped it (EOS, a stop id or string): then there is no Decode.
@@ -203,6 +210,17 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
       if (o->finished) break;
     }
     return cancelled ? grpc::Status(grpc::StatusCode::CANCELLED, "the caller went away") : grpc::Status::OK;
+  }
+
+  grpc::Status Info(grpc::ServerContext*, const proto::InfoRequest*, proto::InfoReply* out) override {
+    const Hash128 m = engine_->model_hash();
+    const Hash128& f = engine_->fingerprint();
+    out->set_model_hash(std::string(reinterpret_cast<const char*>(&m), sizeof(m)));
+    out->set_kv_fingerprint(std::string(reinterpret_cast<const char*>(&f), sizeof(f)));
+    out->set_role(options_.role);
+    out->set_max_model_len(engine_->max_model_len());
+    out->set_vocab_size(engine_->config().vocab_size);
+    return grpc::Status::OK;
   }
 
   grpc::Status CancelReservation(grpc::ServerContext*, const proto::CancelReservationRequest* req,

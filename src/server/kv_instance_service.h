@@ -13,6 +13,8 @@
 //   Decode    (decode) Engine::SubmitPrefilled, then the outputs as a stream;
 //             a caller that goes away cancels the request
 //   CancelReservation  (decode) Engine::CancelKv
+//   Info      the role, the model's hash and KV fingerprint, limits (a front
+//             refuses instances of another model)
 // A request refused by the engine maps to the matching gRPC code
 // (RESOURCE_EXHAUSTED, FAILED_PRECONDITION, DATA_LOSS, INVALID_ARGUMENT).
 //
@@ -34,6 +36,7 @@ namespace crescent::server {
 
 struct KvInstanceOptions {
   std::string listen = "127.0.0.1:0";
+  std::string role = "prefill";  // "prefill" | "decode" (Info)
   std::string segment;  // this instance's KV segment name (registered by the caller)
   int64_t prefill_timeout_ms = 600'000;
   std::string metadata_prefix = "crescent/segments/";  // as the transfer engine's options

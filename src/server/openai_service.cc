@@ -28,7 +28,7 @@ int64_t UnixSeconds() {
 
 OpenAiService::OpenAiService(ServiceOptions options) : options_(std::move(options)), created_(UnixSeconds()) {}
 
-void OpenAiService::SetReady(engine::Engine* engine, const model::Tokenizer* tokenizer,
+void OpenAiService::SetReady(GenerationBackend* engine, const model::Tokenizer* tokenizer,
                              const model::ChatTemplate* chat, int64_t kv_capacity_tokens) {
   engine_ = engine;
   tokenizer_ = tokenizer;
@@ -126,7 +126,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
     if (!text.ok()) return Reply(*ex, ApiError::ForStatus(400, text.status().message(), "messages"));
     prompts.push_back(tokenizer_->Encode(*text, /*add_special_tokens=*/false));
   } else {
-    const int64_t vocab = engine_->config().vocab_size;
+    const int64_t vocab = engine_->vocab_size();
     for (PromptInput& p : r.prompts) {
       if (!p.is_tokens) {
         prompts.push_back(tokenizer_->Encode(p.text, /*add_special_tokens=*/true));

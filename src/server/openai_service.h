@@ -23,6 +23,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "server/generation_backend.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "server/api_request.h"
@@ -42,7 +43,7 @@ class OpenAiService {
 
   // REQUIRES: called once; `chat` may be null (chat requests then get 400).
   // `kv_capacity_tokens`: tokens the whole KV pool holds (caps default max_tokens).
-  void SetReady(engine::Engine* engine, const model::Tokenizer* tokenizer, const model::ChatTemplate* chat,
+  void SetReady(GenerationBackend* engine, const model::Tokenizer* tokenizer, const model::ChatTemplate* chat,
                 int64_t kv_capacity_tokens);
   void SetLoadFailed(std::string message);
   void SetDraining();
@@ -63,7 +64,7 @@ class OpenAiService {
   std::atomic<int64_t> in_flight_{0};
   std::string load_error_;  // written before state_ becomes kFailed
   int64_t created_ = 0;     // unix seconds at start (model "created")
-  engine::Engine* engine_ = nullptr;  // set before state_ becomes kReady
+  GenerationBackend* engine_ = nullptr;  // set before state_ becomes kReady
   const model::Tokenizer* tokenizer_ = nullptr;
   const model::ChatTemplate* chat_ = nullptr;
   int64_t kv_capacity_tokens_ = 0;

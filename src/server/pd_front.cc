@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -45,10 +46,65 @@ Status FromGrpc(const grpc::Status& s, const std::string& what) {
 
 class PdFront::Impl {
  public:
-  explicit Impl(PdFrontOptions o) : options_(std::move(o)) {
-    for (const auto& a : options_.prefill) prefill_.push_back(Make(a));
-    for (const auto& a : options_.decode) decode_.push_back(Make(a));
+  explicit Impl(PdFrontOptions o) : options_(std::move(o)) {}
+
+  // Info of every instance; keeps this model's.
+  Status Connect() {
+    auto as_hash = [](const std::string& b) {
+      Hash128 h;
+      if (b.size() == sizeof(h)) std::memcpy(&h, b.data(), sizeof(h));
+      return h;
+    };
+    bool have_fp = false;
+    for (bool is_prefill : {true, false}) {
+      for (const std::string& a : is_prefill ? options_.prefill : options_.decode) {
+        std::unique_ptr<Instance> i = Make(a);
+        proto::InfoReply info;
+        grpc::Status s;
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.connect_timeout_ms);
+        do {  // instances may still be loading their model
+          grpc::ClientContext ctx;
+          ctx.set_deadline(In(1000));
+          ctx.set_wait_for_ready(true);
+          s = i->stub->Info(&ctx, proto::InfoRequest{}, &info);
+        } while (!s.ok() && std::chrono::steady_clock::now() < give_up);
+        if (!s.ok()) {
+          LOG_ERROR("pd front: instance {} does not answer: {}", a, s.error_message());
+          continue;
+        }
+        if (as_hash(info.model_hash()) != options_.model_hash) {
+          LOG_ERROR("pd front: instance {} serves another model: refused", a);
+          continue;
+        }
+        if (info.role() != (is_prefill ? "prefill" : "decode")) {
+          LOG_ERROR("pd front: instance {} is a {} instance, not a {} one: refused", a, info.role(),
+                    is_prefill ? "prefill" : "decode");
+          continue;
+        }
+        const Hash128 fp = as_hash(info.kv_fingerprint());
+        if (!have_fp) {
+          fingerprint_ = fp;
+          have_fp = true;
+        } else if (fp != fingerprint_) {
+          LOG_ERROR("pd front: instance {} computes other KV (dtype or geometry): refused", a);
+          continue;
+        }
+        if (options_.max_model_len == 0 || info.max_model_len() < options_.max_model_len) {
+          options_.max_model_len = info.max_model_len();
+        }
+        options_.vocab_size = info.vocab_size();
+        (is_prefill ? prefill_ : decode_).push_back(std::move(i));
+      }
+    }
+    if (prefill_.empty() || decode_.empty()) {
+      return Unavailable(fmt::format("no usable {} instance", prefill_.empty() ? "prefill" : "decode"));
+    }
+    LOG_INFO("pd front: {} prefill and {} decode instance(s)", prefill_.size(), decode_.size());
+    return Status::Ok();
   }
+  const Hash128& fingerprint() const { return fingerprint_; }
+  int64_t max_model_len() const { return options_.max_model_len; }
+  int64_t vocab_size() const { return options_.vocab_size; }
   ~Impl() {
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -172,9 +228,10 @@ class PdFront::Impl {
     proto::ReserveRequest rq;
     for (int32_t t : req.prompt) rq.add_prompt(t);
     rq.set_max_tokens(req.params.max_tokens);
-    rq.set_fingerprint(std::string(reinterpret_cast<const char*>(&options_.fingerprint), sizeof(options_.fingerprint)));
+    rq.set_fingerprint(std::string(reinterpret_cast<const char*>(&fingerprint_), sizeof(fingerprint_)));
     proto::Reservation res;
-    {
+    const bool decode = req.params.max_tokens > 1;  // one token: the prefill instance alone
+    if (decode) {
       grpc::ClientContext ctx;
       ctx.set_deadline(In(options_.reserve_timeout_ms));
       if (!run.Enter(&ctx)) return Cancelled("cancelled");
@@ -183,6 +240,7 @@ class PdFront::Impl {
       if (!s.ok()) return FromGrpc(s, "reserve on decode instance " + d->address);
     }
     auto cancel_reservation = [&] {
+      if (!decode) return;
       grpc::ClientContext ctx;
       ctx.set_deadline(In(options_.reserve_timeout_ms));
       proto::CancelReservationRequest c;
@@ -193,7 +251,7 @@ class PdFront::Impl {
     proto::PrefillRequest pq;
     *pq.mutable_prompt() = rq.prompt();
     *pq.mutable_params() = params;
-    *pq.mutable_target() = res;
+    if (decode) *pq.mutable_target() = res;
     proto::PrefillReply first;
     {
       grpc::ClientContext ctx;
@@ -309,6 +367,7 @@ class PdFront::Impl {
   }
 
   PdFrontOptions options_;
+  Hash128 fingerprint_;  // the instances' KV fingerprint
   std::vector<std::unique_ptr<Instance>> prefill_, decode_;
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Running>> live_;  // GUARDED_BY(mu_)
@@ -322,7 +381,9 @@ Result<std::unique_ptr<PdFront>> PdFront::Create(PdFrontOptions options) {
   if (options.prefill.empty() || options.decode.empty()) {
     return InvalidArgument("a prefill/decode front needs at least one prefill and one decode instance");
   }
-  return std::unique_ptr<PdFront>(new PdFront(std::make_unique<Impl>(std::move(options))));
+  auto impl = std::make_unique<Impl>(std::move(options));
+  RETURN_IF_ERROR(impl->Connect());
+  return std::unique_ptr<PdFront>(new PdFront(std::move(impl)));
 }
 
 PdFront::PdFront(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -332,5 +393,13 @@ Result<uint64_t> PdFront::Submit(engine::EngineRequest request, engine::OutputCa
 }
 void PdFront::Cancel(uint64_t id) { impl_->Cancel(id); }
 int64_t PdFront::in_flight() const { return impl_->in_flight(); }
+const Hash128& PdFront::kv_fingerprint() const { return impl_->fingerprint(); }
+int64_t PdFront::max_model_len() const { return impl_->max_model_len(); }
+int64_t PdFront::vocab_size() const { return impl_->vocab_size(); }
+engine::EngineStats PdFront::Stats() const {
+  engine::EngineStats s;
+  s.running = impl_->in_flight();
+  return s;
+}
 
 }  // namespace crescent::server

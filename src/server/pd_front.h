@@ -28,13 +28,18 @@
 #include "base/hash.h"
 #include "base/status.h"
 #include "engine/engine.h"
+#include "server/generation_backend.h"
 
 namespace crescent::server {
 
 struct PdFrontOptions {
   std::vector<std::string> prefill;  // host:port of KvInstance services
   std::vector<std::string> decode;
-  Hash128 fingerprint;               // the model's; instances of another are refused
+  // The model the front serves (engine::ModelHash of its config and weights):
+  // instances whose Info names another are refused, and the rest must share
+  // one KV fingerprint (prefill and decode compute the same KV).
+  Hash128 model_hash;
+  int64_t connect_timeout_ms = 30'000;  // for every instance to answer Info at Create
   int64_t reserve_timeout_ms = 5'000;
   int64_t prefill_timeout_ms = 600'000;
   int64_t decode_timeout_ms = 3'600'000;
@@ -42,13 +47,20 @@ struct PdFrontOptions {
   int64_t vocab_size = 0;
 };
 
-class PdFront {
+class PdFront final : public GenerationBackend {
  public:
+  // Asks every instance for its Info; keeps those of this model (logging the
+  // others). FailedPrecondition / Unavailable when no prefill or no decode
+  // instance is left.
   static Result<std::unique_ptr<PdFront>> Create(PdFrontOptions options);
   ~PdFront();  // cancels what is in flight and waits for each request's final output
-  Result<uint64_t> Submit(engine::EngineRequest request, engine::OutputCallback callback);
-  void Cancel(uint64_t id);
+  Result<uint64_t> Submit(engine::EngineRequest request, engine::OutputCallback callback) override;
+  void Cancel(uint64_t id) override;
+  engine::EngineStats Stats() const override;  // running = requests in flight
+  int64_t max_model_len() const override;
+  int64_t vocab_size() const override;
   int64_t in_flight() const;
+  const Hash128& kv_fingerprint() const;
 
   class Impl;
 

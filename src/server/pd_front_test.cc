@@ -86,6 +86,7 @@ class PdFrontTest : public ::testing::Test {
     ASSERT_TRUE(td_->RegisterLocalMemory("pd/d0/kv", d_->kv_memory().data(), d_->kv_memory().size()).ok());
     KvInstanceOptions dopt;
     dopt.segment = "pd/d0/kv";
+    dopt.role = "decode";
     svc_d_ = KvInstanceService::Start(dopt, d_.get(), td_.get(), meta_d_).value();
     svc_p_ = KvInstanceService::Start(KvInstanceOptions{}, p_.get(), tp_.get(), meta_p_).value();
   }
@@ -93,9 +94,8 @@ class PdFrontTest : public ::testing::Test {
     PdFrontOptions o;
     o.prefill = {svc_p_->address()};
     o.decode = {svc_d_->address()};
-    o.fingerprint = p_->fingerprint();
-    o.max_model_len = p_->max_model_len();
-    o.vocab_size = p_->config().vocab_size;
+    o.model_hash = p_->model_hash();
+    o.connect_timeout_ms = 3000;
     return o;
   }
 
@@ -143,13 +143,16 @@ TEST_F(PdFrontTest, OutputsThroughPrefillAndDecodeInstancesEqualOneEngines) {
 }
 
 TEST_F(PdFrontTest, AGoneDecodeInstanceOrAnotherModelIsAClearErrorInTime) {
-  // Another model's fingerprint: refused by the decode instance.
+  // A front of another model refuses the instances.
   PdFrontOptions wrong = FrontOptions();
-  wrong.fingerprint.lo ^= 1;
-  auto other = PdFront::Create(wrong).value();
-  Completion c = Run(*other, Req(20, 1, 4));
-  EXPECT_EQ(c.finish_reason, engine::FinishReason::kError);
-  EXPECT_NE(c.error.message().find("another model"), std::string::npos) << c.error.ToString();
+  wrong.model_hash.lo ^= 1;
+  Result<std::unique_ptr<PdFront>> other = PdFront::Create(wrong);
+  EXPECT_EQ(other.status().code(), StatusCode::kUnavailable) << other.status().ToString();
+  // A prefill instance named as a decode one is refused too.
+  PdFrontOptions swapped = FrontOptions();
+  swapped.decode = swapped.prefill;
+  EXPECT_FALSE(PdFront::Create(swapped).ok());
+  Completion c;
   // The decode instance goes away.
   auto front = PdFront::Create(FrontOptions()).value();
   svc_d_.reset();

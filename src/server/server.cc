@@ -1,11 +1,19 @@
 #include "server/server.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <thread>
 
+#include <fmt/format.h>
+
+#include "base/clock.h"
 #include "base/logging.h"
 #include "base/sys_info.h"
 #include "engine/model_runner.h"
+#include "model/weights_hash.h"
+#include "server/pd_front.h"
+#include "transfer/in_process_metadata_store.h"
 
 namespace crescent::server {
 
@@ -29,6 +37,58 @@ Result<std::unique_ptr<Server>> Server::Start(const ServeOptions& options) {
 
 Server::~Server() { Shutdown(0); }
 
+Status Server::LoadTokenizer(const std::string& dir) {
+  ASSIGN_OR_RETURN(model::Tokenizer tok, model::Tokenizer::FromDirectory(dir));
+  tokenizer_ = std::make_unique<model::Tokenizer>(std::move(tok));
+  if (!tokenizer_->chat_template().empty()) {
+    auto t = model::ChatTemplate::Create(tokenizer_->chat_template());
+    if (t.ok()) {
+      chat_ = std::move(t).value();
+    } else {
+      LOG_WARNING("the chat template cannot be used ({}); /v1/chat/completions will answer 400", t.status().message());
+    }
+  }
+  return Status::Ok();
+}
+
+Status Server::LoadFront(const std::string& dir) {
+  RETURN_IF_ERROR(LoadTokenizer(dir));
+  // The model's identity without loading its weights: the config and the
+  // content hash cached beside them (computed once if it is not there).
+  ASSIGN_OR_RETURN(model::ModelConfig cfg, model::LoadModelConfig(dir));
+  ASSIGN_OR_RETURN(model::WeightFiles files, model::WeightFiles::Open(dir));
+  ASSIGN_OR_RETURN(Hash128 weights, model::WeightsContentHash(dir, files));
+  PdFrontOptions fo;
+  fo.prefill = options_.prefill_instances;
+  fo.decode = options_.decode_instances;
+  fo.model_hash = engine::ModelHash(cfg, weights);
+  ASSIGN_OR_RETURN(std::unique_ptr<PdFront> front, PdFront::Create(fo));
+  const int64_t limit = front->max_model_len();
+  backend_ = std::move(front);
+  service_->SetReady(backend_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, limit);
+  return Status::Ok();
+}
+
+Status Server::StartInstance() {
+  transfer::EngineOptions to;
+  to.transports = options_.kv_transports;
+  auto peers = std::make_shared<transfer::InProcessMetadataStore>();  // descriptors come in Reserve replies
+  ASSIGN_OR_RETURN(transfer_, transfer::TransferEngine::Create(to, peers));
+  KvInstanceOptions io;
+  io.listen = options_.instance_listen;
+  io.role = options_.role;
+  std::span<std::byte> pool = engine_->kv_memory();
+  if (options_.role == "decode") {
+    io.segment = fmt::format("crescent/kv/decode-{}-{}", ::getpid(), MonotonicClock::Get().NowNanos());
+    RETURN_IF_ERROR(transfer_->RegisterLocalMemory(io.segment, pool.data(), pool.size()));
+  } else {
+    RETURN_IF_ERROR(transfer_->RegisterBuffer(pool.data(), pool.size()));
+  }
+  ASSIGN_OR_RETURN(instance_, KvInstanceService::Start(io, engine_.get(), transfer_.get(), peers));
+  LOG_INFO("crescent serve: {} instance, KV service on {}", options_.role, instance_->address());
+  return Status::Ok();
+}
+
 void Server::Load() {
   auto run = [&]() -> Status {
     ASSIGN_OR_RETURN(std::string dir, ResolveModelDir(options_.model));
@@ -43,18 +103,14 @@ void Server::Load() {
         last = pct;
       }
     };
-    ASSIGN_OR_RETURN(auto runner, engine::ModelRunner::Load(dir, ro));
-    ASSIGN_OR_RETURN(model::Tokenizer tok, model::Tokenizer::FromDirectory(dir));
-    tokenizer_ = std::make_unique<model::Tokenizer>(std::move(tok));
-    if (!tokenizer_->chat_template().empty()) {
-      auto t = model::ChatTemplate::Create(tokenizer_->chat_template());
-      if (t.ok()) {
-        chat_ = std::move(t).value();
-      } else {
-        LOG_WARNING("the chat template cannot be used ({}); /v1/chat/completions will answer 400",
-                    t.status().message());
-      }
+    if (options_.role == "front") {
+      RETURN_IF_ERROR(LoadFront(dir));
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      LOG_INFO("crescent conductor: ready in {:.2f} s on http://{}:{}", s, options_.host, http_->port());
+      return Status::Ok();
     }
+    ASSIGN_OR_RETURN(auto runner, engine::ModelRunner::Load(dir, ro));
+    RETURN_IF_ERROR(LoadTokenizer(dir));
     engine::EngineOptions eo;
     eo.max_num_seqs = options_.max_num_seqs;
     eo.kv_cache_bytes = options_.kv_cache_bytes;
@@ -68,7 +124,9 @@ void Server::Load() {
     }
     ASSIGN_OR_RETURN(engine_, engine::Engine::Create(std::move(runner), tokenizer_.get(), eo, connector_.get()));
     const int64_t kv_tokens = engine_->Stats().kv_pages_total * eo.page_tokens;
-    service_->SetReady(engine_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, kv_tokens);
+    if (options_.role == "prefill" || options_.role == "decode") RETURN_IF_ERROR(StartInstance());
+    backend_ = std::make_unique<EngineBackend>(engine_.get());
+    service_->SetReady(backend_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, kv_tokens);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     LOG_INFO("crescent serve: ready in {:.2f} s on http://{}:{}", s, options_.host, http_->port());
     return Status::Ok();
@@ -179,6 +237,8 @@ void Server::Shutdown(double grace_s) {
   const int64_t busy = service_->in_flight();
   if (busy > 0) LOG_INFO("crescent serve: shutting down; {} request(s) in flight", busy);
   wait_for(grace_s, [&] { return service_->in_flight() == 0; });
+  instance_.reset();  // no new prefill/decode calls
+  if (options_.role == "front") backend_.reset();  // the front cancels what is left and waits for it
   if (engine_) engine_->Shutdown();  // aborts the rest; each still gets its final output (and saves end)
   if (store_ && store_->node() && !options_.kv_offload_ssd_dir.empty() && !store_->node()->Flush(10'000)) {
     LOG_WARNING("crescent serve: some KV chunks may not have reached the SSD tier before stopping");

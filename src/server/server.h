@@ -18,13 +18,16 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/status.h"
 #include "engine/engine.h"
 #include "engine/model_runner.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
+#include "server/generation_backend.h"
 #include "server/http_server.h"
+#include "server/kv_instance_service.h"
 #include "server/model_source.h"
 #include "server/openai_service.h"
 #include "server/store_kv_connector.h"
@@ -53,6 +56,15 @@ struct ServeOptions {
   int64_t kv_offload_ssd_bytes = 0;   // 0 with a directory: 64 GiB
   std::string store_master;           // "" = in-process; host:port or etcd://host:port = a shared store
   int64_t kv_chunk_tokens = 256;
+  // Prefill/decode split (docs/disaggregation.md). "both": all-in-one;
+  // "prefill" / "decode": also a KvInstance gRPC service on instance_listen
+  // (its KV pool registered with a transfer engine on kv_transports);
+  // "front": no weights, the OpenAI API over prefill_instances and
+  // decode_instances (`crescent conductor`).
+  std::string role = "both";
+  std::string instance_listen = "127.0.0.1:0";
+  std::string kv_transports = "self,sm,tcp";
+  std::vector<std::string> prefill_instances, decode_instances;
 };
 
 class Server {
@@ -77,6 +89,11 @@ class Server {
   void Load();
   // The KV store and its connector, when offload is on.
   Status StartStore(const engine::ModelRunner& runner, int64_t page_tokens);
+  // role prefill/decode: the transfer engine and the KvInstance service.
+  Status StartInstance();
+  // role front: tokenizer and chat template, the PdFront.
+  Status LoadFront(const std::string& dir);
+  Status LoadTokenizer(const std::string& dir);
 
   ServeOptions options_;
   std::unique_ptr<OpenAiService> service_;
@@ -87,6 +104,11 @@ class Server {
   std::unique_ptr<StoreKvConnector> connector_;
   OffloadStats OffloadFigures();  // for /metrics
   std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<GenerationBackend> backend_;  // the engine's, or the front's
+  // Declared after the engine: they go first (the pool stays registered no
+  // longer than it lives).
+  std::unique_ptr<transfer::TransferEngine> transfer_;
+  std::unique_ptr<KvInstanceService> instance_;
   std::unique_ptr<HttpServer> http_;
   std::thread loader_;
   std::atomic<bool> loaded_{false};

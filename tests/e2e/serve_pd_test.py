@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""A prefill/decode split in real processes: `crescent serve --role decode`,
+`crescent serve --role prefill` and `crescent conductor` in front of them.
+
+- Equivalence: greedy outputs through the front equal those of one all-in-one
+  `crescent serve` (text and token counts), for prompts of 1 to ~2,000
+  tokens, streaming and not, completions and chat, and a repeated prompt
+  (the decode instance then holds its prefix).
+- A front of another model refuses the instances (it does not start).
+- The decode instance killed (SIGKILL) mid-generation: the stream ends with
+  an error event, never a silent truncation; with it gone, a request gets a
+  clean 5xx OpenAI error in bounded time and the front keeps serving.
+
+Usage: serve_pd_test.py --crescent BIN --work DIR [--model tiny-llama3]
+"""
+import argparse
+import atexit
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--crescent", required=True)
+ap.add_argument("--work", required=True)
+ap.add_argument("--model", default="tiny-llama3")
+a = ap.parse_args()
+failures = []
+LIVE = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+@atexit.register
+def _kill_leftovers():
+    for p in LIVE:
+        if p.poll() is None:
+            p.kill()
+
+
+os.makedirs(a.work, exist_ok=True)
+MODEL = "dummy:" + a.model
+DUMMY = os.path.join(a.work, a.model)
+
+
+def start(name, *argv, wait=r"ready in [\d.]+ s on http://127.0.0.1:(\d+)"):
+    log_path = os.path.join(a.work, name + ".log")
+    log = open(log_path, "w")
+    p = subprocess.Popen([a.crescent, *argv], stdout=log, stderr=subprocess.STDOUT,
+                         env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+    LIVE.append(p)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        text = open(log_path).read()
+        m = re.search(wait, text)
+        if m:
+            return p, m.group(1), text
+        if p.poll() is not None:
+            return p, None, text
+        time.sleep(0.1)
+    return p, None, open(log_path).read()
+
+
+def serve(name, *extra):
+    p, port, text = start(name, "serve", "--model", MODEL, "--dummy-dir", DUMMY, "--host", "127.0.0.1", "--port", "0",
+                          "--kv-cache-bytes", str(16 << 20), "--kv-offload-dram-bytes", "0", *extra)
+    if port is None:
+        raise RuntimeError("%s did not start:\n%s" % (name, text[-3000:]))
+    kv = re.search(r"KV service on ([\d.]+:\d+)", text)
+    return p, int(port), kv.group(1) if kv else None
+
+
+def post(port, path, body, timeout=120):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def complete(port, prompt, max_tokens=8, stream=False, chat=False):
+    body = {"max_tokens": max_tokens, "temperature": 0, "stream": stream}
+    if chat:
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    status, text = post(port, "/v1/chat/completions" if chat else "/v1/completions", body)
+    if status != 200:
+        return status, text, None
+    if not stream:
+        j = json.loads(text)
+        c = j["choices"][0]
+        return status, c["message"]["content"] if chat else c["text"], j["usage"]["completion_tokens"]
+    out, n = "", 0
+    for line in text.splitlines():
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        j = json.loads(line[6:])
+        if "error" in j:
+            return 500, line, None
+        c = j["choices"][0]
+        piece = (c.get("delta") or {}).get("content") if chat else c.get("text")
+        if piece:
+            out += piece
+            n += 1
+    return status, out, n
+
+
+ref, ref_port, _ = serve("ref")
+dec, dec_port, dec_kv = serve("decode", "--role", "decode")
+pre, pre_port, pre_kv = serve("prefill", "--role", "prefill")
+check(dec_kv is not None and pre_kv is not None, "the instances report their KV service addresses")
+front, fport, ftext = start("front", "conductor", "--model", MODEL, "--dummy-dir", DUMMY, "--host", "127.0.0.1",
+                            "--port", "0", "--prefill", pre_kv, "--decode", dec_kv)
+check(fport is not None, "the conductor front starts on the two instances")
+fport = int(fport)
+
+prompts = ["Hi", " ".join("word%d" % i for i in range(30)), " ".join("tok%d" % i for i in range(700)),
+           " ".join("tok%d" % i for i in range(700))]  # the last one again: the decode instance holds its prefix
+for i, p in enumerate(prompts):
+    for stream in (False, True):
+        want = complete(ref_port, p, 12, stream)
+        got = complete(fport, p, 12, stream)
+        check(got[0] == 200 and got[1] == want[1],
+              "prompt %d (%d chars, stream=%s): the split gives one engine's output" % (i, len(p), stream))
+        if not stream:
+            check(got[2] == want[2] == 12, "  12 completion tokens")
+want = complete(ref_port, "Tell me about the sea", 10, chat=True)
+got = complete(fport, "Tell me about the sea", 10, chat=True)
+check(got[0] == 200 and got[1] == want[1], "chat through the split equals one engine's")
+status, body = post(fport, "/v1/completions", {"prompt": "x", "max_tokens": 10 ** 7})
+check(status == 400 and "error" in json.loads(body), "an oversize request is a 400 OpenAI error at the front")
+
+# A front of another model refuses the instances: it exits with a readable line.
+OTHER = "tiny-qwen3" if a.model != "tiny-qwen3" else "tiny-llama3"
+other, oport, otext = start("front-other", "conductor", "--model", "dummy:" + OTHER, "--dummy-dir",
+                            os.path.join(a.work, OTHER), "--host", "127.0.0.1", "--port", "0",
+                            "--prefill", pre_kv, "--decode", dec_kv, wait=r"(cannot start: .*)")
+try:
+    other.wait(60)
+except subprocess.TimeoutExpired:
+    other.kill()
+check(other.returncode not in (0, None) and "another model" in open(os.path.join(a.work, "front-other.log")).read(),
+      "a front of another model refuses the instances and exits non-zero")
+
+# The decode instance dies mid-generation: the stream ends with an error event.
+import threading
+result = {}
+
+
+def long_stream():
+    result["r"] = complete(fport, "Once upon a time", 4000, stream=True)
+
+
+t = threading.Thread(target=long_stream)
+t.start()
+time.sleep(2.0)
+dec.kill()
+t.join(120)
+r = result.get("r")
+check(r is not None and r[0] != 200, "a stream whose decode instance died ends with an error event (%s)" %
+      (r[1][:120] if r else "no answer"))
+t0 = time.time()
+status, body = post(fport, "/v1/completions", {"prompt": "hello", "max_tokens": 4})
+check(status == 503 and "error" in json.loads(body),
+      "with the decode instance gone a request gets a %d OpenAI error in %.1f s" % (status, time.time() - t0))
+check(time.time() - t0 < 30, "  in bounded time")
+status, _ = post(fport, "/v1/completions", {"prompt": "hello", "max_tokens": 1})
+check(status == 200, "a one-token request is still answered by the prefill instance alone")
+
+for p in (front, pre, ref):
+    p.send_signal(signal.SIGTERM)
+for p in (front, pre, ref):
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+check(front.returncode == 0, "the front exits 0 on SIGTERM")
+print("serve pd: %d failure(s)" % len(failures), flush=True)
+sys.exit(1 if failures else 0)
