@@ -10,6 +10,12 @@ namespace crescent {
 
 void Counter::Increment(double by) { value_.fetch_add(by, std::memory_order_relaxed); }
 
+void Counter::Mirror(double total) {
+  double v = value_.load(std::memory_order_relaxed);
+  while (total > v && !value_.compare_exchange_weak(v, total, std::memory_order_relaxed)) {
+  }
+}
+
 void Gauge::Add(double by) { value_.fetch_add(by, std::memory_order_relaxed); }
 
 Histogram::Histogram(std::vector<double> bounds)

@@ -30,6 +30,9 @@ using MetricLabels = std::vector<std::pair<std::string, std::string>>;
 class Counter {
  public:
   void Increment(double by = 1.0);
+  // Follows a monotonic total kept elsewhere (an engine's or a store's
+  // counts): the value becomes `total` unless that would lower it.
+  void Mirror(double total);
   double value() const { return value_.load(std::memory_order_relaxed); }
 
  private:

@@ -149,6 +149,11 @@ Status Server::StartStore(const engine::ModelRunner& runner, int64_t page_tokens
   const Hash128 fp = runner.KvFingerprint(page_tokens, options_.kv_chunk_tokens);
   store::StoreStackOptions so;
   so.client.fingerprint = fp;
+  // Loads scatter remote copies through the client's bounce area: room for
+  // a chunk per connector worker at least, however large a model's chunks.
+  const uint64_t chunk_bytes = static_cast<uint64_t>(shape.page_bytes()) *
+                               static_cast<uint64_t>(options_.kv_chunk_tokens / page_tokens);
+  so.client.scratch_bytes = std::max<uint64_t>(so.client.scratch_bytes, 2 * store::RecordBytes(chunk_bytes));
   // Lookups run on the step thread: an unreachable master costs one call of
   // at most this (then the connector leaves the store alone for 5 s).
   so.master_timeout_ms = 300;

@@ -30,13 +30,13 @@ ServerMetrics::ServerMetrics() {
   hit_rate_ = reg_.AddGauge("crescent_prefix_cache_hit_rate", "Prompt tokens found in the prefix cache / looked up");
   prefix_queries_ = reg_.AddGauge("crescent_prefix_cache_queries_tokens", "Prompt tokens looked up in the prefix cache");
   prefix_hits_ = reg_.AddGauge("crescent_prefix_cache_hits_tokens", "Prompt tokens found in the prefix cache");
-  preemptions_ = reg_.AddGauge("crescent_preemptions_total", "Sequences preempted (recomputed) so far");
+  preemptions_ = reg_.AddCounter("crescent_preemptions_total", "Sequences preempted (recomputed) so far");
   kv_loading_ = reg_.AddGauge("crescent_kv_offload_loading_requests", "Requests waiting for their prefix from the store");
-  kv_loads_ = reg_.AddGauge("crescent_kv_offload_loads_total", "Prefix loads from the KV store started");
-  kv_load_failures_ = reg_.AddGauge("crescent_kv_offload_load_failures_total", "Prefix loads that failed (recomputed)");
+  kv_loads_ = reg_.AddCounter("crescent_kv_offload_loads_total", "Prefix loads from the KV store started");
+  kv_load_failures_ = reg_.AddCounter("crescent_kv_offload_load_failures_total", "Prefix loads that failed (recomputed)");
   kv_loaded_tokens_ = reg_.AddGauge("crescent_kv_offload_hits_tokens", "Prompt tokens loaded from the KV store");
-  kv_saves_ = reg_.AddGauge("crescent_kv_offload_saves_total", "KV chunks offered to the store");
-  kv_save_failures_ = reg_.AddGauge("crescent_kv_offload_save_failures_total", "KV chunk saves that failed (dropped)");
+  kv_saves_ = reg_.AddCounter("crescent_kv_offload_saves_total", "KV chunks offered to the store");
+  kv_save_failures_ = reg_.AddCounter("crescent_kv_offload_save_failures_total", "KV chunk saves that failed (dropped)");
   kv_load_seconds_ = reg_.AddHistogram("crescent_kv_offload_load_seconds", "Time to load a prefix from the KV store", {},
                                        ExponentialBuckets(0.001, 2, 14));
 }
@@ -54,8 +54,13 @@ void ServerMetrics::RenderOffload(const engine::EngineStats* s) {
   }
   if (!source) return;
   const OffloadStats o = source();
+  // Names ending in _total are counters (they only grow); the rest gauges.
   auto set = [&](const char* name, const char* help, int64_t v, const MetricLabels& labels = {}) {
-    reg_.AddGauge(name, help, labels)->Set(static_cast<double>(v));
+    if (std::string_view(name).ends_with("_total")) {
+      reg_.AddCounter(name, help, labels)->Mirror(static_cast<double>(v));
+    } else {
+      reg_.AddGauge(name, help, labels)->Set(static_cast<double>(v));
+    }
   };
   set("crescent_kv_offload_lookups_total", "Prefix lookups in the KV store", o.lookups);
   set("crescent_kv_offload_lookup_failures_total", "Prefix lookups the store did not answer", o.lookup_failures);
@@ -69,7 +74,8 @@ void ServerMetrics::RenderOffload(const engine::EngineStats* s) {
       o.checksum_failures);
   constexpr const char* kTier = "crescent_prefix_cache_tier_hits_tokens";
   constexpr const char* kTierHelp = "Prompt tokens served without recompute, by where they were found";
-  if (s) set(kTier, kTierHelp, s->prefix_hit_tokens, {{"tier", "engine"}});
+  // The engine's hits include what a load brought into its pool: only its own count here.
+  if (s) set(kTier, kTierHelp, std::max<int64_t>(0, s->prefix_hit_tokens - s->kv_loaded_tokens), {{"tier", "engine"}});
   set(kTier, kTierHelp, o.tokens_dram, {{"tier", "dram"}});
   set(kTier, kTierHelp, o.tokens_ssd, {{"tier", "ssd"}});
   set(kTier, kTierHelp, o.tokens_remote, {{"tier", "remote"}});
@@ -109,13 +115,13 @@ std::string ServerMetrics::Render(const engine::EngineStats* s) {
                        : 0.0);
     prefix_queries_->Set(static_cast<double>(s->prefix_query_tokens));
     prefix_hits_->Set(static_cast<double>(s->prefix_hit_tokens));
-    preemptions_->Set(static_cast<double>(s->preemptions));
+    preemptions_->Mirror(static_cast<double>(s->preemptions));
     kv_loading_->Set(static_cast<double>(s->loading));
-    kv_loads_->Set(static_cast<double>(s->kv_loads));
-    kv_load_failures_->Set(static_cast<double>(s->kv_load_failures));
+    kv_loads_->Mirror(static_cast<double>(s->kv_loads));
+    kv_load_failures_->Mirror(static_cast<double>(s->kv_load_failures));
     kv_loaded_tokens_->Set(static_cast<double>(s->kv_loaded_tokens));
-    kv_saves_->Set(static_cast<double>(s->kv_saves));
-    kv_save_failures_->Set(static_cast<double>(s->kv_save_failures));
+    kv_saves_->Mirror(static_cast<double>(s->kv_saves));
+    kv_save_failures_->Mirror(static_cast<double>(s->kv_save_failures));
   }
   RenderOffload(s);
   return reg_.Render();

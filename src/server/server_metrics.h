@@ -63,8 +63,10 @@ class ServerMetrics {
   Histogram* tbt_;
   Histogram* e2e_;
   Gauge *running_, *waiting_, *pages_total_, *pages_used_, *pages_cached_, *kv_usage_, *hit_rate_;
-  Gauge *prefix_queries_, *prefix_hits_, *preemptions_;
-  Gauge *kv_loading_, *kv_loads_, *kv_load_failures_, *kv_loaded_tokens_, *kv_saves_, *kv_save_failures_;
+  Gauge *prefix_queries_, *prefix_hits_;
+  Counter* preemptions_;
+  Gauge *kv_loading_, *kv_loaded_tokens_;
+  Counter *kv_loads_, *kv_load_failures_, *kv_saves_, *kv_save_failures_;
   Histogram* kv_load_seconds_;
   void RenderOffload(const engine::EngineStats* stats);
   std::mutex source_mu_;

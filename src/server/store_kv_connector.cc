@@ -106,7 +106,8 @@ void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, Kv
     std::atomic<int> left{0};
     std::atomic<int64_t> start_ns{0};
     std::mutex mu;
-    Status status;  // GUARDED_BY(mu)
+    Status status;    // GUARDED_BY(mu)
+    LoadTally tally;  // GUARDED_BY(mu)
   };
   auto shared = std::make_shared<Shared>();
   const size_t parts = std::max<size_t>(1, std::min(chunks.size(), static_cast<size_t>(threads_.size())));
@@ -119,15 +120,24 @@ void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, Kv
       loads_.push_back([this, id, all, b, e, shared, &pages]() -> std::optional<KvCompletion> {
         int64_t zero = 0;
         shared->start_ns.compare_exchange_strong(zero, MonoNs());
-        Status s = Load(std::span<const KvChunkRef>(all->data() + b, e - b), pages);
+        LoadTally part;
+        Status s = Load(std::span<const KvChunkRef>(all->data() + b, e - b), pages, part);
         {
           std::lock_guard<std::mutex> l(shared->mu);
           if (!s.ok() && shared->status.ok()) shared->status = s;
+          shared->tally.chunks += part.chunks;
+          shared->tally.bytes += part.bytes;
+          for (size_t t = 0; t < part.tokens_from.size(); ++t) shared->tally.tokens_from[t] += part.tokens_from[t];
         }
         if (--shared->left > 0) return std::nullopt;
         const int64_t us = (MonoNs() - shared->start_ns.load()) / 1000;
         std::lock_guard<std::mutex> l(shared->mu);
-        if (shared->status.ok()) {
+        if (shared->status.ok()) {  // counted only when the whole prefix arrived (else it is recomputed)
+          counters_.chunks_loaded += shared->tally.chunks;
+          counters_.bytes_loaded += shared->tally.bytes;
+          for (size_t t = 0; t < shared->tally.tokens_from.size(); ++t) {
+            counters_.tokens_from[t] += shared->tally.tokens_from[t];
+          }
           counters_.load_us_total += us;
           if (options_.observe_load_seconds) options_.observe_load_seconds(static_cast<double>(us) * 1e-6);
         }
@@ -176,7 +186,11 @@ void StoreKvConnector::Run(bool takes_saves) {
   }
 }
 
-Status StoreKvConnector::Load(std::span<const KvChunkRef> chunks, KvPageAccess& pages) {
+Status StoreKvConnector::Load(std::span<const KvChunkRef> chunks, KvPageAccess& pages, LoadTally& tally) {
+  if (pages.num_layers() != options_.num_layers || pages.page_bytes_per_layer() != options_.page_bytes_per_layer) {
+    counters_.load_failures++;
+    return InvalidArgument("the engine's KV pages do not have the connector's geometry");
+  }
   const int64_t per_chunk = options_.chunk_tokens / options_.page_tokens;
   for (size_t first = 0; first < chunks.size(); first += static_cast<size_t>(options_.chunks_per_get)) {
     const size_t n = std::min(chunks.size() - first, static_cast<size_t>(options_.chunks_per_get));
@@ -202,9 +216,9 @@ Status StoreKvConnector::Load(std::span<const KvChunkRef> chunks, KvPageAccess& 
                                                   chunk_bytes_))
                            : got[i].status();
       }
-      counters_.chunks_loaded++;
-      counters_.bytes_loaded += static_cast<int64_t>(chunk_bytes_);
-      counters_.tokens_from[static_cast<size_t>(from[i])] += c.chunk_start + options_.chunk_tokens - c.first_token;
+      tally.chunks++;
+      tally.bytes += static_cast<int64_t>(chunk_bytes_);
+      tally.tokens_from[static_cast<size_t>(from[i])] += c.chunk_start + options_.chunk_tokens - c.first_token;
     }
   }
   return Status::Ok();
@@ -219,6 +233,10 @@ Status StoreKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages, std:
   if (StoreAway()) {
     counters_.save_failures++;
     return Unavailable("the KV store is unreachable");
+  }
+  if (pages.num_layers() != options_.num_layers || pages.page_bytes_per_layer() != options_.page_bytes_per_layer) {
+    counters_.save_failures++;  // the staging chunk is sized for the connector's geometry
+    return InvalidArgument("the engine's KV pages do not have the connector's geometry");
   }
   engine::GatherKvChunk(chunk, pages, staging);
   std::optional<store::Key> parent;

@@ -54,7 +54,8 @@ struct StoreKvConnectorOptions {
   int64_t retry_after_ms = 5000;
   // Saves waiting beyond this fail at once (their pages are pinned while they wait).
   int64_t max_queued_saves = 64;
-  // Called with each successful load's seconds (a metrics histogram), from a worker.
+  // Called with each successful load's seconds (a metrics histogram), from
+  // any worker, concurrently: it must be thread-safe.
   std::function<void(double)> observe_load_seconds;
 };
 
@@ -63,8 +64,9 @@ struct StoreKvCounters {
   std::atomic<int64_t> chunks_loaded{0}, bytes_loaded{0}, load_failures{0};
   std::atomic<int64_t> chunks_saved{0}, bytes_saved{0}, save_failures{0};
   std::atomic<int64_t> load_us_total{0};
-  // Prompt tokens loaded, by where the store read them (store::ReadFrom).
+  // Prompt tokens of successful loads, by where the store read them (store::ReadFrom).
   std::array<std::atomic<int64_t>, 5> tokens_from{};
+  static_assert(static_cast<size_t>(store::ReadFrom::kRemoteSsd) == 4, "tokens_from has one slot per ReadFrom");
 };
 
 class StoreKvConnector final : public engine::KvConnector {
@@ -85,7 +87,13 @@ class StoreKvConnector final : public engine::KvConnector {
 
  private:
   StoreKvConnector(StoreKvConnectorOptions options, store::Client* client);
-  Status Load(std::span<const engine::KvChunkRef> chunks, engine::KvPageAccess& pages);
+  // What a load (all its parts) brought, added to the counters only when it
+  // succeeded as a whole.
+  struct LoadTally {
+    int64_t chunks = 0, bytes = 0;
+    std::array<int64_t, 5> tokens_from{};
+  };
+  Status Load(std::span<const engine::KvChunkRef> chunks, engine::KvPageAccess& pages, LoadTally& tally);
   Status Save(const engine::KvChunkRef& chunk, engine::KvPageAccess& pages, std::byte* staging);
   void Run(bool takes_saves);
   bool StoreAway() const;        // within retry_after_ms of an unreachable store

@@ -400,7 +400,7 @@ class Client::Impl {
         std::span<std::byte> dst = scatter ? std::span<std::byte>() : items[i].out.subspan(0, r.size());
         // This process's own memory or SSD: no transfer.
         if (local_ && rp.segment_name() == local_->dram_segment()) {
-          if (r.size() > local_->dram_bytes() || rp.offset() > local_->dram_bytes() - RecordBytes(r.size())) {
+          if (RecordBytes(r.size()) > local_->dram_bytes() || rp.offset() > local_->dram_bytes() - RecordBytes(r.size())) {
             counters_.stale_copies++;
             ReportBad(items[i].key, rp, "a copy outside its segment");
             continue;

@@ -71,8 +71,11 @@ struct GetItem {
   std::span<std::byte> out;  // at least the object's size
   // Instead of `out` when not empty: the object's bytes in order into these
   // (a part with null data skips its bytes; in all at least the object's
-  // size), so a caller scatters without a copy of its own. Parts always go
-  // through the client's bounce area for remote and SSD copies.
+  // size), so a caller scatters without a copy of its own. Remote copies go
+  // through the client's bounce area first, local SSD reads through the
+  // tier's aligned buffer. On failure the parts' (or `out`'s) content is
+  // unspecified. With BatchGetAsync, `parts` memory and `from` must live
+  // until the future is ready.
   std::vector<ScatterPart> parts;
   ReadFrom* from = nullptr;  // when set: where a successful get read from
 };
