@@ -70,6 +70,7 @@ void RegisterServe(CLI::App& app) {
                   "host:port of the KV instance service (roles prefill and decode; port 0 picks one)")
       ->capture_default_str();
   cmd->add_option("--kv-transports", o->kv_transports, "UCX transports for KV between instances")->capture_default_str();
+  cmd->add_option("--etcd", o->etcd, "etcd host:port: register this prefill/decode instance there under a lease");
   cmd->callback([o, grace, offload_dram, offload_ssd] {
     o->kv_offload_dram_bytes = *offload_dram == "auto" ? -1
                                : *offload_dram == "0"  ? 0
@@ -105,11 +106,10 @@ void RegisterConductor(CLI::App& app) {
       "conductor", "The OpenAI front of a prefill/decode cluster: tokenizer and chat template only, no weights");
   cmd->add_option("--model", o->model.spec, "Model folder, or dummy:<preset> (the instances' model)")->required();
   cmd->add_option("--prefill", o->prefill_instances, "KV service addresses of prefill instances (host:port, ...)")
-      ->delimiter(',')
-      ->required();
+      ->delimiter(',');
   cmd->add_option("--decode", o->decode_instances, "KV service addresses of decode instances (host:port, ...)")
-      ->delimiter(',')
-      ->required();
+      ->delimiter(',');
+  cmd->add_option("--etcd", o->etcd, "etcd host:port: find the instances registered there (and follow them)");
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");
@@ -118,7 +118,12 @@ void RegisterConductor(CLI::App& app) {
   cmd->add_option("--dummy-dir", o->model.dummy_dir, "Folder of the dummy model (as the instances were given)");
   cmd->add_option("--shutdown-grace", *grace, "Seconds in-flight requests get to finish on SIGINT/SIGTERM")
       ->capture_default_str();
-  cmd->callback([o, grace] { RunServer(*o, *grace, "crescent conductor"); });
+  cmd->callback([o, grace] {
+    if (o->etcd.empty() && (o->prefill_instances.empty() || o->decode_instances.empty())) {
+      throw CommandError("crescent conductor needs --etcd, or --prefill and --decode");
+    }
+    RunServer(*o, *grace, "crescent conductor");
+  });
 }
 
 }  // namespace crescent::cli

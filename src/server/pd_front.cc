@@ -5,7 +5,9 @@
 #include <atomic>
 #include <cstring>
 #include <chrono>
+#include <condition_variable>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -13,6 +15,7 @@
 
 #include "base/logging.h"
 #include "proto/instance.grpc.pb.h"
+#include "server/instance_registry.h"
 #include "server/kv_instance_proto.h"
 
 namespace crescent::server {
@@ -48,69 +51,138 @@ class PdFront::Impl {
  public:
   explicit Impl(PdFrontOptions o) : options_(std::move(o)) {}
 
-  // Info of every instance; keeps this model's.
-  Status Connect() {
+  // Asks `address` for its Info (until `give_up`); true when it is admitted.
+  bool Admit(const std::string& address, bool is_prefill, std::chrono::steady_clock::time_point give_up) {
     auto as_hash = [](const std::string& b) {
       Hash128 h;
       if (b.size() == sizeof(h)) std::memcpy(&h, b.data(), sizeof(h));
       return h;
     };
-    bool have_fp = false;
-    for (bool is_prefill : {true, false}) {
-      for (const std::string& a : is_prefill ? options_.prefill : options_.decode) {
-        std::unique_ptr<Instance> i = Make(a);
-        proto::InfoReply info;
-        grpc::Status s;
-        const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.connect_timeout_ms);
-        do {  // instances may still be loading their model
-          grpc::ClientContext ctx;
-          ctx.set_deadline(In(1000));
-          ctx.set_wait_for_ready(true);
-          s = i->stub->Info(&ctx, proto::InfoRequest{}, &info);
-        } while (!s.ok() && std::chrono::steady_clock::now() < give_up);
-        if (!s.ok()) {
-          LOG_ERROR("pd front: instance {} does not answer: {}", a, s.error_message());
-          continue;
-        }
-        if (as_hash(info.model_hash()) != options_.model_hash) {
-          LOG_ERROR("pd front: instance {} serves another model: refused", a);
-          continue;
-        }
-        if (info.role() != (is_prefill ? "prefill" : "decode")) {
-          LOG_ERROR("pd front: instance {} is a {} instance, not a {} one: refused", a, info.role(),
-                    is_prefill ? "prefill" : "decode");
-          continue;
-        }
-        const Hash128 fp = as_hash(info.kv_fingerprint());
-        if (!have_fp) {
-          fingerprint_ = fp;
-          have_fp = true;
-        } else if (fp != fingerprint_) {
-          LOG_ERROR("pd front: instance {} computes other KV (dtype or geometry): refused", a);
-          continue;
-        }
-        if (options_.max_model_len == 0 || info.max_model_len() < options_.max_model_len) {
-          options_.max_model_len = info.max_model_len();
-        }
-        options_.vocab_size = info.vocab_size();
-        (is_prefill ? prefill_ : decode_).push_back(std::move(i));
-      }
+    std::shared_ptr<Instance> i = Make(address);
+    proto::InfoReply info;
+    grpc::Status s;
+    do {  // an instance may still be loading its model
+      grpc::ClientContext ctx;
+      ctx.set_deadline(In(1000));
+      ctx.set_wait_for_ready(true);
+      s = i->stub->Info(&ctx, proto::InfoRequest{}, &info);
+    } while (!s.ok() && std::chrono::steady_clock::now() < give_up);
+    if (!s.ok()) {
+      LOG_ERROR("pd front: instance {} does not answer: {}", address, s.error_message());
+      return false;
     }
+    if (as_hash(info.model_hash()) != options_.model_hash) {
+      LOG_ERROR("pd front: instance {} serves another model: refused", address);
+      return false;
+    }
+    if (info.role() != (is_prefill ? "prefill" : "decode")) {
+      LOG_ERROR("pd front: instance {} is a {} instance, not a {} one: refused", address, info.role(),
+                is_prefill ? "prefill" : "decode");
+      return false;
+    }
+    const Hash128 fp = as_hash(info.kv_fingerprint());
+    std::lock_guard<std::mutex> l(inst_mu_);
+    if (!have_fp_) {
+      fingerprint_ = fp;
+      have_fp_ = true;
+    } else if (fp != fingerprint_) {
+      LOG_ERROR("pd front: instance {} computes other KV (dtype or geometry): refused", address);
+      return false;
+    }
+    if (max_model_len_ == 0 || info.max_model_len() < max_model_len_) max_model_len_ = info.max_model_len();
+    vocab_size_ = info.vocab_size();
+    (is_prefill ? prefill_ : decode_).push_back(std::move(i));
+    LOG_INFO("pd front: {} instance {} joined", is_prefill ? "prefill" : "decode", address);
+    return true;
+  }
+
+  Status Connect() {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.connect_timeout_ms);
+    for (bool is_prefill : {true, false}) {
+      for (const std::string& a : is_prefill ? options_.prefill : options_.decode) Admit(a, is_prefill, give_up);
+    }
+    if (options_.registry) {
+      Refresh();
+      refresher_ = std::thread([this] {
+        std::unique_lock<std::mutex> l(mu_);
+        while (!stopping_) {
+          cv_.wait_for(l, std::chrono::milliseconds(options_.refresh_ms));
+          if (stopping_) break;
+          l.unlock();
+          Refresh();
+          l.lock();
+        }
+      });
+      return Status::Ok();  // instances may come later: until then requests get 503
+    }
+    std::lock_guard<std::mutex> l(inst_mu_);
     if (prefill_.empty() || decode_.empty()) {
       return Unavailable(fmt::format("no usable {} instance", prefill_.empty() ? "prefill" : "decode"));
     }
     LOG_INFO("pd front: {} prefill and {} decode instance(s)", prefill_.size(), decode_.size());
     return Status::Ok();
   }
-  const Hash128& fingerprint() const { return fingerprint_; }
-  int64_t max_model_len() const { return options_.max_model_len; }
-  int64_t vocab_size() const { return options_.vocab_size; }
+
+  // Syncs the instance set with the registry: new ones are asked for their
+  // Info, those whose registration went (lease expired) leave.
+  void Refresh() {
+    Result<std::vector<InstanceRecord>> listed = ListInstances(*options_.registry);
+    if (!listed.ok()) {
+      LOG_WARNING("pd front: the instance registry does not answer: {}", listed.status().ToString());
+      return;  // keep what we have
+    }
+    for (bool is_prefill : {true, false}) {
+      std::set<std::string> want;
+      for (const InstanceRecord& r : *listed) {
+        if ((r.role == "prefill") == is_prefill) want.insert(r.kv_address);
+      }
+      std::set<std::string> have;
+      {
+        std::lock_guard<std::mutex> l(inst_mu_);
+        auto& v = is_prefill ? prefill_ : decode_;
+        for (auto it = v.begin(); it != v.end();) {
+          if (options_.registry && !want.contains((*it)->address) && !Static((*it)->address)) {
+            LOG_INFO("pd front: instance {} left the registry", (*it)->address);
+            it = v.erase(it);  // requests on it hold their own reference
+          } else {
+            have.insert((*it)->address);
+            ++it;
+          }
+        }
+      }
+      for (const std::string& a : want) {
+        if (!have.contains(a) && !refused_.contains(a) && !Admit(a, is_prefill, std::chrono::steady_clock::now())) {
+          refused_.insert(a);  // asked again only if it re-registers under another address
+        }
+      }
+    }
+  }
+  bool Static(const std::string& a) const {
+    return std::find(options_.prefill.begin(), options_.prefill.end(), a) != options_.prefill.end() ||
+           std::find(options_.decode.begin(), options_.decode.end(), a) != options_.decode.end();
+  }
+
+  Hash128 fingerprint() const {
+    std::lock_guard<std::mutex> l(inst_mu_);
+    return fingerprint_;
+  }
+  int64_t max_model_len() const {
+    std::lock_guard<std::mutex> l(inst_mu_);
+    return options_.max_model_len > 0 && max_model_len_ > 0 ? std::min(options_.max_model_len, max_model_len_)
+                                                            : std::max(options_.max_model_len, max_model_len_);
+  }
+  int64_t vocab_size() const {
+    std::lock_guard<std::mutex> l(inst_mu_);
+    return vocab_size_;
+  }
   ~Impl() {
     {
       std::lock_guard<std::mutex> l(mu_);
       stopping_ = true;
       for (auto& [id, r] : live_) r->Cancel();
+      cv_.notify_all();
     }
+    if (refresher_.joinable()) refresher_.join();
     std::map<uint64_t, std::thread> ts;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -122,17 +194,18 @@ class PdFront::Impl {
   Result<uint64_t> Submit(engine::EngineRequest req, engine::OutputCallback cb) {
     if (req.prompt.empty()) return InvalidArgument("the prompt is empty");
     if (req.params.max_tokens < 1) return InvalidArgument("max_tokens must be >= 1 in a prefill/decode split");
-    if (options_.max_model_len > 0 &&
-        static_cast<int64_t>(req.prompt.size()) + req.params.max_tokens > options_.max_model_len) {
+    const int64_t limit = max_model_len(), vocab = vocab_size();
+    if (limit > 0 && static_cast<int64_t>(req.prompt.size()) + req.params.max_tokens > limit) {
       return InvalidArgument(fmt::format("this model's maximum context length is {} tokens; the request asks for {}",
-                                         options_.max_model_len, req.prompt.size() + req.params.max_tokens));
+                                         limit, req.prompt.size() + req.params.max_tokens));
     }
     for (int32_t t : req.prompt) {
-      if (t < 0 || (options_.vocab_size > 0 && t >= options_.vocab_size)) {
-        return InvalidArgument(fmt::format("token id {} is outside the vocabulary", t));
-      }
+      if (t < 0 || (vocab > 0 && t >= vocab)) return InvalidArgument(fmt::format("token id {} is outside the vocabulary", t));
     }
-    if (prefill_.empty() || decode_.empty()) return Unavailable("no prefill or no decode instance");
+    {
+      std::lock_guard<std::mutex> l(inst_mu_);
+      if (prefill_.empty() || decode_.empty()) return Unavailable("no prefill or no decode instance");
+    }
     auto r = std::make_shared<Running>();
     std::lock_guard<std::mutex> l(mu_);
     if (stopping_) return Unavailable("the front is shutting down");
@@ -192,19 +265,21 @@ class PdFront::Impl {
     }
   };
 
-  static std::unique_ptr<Instance> Make(const std::string& address) {
-    auto i = std::make_unique<Instance>();
+  static std::shared_ptr<Instance> Make(const std::string& address) {
+    auto i = std::make_shared<Instance>();
     i->address = address;
     i->stub = proto::KvInstance::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
     return i;
   }
 
   // The instance with the fewest requests in flight, other than `not_this`.
-  static Instance* Pick(std::vector<std::unique_ptr<Instance>>& from, const Instance* not_this) {
-    Instance* best = nullptr;
+  std::shared_ptr<Instance> Pick(bool prefill, const Instance* not_this) {
+    std::lock_guard<std::mutex> l(inst_mu_);
+    auto& from = prefill ? prefill_ : decode_;
+    std::shared_ptr<Instance> best;
     for (auto& i : from) {
       if (i.get() == not_this && from.size() > 1) continue;
-      if (!best || i->in_flight < best->in_flight) best = i.get();
+      if (!best || i->in_flight < best->in_flight) best = i;
     }
     return best;
   }
@@ -340,15 +415,15 @@ class PdFront::Impl {
   }
 
   void Drive(Running& run, engine::EngineRequest req, engine::OutputCallback& cb) {
-    Instance* d = nullptr;
-    Instance* p = nullptr;
-    Status last;
+    std::shared_ptr<Instance> d, p;
+    Status last = Unavailable("no prefill or no decode instance");
     for (int attempt = 0; attempt < 2; ++attempt) {  // a failed try is retried once, elsewhere where possible
-      d = Pick(decode_, d);
-      p = Pick(prefill_, p);
+      d = Pick(false, d.get());
+      p = Pick(true, p.get());
+      if (!d || !p) break;
       bool started = false;
       d->in_flight++;
-      last = TryOnce(run, req, cb, d, p, started);
+      last = TryOnce(run, req, cb, d.get(), p.get(), started);
       d->in_flight--;
       if (started) return;  // the request reached its final output
       if (last.code() == StatusCode::kCancelled || last.code() == StatusCode::kInvalidArgument ||
@@ -367,8 +442,14 @@ class PdFront::Impl {
   }
 
   PdFrontOptions options_;
-  Hash128 fingerprint_;  // the instances' KV fingerprint
-  std::vector<std::unique_ptr<Instance>> prefill_, decode_;
+  mutable std::mutex inst_mu_;  // a leaf: never held across a call
+  Hash128 fingerprint_;         // GUARDED_BY(inst_mu_): the instances' KV fingerprint
+  bool have_fp_ = false;        // GUARDED_BY(inst_mu_)
+  int64_t max_model_len_ = 0, vocab_size_ = 0;                  // GUARDED_BY(inst_mu_)
+  std::vector<std::shared_ptr<Instance>> prefill_, decode_;     // GUARDED_BY(inst_mu_)
+  std::set<std::string> refused_;  // refresher thread only
+  std::thread refresher_;
+  std::condition_variable cv_;     // with mu_
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Running>> live_;  // GUARDED_BY(mu_)
   std::map<uint64_t, std::thread> threads_;            // GUARDED_BY(mu_)
@@ -378,7 +459,7 @@ class PdFront::Impl {
 };
 
 Result<std::unique_ptr<PdFront>> PdFront::Create(PdFrontOptions options) {
-  if (options.prefill.empty() || options.decode.empty()) {
+  if (!options.registry && (options.prefill.empty() || options.decode.empty())) {
     return InvalidArgument("a prefill/decode front needs at least one prefill and one decode instance");
   }
   auto impl = std::make_unique<Impl>(std::move(options));
@@ -393,7 +474,7 @@ Result<uint64_t> PdFront::Submit(engine::EngineRequest request, engine::OutputCa
 }
 void PdFront::Cancel(uint64_t id) { impl_->Cancel(id); }
 int64_t PdFront::in_flight() const { return impl_->in_flight(); }
-const Hash128& PdFront::kv_fingerprint() const { return impl_->fingerprint(); }
+Hash128 PdFront::kv_fingerprint() const { return impl_->fingerprint(); }
 int64_t PdFront::max_model_len() const { return impl_->max_model_len(); }
 int64_t PdFront::vocab_size() const { return impl_->vocab_size(); }
 engine::EngineStats PdFront::Stats() const {

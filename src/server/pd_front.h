@@ -29,6 +29,7 @@
 #include "base/status.h"
 #include "engine/engine.h"
 #include "server/generation_backend.h"
+#include "transfer/metadata_store.h"
 
 namespace crescent::server {
 
@@ -40,6 +41,11 @@ struct PdFrontOptions {
   // one KV fingerprint (prefill and decode compute the same KV).
   Hash128 model_hash;
   int64_t connect_timeout_ms = 30'000;  // for every instance to answer Info at Create
+  // With a registry (etcd, instance_registry.h): instances are also found
+  // there and re-listed every refresh_ms; one whose registration is gone
+  // (stopped, or its lease expired) leaves.
+  std::shared_ptr<transfer::MetadataStore> registry;
+  int64_t refresh_ms = 1000;
   int64_t reserve_timeout_ms = 5'000;
   int64_t prefill_timeout_ms = 600'000;
   int64_t decode_timeout_ms = 3'600'000;
@@ -50,8 +56,8 @@ struct PdFrontOptions {
 class PdFront final : public GenerationBackend {
  public:
   // Asks every instance for its Info; keeps those of this model (logging the
-  // others). FailedPrecondition / Unavailable when no prefill or no decode
-  // instance is left.
+  // others). Without a registry, Unavailable when no prefill or no decode
+  // instance is left; with one, requests get Unavailable until there are.
   static Result<std::unique_ptr<PdFront>> Create(PdFrontOptions options);
   ~PdFront();  // cancels what is in flight and waits for each request's final output
   Result<uint64_t> Submit(engine::EngineRequest request, engine::OutputCallback callback) override;
@@ -60,7 +66,7 @@ class PdFront final : public GenerationBackend {
   int64_t max_model_len() const override;
   int64_t vocab_size() const override;
   int64_t in_flight() const;
-  const Hash128& kv_fingerprint() const;
+  Hash128 kv_fingerprint() const;
 
   class Impl;
 

@@ -12,7 +12,9 @@
 #include "base/sys_info.h"
 #include "engine/model_runner.h"
 #include "model/weights_hash.h"
+#include "server/instance_registry.h"
 #include "server/pd_front.h"
+#include "transfer/etcd_metadata_store.h"
 #include "transfer/in_process_metadata_store.h"
 
 namespace crescent::server {
@@ -61,6 +63,13 @@ Status Server::LoadFront(const std::string& dir) {
   PdFrontOptions fo;
   fo.prefill = options_.prefill_instances;
   fo.decode = options_.decode_instances;
+  if (!options_.etcd.empty()) {
+    transfer::EtcdOptions eo;
+    eo.endpoint = options_.etcd;
+    ASSIGN_OR_RETURN(auto etcd, transfer::EtcdMetadataStore::Connect(eo));
+    registry_ = std::move(etcd);
+    fo.registry = registry_;
+  }
   fo.model_hash = engine::ModelHash(cfg, weights);
   ASSIGN_OR_RETURN(std::unique_ptr<PdFront> front, PdFront::Create(fo));
   const int64_t limit = front->max_model_len();
@@ -86,6 +95,14 @@ Status Server::StartInstance() {
   }
   ASSIGN_OR_RETURN(instance_, KvInstanceService::Start(io, engine_.get(), transfer_.get(), peers));
   LOG_INFO("crescent serve: {} instance, KV service on {}", options_.role, instance_->address());
+  if (!options_.etcd.empty()) {
+    transfer::EtcdOptions eo;
+    eo.endpoint = options_.etcd;
+    ASSIGN_OR_RETURN(auto etcd, transfer::EtcdMetadataStore::Connect(eo));
+    registry_ = std::move(etcd);
+    RETURN_IF_ERROR(RegisterInstance(*registry_, {options_.role, instance_->address()}));
+    LOG_INFO("crescent serve: registered in etcd {} (lease {} s)", options_.etcd, eo.lease_ttl_s);
+  }
   return Status::Ok();
 }
 
@@ -242,6 +259,7 @@ void Server::Shutdown(double grace_s) {
   const int64_t busy = service_->in_flight();
   if (busy > 0) LOG_INFO("crescent serve: shutting down; {} request(s) in flight", busy);
   wait_for(grace_s, [&] { return service_->in_flight() == 0; });
+  registry_.reset();  // deregistered at once (the lease is revoked): fronts stop sending
   instance_.reset();  // no new prefill/decode calls
   if (options_.role == "front") backend_.reset();  // the front cancels what is left and waits for it
   if (engine_) engine_->Shutdown();  // aborts the rest; each still gets its final output (and saves end)

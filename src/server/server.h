@@ -65,6 +65,9 @@ struct ServeOptions {
   std::string instance_listen = "127.0.0.1:0";
   std::string kv_transports = "self,sm,tcp";
   std::vector<std::string> prefill_instances, decode_instances;
+  // host:port of etcd: instances register there under a lease (and leave
+  // when they stop or die); the front finds them there.
+  std::string etcd;
 };
 
 class Server {
@@ -109,6 +112,7 @@ class Server {
   // longer than it lives).
   std::unique_ptr<transfer::TransferEngine> transfer_;
   std::unique_ptr<KvInstanceService> instance_;
+  std::shared_ptr<transfer::MetadataStore> registry_;  // etcd, with options_.etcd
   std::unique_ptr<HttpServer> http_;
   std::thread loader_;
   std::atomic<bool> loaded_{false};

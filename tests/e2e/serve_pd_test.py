@@ -10,6 +10,9 @@
 - The decode instance killed (SIGKILL) mid-generation: the stream ends with
   an error event, never a silent truncation; with it gone, a request gets a
   clean 5xx OpenAI error in bounded time and the front keeps serving.
+- --part etcd: instances register in etcd (Debian's, started here) and the
+  front finds them there; a killed decode instance leaves when its lease
+  expires, a new one joins, and requests are served again.
 
 Usage: serve_pd_test.py --crescent BIN --work DIR [--model tiny-llama3]
 """
@@ -29,6 +32,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--crescent", required=True)
 ap.add_argument("--work", required=True)
 ap.add_argument("--model", default="tiny-llama3")
+ap.add_argument("--part", default="static", choices=["static", "etcd"])
 a = ap.parse_args()
 failures = []
 LIVE = []
@@ -116,6 +120,85 @@ def complete(port, prompt, max_tokens=8, stream=False, chat=False):
             n += 1
     return status, out, n
 
+
+
+
+def free_port():
+    import socket
+    so = socket.socket()
+    so.bind(("127.0.0.1", 0))
+    port = so.getsockname()[1]
+    so.close()
+    return port
+
+
+def etcd_part():
+    import shutil
+    import socket
+    cport, pport = free_port(), free_port()
+    d = os.path.join(a.work, "etcd")
+    shutil.rmtree(d, ignore_errors=True)
+    log = open(os.path.join(a.work, "etcd.log"), "w")
+    e = subprocess.Popen(["etcd", "--name", "t", "--data-dir", d, "--listen-client-urls", "http://127.0.0.1:%d" % cport,
+                          "--advertise-client-urls", "http://127.0.0.1:%d" % cport, "--listen-peer-urls",
+                          "http://127.0.0.1:%d" % pport, "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % pport,
+                          "--initial-cluster", "t=http://127.0.0.1:%d" % pport], stdout=log, stderr=subprocess.STDOUT)
+    LIVE.append(e)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", cport), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    etcd = "127.0.0.1:%d" % cport
+    ref, ref_port, _ = serve("ref")
+    dec, _, _ = serve("decode", "--role", "decode", "--etcd", etcd)
+    pre, _, _ = serve("prefill", "--role", "prefill", "--etcd", etcd)
+    front, fport, _ = start("front", "conductor", "--model", MODEL, "--dummy-dir", DUMMY, "--host", "127.0.0.1",
+                            "--port", "0", "--etcd", etcd)
+    check(fport is not None, "the front starts on etcd alone")
+    fport = int(fport)
+    flog = os.path.join(a.work, "front.log")
+    deadline = time.time() + 20
+    while time.time() < deadline and open(flog).read().count("joined") < 2:
+        time.sleep(0.2)
+    check(open(flog).read().count("joined") >= 2, "the front finds both instances in etcd")
+    p = " ".join("w%d" % i for i in range(100))
+    want = complete(ref_port, p, 8)
+    check(complete(fport, p, 8)[1] == want[1], "served through instances found in etcd")
+    dec.kill()
+    t0 = time.time()
+    while time.time() - t0 < 20 and "left the registry" not in open(flog).read():
+        time.sleep(0.2)
+    check("left the registry" in open(flog).read(),
+          "a killed decode instance leaves when its lease expires (%.1f s)" % (time.time() - t0))
+    status, _ = post(fport, "/v1/completions", {"prompt": p, "max_tokens": 8})
+    check(status == 503, "with no decode instance: 503 (%d)" % status)
+    dec2, _, _ = serve("decode2", "--role", "decode", "--etcd", etcd)
+    deadline = time.time() + 20
+    while time.time() < deadline and open(flog).read().count("joined") < 3:
+        time.sleep(0.2)
+    got = complete(fport, p, 8)
+    check(got[0] == 200 and got[1] == want[1], "a new decode instance joins and serves")
+    dec2.send_signal(signal.SIGTERM)
+    dec2.wait(30)
+    t0 = time.time()
+    while time.time() - t0 < 10 and open(flog).read().count("left the registry") < 2:
+        time.sleep(0.1)
+    check(open(flog).read().count("left the registry") >= 2,
+          "a stopped instance leaves at once (%.1f s)" % (time.time() - t0))
+    for proc in (front, pre, ref, e):
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print("serve pd etcd: %d failure(s)" % len(failures), flush=True)
+    sys.exit(1 if failures else 0)
+
+
+if a.part == "etcd":
+    etcd_part()
 
 ref, ref_port, _ = serve("ref")
 dec, dec_port, dec_kv = serve("decode", "--role", "decode")
