@@ -238,6 +238,15 @@ class PdFront::Impl {
     std::lock_guard<std::mutex> l(mu_);
     return static_cast<int64_t>(live_.size());
   }
+  engine::EngineStats Stats() const {
+    engine::EngineStats s;
+    s.running = in_flight();
+    s.prefix_query_tokens = prefix_query_tokens_.load();
+    s.prefix_hit_tokens = prefix_hit_tokens_.load();
+    s.prompt_tokens = s.prefix_query_tokens;
+    s.generation_tokens = generation_tokens_.load();
+    return s;
+  }
 
  private:
   struct Running {
@@ -349,6 +358,9 @@ class PdFront::Impl {
     usage.cached_tokens = first.cached_tokens();
     usage.completion_tokens = 1;
     started = true;
+    prefix_query_tokens_ += usage.prompt_tokens;  // the prefill instances' prefix caches, as the front sees them
+    prefix_hit_tokens_ += usage.cached_tokens;
+    generation_tokens_++;
     {
       engine::RequestOutput o;
       o.request_id = run.id;
@@ -391,6 +403,7 @@ class PdFront::Impl {
         o.tokens.push_back(s.token());
       }
       o.text = out.text();
+      generation_tokens_ += out.completion_tokens() - usage.completion_tokens;
       usage.completion_tokens = out.completion_tokens();
       o.usage = usage;
       o.finished = out.finished();
@@ -449,6 +462,7 @@ class PdFront::Impl {
   std::vector<std::shared_ptr<Instance>> prefill_, decode_;     // GUARDED_BY(inst_mu_)
   std::set<std::string> refused_;  // refresher thread only
   std::thread refresher_;
+  std::atomic<int64_t> prefix_query_tokens_{0}, prefix_hit_tokens_{0}, generation_tokens_{0};
   std::condition_variable cv_;     // with mu_
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Running>> live_;  // GUARDED_BY(mu_)
@@ -477,10 +491,6 @@ int64_t PdFront::in_flight() const { return impl_->in_flight(); }
 Hash128 PdFront::kv_fingerprint() const { return impl_->fingerprint(); }
 int64_t PdFront::max_model_len() const { return impl_->max_model_len(); }
 int64_t PdFront::vocab_size() const { return impl_->vocab_size(); }
-engine::EngineStats PdFront::Stats() const {
-  engine::EngineStats s;
-  s.running = impl_->in_flight();
-  return s;
-}
+engine::EngineStats PdFront::Stats() const { return impl_->Stats(); }
 
 }  // namespace crescent::server

@@ -62,7 +62,9 @@ class PdFront final : public GenerationBackend {
   ~PdFront();  // cancels what is in flight and waits for each request's final output
   Result<uint64_t> Submit(engine::EngineRequest request, engine::OutputCallback callback) override;
   void Cancel(uint64_t id) override;
-  engine::EngineStats Stats() const override;  // running = requests in flight
+  // running: requests in flight; prefix queries and hits: the prefill
+  // instances' caches as their replies tell; generated tokens.
+  engine::EngineStats Stats() const override;
   int64_t max_model_len() const override;
   int64_t vocab_size() const override;
   int64_t in_flight() const;

@@ -237,9 +237,38 @@ except subprocess.TimeoutExpired:
 check(other.returncode not in (0, None) and "another model" in open(os.path.join(a.work, "front-other.log")).read(),
       "a front of another model refuses the instances and exits non-zero")
 
-# The decode instance dies mid-generation: the stream ends with an error event.
 import threading
 result = {}
+
+
+def running(port):
+    text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+    m = re.search(r"^crescent_requests_running (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+# A front killed mid-stream: the instances cancel the request whose client is gone.
+front2, f2port, _ = start("front2", "conductor", "--model", MODEL, "--dummy-dir", DUMMY, "--host", "127.0.0.1",
+                          "--port", "0", "--prefill", pre_kv, "--decode", dec_kv)
+def doomed_stream():
+    try:
+        complete(int(f2port), "Once upon a time", 4000, stream=True)
+    except Exception:  # noqa: BLE001  (its front is killed under it)
+        pass
+
+
+threading.Thread(target=doomed_stream, daemon=True).start()
+t0 = time.time()
+while time.time() - t0 < 20 and not running(dec_port):
+    time.sleep(0.1)
+check(running(dec_port) == 1, "a long request decodes on the decode instance")
+front2.kill()
+t0 = time.time()
+while time.time() - t0 < 20 and running(dec_port):
+    time.sleep(0.1)
+check(running(dec_port) == 0, "the front killed: the decode instance cancels its request (%.1f s)" % (time.time() - t0))
+
+# The decode instance dies mid-generation: the stream ends with an error event.
 
 
 def long_stream():

@@ -28,34 +28,55 @@ export const HOST = '127.0.0.1';
 
 // Starts `crescent serve --model dummy:tiny-llama3` with extra flags; resolves
 // once /health answers 200. The dummy model is written once under work/.
-export async function startServer(args, extra = []) {
-  const argv = ['serve', '--model', 'dummy:tiny-llama3', '--dummy-dir', path.join(args.work, 'tiny-llama3'),
-    '--host', HOST, '--port', '0', '--kv-cache-bytes', String(256 << 20), ...extra];
+// Spawns `crescent argv...`; resolves with the process and the first match of
+// `pattern` in its log.
+async function spawnUntil(args, argv, pattern, what) {
   const proc = spawn(args.crescent, argv, {
     stdio: ['ignore', 'inherit', 'pipe'],
-    env: {
-      ...process.env,
-      OMP_WAIT_POLICY: 'PASSIVE',
-    },
+    env: { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' },
   });
   let log = '';
-  const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), 60000);
+  const m = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start:\n` + log)), 60000);
     proc.stderr.on('data', (d) => {
       process.stderr.write(d);
       log += d.toString();
-      const m = log.match(/listening on http:\/\/[^:]+:(\d+)/);
-      if (m) {
+      const found = log.match(pattern);
+      if (found) {
         clearTimeout(timer);
-        resolve(Number(m[1]));
+        resolve(found);
       }
     });
-    proc.on('exit', (code) => reject(new Error(`server exited (${code}) before listening:\n${log}`)));
+    proc.on('exit', (code) => reject(new Error(`${what} exited (${code}) before listening:\n${log}`)));
   });
-  const server = { proc, port, exited: new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig }))) };
+  return { proc, m };
+}
+
+// `crescent serve` on the dummy tiny-llama3; with `--pd 1` in the test's
+// arguments, a prefill/decode split instead (a decode and a prefill instance
+// and `crescent conductor` in front: the same API, what the test talks to).
+export async function startServer(args, extra = []) {
+  const dummy = ['--model', 'dummy:tiny-llama3', '--dummy-dir', path.join(args.work, 'tiny-llama3')];
+  const instance = ['serve', ...dummy, '--host', HOST, '--port', '0', '--kv-cache-bytes', String(256 << 20)];
+  const helpers = [];
+  let front;
+  if (args.pd === '1') {
+    const kv = /KV service on ([\d.]+:\d+)/;
+    const d = await spawnUntil(args, [...instance, '--role', 'decode'], kv, 'decode instance');
+    helpers.push(d.proc);
+    const p = await spawnUntil(args, [...instance, '--role', 'prefill'], kv, 'prefill instance');
+    helpers.push(p.proc);
+    front = await spawnUntil(args, ['conductor', ...dummy, '--host', HOST, '--port', '0', '--prefill', p.m[1],
+      '--decode', d.m[1], ...extra], /listening on http:\/\/[^:]+:(\d+)/, 'conductor');
+  } else {
+    front = await spawnUntil(args, [...instance, ...extra], /listening on http:\/\/[^:]+:(\d+)/, 'server');
+  }
+  const proc = front.proc;
+  const server = { proc, helpers, port: Number(front.m[1]),
+    exited: new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig }))) };
   const deadline = Date.now() + 60000;
   while (Date.now() < deadline) {
-    const r = await request(port, 'GET', '/health').catch(() => null);
+    const r = await request(server.port, 'GET', '/health').catch(() => null);
     if (r && r.status === 200) return server;
     await sleep(50);
   }
@@ -68,6 +89,12 @@ export async function stopServer(server) {
   const t = setTimeout(() => server.proc.kill('SIGKILL'), 20000);
   const r = await server.exited;
   clearTimeout(t);
+  for (const h of server.helpers || []) {  // the instances of a split, after their front
+    h.kill('SIGTERM');
+    const k = setTimeout(() => h.kill('SIGKILL'), 20000);
+    await new Promise((res) => (h.exitCode !== null ? res() : h.on('exit', res)));
+    clearTimeout(k);
+  }
   return r;
 }
 
