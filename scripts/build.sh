@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Configures and builds crescent with CMake + Ninja.
 #   scripts/build.sh            Release build in build/
-#   scripts/build.sh asan       ASan/UBSan build in build-asan/
+#   scripts/build.sh asan       ASan/UBSan build in build-asan/ (run its tests with
+#                               LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp: a UCX leak)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-release}
