@@ -13,6 +13,7 @@ void RegisterBench(CLI::App& app) {
   RegisterBenchServe(*bench);
   RegisterBenchStore(*bench);
   RegisterBenchOffload(*bench);
+  RegisterBenchPd(*bench);
 }
 
 }  // namespace crescent::cli

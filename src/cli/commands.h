@@ -45,5 +45,6 @@ void RegisterBenchTransfer(CLI::App& bench);
 void RegisterBenchServe(CLI::App& bench);
 void RegisterBenchStore(CLI::App& bench);
 void RegisterBenchOffload(CLI::App& bench);
+void RegisterBenchPd(CLI::App& bench);
 
 }  // namespace crescent::cli

@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -158,7 +159,15 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     if (last.finish_reason == engine::FinishReason::kError || samples.empty()) {
       return grpc::Status(grpc::StatusCode::INTERNAL, "the prefill failed: " + last.error.ToString());
     }
-    if (Status w = sink ? sink->Wait() : Status::Ok(); !w.ok()) {  // the commit is safe only once every write landed
+    const auto wait0 = std::chrono::steady_clock::now();
+    const Status w = sink ? sink->Wait() : Status::Ok();
+    if (sink) {
+      prefills_++;
+      bytes_written_ += sink->bytes_submitted();
+      write_wait_us_ += std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - wait0)
+                            .count();
+    }
+    if (!w.ok()) {  // the commit is safe only once every write landed
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "KV writes to the decode instance failed: " + w.message());
     }
     *out->mutable_first() = ToProto(samples.front());
@@ -229,7 +238,10 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     return grpc::Status::OK;
   }
 
+  KvInstanceStats stats() const { return {prefills_.load(), bytes_written_.load(), write_wait_us_.load()}; }
+
  private:
+  std::atomic<int64_t> prefills_{0}, bytes_written_{0}, write_wait_us_{0};
   KvInstanceOptions options_;
   engine::Engine* engine_;
   transfer::TransferEngine* transfer_;
@@ -250,5 +262,6 @@ Result<std::unique_ptr<KvInstanceService>> KvInstanceService::Start(KvInstanceOp
 KvInstanceService::KvInstanceService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 KvInstanceService::~KvInstanceService() { impl_->Stop(); }
 const std::string& KvInstanceService::address() const { return impl_->address(); }
+KvInstanceStats KvInstanceService::stats() const { return impl_->stats(); }
 
 }  // namespace crescent::server

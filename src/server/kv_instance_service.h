@@ -42,6 +42,12 @@ struct KvInstanceOptions {
   std::string metadata_prefix = "crescent/segments/";  // as the transfer engine's options
 };
 
+struct KvInstanceStats {
+  int64_t prefills = 0;        // Prefill calls that streamed KV to a decode instance
+  int64_t bytes_written = 0;   // KV bytes those wrote
+  int64_t write_wait_us = 0;   // after their first token, waiting for the last writes (the exposed transfer)
+};
+
 class KvInstanceService {
  public:
   // `peers`: the metadata store `transfer` opens segments in (descriptors
@@ -51,6 +57,7 @@ class KvInstanceService {
                                                          std::shared_ptr<transfer::MetadataStore> peers);
   ~KvInstanceService();
   const std::string& address() const;
+  KvInstanceStats stats() const;
 
   class Impl;
 
