@@ -274,6 +274,13 @@ void Engine::CancelKv(uint64_t reservation) {
   im.OnStepThread([&] { im.reservations->Cancel(reservation, NowMs()); });
 }
 
+Status Engine::ExtendKv(uint64_t reservation, uint64_t generation) {
+  Impl& im = *impl_;
+  Status out = Unavailable("the engine is shutting down");
+  im.OnStepThread([&] { out = im.reservations->Extend(reservation, generation, NowMs()); });
+  return out;
+}
+
 KvReservationStats Engine::kv_reservation_stats() const {
   Impl& im = *impl_;
   KvReservationStats st;

@@ -114,6 +114,9 @@ class Engine {
   // for max_tokens < 2 (nothing to decode). Outputs as Submit's.
   Result<uint64_t> SubmitPrefilled(EngineRequest request, const KvCommit& commit, OutputCallback callback);
   void CancelKv(uint64_t reservation);
+  // The reservation's lease runs kv_lease_ms more; NotFound once it ended,
+  // FailedPrecondition for another generation.
+  Status ExtendKv(uint64_t reservation, uint64_t generation);
   KvReservationStats kv_reservation_stats() const;
   // The KV pool: its pages (a peer's writes land here) and its memory.
   KvPageAccess& kv_pages();

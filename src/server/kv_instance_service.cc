@@ -232,6 +232,11 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ExtendReservation(grpc::ServerContext*, const proto::ExtendReservationRequest* req,
+                                 proto::ExtendReservationReply*) override {
+    return ToGrpc(engine_->ExtendKv(req->id(), req->generation()));
+  }
+
   grpc::Status CancelReservation(grpc::ServerContext*, const proto::CancelReservationRequest* req,
                                  proto::CancelReservationReply*) override {
     engine_->CancelKv(req->id());

@@ -12,6 +12,7 @@
 //             front retries elsewhere)
 //   Decode    (decode) Engine::SubmitPrefilled, then the outputs as a stream;
 //             a caller that goes away cancels the request
+//   ExtendReservation  (decode) Engine::ExtendKv (the front, while P prefills)
 //   CancelReservation  (decode) Engine::CancelKv
 //   Info      the role, the model's hash and KV fingerprint, limits (a front
 //             refuses instances of another model)

@@ -345,7 +345,33 @@ class PdFront::Impl {
         return Cancelled("cancelled");
       }
       p->in_flight++;
+      // A long prefill outlives one lease: extend D's while it runs.
+      std::mutex ext_mu;
+      std::condition_variable ext_cv;
+      bool prefilled = false;
+      std::thread extender([&] {
+        std::unique_lock<std::mutex> l(ext_mu);
+        while (!ext_cv.wait_for(l, std::chrono::milliseconds(options_.extend_ms), [&] { return prefilled; })) {
+          l.unlock();
+          grpc::ClientContext ectx;
+          ectx.set_deadline(In(std::min<int64_t>(options_.extend_ms, 2000)));
+          proto::ExtendReservationRequest e;
+          e.set_id(res.id());
+          e.set_generation(res.generation());
+          proto::ExtendReservationReply ignored;
+          if (grpc::Status es = d->stub->ExtendReservation(&ectx, e, &ignored); !es.ok()) {
+            LOG_WARNING("pd front: extending reservation {} on {}: {}", res.id(), d->address, es.error_message());
+          }
+          l.lock();
+        }
+      });
       grpc::Status s = p->stub->Prefill(&ctx, pq, &first);
+      {
+        std::lock_guard<std::mutex> l(ext_mu);
+        prefilled = true;
+      }
+      ext_cv.notify_all();
+      extender.join();
       p->in_flight--;
       run.Leave();
       if (!s.ok()) {

@@ -41,9 +41,11 @@ class PdFrontTest : public ::testing::Test {
     delete tok_;
     delete dir_;
   }
-  static std::unique_ptr<Engine> Make(int64_t kv_bytes) {
+  static std::unique_ptr<Engine> Make(int64_t kv_bytes, int64_t lease_ms = 10'000) {
     engine::EngineOptions o;
     o.kv_cache_bytes = kv_bytes;
+    o.kv_lease_ms = lease_ms;
+    o.kv_quarantine_ms = lease_ms;
     o.max_num_batched_tokens = 64;
     auto runner = engine::ModelRunner::Load(*dir_);
     EXPECT_TRUE(runner.ok());
@@ -76,10 +78,15 @@ class PdFrontTest : public ::testing::Test {
     return engine::Collect(q.WaitFinished(1)[0]);
   }
 
-  void SetUp() override {
+  void SetUp() override { Build(10'000); }
+  void Build(int64_t d_lease_ms) {
+    svc_p_.reset();
+    svc_d_.reset();
+    tp_.reset();
+    td_.reset();
     ref_ = Make(8 << 20);
     p_ = Make(8 << 20);
-    d_ = Make(6 << 20);
+    d_ = Make(6 << 20, d_lease_ms);
     tp_ = Transfer(meta_p_);
     td_ = Transfer(meta_d_);
     ASSERT_TRUE(tp_->RegisterBuffer(p_->kv_memory().data(), p_->kv_memory().size()).ok());
@@ -162,6 +169,23 @@ TEST_F(PdFrontTest, AGoneDecodeInstanceOrAnotherModelIsAClearErrorInTime) {
   EXPECT_EQ(c.finish_reason, engine::FinishReason::kError);
   EXPECT_EQ(c.error.code(), StatusCode::kUnavailable) << c.error.ToString();
   EXPECT_LT(s, 2 * 5.0 + 2) << "two tries, each within the reserve deadline";
+}
+
+// A prefill longer than the decode instance's lease: the front extends the
+// reservation while it runs; without that the commit would find it gone.
+TEST_F(PdFrontTest, TheFrontExtendsTheLeaseOfALongPrefill) {
+  Build(/*d_lease_ms=*/60);
+  EngineRequest req = Req(1500, 8, 6);  // 24 steps of 64 tokens: well over 60 ms
+  const Completion want = Run(*ref_, req);
+  PdFrontOptions slow = FrontOptions();
+  slow.extend_ms = 60'000;  // never in time
+  Completion lost = Run(*PdFront::Create(slow).value(), req);
+  EXPECT_EQ(lost.finish_reason, engine::FinishReason::kError) << "the lease did not run out: the test proves nothing";
+  PdFrontOptions o = FrontOptions();
+  o.extend_ms = 15;
+  Completion got = Run(*PdFront::Create(o).value(), req);
+  ASSERT_TRUE(got.error.ok()) << got.error.ToString();
+  EXPECT_EQ(got.tokens, want.tokens);
 }
 
 }  // namespace
