@@ -82,6 +82,7 @@ struct Engine::Impl {
   // Step thread only.
   std::unordered_map<uint64_t, std::unique_ptr<Request>> live;
   std::unique_ptr<KvReservations> reservations;
+  bool draining = false;  // the shutdown's last tasks run: no admission
   // Pages of ended requests whose sink may still be reading them.
   std::vector<std::pair<std::shared_ptr<KvLayerSink>, std::vector<int32_t>>> pinned;
   // Outputs of this iteration, delivered after the stats are published so a
@@ -281,6 +282,8 @@ Status Engine::ExtendKv(uint64_t reservation, uint64_t generation) {
   return out;
 }
 
+int64_t Engine::kv_lease_ms() const { return impl_->options.kv_lease_ms; }
+
 KvReservationStats Engine::kv_reservation_stats() const {
   Impl& im = *impl_;
   KvReservationStats st;
@@ -303,6 +306,10 @@ Result<uint64_t> Engine::SubmitPrefilled(EngineRequest request, const KvCommit& 
   Status result = Unavailable("the engine is shutting down");
   uint64_t id = 0;
   im.OnStepThread([&] {
+    if (im.draining) {  // nothing admitted may outlive the drain (its final output would never come)
+      im.reservations->Cancel(commit.reservation, NowMs());
+      return;
+    }
     Result<KvReservation> c = im.reservations->Commit(commit.reservation, commit.generation, commit.checksums, NowMs());
     if (!c.ok()) {
       result = c.status();
@@ -511,6 +518,7 @@ void Engine::Impl::Loop() {
       for (uint64_t id : ids) Finish(id, FinishReason::kAbort);
       scheduler->WaitForKv();  // no connector thread may touch the pool after this
       UnpinIdleSinks(true);     // nor a sink's write
+      draining = true;          // tasks queued before `stopping` admit nothing now
       {
         std::lock_guard<std::mutex> lock(mu);  // a task queued before `stopping` still gets its answer
         todo.swap(tasks);

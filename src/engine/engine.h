@@ -108,9 +108,10 @@ class Engine {
   // reservation: it decodes from its second token on (the first,
   // commit.first_token, was the prefill instance's: it is not emitted again,
   // but counts in usage and in max_tokens, and its text comes with the first
-  // output here, so the text is what one engine would have written). Refused, with nothing admitted
-  // and the reservation ended, for another generation, an ended lease or
-  // pages that do not match their checksums; InvalidArgument as Submit, and
+  // output here, so the text is what one engine would have written). Refused
+  // with nothing admitted for another generation (the reservation stays: its
+  // owner may still commit), and with the reservation ended for an ended
+  // lease or pages that do not match their checksums; InvalidArgument as Submit, and
   // for max_tokens < 2 (nothing to decode). Outputs as Submit's.
   Result<uint64_t> SubmitPrefilled(EngineRequest request, const KvCommit& commit, OutputCallback callback);
   void CancelKv(uint64_t reservation);
@@ -118,6 +119,7 @@ class Engine {
   // FailedPrecondition for another generation.
   Status ExtendKv(uint64_t reservation, uint64_t generation);
   KvReservationStats kv_reservation_stats() const;
+  int64_t kv_lease_ms() const;
   // The KV pool: its pages (a peer's writes land here) and its memory.
   KvPageAccess& kv_pages();
   const KvCacheShape& kv_shape() const;

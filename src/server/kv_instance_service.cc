@@ -7,10 +7,13 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <map>
+#include <thread>
 #include <mutex>
 
 #include <fmt/format.h>
 
+#include "base/clock.h"
 #include "base/logging.h"
 #include "proto/instance.grpc.pb.h"
 #include "server/kv_instance_proto.h"
@@ -61,6 +64,65 @@ struct OutputStream {
   }
 };
 
+// Keeps a decode instance's reservation alive while this prefill instance
+// writes into it, and tells the sink until when it may write.
+class LeaseKeeper {
+ public:
+  LeaseKeeper(proto::KvInstance::Stub* d, uint64_t id, uint64_t generation, int64_t lease_ms, TransferKvSink* sink)
+      : d_(d), id_(id), generation_(generation), lease_ms_(lease_ms), sink_(sink) {}
+  ~LeaseKeeper() { Stop(); }
+  Status ExtendOnce() {
+    if (!d_) return InvalidArgument("no decode instance address in the reservation");
+    const int64_t sent = MonotonicClock::Get().NowNanos();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(std::max<int64_t>(lease_ms_ / 3, 1)));
+    proto::ExtendReservationRequest e;
+    e.set_id(id_);
+    e.set_generation(generation_);
+    proto::ExtendReservationReply ignored;
+    grpc::Status s = d_->ExtendReservation(&ctx, e, &ignored);
+    if (s.ok()) {
+      sink_->SetIssueBy(sent + (lease_ms_ - lease_ms_ / 5) * 1'000'000);
+      return Status::Ok();
+    }
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND || s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+      sink_->SetIssueBy(0);  // gone for sure: no write from now on
+      lost_ = true;
+    }
+    return Unavailable(s.error_message());
+  }
+  void Start() {
+    thread_ = std::thread([this] {
+      std::unique_lock<std::mutex> l(mu_);
+      while (!cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(lease_ms_ / 3, 1)), [&] { return stop_; })) {
+        l.unlock();
+        ExtendOnce().IgnoreError();  // a transient failure: the issue-by deadline lapses on its own
+        l.lock();
+      }
+    });
+  }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  bool lost() const { return lost_.load(); }
+
+ private:
+  proto::KvInstance::Stub* d_;
+  const uint64_t id_, generation_;
+  const int64_t lease_ms_;
+  TransferKvSink* sink_;
+  std::atomic<bool> lost_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // GUARDED_BY(mu_)
+  std::thread thread_;
+};
+
 }  // namespace
 
 class KvInstanceService::Impl final : public proto::KvInstance::Service {
@@ -105,6 +167,8 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     out->set_segment(options_.segment);
     out->set_num_pages(engine_->Stats().kv_pages_total);
     out->set_segment_descriptor(descriptor_);
+    out->set_decode_address(address_);
+    out->set_lease_ms(engine_->kv_lease_ms());
     return grpc::Status::OK;
   }
 
@@ -128,6 +192,20 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
       sink = std::make_shared<TransferKvSink>(transfer_, engine_->kv_shape(), KvTarget{*seg, t.num_pages(), r},
                                               engine::KvReservationOptions{}.pages_per_checksum);
     }
+    // This instance owns the writes, so it keeps the lease: an extend before
+    // the first write and every lease/3 after; each success lets writes go
+    // on until (when it was sent) + lease - lease/5 by this clock, which
+    // ends before the decode instance's lease does. A refusal fences at once.
+    std::unique_ptr<LeaseKeeper> keeper;
+    if (sink) {
+      keeper = std::make_unique<LeaseKeeper>(Stub(t.decode_address()), t.id(), t.generation(),
+                                             std::max<int64_t>(t.lease_ms(), 3), sink.get());
+      if (Status k = keeper->ExtendOnce(); !k.ok()) {
+        if (keeper->lost()) leases_lost_++;
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the reservation cannot be kept: " + k.message());
+      }
+      keeper->Start();
+    }
     engine::EngineRequest er;
     er.prompt.assign(req->prompt().begin(), req->prompt().end());
     er.params = FromProto(req->params());
@@ -143,7 +221,7 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     for (;;) {
       std::optional<engine::RequestOutput> o = outs.Next(std::chrono::milliseconds(50));
       if (!o) {
-        if (ctx->IsCancelled() || std::chrono::steady_clock::now() > give_up) {
+        if (ctx->IsCancelled() || std::chrono::steady_clock::now() > give_up || (keeper && keeper->lost())) {
           engine_->Cancel(*id);  // its final output still comes
         }
         continue;
@@ -155,10 +233,19 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
         break;
       }
     }
+    if (keeper) {
+      keeper->Stop();
+      if (keeper->lost()) {  // before anything else: the writes stopped, a retry may succeed
+        leases_lost_++;
+        if (sink) sink->Wait().IgnoreError();  // what was submitted ends (within the transfer timeout)
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the decode instance ended the reservation: writes stopped");
+      }
+    }
     if (last.finish_reason == engine::FinishReason::kAbort) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     if (last.finish_reason == engine::FinishReason::kError || samples.empty()) {
       return grpc::Status(grpc::StatusCode::INTERNAL, "the prefill failed: " + last.error.ToString());
     }
+
     const auto wait0 = std::chrono::steady_clock::now();
     const Status w = sink ? sink->Wait() : Status::Ok();
     if (sink) {
@@ -243,10 +330,22 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     return grpc::Status::OK;
   }
 
-  KvInstanceStats stats() const { return {prefills_.load(), bytes_written_.load(), write_wait_us_.load()}; }
+  KvInstanceStats stats() const {
+    return {prefills_.load(), bytes_written_.load(), write_wait_us_.load(), leases_lost_.load()};
+  }
 
  private:
-  std::atomic<int64_t> prefills_{0}, bytes_written_{0}, write_wait_us_{0};
+  // A stub to a decode instance, kept per address (null for "").
+  proto::KvInstance::Stub* Stub(const std::string& address) {
+    if (address.empty()) return nullptr;
+    std::lock_guard<std::mutex> l(stubs_mu_);
+    auto& s = stubs_[address];
+    if (!s) s = proto::KvInstance::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    return s.get();
+  }
+  std::mutex stubs_mu_;
+  std::map<std::string, std::unique_ptr<proto::KvInstance::Stub>> stubs_;  // GUARDED_BY(stubs_mu_)
+  std::atomic<int64_t> prefills_{0}, bytes_written_{0}, write_wait_us_{0}, leases_lost_{0};
   KvInstanceOptions options_;
   engine::Engine* engine_;
   transfer::TransferEngine* transfer_;

@@ -47,6 +47,7 @@ struct KvInstanceStats {
   int64_t prefills = 0;        // Prefill calls that streamed KV to a decode instance
   int64_t bytes_written = 0;   // KV bytes those wrote
   int64_t write_wait_us = 0;   // after their first token, waiting for the last writes (the exposed transfer)
+  int64_t leases_lost = 0;     // prefills stopped because the decode instance refused to extend their lease
 };
 
 class KvInstanceService {

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <chrono>
 #include <condition_variable>
+#include <limits>
 #include <map>
 #include <set>
 #include <mutex>
@@ -166,10 +167,11 @@ class PdFront::Impl {
     std::lock_guard<std::mutex> l(inst_mu_);
     return fingerprint_;
   }
-  int64_t max_model_len() const {
+  int64_t max_model_len() const {  // before any instance answered: no limit here (Submit answers 503)
     std::lock_guard<std::mutex> l(inst_mu_);
-    return options_.max_model_len > 0 && max_model_len_ > 0 ? std::min(options_.max_model_len, max_model_len_)
-                                                            : std::max(options_.max_model_len, max_model_len_);
+    const int64_t m = options_.max_model_len > 0 && max_model_len_ > 0 ? std::min(options_.max_model_len, max_model_len_)
+                                                                      : std::max(options_.max_model_len, max_model_len_);
+    return m > 0 ? m : std::numeric_limits<int32_t>::max();
   }
   int64_t vocab_size() const {
     std::lock_guard<std::mutex> l(inst_mu_);
@@ -251,6 +253,7 @@ class PdFront::Impl {
  private:
   struct Running {
     uint64_t id = 0;
+    std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
     std::mutex mu;
     grpc::ClientContext* ctx = nullptr;  // the call in flight
     bool cancelled = false;
@@ -259,10 +262,11 @@ class PdFront::Impl {
       cancelled = true;
       if (ctx) ctx->TryCancel();
     }
-    bool Enter(grpc::ClientContext* c) {  // false: cancelled already
+    bool Enter(grpc::ClientContext* c) {  // false: cancelled already (and `c` not kept)
       std::lock_guard<std::mutex> l(mu);
+      if (cancelled) return false;
       ctx = c;
-      return !cancelled;
+      return true;
     }
     void Leave() {
       std::lock_guard<std::mutex> l(mu);
@@ -345,33 +349,7 @@ class PdFront::Impl {
         return Cancelled("cancelled");
       }
       p->in_flight++;
-      // A long prefill outlives one lease: extend D's while it runs.
-      std::mutex ext_mu;
-      std::condition_variable ext_cv;
-      bool prefilled = false;
-      std::thread extender([&] {
-        std::unique_lock<std::mutex> l(ext_mu);
-        while (!ext_cv.wait_for(l, std::chrono::milliseconds(options_.extend_ms), [&] { return prefilled; })) {
-          l.unlock();
-          grpc::ClientContext ectx;
-          ectx.set_deadline(In(std::min<int64_t>(options_.extend_ms, 2000)));
-          proto::ExtendReservationRequest e;
-          e.set_id(res.id());
-          e.set_generation(res.generation());
-          proto::ExtendReservationReply ignored;
-          if (grpc::Status es = d->stub->ExtendReservation(&ectx, e, &ignored); !es.ok()) {
-            LOG_WARNING("pd front: extending reservation {} on {}: {}", res.id(), d->address, es.error_message());
-          }
-          l.lock();
-        }
-      });
       grpc::Status s = p->stub->Prefill(&ctx, pq, &first);
-      {
-        std::lock_guard<std::mutex> l(ext_mu);
-        prefilled = true;
-      }
-      ext_cv.notify_all();
-      extender.join();
       p->in_flight--;
       run.Leave();
       if (!s.ok()) {
@@ -393,6 +371,7 @@ class PdFront::Impl {
       o.tokens = {first.first().token()};
       o.samples = {FromProto(first.first())};
       o.usage = usage;
+      o.first_token_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.submitted).count();
       if (first.finished()) {  // the first token ended it: nothing to decode
         cancel_reservation();
         o.text = first.text();

@@ -6,8 +6,9 @@
 //   pick D and P (fewest requests in flight; the cache-aware Conductor comes next)
 //   D.Reserve(prompt, max_tokens)         pages, held prefix, lease
 //   P.Prefill(prompt, params, target)     P WRITEs the KV layer by layer;
-//                                         first token + checksums (meanwhile
-//                                         D.ExtendReservation every extend_ms)
+//                                         first token + checksums (P keeps
+//                                         D's lease meanwhile, and stops writing
+//                                         if it lapses)
 //   first output: P's token (its text comes with the next output)
 //   D.Decode(commit)                      the rest, streamed
 //
@@ -48,9 +49,6 @@ struct PdFrontOptions {
   std::shared_ptr<transfer::MetadataStore> registry;
   int64_t refresh_ms = 1000;
   int64_t reserve_timeout_ms = 5'000;
-  // While a prefill runs, the decode instance's reservation is extended this
-  // often (below the decode instances' kv_lease_ms, 10 s by default).
-  int64_t extend_ms = 3'000;
   int64_t prefill_timeout_ms = 600'000;
   int64_t decode_timeout_ms = 3'600'000;
   int64_t max_model_len = 0;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <limits>
 #include <thread>
 
 #include <fmt/format.h>
@@ -72,9 +73,9 @@ Status Server::LoadFront(const std::string& dir) {
   }
   fo.model_hash = engine::ModelHash(cfg, weights);
   ASSIGN_OR_RETURN(std::unique_ptr<PdFront> front, PdFront::Create(fo));
-  const int64_t limit = front->max_model_len();
   backend_ = std::move(front);
-  service_->SetReady(backend_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, limit);
+  // The instances' limits are read per request (they may join later).
+  service_->SetReady(backend_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, std::numeric_limits<int32_t>::max());
   return Status::Ok();
 }
 

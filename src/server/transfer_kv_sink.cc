@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "base/clock.h"
+
 namespace crescent::server {
 
 TransferKvSink::TransferKvSink(transfer::TransferEngine* transfer, const engine::KvCacheShape& shape, KvTarget target,
@@ -13,22 +15,27 @@ TransferKvSink::~TransferKvSink() {
   batches_.clear();  // each batch's destructor waits until UCX released its memory
 }
 
-void TransferKvSink::OnLayer(int64_t layer, int64_t first_token, int64_t count, std::span<const int32_t> pages,
-                             engine::KvPageAccess& kv) {
+void TransferKvSink::Send(int64_t layer, int64_t end_page, std::span<const int32_t> pages, engine::KvPageAccess& kv) {
   const engine::KvReservation& r = target_.reservation;
-  const int64_t pt = shape_.page_tokens;
-  const int64_t b = std::max(first_token, r.held_tokens), e = std::min(first_token + count, r.written_tokens);
-  if (b >= e) return;
+  if (sent_pages_.empty()) sent_pages_.assign(static_cast<size_t>(kv.num_layers()), r.held_tokens / shape_.page_tokens);
+  int64_t& from = sent_pages_[static_cast<size_t>(layer)];
+  end_page = std::min({end_page, static_cast<int64_t>(pages.size()), static_cast<int64_t>(r.pages.size())});
+  if (from >= end_page) return;
+  if (MonotonicClock::Get().NowNanos() >= issue_by_ns_.load()) {  // the lease may have lapsed: never write
+    std::lock_guard<std::mutex> lock(mu_);
+    if (submit_error_.ok()) submit_error_ = Unavailable("the decode instance's lease lapsed: writes stopped");
+    return;
+  }
   std::vector<transfer::TransferRequest> reqs;
-  for (int64_t i = b / pt; i * pt < e; ++i) {
-    if (i >= static_cast<int64_t>(pages.size()) || i >= static_cast<int64_t>(r.pages.size())) break;
+  for (int64_t i = from; i < end_page; ++i) {
     const int32_t src = pages[static_cast<size_t>(i)], dst = r.pages[static_cast<size_t>(i)];
     for (bool value : {false, true}) {
-      std::span<std::byte> from = value ? kv.V(layer, src) : kv.K(layer, src);
-      reqs.push_back({transfer::OpKind::kWrite, from.data(), target_.segment,
-                      engine::KvPageOffset(shape_, target_.num_pages, layer, value, dst), from.size()});
+      std::span<std::byte> bytes = value ? kv.V(layer, src) : kv.K(layer, src);
+      reqs.push_back({transfer::OpKind::kWrite, bytes.data(), target_.segment,
+                      engine::KvPageOffset(shape_, target_.num_pages, layer, value, dst), bytes.size()});
     }
   }
+  from = end_page;
   transfer::TransferBatch batch = transfer_->NewBatch(reqs.size());
   Status s = transfer_->Submit(batch, reqs);
   std::lock_guard<std::mutex> lock(mu_);
@@ -40,9 +47,19 @@ void TransferKvSink::OnLayer(int64_t layer, int64_t first_token, int64_t count, 
   batches_.push_back(std::move(batch));
 }
 
+void TransferKvSink::OnLayer(int64_t layer, int64_t first_token, int64_t count, std::span<const int32_t> pages,
+                             engine::KvPageAccess& kv) {
+  // Whole pages only: a page a later chunk still fills goes when it is full
+  // (or at the end), so no page is written twice.
+  const int64_t end = std::min(first_token + count, target_.reservation.written_tokens);
+  Send(layer, end / shape_.page_tokens, pages, kv);
+}
+
 void TransferKvSink::OnFinished(bool ok, std::span<const int32_t> pages, engine::KvPageAccess& kv) {
   std::vector<uint64_t> sums;
   if (ok) {
+    const int64_t pt = shape_.page_tokens;
+    for (int64_t l = 0; l < kv.num_layers(); ++l) Send(l, (target_.reservation.written_tokens + pt - 1) / pt, pages, kv);
     sums = engine::KvCommitChecksums(kv, shape_, pages, target_.reservation.held_tokens,
                                      target_.reservation.written_tokens, pages_per_checksum_);
   }
@@ -61,12 +78,12 @@ bool TransferKvSink::Idle() const {
 
 Status TransferKvSink::Wait() const {
   std::vector<const transfer::TransferBatch*> batches;
+  Status first;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!submit_error_.ok()) return submit_error_;
+    first = submit_error_;  // reported after every write submitted has ended
     for (const auto& b : batches_) batches.push_back(&b);  // a deque: stable addresses
   }
-  Status first;
   for (const auto* b : batches) {  // without the lock: the step thread polls Idle meanwhile
     Status s = b->Wait();
     if (first.ok() && !s.ok()) first = s;

@@ -5,9 +5,11 @@
 // layers compute. Only tokens [held_tokens, written_tokens) of the
 // reservation are sent (the decode instance holds the rest).
 //
-//   OnLayer     submits the layer's K and V pages of the new tokens, one
-//               batch per call; never waits
-//   OnFinished  the commit's checksums over the final source pages
+//   OnLayer     submits the layer's K and V pages that are now complete
+//               (each page once: two writes of one page could land out of
+//               order), one batch per call; never waits
+//   OnFinished  (ok) the last, partial page of every layer; then
+//               the commit's checksums over the final source pages
 //   Wait        blocks until every write ended (each within the transfer
 //               engine's timeout, whatever the peer does); OK when all were
 //               done: only then may the commit be sent
@@ -21,8 +23,10 @@
 // and the accessors from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -51,6 +55,10 @@ class TransferKvSink final : public engine::KvLayerSink {
   bool Idle() const override;
 
   Status Wait() const;
+  // No write is submitted once MonotonicClock passes `ns` (the prefill
+  // instance's view of the reservation's lease: after it, the decode
+  // instance may hand the pages on); 0 fences at once. Default: no limit.
+  void SetIssueBy(int64_t ns) { issue_by_ns_.store(ns); }
   // Valid after OnFinished: the sums a commit carries; false if the request
   // ended without its first token.
   std::vector<uint64_t> checksums() const;
@@ -58,11 +66,16 @@ class TransferKvSink final : public engine::KvLayerSink {
   int64_t bytes_submitted() const;
 
  private:
+  // Submits layer `layer`'s pages [sent, end_page) (those beyond held).
+  void Send(int64_t layer, int64_t end_page, std::span<const int32_t> pages, engine::KvPageAccess& kv);
+
   transfer::TransferEngine* transfer_;
   const engine::KvCacheShape shape_;
   const KvTarget target_;
   const int64_t pages_per_checksum_;
 
+  std::atomic<int64_t> issue_by_ns_{std::numeric_limits<int64_t>::max()};
+  std::vector<int64_t> sent_pages_;  // step thread: per layer, the pages [0, n) sent (or held)
   mutable std::mutex mu_;
   std::deque<transfer::TransferBatch> batches_;   // GUARDED_BY(mu_); never shrinks while the sink lives
   Status submit_error_;                            // GUARDED_BY(mu_)
