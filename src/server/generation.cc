@@ -124,8 +124,10 @@ void Generation::OnOutput(size_t k, engine::RequestOutput out) {
   }
   if (out.finished && out.finish_reason == engine::FinishReason::kError) {
     LOG_WARNING("request {} failed: {}", c.request_id, out.error.ToString());
-    // No instance to run it on (a prefill/decode split with one gone): 503, retryable.
-    const int status = out.error.code() == StatusCode::kUnavailable ? 503 : 500;
+    // No instance to run it on, or none with room (a prefill/decode split): 503, retryable.
+    const int status = out.error.code() == StatusCode::kUnavailable || out.error.code() == StatusCode::kResourceExhausted
+                           ? 503
+                           : 500;
     Fail(ApiError::ForStatus(status, "generation failed: " + out.error.message()));
     CancelAll();
     if (remaining_ == 0) Complete();

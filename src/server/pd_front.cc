@@ -132,6 +132,11 @@ class PdFront::Impl {
       LOG_WARNING("pd front: the instance registry does not answer: {}", listed.status().ToString());
       return;  // keep what we have
     }
+    std::set<std::string> listed_all;
+    for (const InstanceRecord& r : *listed) listed_all.insert(r.kv_address);
+    for (auto it = refused_.begin(); it != refused_.end();) {  // gone from the registry: asked afresh if it returns
+      it = listed_all.contains(*it) ? std::next(it) : refused_.erase(it);
+    }
     for (bool is_prefill : {true, false}) {
       std::set<std::string> want;
       for (const InstanceRecord& r : *listed) {
@@ -153,7 +158,7 @@ class PdFront::Impl {
       }
       for (const std::string& a : want) {
         if (!have.contains(a) && !refused_.contains(a) && !Admit(a, is_prefill, std::chrono::steady_clock::now())) {
-          refused_.insert(a);  // asked again only if it re-registers under another address
+          refused_.insert(a);  // asked again once it left the registry and came back
         }
       }
     }
