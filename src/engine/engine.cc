@@ -204,6 +204,7 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
   r->seq.max_tokens = p.max_tokens;
   r->params = p;
   r->sink = std::move(request.kv_sink);
+  r->seq.kv_sink = r->sink.get();
   r->callback = std::make_shared<OutputCallback>(std::move(callback));
   r->rng = Rng(p.has_seed ? p.seed : std::random_device{}() * 0x9e3779b97f4a7c15ULL + std::random_device{}());
   if (p.sampling.has_penalties()) r->history.SetPrompt(r->seq.tokens);
@@ -258,13 +259,8 @@ Result<KvReservation> Engine::ReserveKv(std::span<const int32_t> prompt, int64_t
   if (prompt.empty() || max_tokens < 0) return InvalidArgument("a reservation needs a prompt and max_tokens >= 0");
   const int64_t tokens = static_cast<int64_t>(prompt.size()) + max_tokens;
   if (tokens > im.max_model_len) return InvalidArgument("the reservation is beyond the model's context");
-  const int64_t pt = im.pool->shape().page_tokens;
   std::vector<Hash128> keys;  // the prompt's full pages, as the scheduler keys them
-  if (im.options.enable_prefix_caching) {
-    for (size_t i = 0; (i + 1) * pt <= prompt.size() ; ++i) {
-      keys.push_back(PageKey(i == 0 ? Hash128{} : keys.back(), prompt.subspan(i * pt, pt), im.fingerprint));
-    }
-  }
+  if (im.options.enable_prefix_caching) ExtendPageKeys(prompt, im.pool->shape().page_tokens, im.fingerprint, keys);
   Result<KvReservation> out = Unavailable("the engine is shutting down");
   im.OnStepThread([&] { out = im.reservations->Reserve(keys, static_cast<int64_t>(prompt.size()), tokens, NowMs()); });
   return out;
@@ -321,13 +317,11 @@ Result<uint64_t> Engine::SubmitPrefilled(EngineRequest request, const KvCommit& 
       return;
     }
     Sequence& q = r->seq;
-    const int64_t pt = im.pool->shape().page_tokens;
     // The prompt's K/V are in the pages: key its full pages (a prefix cache
     // for what comes next), and take the first token as if sampled here.
-    for (int64_t i = 0; (i + 1) * pt <= q.prompt_len; ++i) {
-      const Hash128 parent = i == 0 ? Hash128{} : q.page_keys.back();
-      q.page_keys.push_back(PageKey(parent, std::span<const int32_t>(q.tokens.data() + i * pt, pt), im.fingerprint));
-      if (im.options.enable_prefix_caching) im.pool->SetKey(c->pages[i], q.page_keys.back());
+    ExtendPageKeys(q.tokens, im.pool->shape().page_tokens, im.fingerprint, q.page_keys);
+    if (im.options.enable_prefix_caching) {
+      for (size_t i = 0; i < q.page_keys.size(); ++i) im.pool->SetKey(c->pages[i], q.page_keys[i]);
     }
     q.kv.pages = std::move(c->pages);
     q.kv.num_tokens = q.prompt_len;
@@ -432,6 +426,7 @@ void Engine::Impl::ReleaseToSink(Request& r, bool ok) {
   r.sink->OnFinished(ok, r.seq.kv.pages, *pool);
   for (int32_t p : r.seq.kv.pages) pool->Ref(p);  // until the sink's writes end
   pinned.emplace_back(std::move(r.sink), r.seq.kv.pages);
+  r.seq.kv_sink = nullptr;
 }
 
 void Engine::Impl::UnpinIdleSinks(bool wait) {
@@ -552,13 +547,13 @@ void Engine::Impl::Step() {
   // layer of the new tokens as it is written.
   std::vector<std::pair<KvLayerSink*, const ScheduledSeq*>> sinks;
   for (const ScheduledSeq& s : out.scheduled) {
-    Request& req = *live.at(s.seq->id);
-    if (!req.sink) continue;
-    sinks.emplace_back(req.sink.get(), &s);
-    if (s.start > 0 && !req.seq.admitted_once_sent) {
-      for (int64_t l = 0; l < pool->num_layers(); ++l) req.sink->OnLayer(l, 0, s.start, s.seq->kv.pages, *pool);
+    KvLayerSink* sink = s.seq->kv_sink;
+    if (!sink) continue;
+    sinks.emplace_back(sink, &s);
+    if (s.start > 0 && !s.seq->cached_prefix_sent) {
+      for (int64_t l = 0; l < pool->num_layers(); ++l) sink->OnLayer(l, 0, s.start, s.seq->kv.pages, *pool);
     }
-    req.seq.admitted_once_sent = true;
+    s.seq->cached_prefix_sent = true;
   }
   std::function<void(int64_t)> hook;
   if (!sinks.empty()) {

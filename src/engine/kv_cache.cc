@@ -11,6 +11,14 @@ Hash128 PageKey(const Hash128& parent, std::span<const int32_t> tokens, const Ha
   return KvChainKey(parent, tokens, fingerprint);
 }
 
+void ExtendPageKeys(std::span<const int32_t> tokens, int64_t page_tokens, const Hash128& fingerprint,
+                    std::vector<Hash128>& keys) {
+  const size_t pt = static_cast<size_t>(page_tokens);
+  for (size_t i = keys.size(); (i + 1) * pt <= tokens.size(); ++i) {
+    keys.push_back(PageKey(i == 0 ? Hash128{} : keys.back(), tokens.subspan(i * pt, pt), fingerprint));
+  }
+}
+
 KvPagePool::KvPagePool(const KvCacheShape& shape, int64_t num_pages, bool prefault)
     : shape_(shape), num_pages_(num_pages) {
   CHECK_GT(num_pages, 0);

@@ -62,6 +62,10 @@ inline uint64_t KvPageOffset(const KvCacheShape& shape, int64_t num_pages, int64
 // The key of a page: chains the parent's key, the page's tokens and the model
 // (base/kv_identity.h's KvChainKey, the one derivation the store shares).
 Hash128 PageKey(const Hash128& parent, std::span<const int32_t> tokens, const Hash128& fingerprint);
+// Extends `keys` (the page keys of a prefix of `tokens`, in order) to every
+// full page of `tokens`: the one chain the scheduler and the P/D paths use.
+void ExtendPageKeys(std::span<const int32_t> tokens, int64_t page_tokens, const Hash128& fingerprint,
+                    std::vector<Hash128>& keys);
 
 class KvPagePool final : public KvPageAccess {
  public:

@@ -96,14 +96,7 @@ void Scheduler::WaitForKv() {
 }
 
 void Scheduler::ExtendKeys(Sequence* seq) const {
-  const int64_t pt = pool_->shape().page_tokens;
-  const int64_t full = seq->num_tokens() / pt;
-  while (static_cast<int64_t>(seq->page_keys.size()) < full) {
-    const int64_t i = static_cast<int64_t>(seq->page_keys.size());
-    const Hash128 parent = i == 0 ? Hash128{} : seq->page_keys[i - 1];
-    seq->page_keys.push_back(
-        PageKey(parent, std::span<const int32_t>(seq->tokens.data() + i * pt, static_cast<size_t>(pt)), fingerprint_));
-  }
+  ExtendPageKeys(seq->tokens, pool_->shape().page_tokens, fingerprint_, seq->page_keys);
 }
 
 int64_t Scheduler::TakeCachedPrefix(Sequence* seq) {

@@ -14,6 +14,7 @@
 
 #include "base/hash.h"
 #include "engine/kv_cache.h"
+#include "engine/kv_connector.h"
 
 namespace crescent::engine {
 
@@ -35,7 +36,8 @@ struct Sequence {
   bool external_tried = false;
   int64_t external_retry_free = -1;  // free pages when a load found no room
   int64_t num_preemptions = 0;
-  bool admitted_once_sent = false;  // a KvLayerSink was told of its cached prefix
+  KvLayerSink* kv_sink = nullptr;   // a prefill instance's request: its sink (owned by the engine's request)
+  bool cached_prefix_sent = false;  // the sink was told of its cached prefix
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t num_generated() const { return num_tokens() - prompt_len; }

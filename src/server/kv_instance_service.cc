@@ -17,29 +17,13 @@
 #include "base/logging.h"
 #include "proto/instance.grpc.pb.h"
 #include "server/kv_instance_proto.h"
+#include "store/grpc_status.h"
 #include "server/transfer_kv_sink.h"
 
 namespace crescent::server {
 namespace {
 
-grpc::Status ToGrpc(const Status& s) {
-  using C = grpc::StatusCode;
-  C code = C::INTERNAL;
-  switch (s.code()) {
-    case StatusCode::kOk: return grpc::Status::OK;
-    case StatusCode::kInvalidArgument: code = C::INVALID_ARGUMENT; break;
-    case StatusCode::kNotFound: code = C::NOT_FOUND; break;
-    case StatusCode::kOutOfRange: code = C::OUT_OF_RANGE; break;
-    case StatusCode::kResourceExhausted: code = C::RESOURCE_EXHAUSTED; break;
-    case StatusCode::kUnavailable: code = C::UNAVAILABLE; break;
-    case StatusCode::kDeadlineExceeded: code = C::DEADLINE_EXCEEDED; break;
-    case StatusCode::kCancelled: code = C::CANCELLED; break;
-    case StatusCode::kFailedPrecondition: code = C::FAILED_PRECONDITION; break;
-    case StatusCode::kDataLoss: code = C::DATA_LOSS; break;
-    default: break;
-  }
-  return grpc::Status(code, s.message());
-}
+using store::ToGrpc;
 
 // Outputs of one engine request, handed from the engine's callback to the
 // gRPC thread that serves it.

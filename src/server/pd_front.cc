@@ -18,9 +18,12 @@
 #include "proto/instance.grpc.pb.h"
 #include "server/instance_registry.h"
 #include "server/kv_instance_proto.h"
+#include "store/grpc_status.h"
 
 namespace crescent::server {
 namespace {
+
+using store::FromGrpc;
 
 struct Instance {
   std::string address;
@@ -30,20 +33,6 @@ struct Instance {
 
 std::chrono::system_clock::time_point In(int64_t ms) {
   return std::chrono::system_clock::now() + std::chrono::milliseconds(ms);
-}
-
-Status FromGrpc(const grpc::Status& s, const std::string& what) {
-  if (s.ok()) return Status::Ok();
-  const std::string m = what + ": " + s.error_message();
-  switch (s.error_code()) {
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return ResourceExhausted(m);
-    case grpc::StatusCode::INVALID_ARGUMENT: return InvalidArgument(m);
-    case grpc::StatusCode::CANCELLED: return Cancelled(m);
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return DeadlineExceeded(m);
-    case grpc::StatusCode::FAILED_PRECONDITION: return FailedPrecondition(m);
-    case grpc::StatusCode::DATA_LOSS: return DataLoss(m);
-    default: return Unavailable(m);
-  }
 }
 
 }  // namespace

