@@ -54,6 +54,14 @@ Status Server::LoadTokenizer(const std::string& dir) {
   return Status::Ok();
 }
 
+Status Server::ConnectRegistry() {
+  transfer::EtcdOptions eo;
+  eo.endpoint = options_.etcd;
+  ASSIGN_OR_RETURN(auto etcd, transfer::EtcdMetadataStore::Connect(eo));
+  registry_ = std::move(etcd);
+  return Status::Ok();
+}
+
 Status Server::LoadFront(const std::string& dir) {
   RETURN_IF_ERROR(LoadTokenizer(dir));
   // The model's identity without loading its weights: the config and the
@@ -65,10 +73,7 @@ Status Server::LoadFront(const std::string& dir) {
   fo.prefill = options_.prefill_instances;
   fo.decode = options_.decode_instances;
   if (!options_.etcd.empty()) {
-    transfer::EtcdOptions eo;
-    eo.endpoint = options_.etcd;
-    ASSIGN_OR_RETURN(auto etcd, transfer::EtcdMetadataStore::Connect(eo));
-    registry_ = std::move(etcd);
+    RETURN_IF_ERROR(ConnectRegistry());
     fo.registry = registry_;
   }
   fo.model_hash = engine::ModelHash(cfg, weights);
@@ -97,12 +102,9 @@ Status Server::StartInstance() {
   ASSIGN_OR_RETURN(instance_, KvInstanceService::Start(io, engine_.get(), transfer_.get(), peers));
   LOG_INFO("crescent serve: {} instance, KV service on {}", options_.role, instance_->address());
   if (!options_.etcd.empty()) {
-    transfer::EtcdOptions eo;
-    eo.endpoint = options_.etcd;
-    ASSIGN_OR_RETURN(auto etcd, transfer::EtcdMetadataStore::Connect(eo));
-    registry_ = std::move(etcd);
+    RETURN_IF_ERROR(ConnectRegistry());
     RETURN_IF_ERROR(RegisterInstance(*registry_, {options_.role, instance_->address()}));
-    LOG_INFO("crescent serve: registered in etcd {} (lease {} s)", options_.etcd, eo.lease_ttl_s);
+    LOG_INFO("crescent serve: registered in etcd {} (lease {} s)", options_.etcd, transfer::EtcdOptions{}.lease_ttl_s);
   }
   return Status::Ok();
 }

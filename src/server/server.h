@@ -97,6 +97,7 @@ class Server {
   // role front: tokenizer and chat template, the PdFront.
   Status LoadFront(const std::string& dir);
   Status LoadTokenizer(const std::string& dir);
+  Status ConnectRegistry();  // etcd at options_.etcd, into registry_
 
   ServeOptions options_;
   std::unique_ptr<OpenAiService> service_;
