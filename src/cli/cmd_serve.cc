@@ -70,7 +70,17 @@ void RegisterServe(CLI::App& app) {
                   "host:port of the KV instance service (roles prefill and decode; port 0 picks one)")
       ->capture_default_str();
   cmd->add_option("--kv-transports", o->kv_transports, "UCX transports for KV between instances")->capture_default_str();
+  cmd->add_option("--kv-net-devices", o->kv_net_devices,
+                  "Network devices for KV between instances: lo (one host), an interface (eth0, ...) or all")
+      ->capture_default_str();
   cmd->add_option("--etcd", o->etcd, "etcd host:port: register this prefill/decode instance there under a lease");
+  cmd->add_option("--kv-lease-ms", o->kv_lease_ms,
+                  "A decode instance: lease of a KV reservation (the prefill instance extends it; 0: 10000)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
+  cmd->add_option("--kv-quarantine-ms", o->kv_quarantine_ms,
+                  "A decode instance: pages of an ended reservation wait this long before reuse, "
+                  "longer than any write may take to land (0: 15000)")
+      ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
   cmd->callback([o, grace, offload_dram, offload_ssd] {
     o->kv_offload_dram_bytes = *offload_dram == "auto" ? -1
                                : *offload_dram == "0"  ? 0
@@ -110,6 +120,10 @@ void RegisterConductor(CLI::App& app) {
   cmd->add_option("--decode", o->decode_instances, "KV service addresses of decode instances (host:port, ...)")
       ->delimiter(',');
   cmd->add_option("--etcd", o->etcd, "etcd host:port: find the instances registered there (and follow them)");
+  cmd->add_option("--instance-timeout-ms", o->instance_timeout_ms,
+                  "An instance silent this long (SIGSTOP, hung, cut off) is skipped and its calls fail over")
+      ->check(CLI::Range(int64_t{200}, int64_t{3'600'000}))
+      ->capture_default_str();
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");

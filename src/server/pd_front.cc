@@ -29,6 +29,10 @@ struct Instance {
   std::string address;
   std::unique_ptr<proto::KvInstance::Stub> stub;
   std::atomic<int64_t> in_flight{0};
+  // The prober's verdict: not picked while it does not answer, and the calls
+  // on it are cancelled when it goes silent.
+  std::atomic<bool> unresponsive{false};
+  std::chrono::steady_clock::time_point last_answer = std::chrono::steady_clock::now();  // prober thread only
 };
 
 std::chrono::system_clock::time_point In(int64_t ms) {
@@ -91,6 +95,18 @@ class PdFront::Impl {
     for (bool is_prefill : {true, false}) {
       for (const std::string& a : is_prefill ? options_.prefill : options_.decode) Admit(a, is_prefill, give_up);
     }
+    if (options_.probe_ms > 0) {
+      prober_ = std::thread([this] {
+        std::unique_lock<std::mutex> l(mu_);
+        while (!stopping_) {
+          cv_.wait_for(l, std::chrono::milliseconds(options_.probe_ms));
+          if (stopping_) break;
+          l.unlock();
+          Probe();
+          l.lock();
+        }
+      });
+    }
     if (options_.registry) {
       Refresh();
       refresher_ = std::thread([this] {
@@ -152,6 +168,57 @@ class PdFront::Impl {
       }
     }
   }
+  // One round of the prober: every instance is asked for its Info at once
+  // (deadline probe_ms). One that has not answered for unresponsive_ms is
+  // not picked, and the calls on it are cancelled (a SIGSTOPped process keeps
+  // its sockets open: without this its requests would wait for their
+  // deadlines); one that answers again is picked again.
+  void Probe() {
+    std::vector<std::shared_ptr<Instance>> all;
+    {
+      std::lock_guard<std::mutex> l(inst_mu_);
+      all = prefill_;
+      all.insert(all.end(), decode_.begin(), decode_.end());
+    }
+    struct Call {
+      grpc::ClientContext ctx;
+      proto::InfoReply reply;
+      bool ok = false;
+    };
+    std::vector<std::unique_ptr<Call>> calls(all.size());
+    std::mutex m;
+    std::condition_variable done_cv;
+    size_t done = 0;
+    for (size_t k = 0; k < all.size(); ++k) {
+      calls[k] = std::make_unique<Call>();
+      calls[k]->ctx.set_deadline(In(options_.probe_ms));
+      all[k]->stub->async()->Info(&calls[k]->ctx, &probe_request_, &calls[k]->reply, [&, k](grpc::Status s) {
+        std::lock_guard<std::mutex> l(m);
+        calls[k]->ok = s.ok();
+        ++done;
+        done_cv.notify_one();
+      });
+    }
+    {
+      std::unique_lock<std::mutex> l(m);
+      done_cv.wait(l, [&] { return done == all.size(); });  // each call ends by its deadline
+    }
+    const auto now = std::chrono::steady_clock::now();
+    for (size_t k = 0; k < all.size(); ++k) {
+      Instance& i = *all[k];
+      if (calls[k]->ok) {
+        i.last_answer = now;
+        if (i.unresponsive.exchange(false)) LOG_INFO("pd front: instance {} answers again", i.address);
+        continue;
+      }
+      if (now - i.last_answer < std::chrono::milliseconds(options_.unresponsive_ms)) continue;
+      const std::string why = fmt::format("the instance {} has not answered for {} ms", i.address,
+                                          std::chrono::duration_cast<std::chrono::milliseconds>(now - i.last_answer).count());
+      if (!i.unresponsive.exchange(true)) LOG_WARNING("pd front: {}: not picked, and its calls are cancelled", why);
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto& [id, r] : live_) r->Lose(&i, why);
+    }
+  }
   bool Static(const std::string& a) const {
     return std::find(options_.prefill.begin(), options_.prefill.end(), a) != options_.prefill.end() ||
            std::find(options_.decode.begin(), options_.decode.end(), a) != options_.decode.end();
@@ -179,6 +246,7 @@ class PdFront::Impl {
       cv_.notify_all();
     }
     if (refresher_.joinable()) refresher_.join();
+    if (prober_.joinable()) prober_.join();
     std::map<uint64_t, std::thread> ts;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -250,21 +318,35 @@ class PdFront::Impl {
     std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
     std::mutex mu;
     grpc::ClientContext* ctx = nullptr;  // the call in flight
+    Instance* on = nullptr;              // the instance it is on
     bool cancelled = false;
+    std::string lost;  // why the prober cancelled the call in flight (its instance went silent)
     void Cancel() {
       std::lock_guard<std::mutex> l(mu);
       cancelled = true;
       if (ctx) ctx->TryCancel();
     }
-    bool Enter(grpc::ClientContext* c) {  // false: cancelled already (and `c` not kept)
+    // Cancels the call in flight when it is on `i`.
+    void Lose(const Instance* i, const std::string& why) {
+      std::lock_guard<std::mutex> l(mu);
+      if (ctx == nullptr || on != i) return;
+      lost = why;
+      ctx->TryCancel();
+    }
+    bool Enter(grpc::ClientContext* c, Instance* i) {  // false: cancelled already (and `c` not kept)
       std::lock_guard<std::mutex> l(mu);
       if (cancelled) return false;
       ctx = c;
+      on = i;
+      lost.clear();
       return true;
     }
-    void Leave() {
+    // Ends the call; a non-empty answer: the prober cancelled it, and why.
+    std::string Leave() {
       std::lock_guard<std::mutex> l(mu);
       ctx = nullptr;
+      on = nullptr;
+      return std::move(lost);
     }
     bool is_cancelled() {
       std::lock_guard<std::mutex> l(mu);
@@ -286,6 +368,7 @@ class PdFront::Impl {
     std::shared_ptr<Instance> best;
     for (auto& i : from) {
       if (i.get() == not_this && from.size() > 1) continue;
+      if (i->unresponsive) continue;
       if (!best || i->in_flight < best->in_flight) best = i;
     }
     return best;
@@ -316,9 +399,10 @@ class PdFront::Impl {
     if (decode) {
       grpc::ClientContext ctx;
       ctx.set_deadline(In(options_.reserve_timeout_ms));
-      if (!run.Enter(&ctx)) return Cancelled("cancelled");
+      if (!run.Enter(&ctx, d)) return Cancelled("cancelled");
       grpc::Status s = d->stub->Reserve(&ctx, rq, &res);
-      run.Leave();
+      const std::string lost = run.Leave();
+      if (!lost.empty()) return Unavailable(lost);
       if (!s.ok()) return FromGrpc(s, "reserve on decode instance " + d->address);
     }
     auto cancel_reservation = [&] {
@@ -338,17 +422,17 @@ class PdFront::Impl {
     {
       grpc::ClientContext ctx;
       ctx.set_deadline(In(options_.prefill_timeout_ms));
-      if (!run.Enter(&ctx)) {
+      if (!run.Enter(&ctx, p)) {
         cancel_reservation();
         return Cancelled("cancelled");
       }
       p->in_flight++;
       grpc::Status s = p->stub->Prefill(&ctx, pq, &first);
       p->in_flight--;
-      run.Leave();
-      if (!s.ok()) {
+      const std::string lost = run.Leave();
+      if (!s.ok() || !lost.empty()) {
         cancel_reservation();
-        return FromGrpc(s, "prefill on instance " + p->address);
+        return lost.empty() ? FromGrpc(s, "prefill on instance " + p->address) : Unavailable(lost);
       }
     }
     engine::Usage usage;
@@ -385,7 +469,7 @@ class PdFront::Impl {
     dq.set_first_token(first.first().token());
     grpc::ClientContext ctx;
     ctx.set_deadline(In(options_.decode_timeout_ms));
-    if (!run.Enter(&ctx)) {
+    if (!run.Enter(&ctx, d)) {
       cancel_reservation();
       Final(cb, run.id, usage, engine::FinishReason::kAbort);
       return Status::Ok();
@@ -414,14 +498,15 @@ class PdFront::Impl {
     }
     grpc::Status s = reader->Finish();
     d->in_flight--;
-    run.Leave();
+    const std::string lost = run.Leave();
     if (finished) return Status::Ok();
     // The stream ended without its final output: never a silent truncation.
     if (run.is_cancelled()) {
       Final(cb, run.id, usage, engine::FinishReason::kAbort);
     } else {
       Final(cb, run.id, usage, engine::FinishReason::kError,
-            Unavailable("the decode instance " + d->address + " failed mid-generation: " + s.error_message()));
+            Unavailable("the decode instance " + d->address + " failed mid-generation: " +
+                        (lost.empty() ? s.error_message() : lost)));
     }
     return Status::Ok();
   }
@@ -460,7 +545,8 @@ class PdFront::Impl {
   int64_t max_model_len_ = 0, vocab_size_ = 0;                  // GUARDED_BY(inst_mu_)
   std::vector<std::shared_ptr<Instance>> prefill_, decode_;     // GUARDED_BY(inst_mu_)
   std::set<std::string> refused_;  // refresher thread only
-  std::thread refresher_;
+  std::thread refresher_, prober_;
+  const proto::InfoRequest probe_request_{};
   std::atomic<int64_t> prefix_query_tokens_{0}, prefix_hit_tokens_{0}, generation_tokens_{0};
   std::condition_variable cv_;     // with mu_
   mutable std::mutex mu_;

@@ -17,7 +17,9 @@
 // instances where there are; then the request ends with an error output
 // (Unavailable). A decode stream that breaks before its final output ends
 // the request with an error output, never a silent truncation. Every call
-// has a deadline. Cancel (or a client gone) cancels the call in flight.
+// has a deadline, and an instance that stops answering (SIGSTOP, a hang) is
+// found by a prober within unresponsive_ms + probe_ms: its calls are cancelled
+// as if it had failed. Cancel (or a client gone) cancels the call in flight.
 // Thread-safety: all methods from any thread; callbacks come from the
 // request's own thread, in order.
 #pragma once
@@ -48,6 +50,13 @@ struct PdFrontOptions {
   // (stopped, or its lease expired) leaves.
   std::shared_ptr<transfer::MetadataStore> registry;
   int64_t refresh_ms = 1000;
+  // Every probe_ms each instance is asked for its Info (answered off its
+  // step thread, so a busy instance answers); one silent for unresponsive_ms
+  // (stopped, hung, cut off) is not picked and the calls on it are
+  // cancelled: a prefill is retried elsewhere, a decode stream ends with an
+  // error output. 0: no prober (calls wait for their deadlines).
+  int64_t probe_ms = 1000;
+  int64_t unresponsive_ms = 5000;
   int64_t reserve_timeout_ms = 5'000;
   int64_t prefill_timeout_ms = 600'000;
   int64_t decode_timeout_ms = 3'600'000;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <thread>
@@ -77,6 +78,8 @@ Status Server::LoadFront(const std::string& dir) {
     fo.registry = registry_;
   }
   fo.model_hash = engine::ModelHash(cfg, weights);
+  fo.unresponsive_ms = options_.instance_timeout_ms;
+  fo.probe_ms = std::clamp<int64_t>(options_.instance_timeout_ms / 4, 100, 1000);
   ASSIGN_OR_RETURN(std::unique_ptr<PdFront> front, PdFront::Create(fo));
   backend_ = std::move(front);
   // The instances' limits are read per request (they may join later).
@@ -87,6 +90,7 @@ Status Server::LoadFront(const std::string& dir) {
 Status Server::StartInstance() {
   transfer::EngineOptions to;
   to.transports = options_.kv_transports;
+  to.net_devices = options_.kv_net_devices == "all" ? "" : options_.kv_net_devices;
   auto peers = std::make_shared<transfer::InProcessMetadataStore>();  // descriptors come in Reserve replies
   ASSIGN_OR_RETURN(transfer_, transfer::TransferEngine::Create(to, peers));
   KvInstanceOptions io;
@@ -101,6 +105,23 @@ Status Server::StartInstance() {
   }
   ASSIGN_OR_RETURN(instance_, KvInstanceService::Start(io, engine_.get(), transfer_.get(), peers));
   LOG_INFO("crescent serve: {} instance, KV service on {}", options_.role, instance_->address());
+  service_->metrics().SetPdSource([this] {
+    const engine::KvReservationStats r = engine_->kv_reservation_stats();
+    const KvInstanceStats i = instance_->stats();
+    PdStats p;
+    p.reserved = r.reserved;
+    p.committed = r.committed;
+    p.cancelled = r.cancelled;
+    p.expired = r.expired;
+    p.refused_commits = r.refused_commits;
+    p.checksum_failures = r.checksum_failures;
+    p.quarantined_pages = r.quarantined_pages;
+    p.freed_after_quarantine = r.freed_after_quarantine;
+    p.prefills = i.prefills;
+    p.bytes_written = i.bytes_written;
+    p.leases_lost = i.leases_lost;
+    return p;
+  });
   if (!options_.etcd.empty()) {
     RETURN_IF_ERROR(ConnectRegistry());
     RETURN_IF_ERROR(RegisterInstance(*registry_, {options_.role, instance_->address()}));
@@ -135,6 +156,8 @@ void Server::Load() {
     eo.max_num_seqs = options_.max_num_seqs;
     eo.kv_cache_bytes = options_.kv_cache_bytes;
     eo.max_waiting = options_.max_waiting;
+    if (options_.kv_lease_ms > 0) eo.kv_lease_ms = options_.kv_lease_ms;
+    if (options_.kv_quarantine_ms > 0) eo.kv_quarantine_ms = options_.kv_quarantine_ms;
     // Without its store an instance still serves (it recomputes): a master
     // away, or holding another model's KV, is logged, never fatal.
     if (Status st = StartStore(*runner, eo.page_tokens); !st.ok()) {
@@ -263,6 +286,7 @@ void Server::Shutdown(double grace_s) {
   if (busy > 0) LOG_INFO("crescent serve: shutting down; {} request(s) in flight", busy);
   wait_for(grace_s, [&] { return service_->in_flight() == 0; });
   registry_.reset();  // deregistered at once (the lease is revoked): fronts stop sending
+  service_->metrics().SetPdSource(nullptr);  // before what it reads goes
   instance_.reset();  // no new prefill/decode calls
   if (options_.role == "front") backend_.reset();  // the front cancels what is left and waits for it
   if (engine_) engine_->Shutdown();  // aborts the rest; each still gets its final output (and saves end)

@@ -64,10 +64,20 @@ struct ServeOptions {
   std::string role = "both";
   std::string instance_listen = "127.0.0.1:0";
   std::string kv_transports = "self,sm,tcp";
+  // Network devices UCX may use for KV between instances (UCX_NET_DEVICES):
+  // loopback by default (one host); name the interface (e.g. eth0) or "all"
+  // when the instances are on different hosts.
+  std::string kv_net_devices = "lo";
   std::vector<std::string> prefill_instances, decode_instances;
   // host:port of etcd: instances register there under a lease (and leave
   // when they stop or die); the front finds them there.
   std::string etcd;
+  // The front: an instance silent this long (its Info unanswered) is not
+  // picked and its calls are cancelled (PdFrontOptions::unresponsive_ms).
+  int64_t instance_timeout_ms = 5000;
+  // A decode instance: a reservation's lease, and how long its pages stay
+  // quarantined after it ended (0: the engine's defaults, 10 s and 15 s).
+  int64_t kv_lease_ms = 0, kv_quarantine_ms = 0;
 };
 
 class Server {

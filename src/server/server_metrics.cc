@@ -46,6 +46,46 @@ void ServerMetrics::SetOffloadSource(std::function<OffloadStats()> source) {
   offload_source_ = std::move(source);
 }
 
+void ServerMetrics::SetPdSource(std::function<PdStats()> source) {
+  std::lock_guard lock(source_mu_);
+  pd_source_ = std::move(source);
+}
+
+void ServerMetrics::SetFigure(const char* name, const char* help, int64_t v, const MetricLabels& labels) {
+  if (std::string_view(name).ends_with("_total")) {
+    reg_.AddCounter(name, help, labels)->Mirror(static_cast<double>(v));
+  } else {
+    reg_.AddGauge(name, help, labels)->Set(static_cast<double>(v));
+  }
+}
+
+void ServerMetrics::RenderPd() {
+  PdStats p;
+  {
+    std::lock_guard lock(source_mu_);  // held while it reads: SetPdSource(nullptr) waits for it
+    if (!pd_source_) return;
+    p = pd_source_();
+  }
+  constexpr const char* kRes = "crescent_pd_reservations_total";
+  constexpr const char* kResHelp = "KV reservations of this decode instance, by how they ended";
+  SetFigure(kRes, kResHelp, p.reserved, {{"outcome", "reserved"}});
+  SetFigure(kRes, kResHelp, p.committed, {{"outcome", "committed"}});
+  SetFigure(kRes, kResHelp, p.cancelled, {{"outcome", "cancelled"}});
+  SetFigure(kRes, kResHelp, p.expired, {{"outcome", "expired"}});
+  SetFigure("crescent_pd_refused_commits_total", "Commits refused (unknown id, old generation, lease ended)",
+            p.refused_commits);
+  SetFigure("crescent_pd_checksum_failures_total", "Commits whose pages did not match their checksums",
+            p.checksum_failures);
+  SetFigure("crescent_pd_quarantined_pages", "Pages of ended reservations waiting out the transfer timeout",
+            p.quarantined_pages);
+  SetFigure("crescent_pd_freed_after_quarantine_pages_total", "Pages freed once their quarantine passed",
+            p.freed_after_quarantine);
+  SetFigure("crescent_pd_prefills_total", "Prefills that pushed their KV to a decode instance", p.prefills);
+  SetFigure("crescent_pd_kv_written_bytes_total", "KV bytes pushed to decode instances", p.bytes_written);
+  SetFigure("crescent_pd_leases_lost_total", "Prefills fenced: the decode instance refused to extend their lease",
+            p.leases_lost);
+}
+
 void ServerMetrics::RenderOffload(const engine::EngineStats* s) {
   std::function<OffloadStats()> source;
   {
@@ -54,13 +94,8 @@ void ServerMetrics::RenderOffload(const engine::EngineStats* s) {
   }
   if (!source) return;
   const OffloadStats o = source();
-  // Names ending in _total are counters (they only grow); the rest gauges.
   auto set = [&](const char* name, const char* help, int64_t v, const MetricLabels& labels = {}) {
-    if (std::string_view(name).ends_with("_total")) {
-      reg_.AddCounter(name, help, labels)->Mirror(static_cast<double>(v));
-    } else {
-      reg_.AddGauge(name, help, labels)->Set(static_cast<double>(v));
-    }
+    SetFigure(name, help, v, labels);
   };
   set("crescent_kv_offload_lookups_total", "Prefix lookups in the KV store", o.lookups);
   set("crescent_kv_offload_lookup_failures_total", "Prefix lookups the store did not answer", o.lookup_failures);
@@ -124,6 +159,7 @@ std::string ServerMetrics::Render(const engine::EngineStats* s) {
     kv_save_failures_->Mirror(static_cast<double>(s->kv_save_failures));
   }
   RenderOffload(s);
+  RenderPd();
   return reg_.Render();
 }
 

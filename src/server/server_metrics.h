@@ -15,6 +15,10 @@
 //                                               engine (its own pool), dram, ssd, remote
 //   crescent_kv_offload_load_seconds            histogram of prefix loads
 //   crescent_kv_store_{used,capacity}_bytes{tier} the store's pool by tier
+//   crescent_pd_*                               a prefill or decode instance: reservations
+//                                               by outcome, refused commits, checksum
+//                                               failures, quarantined pages; prefills that
+//                                               pushed KV, bytes, leases lost (fenced writers)
 //
 // Thread-safety: all methods may be called from any thread.
 #pragma once
@@ -39,6 +43,13 @@ struct OffloadStats {
   int64_t dram_used = 0, dram_capacity = 0, ssd_used = 0, ssd_capacity = 0;
 };
 
+// What a prefill/decode instance reports to /metrics (the server fills it in).
+struct PdStats {
+  int64_t reserved = 0, committed = 0, cancelled = 0, expired = 0;
+  int64_t refused_commits = 0, checksum_failures = 0, quarantined_pages = 0, freed_after_quarantine = 0;
+  int64_t prefills = 0, bytes_written = 0, leases_lost = 0;
+};
+
 class ServerMetrics {
  public:
   ServerMetrics();
@@ -46,6 +57,9 @@ class ServerMetrics {
   // Where Render() reads the offload figures from (none: not shown).
   void SetOffloadSource(std::function<OffloadStats()> source);
   Histogram* kv_load_seconds() { return kv_load_seconds_; }
+  // Where Render() reads the P/D figures from; the source is called under a
+  // lock, so once SetPdSource(nullptr) returns it is no longer called.
+  void SetPdSource(std::function<PdStats()> source);
 
   void OnStatus(int status);
   void OnFinished(int64_t prompt_tokens, int64_t generation_tokens, double e2e_s);
@@ -69,8 +83,12 @@ class ServerMetrics {
   Counter *kv_loads_, *kv_load_failures_, *kv_saves_, *kv_save_failures_;
   Histogram* kv_load_seconds_;
   void RenderOffload(const engine::EngineStats* stats);
+  void RenderPd();
+  // Names ending in _total are counters (they only grow); the rest gauges.
+  void SetFigure(const char* name, const char* help, int64_t v, const MetricLabels& labels = {});
   std::mutex source_mu_;
   std::function<OffloadStats()> offload_source_;  // GUARDED_BY(source_mu_)
+  std::function<PdStats()> pd_source_;            // GUARDED_BY(source_mu_)
 };
 
 }  // namespace crescent::server

@@ -1,10 +1,28 @@
 #include "server/transfer_kv_sink.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <thread>
 
 #include "base/clock.h"
 
 namespace crescent::server {
+namespace {
+
+// Fault injection for the fencing tests (never set in production): each
+// batch of writes waits a random 0..N ms after its lease check before it is
+// submitted, as a write slow to land would.
+int64_t FaultWriteDelayMs() {
+  static const int64_t ms = [] {
+    const char* v = std::getenv("CRESCENT_FAULT_KV_WRITE_DELAY_MS");
+    return v ? std::max<int64_t>(0, std::atoll(v)) : int64_t{0};
+  }();
+  return ms;
+}
+
+}  // namespace
 
 TransferKvSink::TransferKvSink(transfer::TransferEngine* transfer, const engine::KvCacheShape& shape, KvTarget target,
                                int64_t pages_per_checksum)
@@ -25,6 +43,10 @@ void TransferKvSink::Send(int64_t layer, int64_t end_page, std::span<const int32
     std::lock_guard<std::mutex> lock(mu_);
     if (submit_error_.ok()) submit_error_ = Unavailable("the decode instance's lease lapsed: writes stopped");
     return;
+  }
+  if (const int64_t max_ms = FaultWriteDelayMs(); max_ms > 0) {
+    thread_local std::mt19937_64 rng(std::random_device{}());
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % static_cast<uint64_t>(max_ms + 1)));
   }
   std::vector<transfer::TransferRequest> reqs;
   for (int64_t i = from; i < end_page; ++i) {

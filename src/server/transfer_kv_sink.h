@@ -16,6 +16,8 @@
 //   Idle        no write still holds the source pages (UCX released them):
 //               the engine unpins them then
 //
+// Fault injection: CRESCENT_FAULT_KV_WRITE_DELAY_MS=N delays each batch by a
+// random 0..N ms between its lease check and its submission (tests only).
 // REQUIRES: the engine's KV pool is registered with `transfer` (as a buffer
 // or a segment) for the local side of the writes; the target's geometry is
 // this pool's shape with the target's page count (the fingerprints agree).

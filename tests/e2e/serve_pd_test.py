@@ -25,107 +25,26 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 
 from e2e_harness import start_etcd
+from pd_harness import Cluster, complete, post
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--crescent", required=True)
 ap.add_argument("--work", required=True)
 ap.add_argument("--model", default="tiny-llama3")
-ap.add_argument("--part", default="static", choices=["static", "etcd"])
+ap.add_argument("--part", default="static", choices=["static", "etcd", "netns"])
 a = ap.parse_args()
-failures = []
-LIVE = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-@atexit.register
-def _kill_leftovers():
-    for p in LIVE:
-        if p.poll() is None:
-            p.kill()
-
-
-os.makedirs(a.work, exist_ok=True)
-MODEL = "dummy:" + a.model
-DUMMY = os.path.join(a.work, a.model)
-
-
-def start(name, *argv, wait=r"ready in [\d.]+ s on http://127.0.0.1:(\d+)"):
-    log_path = os.path.join(a.work, name + ".log")
-    log = open(log_path, "w")
-    p = subprocess.Popen([a.crescent, *argv], stdout=log, stderr=subprocess.STDOUT,
-                         env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
-    LIVE.append(p)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        text = open(log_path).read()
-        m = re.search(wait, text)
-        if m:
-            return p, m.group(1), text
-        if p.poll() is not None:
-            return p, None, text
-        time.sleep(0.1)
-    return p, None, open(log_path).read()
-
-
-def serve(name, *extra):
-    p, port, text = start(name, "serve", "--model", MODEL, "--dummy-dir", DUMMY, "--host", "127.0.0.1", "--port", "0",
-                          "--kv-cache-bytes", str(16 << 20), "--kv-offload-dram-bytes", "0", *extra)
-    if port is None:
-        raise RuntimeError("%s did not start:\n%s" % (name, text[-3000:]))
-    kv = re.search(r"KV service on ([\d.]+:\d+)", text)
-    return p, int(port), kv.group(1) if kv else None
-
-
-def post(port, path, body, timeout=120):
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def complete(port, prompt, max_tokens=8, stream=False, chat=False):
-    body = {"max_tokens": max_tokens, "temperature": 0, "stream": stream}
-    if chat:
-        body["messages"] = [{"role": "user", "content": prompt}]
-    else:
-        body["prompt"] = prompt
-    status, text = post(port, "/v1/chat/completions" if chat else "/v1/completions", body)
-    if status != 200:
-        return status, text, None
-    if not stream:
-        j = json.loads(text)
-        c = j["choices"][0]
-        return status, c["message"]["content"] if chat else c["text"], j["usage"]["completion_tokens"]
-    out, n = "", 0
-    for line in text.splitlines():
-        if not line.startswith("data: ") or line == "data: [DONE]":
-            continue
-        j = json.loads(line[6:])
-        if "error" in j:
-            return 500, line, None
-        c = j["choices"][0]
-        piece = (c.get("delta") or {}).get("content") if chat else c.get("text")
-        if piece:
-            out += piece
-            n += 1
-    return status, out, n
+C = Cluster(a.crescent, a.work, a.model)
+failures = C.failures
+check, start, serve = C.check, C.start, C.serve
+MODEL, DUMMY = C.MODEL, C.DUMMY
 
 
 def etcd_part():
     e, etcd = start_etcd(a.work)
-    LIVE.append(e)
+    C.live.append(e)
     ref, ref_port, _ = serve("ref")
     dec, _, _ = serve("decode", "--role", "decode", "--etcd", etcd)
     pre, _, _ = serve("prefill", "--role", "prefill", "--etcd", etcd)
@@ -172,8 +91,69 @@ def etcd_part():
     sys.exit(1 if failures else 0)
 
 
+def sh(*cmd):
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def netns_part():
+    """Prefill (and the front) in one network namespace, decode in another,
+    joined by a veth pair this test makes (10.214.x.0/24, private to it):
+    KV over UCX TCP on the veth, control over gRPC on it."""
+    check(os.geteuid() == 0, "network namespaces need root: run the tests as root")
+    tag = str(os.getpid() % 100000)
+    ns_a, ns_b, va, vb = "crp%sa" % tag, "crp%sb" % tag, "vpa" + tag, "vpb" + tag
+    subnet = 1 + os.getpid() % 250
+    ip_a, ip_b = "10.214.%d.1" % subnet, "10.214.%d.2" % subnet
+    made = sh("ip", "netns", "add", ns_a)
+    made = made and sh("ip", "netns", "add", ns_b) and sh("ip", "link", "add", va, "type", "veth", "peer", "name", vb)
+    made = made and sh("ip", "link", "set", va, "netns", ns_a) and sh("ip", "link", "set", vb, "netns", ns_b)
+    for ns, dev, ip in ((ns_a, va, ip_a), (ns_b, vb, ip_b)):
+        made = made and sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev", dev)
+        made = made and sh("ip", "-n", ns, "link", "set", dev, "up") and sh("ip", "-n", ns, "link", "set", "lo", "up")
+    atexit.register(lambda: (sh("ip", "netns", "del", ns_a), sh("ip", "netns", "del", ns_b)))
+    check(made, "two network namespaces and a veth pair (ip netns add, ip link add; in a chroot / must be a mount)")
+    if not made:
+        print("serve pd netns: %d failure(s)" % len(failures), flush=True)
+        sys.exit(1)
+    ref, ref_port, _ = serve("ref")
+    in_a, in_b = ("ip", "netns", "exec", ns_a), ("ip", "netns", "exec", ns_b)
+    dec, _, dec_kv = serve("decode", "--role", "decode", "--instance-listen", ip_b + ":0", "--kv-transports", "tcp",
+                           "--kv-net-devices", vb, prefix=in_b)
+    pre, _, pre_kv = serve("prefill", "--role", "prefill", "--instance-listen", ip_a + ":0", "--kv-transports", "tcp",
+                           "--kv-net-devices", va, prefix=in_a)
+    check(dec_kv.startswith(ip_b) and pre_kv.startswith(ip_a), "the instances listen on their veth addresses")
+    front, fport = C.front("front", "--prefill", pre_kv, "--decode", dec_kv, prefix=in_a)
+
+    def through_front(prompt, n, stream):  # the front is reachable inside namespace A only
+        code = ("import json, sys; from pd_harness import complete; "
+                "print(json.dumps(complete(%d, sys.argv[1], %d, %s)))" % (fport, n, stream))
+        r = subprocess.run([*in_a, sys.executable, "-c", code, prompt], capture_output=True, text=True, timeout=180,
+                           env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__))))
+        return json.loads(r.stdout) if r.returncode == 0 else [None, r.stderr[-300:], None]
+
+    for i, p in enumerate(["Hi", " ".join("net%d" % k for k in range(600))]):
+        for stream in (False, True):
+            want = complete(ref_port, p, 12, stream)
+            got = through_front(p, 12, stream)
+            check(got[0] == 200 and got[1] == want[1],
+                  "across two namespaces over TCP: prompt %d (stream=%s) equals one engine's" % (i, stream))
+    text = open(os.path.join(a.work, "prefill.log")).read()
+    check("failed" not in text.lower(), "  the prefill instance logged no failed write")
+    for p in (front, pre, dec, ref):
+        p.send_signal(signal.SIGTERM)
+    for p in (front, pre, dec, ref):
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    print("serve pd netns: %d failure(s)" % len(failures), flush=True)
+    sys.exit(1 if failures else 0)
+
+
 if a.part == "etcd":
     etcd_part()
+if a.part == "netns":
+    netns_part()
 
 ref, ref_port, _ = serve("ref")
 dec, dec_port, dec_kv = serve("decode", "--role", "decode")
