@@ -12,7 +12,7 @@ pkgs=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   etcd-server etcd-client fio redis-server
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-numpy iproute2 procps curl
+  python3 python3-numpy iproute2 procps curl gnuplot-nox
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -14,6 +14,7 @@ void RegisterBench(CLI::App& app) {
   RegisterBenchStore(*bench);
   RegisterBenchOffload(*bench);
   RegisterBenchPd(*bench);
+  RegisterBenchTrace(*bench);
 }
 
 }  // namespace crescent::cli

@@ -50,6 +50,8 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--shutdown-grace", *grace, "Seconds in-flight requests get to finish on SIGINT/SIGTERM")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();
+  cmd->add_flag("!--no-enable-prefix-caching", o->enable_prefix_caching,
+               "Turn the engine's prefix cache off (with --kv-offload-dram-bytes 0 every prompt is computed)");
   cmd->add_option("--kv-offload-dram-bytes", *offload_dram,
                   "KV offload tier in DRAM (e.g. 8G; auto: 20% of available memory, at most 32G; 0: off)")
       ->capture_default_str();

@@ -46,5 +46,6 @@ void RegisterBenchServe(CLI::App& bench);
 void RegisterBenchStore(CLI::App& bench);
 void RegisterBenchOffload(CLI::App& bench);
 void RegisterBenchPd(CLI::App& bench);
+void RegisterBenchTrace(CLI::App& bench);
 
 }  // namespace crescent::cli

@@ -156,6 +156,7 @@ void Server::Load() {
     eo.max_num_seqs = options_.max_num_seqs;
     eo.kv_cache_bytes = options_.kv_cache_bytes;
     eo.max_waiting = options_.max_waiting;
+    eo.enable_prefix_caching = options_.enable_prefix_caching;
     if (options_.kv_lease_ms > 0) eo.kv_lease_ms = options_.kv_lease_ms;
     if (options_.kv_quarantine_ms > 0) eo.kv_quarantine_ms = options_.kv_quarantine_ms;
     // Without its store an instance still serves (it recomputes): a master

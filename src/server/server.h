@@ -45,6 +45,7 @@ struct ServeOptions {
   int64_t max_num_seqs = 64;
   int64_t kv_cache_bytes = 0;     // 0 = the engine's default share of memory
   int64_t max_waiting = 1024;
+  bool enable_prefix_caching = true;
   int io_threads = 2;
   HttpOptions http;               // limits and timeouts (handler is set by Server)
   // KV offload to the store (docs/store.md, "The engine on the store"): chunks
