@@ -13,6 +13,8 @@
 #include <boost/json.hpp>
 
 #include "base/logging.h"
+#include "base/file.h"
+#include "cli/cli_engine_probe.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
@@ -23,77 +25,13 @@ namespace crescent::cli {
 
 namespace {
 
-double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 struct BenchOpts {
   std::string model, dtype = "auto", batch = "1", prefix_hit = "0,0.9";
   int64_t prompt_len = 512, gen_len = 64, ttft_prompt_len = 4096;
   uint64_t seed = 1;
   bool json = false;
+  std::string profile_out;
 };
-
-class PromptMaker {
- public:
-  PromptMaker(uint64_t seed, int64_t vocab) : rng_(seed), vocab_(vocab) {}
-  std::vector<int32_t> Make(int64_t n) {
-    std::vector<int32_t> p(static_cast<size_t>(n));
-    for (auto& t : p) t = static_cast<int32_t>(rng_.Next() % static_cast<uint64_t>(vocab_));
-    return p;
-  }
-
- private:
-  engine::Rng rng_;
-  int64_t vocab_;
-};
-
-engine::EngineRequest Request(std::vector<int32_t> prompt, int64_t max_tokens) {
-  engine::EngineRequest r;
-  r.prompt = std::move(prompt);
-  r.params.max_tokens = max_tokens;
-  r.params.ignore_eos = true;
-  r.params.sampling.temperature = 0;
-  r.params.has_seed = true;
-  return r;
-}
-
-// Seconds to the first token of one request, and its cached prompt tokens.
-std::pair<double, int64_t> Ttft(engine::Engine& e, std::vector<int32_t> prompt) {
-  engine::OutputQueue q;
-  ValueOrThrow(e.Submit(Request(std::move(prompt), 1), q.Callback()));
-  engine::RequestOutput o = q.Next();
-  if (o.finish_reason == engine::FinishReason::kError) throw CommandError(o.error.message());
-  return {o.first_token_time_s, o.usage.cached_tokens};
-}
-
-// Aggregate decode tokens/s with `b` requests in flight: tokens emitted after the
-// last request got its first token, over the time until the last one finished.
-double DecodeRate(engine::Engine& e, PromptMaker& pm, int64_t b, const BenchOpts& o) {
-  std::mutex mu;
-  std::vector<double> stamps;
-  std::vector<double> first(static_cast<size_t>(b), 0);
-  int64_t done = 0;
-  std::condition_variable cv;
-  for (int64_t i = 0; i < b; ++i) {
-    ValueOrThrow(e.Submit(Request(pm.Make(o.prompt_len), o.gen_len + 1), [&, i](engine::RequestOutput out) {
-      std::lock_guard<std::mutex> lock(mu);
-      double t = Now();
-      if (first[i] == 0) first[i] = t;
-      for (size_t k = 0; k < out.tokens.size(); ++k) stamps.push_back(t);
-      if (out.finished) {
-        ++done;
-        cv.notify_all();
-      }
-    }));
-  }
-  std::unique_lock<std::mutex> lock(mu);
-  cv.wait(lock, [&] { return done == b; });
-  const double start = *std::max_element(first.begin(), first.end());
-  const double end = *std::max_element(stamps.begin(), stamps.end());
-  const int64_t n = std::count_if(stamps.begin(), stamps.end(), [&](double t) { return t > start; });
-  return end > start ? static_cast<double>(n) / (end - start) : 0.0;
-}
 
 }  // namespace
 
@@ -110,6 +48,9 @@ void RegisterBenchEngine(CLI::App& bench) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_option("--seed", o->seed, "Prompt seed");
   cmd->add_flag("--json", o->json, "Print one JSON object");
+  cmd->add_option("--profile-out", o->profile_out,
+                  "Also measure prefill(n, prefix) and decode step(batch, context) and write the fitted cost "
+                  "profile `crescent simulate --profile` reads");
   cmd->callback([o] {
     std::vector<int64_t> batches = ValueOrThrow(ParseIntList(o->batch, "--batch"));
     std::vector<double> hits;
@@ -136,42 +77,52 @@ void RegisterBenchEngine(CLI::App& bench) {
     const double peak = kernels::MeasureMatmulBf16Gflops();
 
     engine::EngineOptions eo;
-    eo.max_num_seqs = std::max<int64_t>(max_b, 1);
+    eo.max_num_seqs = std::max<int64_t>(max_b, o->profile_out.empty() ? 1 : 16);
     eo.max_num_batched_tokens = std::max<int64_t>({2048, o->prompt_len, o->ttft_prompt_len});
-    const int64_t tokens = max_b * (o->prompt_len + o->gen_len + 16) + 3 * (o->ttft_prompt_len + 16);
+    const int64_t tokens = max_b * (o->prompt_len + o->gen_len + 16) + 3 * (o->ttft_prompt_len + 16) +
+                           (o->profile_out.empty() ? 0 : 16 * (1024 + 64) + 3 * 2048);
     eo.kv_cache_bytes = (tokens / 16 + 8) * page_bytes;
     auto e = ValueOrThrow(engine::Engine::Create(std::move(runner), nullptr, eo));
     PromptMaker pm(o->seed, cfg.vocab_size);
 
     LOG_INFO("prefill {} tokens", o->prompt_len);
-    Ttft(*e, pm.Make(o->prompt_len));  // warm-up: oneDNN primitives for this shape
+    TimeToFirstToken(*e, pm.Make(o->prompt_len));  // warm-up: oneDNN primitives for this shape
     double prefill_s = 1e30;
-    for (int i = 0; i < 2; ++i) prefill_s = std::min(prefill_s, Ttft(*e, pm.Make(o->prompt_len)).first);
+    for (int i = 0; i < 2; ++i) prefill_s = std::min(prefill_s, TimeToFirstToken(*e, pm.Make(o->prompt_len)).first);
     std::vector<std::pair<int64_t, double>> decode;
     for (int64_t b : batches) {
       LOG_INFO("decode batch {}", b);
-      double rate = DecodeRate(*e, pm, b, *o);
+      double rate = DecodeRate(*e, pm, b, o->prompt_len, o->gen_len);
       if (b == batches.front()) {
         // The ratio's two sides drift with the host's memory speed (a shared
         // machine varies by tens of percent from second to second): run this
         // point twice, probe the bandwidth next to each run, keep the best of each.
         bw = std::max(bw, kernels::MeasureReadBandwidthGBs());
-        rate = std::max(rate, DecodeRate(*e, pm, b, *o));
+        rate = std::max(rate, DecodeRate(*e, pm, b, o->prompt_len, o->gen_len));
         bw = std::max(bw, kernels::MeasureReadBandwidthGBs());
       }
       decode.emplace_back(b, rate);
     }
     std::vector<std::tuple<double, double, int64_t>> ttft;  // hit, seconds, cached tokens
     if (o->ttft_prompt_len > 0) {
-      Ttft(*e, pm.Make(o->ttft_prompt_len));  // warm-up
+      TimeToFirstToken(*e, pm.Make(o->ttft_prompt_len));  // warm-up
       for (double h : hits) {
         LOG_INFO("time to first token, {} tokens, {:.0f}% cached", o->ttft_prompt_len, h * 100);
         std::vector<int32_t> prompt = pm.Make(o->ttft_prompt_len);
         const int64_t shared = static_cast<int64_t>(h * static_cast<double>(o->ttft_prompt_len));
-        if (shared > 0) Ttft(*e, std::vector<int32_t>(prompt.begin(), prompt.begin() + shared));
-        auto [s, cached] = Ttft(*e, prompt);
+        if (shared > 0) TimeToFirstToken(*e, std::vector<int32_t>(prompt.begin(), prompt.begin() + shared));
+        auto [s, cached] = TimeToFirstToken(*e, prompt);
         ttft.emplace_back(h, s, cached);
       }
+    }
+    if (!o->profile_out.empty()) {
+      LOG_INFO("measuring the cost profile");
+      boost::json::object prof = MeasureCostProfile(*e, pm, std::min<int64_t>(2048, eo.max_num_batched_tokens),
+                                                    std::min<int64_t>(16, eo.max_num_seqs),
+                                                    engine::EngineOptions{}.max_num_batched_tokens);
+      prof["_kv_bytes_per_token"] = static_cast<double>(page_bytes) / static_cast<double>(eo.page_tokens);
+      ThrowIfError(WriteFileAtomic(o->profile_out, boost::json::serialize(prof) + "\n"));
+      LOG_INFO("cost profile written to {}", o->profile_out);
     }
     const int64_t b0 = decode.front().first;
     const double steps_per_s = decode.front().second / static_cast<double>(b0);

@@ -18,6 +18,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include "cli/cli_pd_interference.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
@@ -35,6 +36,8 @@ struct Opts {
   int repeat = 2;
   uint64_t seed = 1;
   bool json = false;
+  bool skip_interference = false;
+  InterferenceOptions interference;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -133,6 +136,27 @@ void Run(const Opts& o) {
   const double transfer_s = link_gb_s > 0 ? bytes / 1e9 / link_gb_s : 0;
   const double hidden = transfer_s > 0 ? std::clamp(1.0 - exposed_s / transfer_s, 0.0, 1.0) : 0;
   front.reset();
+  // The interference part starts its own processes on these cores: this
+  // process's instances go first (services, then transfer engines, then the
+  // engines whose pools they registered).
+  svc_p.reset();
+  svc_d.reset();
+  tp.reset();
+  td.reset();
+  p.reset();
+  d.reset();
+  InterferenceResult inter;
+  if (!o.skip_interference) {
+    InterferenceOptions io = o.interference;
+    io.model = o.model;
+    io.transports = o.transports;
+    inter = MeasureInterference(io);
+  }
+  const InterferenceOptions& io = o.interference;
+  auto side_json = [](const InterferenceSide& s) {
+    return boost::json::object{{"itl_p50_s", s.itl_p50_s}, {"itl_p99_s", s.itl_p99_s}, {"tbt_p99_s", s.tbt_p99_s},
+                               {"long_prompt_ttft_mean_s", s.long_ttft_mean_s}};
+  };
 
   if (o.json) {
     boost::json::object j{{"prompt_tokens", o.prompt},       {"transports", o.transports},
@@ -141,6 +165,15 @@ void Run(const Opts& o) {
                           {"exposed_transfer_s", exposed_s}, {"transfer_alone_s", transfer_s},
                           {"hidden_fraction", hidden},       {"entry_bytes", entry},
                           {"link_gb_s", link_gb_s}};
+    if (!o.skip_interference) {
+      j["interference"] = boost::json::object{{"decoders", io.decoders},
+                                              {"long_prompt_tokens", io.long_prompt},
+                                              {"long_prompts", io.long_prompts},
+                                              {"all_in_one", side_json(inter.all_in_one)},
+                                              {"pd", side_json(inter.pd)},
+                                              {"itl_p99_pd_over_all_in_one",
+                                               inter.pd.itl_p99_s / inter.all_in_one.itl_p99_s}};
+    }
     fmt::print("{}\n", boost::json::serialize(j));
     return;
   }
@@ -150,6 +183,16 @@ void Run(const Opts& o) {
   fmt::print("  TTFT P/D         {:9.1f} ms ({:.3f}x; target <= 1.05x)\n", pd_s * 1e3, pd_s / all_s);
   fmt::print("  transfer         {:.1f} ms alone at {:.2f} GB/s; {:.1f} ms exposed after the first token ({:.0f}% hidden)\n",
              transfer_s * 1e3, link_gb_s, exposed_s * 1e3, hidden * 100);
+  if (o.skip_interference) return;
+  fmt::print("interference: {} requests decoding while {} prompts of {} tokens arrive, one every {:g} s\n",
+             io.decoders, io.long_prompts, io.long_prompt, io.long_gap_s);
+  auto line = [](const char* name, const InterferenceSide& s) {
+    fmt::print("  {:<40} ITL p50 {:7.1f} ms  p99 {:7.1f} ms  TBT p99 {:7.1f} ms  long-prompt TTFT {:7.2f} s\n", name,
+               s.itl_p50_s * 1e3, s.itl_p99_s * 1e3, s.tbt_p99_s * 1e3, s.long_ttft_mean_s);
+  };
+  line("all-in-one (cores 0-1, chunked prefill)", inter.all_in_one);
+  line("P/D (prefill core 0, decode core 1)", inter.pd);
+  fmt::print("  p99 ITL: P/D {:.2f}x all-in-one (P/D should stay flat)\n", inter.pd.itl_p99_s / inter.all_in_one.itl_p99_s);
 }
 
 }  // namespace
@@ -164,6 +207,22 @@ void RegisterBenchPd(CLI::App& bench) {
   cmd->add_option("--transports", o->transports, "UCX transports between the instances (self,sm | tcp)")
       ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object");
+  cmd->add_flag("--skip-interference", o->skip_interference, "Skip the interference part (processes on cores 0 and 1)");
+  cmd->add_option("--decoders", o->interference.decoders, "Interference: requests decoding")
+      ->check(CLI::Range(int64_t{1}, int64_t{256}))
+      ->capture_default_str();
+  cmd->add_option("--decode-tokens", o->interference.decode_tokens, "Interference: tokens each decoding request generates")
+      ->check(CLI::Range(int64_t{8}, int64_t{100000}))
+      ->capture_default_str();
+  cmd->add_option("--long-prompt", o->interference.long_prompt, "Interference: tokens of each arriving prompt")
+      ->check(CLI::Range(int64_t{16}, int64_t{131072}))
+      ->capture_default_str();
+  cmd->add_option("--long-prompts", o->interference.long_prompts, "Interference: arriving prompts")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000}))
+      ->capture_default_str();
+  cmd->add_option("--long-gap", o->interference.long_gap_s, "Interference: seconds between two arriving prompts")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->callback([o] { Run(*o); });
 }
 

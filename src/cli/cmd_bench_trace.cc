@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <optional>
 #include <filesystem>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "cli/cli_http_client.h"
 #include "cli/cli_trace_replay.h"
 #include "cli/cli_trace_report.h"
+#include "cli/cli_trace_simulate.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "sim/trace.h"
@@ -33,6 +35,7 @@ struct Opts {
   double ttft_slo = 0, tbt_slo = 0;
   bool json = false;
   std::vector<std::string> compare;
+  std::string simulate, sim_policy = "coupled-chunked";
 };
 
 Result<HttpReply> Get(const ReplayOptions& o, const std::string& path) {
@@ -154,6 +157,8 @@ void Run(const Opts& o) {
     }
   }
   const std::vector<PlannedRequest> plan = PlanArrivals(trace, ro);
+  std::optional<sim::CostProfile> profile;
+  if (!o.simulate.empty()) profile = ValueOrThrow(sim::LoadCostProfile(o.simulate));
   Result<HttpReply> before = Get(ro, "/metrics");
   std::atomic<bool> stop{false};
   bool interrupted = false;
@@ -194,6 +199,20 @@ void Run(const Opts& o) {
     report["metrics_before"] = ParseMetrics(before->body);
     report["metrics_after"] = ParseMetrics(after->body);
   }
+  std::string sim_text;
+  if (profile) {
+    // The server's KV pool in tokens, from its /metrics (pages of 16 tokens).
+    int64_t kv_tokens = 0;
+    if (have_metrics) {
+      const json::object m = ParseMetrics(before->body);
+      if (const json::value* v = m.if_contains("crescent_kv_pages_total"); v && v->is_number()) {
+        kv_tokens = static_cast<int64_t>(v->to_number<double>()) * 16;
+      }
+    }
+    SimulatedRun sr = ValueOrThrow(SimulateLikeReplay(plan, recs, *profile, ro, kv_tokens, o.sim_policy));
+    report["simulator"] = sr.json;
+    sim_text = sr.text;
+  }
   if (!o.out.empty()) {
     std::filesystem::create_directories(o.out);
     std::string lines;
@@ -208,9 +227,11 @@ void Run(const Opts& o) {
     if (!plots.ok()) throw CommandError("bench trace: the report is in " + o.out + " but no plots: " + plots.status().message());
   }
   if (o.json) {
-    fmt::print("{}\n", json::serialize(report["summary"]));
+    json::object j = report["summary"].as_object();
+    if (profile) j["simulator"] = report["simulator"];
+    fmt::print("{}\n", json::serialize(j));
   } else {
-    fmt::print("{}", FormatSummary(s, title));
+    fmt::print("{}{}", FormatSummary(s, title), sim_text);
     if (!o.out.empty()) fmt::print("  report, requests and plots in {}\n", o.out);
   }
   int shown = 0;
@@ -262,6 +283,11 @@ void RegisterBenchTrace(CLI::App& bench) {
   cmd->add_flag("--chat", o->replay.chat, "Send text prompts to /v1/chat/completions");
   cmd->add_option("--out", o->out, "Folder for report.json, requests.jsonl, /metrics before and after, and plots");
   cmd->add_flag("--json", o->json, "Print the summary as one JSON object");
+  cmd->add_option("--simulate", o->simulate,
+                  "A cost profile (bench engine --profile-out): also simulate this run and compare the TTFTs");
+  cmd->add_option("--sim-policy", o->sim_policy, "The simulator's policy for --simulate")
+      ->check(CLI::IsMember({"coupled", "coupled-prefix", "coupled-chunked"}))
+      ->capture_default_str();
   cmd->add_option("--compare", o->compare, "Earlier --out folders: side by side, and their CDFs on one chart")
       ->expected(1, -1);
   cmd->callback([o] { Run(*o); });

@@ -12,6 +12,13 @@
 //
 // Every field can be overridden by a profile JSON file with the same keys (a
 // profile measured on real crescent instances can replace the defaults).
+//
+// A measured profile (`crescent bench engine --profile-out`) replaces the two
+// formulas by least-squares fits of an instance's own timings:
+//   prefill(n, p)     = prefill_fixed_s + prefill_token_s*(n-p) + prefill_pair_s*(n^2-p^2)
+//   decode step(B, C) = decode_fixed_s + decode_seq_s*B + decode_context_s*C
+// (used when one of a formula's three is > 0), and kv_capacity_tokens,
+// when > 0, is an instance's KV pool in tokens (instead of HBM minus weights).
 // Values; thread-safe.
 #pragma once
 
@@ -53,6 +60,10 @@ struct CostProfile {
   // HBM beside the running requests' KV. -1: half of hbm_kv_tokens(); 0: none
   // (coupled-chunked then runs chunked prefill without prefix caching).
   double coupled_cache_tokens = -1;
+  // Measured (see above); 0: the formulas.
+  double prefill_fixed_s = 0, prefill_token_s = 0, prefill_pair_s = 0;
+  double decode_fixed_s = 0, decode_seq_s = 0, decode_context_s = 0;
+  double kv_capacity_tokens = 0;
 
   double kv_bytes_per_token() const { return 2 * layers * hidden / gqa * dtype_bytes; }
   double weight_bytes() const { return params * dtype_bytes; }
@@ -67,11 +78,16 @@ struct CostProfile {
   // Compute plus loading the reused prefix from DRAM (disaggregated prefill).
   double PrefillSeconds(int64_t n, int64_t p) const;
   double DecodeStepSeconds(int64_t batch, int64_t context_tokens) const;
+  // One coupled step that computes prefill chunks taking `prefill_s` beside a
+  // decode batch: the sum of the two, less the fixed cost of a step when both
+  // are measured (one forward pass pays it once).
+  double MixedStepSeconds(double prefill_s, int64_t batch, int64_t context_tokens) const;
   double TransferSeconds(int64_t tokens) const;
 };
 
 // Defaults overridden by the numeric fields of a JSON object; unknown keys are
-// an error (a typo must not silently fall back to a default).
+// an error (a typo must not silently fall back to a default), except those
+// starting with '_' (notes, the samples a measured profile was fitted to).
 Result<CostProfile> ParseCostProfile(std::string_view json_text, std::string_view name);
 Result<CostProfile> LoadCostProfile(const std::string& path);
 

@@ -52,3 +52,27 @@ TEST(CostModelTest, FittedEstimatorsMatchTheCostModel) {
 
 }  // namespace
 }  // namespace crescent::sim
+
+namespace crescent::sim {
+namespace {
+
+TEST(CostModelTest, AMeasuredProfileReplacesTheFormulas) {
+  Result<CostProfile> p = ParseCostProfile(
+      R"({"prefill_fixed_s": 0.01, "prefill_token_s": 1e-4, "prefill_pair_s": 1e-8,
+          "decode_fixed_s": 0.005, "decode_seq_s": 0.001, "decode_context_s": 1e-7,
+          "kv_capacity_tokens": 5000, "chunk_tokens": 1024, "_measured": {"prefill": [1, 2]}})",
+      "measured.json");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_NEAR(p->PrefillComputeSeconds(1000, 0), 0.01 + 0.1 + 0.01, 1e-12);
+  EXPECT_NEAR(p->PrefillComputeSeconds(1000, 500), 0.01 + 0.05 + 1e-8 * 750000, 1e-12);
+  EXPECT_NEAR(p->DecodeStepSeconds(4, 1000), 0.005 + 0.004 + 1e-4, 1e-12);
+  EXPECT_EQ(p->hbm_kv_tokens(), 5000);
+  // Only the intercept measured (a flat step): still the measured form.
+  Result<CostProfile> flat = ParseCostProfile(R"({"decode_fixed_s": 0.002})", "flat.json");
+  ASSERT_TRUE(flat.ok());
+  EXPECT_DOUBLE_EQ(flat->DecodeStepSeconds(64, 100000), 0.002);
+  EXPECT_FALSE(ParseCostProfile(R"({"decode_seq_s": -1})", "neg.json").ok());
+}
+
+}  // namespace
+}  // namespace crescent::sim

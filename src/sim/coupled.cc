@@ -4,8 +4,10 @@
 //   coupled          prefill steps run alone and stall the node's decodes
 //                    (prefill first, as vLLM's default scheduler); no prefix cache
 //   coupled-prefix   the same, with an HBM-sized prefix cache per node
-//   coupled-chunked  each step = all decodes + one prefill chunk within a token
-//                    budget (chunk_tokens), with the prefix cache
+//   coupled-chunked  each step = all decodes + prefill chunks within a token
+//                    budget (chunk_tokens), as many waiting prompts as fit
+//                    (as vLLM's and crescent's schedulers pack them), with
+//                    the prefix cache; a step pays its fixed cost once
 //
 // Requests are routed by the same Conductor code (num_decode() == 0): least
 // loaded without a cache, local-cache-aware with one (a prefix-aware router, the
@@ -29,12 +31,17 @@ struct Node {
   BlockLru cache;
   std::deque<int> waiting;
   std::vector<conductor::PrefillWork> waiting_work;  // parallel to waiting, for the view
-  int cur = -1;            // request in prefill
-  int64_t cur_done = 0;    // its tokens computed or reused so far
+  struct Prefilling {
+    int req = -1;
+    int64_t done = 0;   // tokens computed or reused so far
+    int64_t chunk = 0;  // in the step in flight
+  };
+  std::vector<Prefilling> cur;  // requests in prefill, oldest first
+  mutable std::vector<conductor::PrefillWork> view;  // GetPrefillLoad's queue: cur[1:] then waiting
   std::vector<Running> running;
   int64_t reserved = 0, ctx_sum = 0;
   bool stepping = false;
-  int64_t step_chunk = 0;  // prefill tokens in the step in flight
+  int64_t step_chunk = 0;  // prefill tokens in the step in flight (all requests)
   bool step_decodes = false;
 };
 
@@ -77,12 +84,19 @@ class CoupledSim final : public conductor::ClusterView {
   conductor::PrefillLoad GetPrefillLoad(int i) const override {
     const Node& x = nodes_[i];
     conductor::PrefillLoad l;
-    if (x.cur >= 0) {  // what is left of it, as if started now
+    if (x.cur.size() <= 1) {
+      l.queued = x.waiting_work;
+    } else {
+      x.view.clear();
+      for (size_t k = 1; k < x.cur.size(); ++k) x.view.push_back({trace_.requests[x.cur[k].req].input_tokens, x.cur[k].done});
+      x.view.insert(x.view.end(), x.waiting_work.begin(), x.waiting_work.end());
+      l.queued = x.view;
+    }
+    if (!x.cur.empty()) {  // what is left of the oldest, as if started now
       l.running = true;
-      l.running_work = {trace_.requests[x.cur].input_tokens, x.cur_done};
+      l.running_work = {trace_.requests[x.cur[0].req].input_tokens, x.cur[0].done};
       l.running_started_s = now_;
     }
-    l.queued = x.waiting_work;
     return l;
   }
   conductor::DecodeLoad GetDecodeLoad(int) const override { return {}; }
@@ -112,45 +126,65 @@ class CoupledSim final : public conductor::ClusterView {
     if (!nodes_[ni].stepping) Schedule(ni);
   }
 
+  // Moves the first waiting request into prefill; false if none or no KV room.
+  bool Admit(Node& x) {
+    if (x.waiting.empty()) return false;
+    const int i = x.waiting.front();
+    const TraceRequest& r = trace_.requests[i];
+    if (x.reserved + Need(r) > kv_cap_ && !(x.running.empty() && x.cur.empty())) return false;
+    x.waiting.pop_front();
+    x.waiting_work.erase(x.waiting_work.begin());
+    x.reserved += Need(r);
+    result_.max_kv_tokens = std::max(result_.max_kv_tokens, x.reserved);
+    const std::span<const BlockKey> keys = trace_.Keys(r);
+    const int64_t blocks = x.cache.MatchPrefix(keys);
+    const int64_t reused = conductor::PrefixTokens(blocks, block_tokens_, r.input_tokens);
+    x.cache.InsertChain(keys.first(blocks));
+    result_.requests[i].reused_tokens = reused;
+    x.cur.push_back({i, std::min(reused, r.input_tokens - 1), 0});
+    return true;
+  }
+
   // Starts the node's next step, or leaves it idle.
   void Schedule(int ni) {
     Node& x = nodes_[ni];
-    if (x.cur < 0 && !x.waiting.empty()) {
-      const int i = x.waiting.front();
-      const TraceRequest& r = trace_.requests[i];
-      if (x.reserved + Need(r) <= kv_cap_ || (x.running.empty())) {
-        x.waiting.pop_front();
-        x.waiting_work.erase(x.waiting_work.begin());
-        x.cur = i;
-        x.reserved += Need(r);
-        result_.max_kv_tokens = std::max(result_.max_kv_tokens, x.reserved);
-        const std::span<const BlockKey> keys = trace_.Keys(r);
-        const int64_t blocks = x.cache.MatchPrefix(keys);
-        const int64_t reused = conductor::PrefixTokens(blocks, block_tokens_, r.input_tokens);
-        x.cache.InsertChain(keys.first(blocks));
-        result_.requests[i].reused_tokens = reused;
-        x.cur_done = std::min(reused, r.input_tokens - 1);
-      }
-    }
     x.step_chunk = 0;
     x.step_decodes = !x.running.empty();
-    double dur = 0;
-    if (x.cur >= 0) {
-      const int64_t n = trace_.requests[x.cur].input_tokens;
-      if (kind_ == CoupledKind::kChunked) {
-        const int64_t budget = static_cast<int64_t>(cost_.chunk_tokens) - static_cast<int64_t>(x.running.size());
-        x.step_chunk = std::clamp<int64_t>(budget, 0, n - x.cur_done);
-      } else {
-        x.step_chunk = n - x.cur_done;
-        x.step_decodes = false;  // the prefill runs alone; decodes stall
+    const int64_t batch = static_cast<int64_t>(x.running.size());
+    double prefill_s = 0;
+    int chunks = 0;
+    if (kind_ == CoupledKind::kChunked) {
+      // Continue the prompts in progress, then admit waiting ones, while the budget lasts.
+      int64_t budget = static_cast<int64_t>(cost_.chunk_tokens) - batch;
+      for (size_t k = 0;; ++k) {
+        if (k == x.cur.size() && (budget <= 0 || !Admit(x))) break;
+        Node::Prefilling& c = x.cur[k];
+        c.chunk = std::clamp<int64_t>(budget, 0, trace_.requests[c.req].input_tokens - c.done);
+        budget -= c.chunk;
+        if (c.chunk == 0) continue;
+        x.step_chunk += c.chunk;
+        prefill_s += cost_.PrefillComputeSeconds(c.done + c.chunk, c.done);
+        ++chunks;
+      }
+    } else {
+      if (x.cur.empty()) Admit(x);
+      if (!x.cur.empty()) {  // the whole prompt alone; decodes stall
+        Node::Prefilling& c = x.cur.front();
+        c.chunk = trace_.requests[c.req].input_tokens - c.done;
+        x.step_chunk = c.chunk;
+        prefill_s = cost_.PrefillComputeSeconds(c.done + c.chunk, c.done);
+        chunks = 1;
+        x.step_decodes = false;
       }
     }
+    result_.prefill_compute_s += prefill_s;
+    double dur = 0;
     if (x.step_chunk > 0) {
-      const double c = cost_.PrefillComputeSeconds(x.cur_done + x.step_chunk, x.cur_done);
-      dur += c;
-      result_.prefill_compute_s += c;
+      dur = prefill_s - (chunks - 1) * cost_.prefill_fixed_s;  // one forward pass: its fixed cost once
+      if (x.step_decodes) dur = cost_.MixedStepSeconds(dur, batch, x.ctx_sum);
+    } else if (x.step_decodes) {
+      dur = cost_.DecodeStepSeconds(batch, x.ctx_sum);
     }
-    if (x.step_decodes) dur += cost_.DecodeStepSeconds(static_cast<int64_t>(x.running.size()), x.ctx_sum);
     x.stepping = x.step_chunk > 0 || x.step_decodes;
     if (x.stepping) events_.Push(now_ + dur, 0, ni);
   }
@@ -178,16 +212,22 @@ class CoupledSim final : public conductor::ClusterView {
       }
       x.running.resize(kept);
     }
-    if (x.step_chunk > 0) {
-      const int i = x.cur;
+    size_t kept_cur = 0;
+    for (size_t k = 0; k < x.cur.size(); ++k) {
+      Node::Prefilling c = x.cur[k];
+      const int i = c.req;
       const TraceRequest& r = trace_.requests[i];
-      x.cur_done += x.step_chunk;
-      if (x.cur_done >= r.input_tokens) {
+      c.done += c.chunk;
+      c.chunk = 0;
+      if (c.done < r.input_tokens) {
+        x.cur[kept_cur++] = c;
+        continue;
+      }
+      {
         RequestOutcome& out = result_.requests[i];
         out.ttft_s = now_ - out.arrival_s;
         x.cache.InsertChain(trace_.Keys(r));
         result_.max_cache_blocks = std::max(result_.max_cache_blocks, x.cache.size());
-        x.cur = -1;
         if (r.output_tokens > 1) {
           x.running.push_back({i, r.input_tokens + 1, r.output_tokens - 1, now_});
           x.ctx_sum += r.input_tokens + 1;
@@ -198,6 +238,7 @@ class CoupledSim final : public conductor::ClusterView {
         }
       }
     }
+    x.cur.resize(kept_cur);
     Schedule(ni);
   }
 

@@ -62,7 +62,7 @@ def run_against(name, *serve_args):
     out = os.path.join(a.work, "run-" + name)
     # One request at a time: each one's prefix is in the cache before the next is sent.
     r = bench("--url", "http://127.0.0.1:%d" % port, "--trace", trace, *SCALE, "--max-concurrency", "1", "--out", out,
-              "--json")
+              "--json", *(SIM if name == "caching" else []))
     srv.send_signal(signal.SIGTERM)
     srv.wait(30)
     check(r.returncode == 0, "%s: bench trace exits 0 (%s)" % (name, r.stderr.strip()[-300:]))
@@ -70,6 +70,15 @@ def run_against(name, *serve_args):
     recs = [json.loads(line) for line in open(os.path.join(out, "requests.jsonl"))] if r.returncode == 0 else []
     return out, summary, recs
 
+
+# The measured cost profile of this model, for the simulator's prediction of the first run.
+profile = os.path.join(a.work, "profile.json")
+r = subprocess.run([a.crescent, "bench", "engine", "--model", C.DUMMY, "--ttft-prompt-len", "0", "--gen-len", "16",
+                    "--profile-out", profile], capture_output=True, text=True, timeout=300)
+prof = json.load(open(profile)) if r.returncode == 0 else {}
+check(r.returncode == 0 and prof.get("prefill_token_s", 0) > 0 and len(prof.get("_measured", {}).get("decode", [])) >= 4,
+      "bench engine --profile-out writes a fitted profile (%s)" % r.stderr.strip()[-200:])
+SIM = ["--simulate", profile] if r.returncode == 0 else []
 
 out_on, s_on, recs_on = run_against("caching")
 n = s_on.get("requests", {})
@@ -89,6 +98,11 @@ check(all(by_index.get(i, {}).get("cached_tokens", -1) == 0 for i in want_miss),
 check(s_on.get("prefix_hit_rate", 0) > 0, "  the report's hit rate: %.3f" % (s_on.get("prefix_hit_rate") or 0))
 check(s_on.get("ttft_s", {}).get("n") == 50 and s_on["ttft_s"]["p99"] > 0, "  TTFT measured for every request")
 check(s_on.get("tbt_s", {}).get("n", 0) > 0 and s_on.get("itl_s", {}).get("n", 0) > 0, "  TBT and ITL measured")
+sim = s_on.get("simulator", {})
+check(sim.get("simulated_ttft_s", {}).get("n") == 50 and sim["simulated_ttft_s"]["mean"] > 0 and
+      sim.get("kv_capacity_tokens", 0) > 0,
+      "--simulate: the simulator's TTFT for the same requests beside the measured (mean error %+.0f%%, p90 %+.0f%%)" %
+      (100 * sim.get("mean_error", 0), 100 * sim.get("p90_error", 0)))
 report = json.load(open(os.path.join(out_on, "report.json")))
 check("metrics_before" in report and "crescent_generation_tokens_total" in report["metrics_after"],
       "report.json holds the server's /metrics before and after")

@@ -1,0 +1,194 @@
+#include "cli/cli_pd_interference.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "base/file.h"
+#include "base/logging.h"
+#include "base/subprocess.h"
+#include "cli/cli_trace_replay.h"
+#include "cli/cli_trace_report.h"
+#include "cli/commands.h"
+
+namespace crescent::cli {
+namespace {
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw CommandError("bench pd: no free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string SelfExe() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) throw CommandError("bench pd: cannot find this program (/proc/self/exe)");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+// A `crescent` child pinned to `cpus`, its output in `log`; stopped (SIGTERM,
+// then SIGKILL) when this goes.
+class Child {
+ public:
+  Child(const std::string& cpus, std::vector<std::string> args, std::string log) : log_(std::move(log)) {
+    std::vector<std::string> argv{"taskset", "-c", cpus, SelfExe()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw CommandError("bench pd: cannot write " + log_);
+    Result<pid_t> pid = SpawnProcess(argv, {"OMP_WAIT_POLICY=PASSIVE"}, kDevNullFd, fd, fd);
+    ::close(fd);
+    pid_ = ValueOrThrow(std::move(pid));
+  }
+  ~Child() {
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  // Until GET /health on `port` answers 200; throws with the log's tail if
+  // the child exits or takes over `seconds`.
+  void WaitHealthy(int port, double seconds) {
+    const HttpUrl url{"127.0.0.1", static_cast<uint16_t>(port), ""};
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < end) {
+      HttpCall c;
+      Result<HttpReply> r = c.Run(url, "GET", "/health", "", "", 2);
+      if (r.ok() && r->status == 200) return;
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    Result<std::string> text = ReadFileToString(log_);
+    std::string tail = text.ok() ? text->substr(text->size() > 600 ? text->size() - 600 : 0) : "";
+    throw CommandError("bench pd: a process did not start (" + log_ + "): " + tail);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_;
+};
+
+std::vector<std::string> ServeArgs(const InterferenceOptions& o, int port) {
+  return {"serve", "--model", o.model, "--host", "127.0.0.1", "--port", std::to_string(port),
+          "--kv-offload-dram-bytes", "0", "--kv-cache-bytes", std::to_string(int64_t{768} << 20)};
+}
+
+// The requests: decoders first (staggered), then the long prompts.
+std::vector<PlannedRequest> Plan(const InterferenceOptions& o) {
+  std::vector<PlannedRequest> plan;
+  for (int64_t i = 0; i < o.decoders; ++i) {
+    plan.push_back({0.05 * static_cast<double>(i), o.decode_prompt, o.decode_tokens, {}});
+  }
+  for (int64_t i = 0; i < o.long_prompts; ++i) {
+    plan.push_back({2.0 + o.long_gap_s * static_cast<double>(i), o.long_prompt, 2, {}});
+  }
+  return plan;
+}
+
+InterferenceSide Drive(const InterferenceOptions& o, int port) {
+  ReplayOptions ro;
+  ro.url = {"127.0.0.1", static_cast<uint16_t>(port), ""};
+  ro.model = o.model;
+  ro.timeout_s = 300;
+  const std::vector<PlannedRequest> plan = Plan(o);
+  std::atomic<bool> stop{false};
+  bool interrupted = false;
+  double elapsed = 0;
+  std::vector<RequestRecord> recs = Replay(plan, ro, stop, &interrupted, &elapsed);
+  for (const RequestRecord& r : recs) {
+    if (r.outcome != Outcome::kOk) throw CommandError("bench pd: a request failed: " + r.error);
+  }
+  // The window: from the first long prompt's arrival to the last one's end.
+  double from = 1e30, to = 0, ttft = 0;
+  for (size_t i = static_cast<size_t>(o.decoders); i < recs.size(); ++i) {
+    from = std::min(from, recs[i].sent_s);
+    to = std::max(to, recs[i].sent_s + recs[i].latency_s);
+    ttft += recs[i].ttft_s / static_cast<double>(o.long_prompts);
+  }
+  std::vector<double> gaps;
+  std::vector<double> tbts;
+  for (size_t i = 0; i < static_cast<size_t>(o.decoders) && i < recs.size(); ++i) {
+    const RequestRecord& r = recs[i];
+    double t = r.sent_s + r.ttft_s;
+    std::vector<double> mine;
+    for (double g : r.itl_s) {
+      t += g;
+      if (t >= from && t <= to) mine.push_back(g);
+    }
+    if (!mine.empty()) tbts.push_back(MooncakeTbt(mine));
+    gaps.insert(gaps.end(), mine.begin(), mine.end());
+  }
+  if (gaps.empty()) throw CommandError("bench pd: the decoding requests ended before the long prompts came (raise --decode-tokens)");
+  const Dist d = Distribution(gaps);
+  InterferenceSide s;
+  s.itl_p50_s = d.p50;
+  s.itl_p99_s = d.p99;
+  s.tbt_p99_s = Distribution(tbts).p99;
+  s.long_ttft_mean_s = ttft;
+  return s;
+}
+
+}  // namespace
+
+InterferenceResult MeasureInterference(const InterferenceOptions& o) {
+  InterferenceResult out;
+  const std::string dir = fmt::format("/tmp/crescent-bench-pd-{}", ::getpid());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw CommandError("bench pd: cannot make " + dir + ": " + ec.message());
+  {
+    LOG_INFO("interference: all-in-one on cores 0-1");
+    const int port = FreePort();
+    Child all("0,1", ServeArgs(o, port), dir + "/all-in-one.log");
+    all.WaitHealthy(port, 300);
+    out.all_in_one = Drive(o, port);
+  }
+  {
+    LOG_INFO("interference: prefill on core 0, decode on core 1");
+    const int dport = FreePort(), pport = FreePort(), fport = FreePort();
+    const std::string dkv = fmt::format("127.0.0.1:{}", FreePort()), pkv = fmt::format("127.0.0.1:{}", FreePort());
+    std::vector<std::string> da = ServeArgs(o, dport), pa = ServeArgs(o, pport);
+    da.insert(da.end(), {"--role", "decode", "--instance-listen", dkv, "--kv-transports", o.transports});
+    pa.insert(pa.end(), {"--role", "prefill", "--instance-listen", pkv, "--kv-transports", o.transports});
+    Child d("1", da, dir + "/decode.log");
+    Child p("0", pa, dir + "/prefill.log");
+    d.WaitHealthy(dport, 300);
+    p.WaitHealthy(pport, 300);
+    Child f("0,1", {"conductor", "--model", o.model, "--host", "127.0.0.1", "--port", std::to_string(fport), "--prefill",
+                    pkv, "--decode", dkv},
+            dir + "/front.log");
+    f.WaitHealthy(fport, 120);
+    out.pd = Drive(o, fport);
+  }
+  return out;
+}
+
+}  // namespace crescent::cli
