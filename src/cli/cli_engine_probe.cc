@@ -87,6 +87,7 @@ double DecodeRate(engine::Engine& e, PromptMaker& pm, int64_t b, int64_t prompt_
   }
   std::unique_lock<std::mutex> lock(mu);
   cv.wait(lock, [&] { return done == b; });
+  if (stamps.empty()) return 0.0;
   const double start = *std::max_element(first.begin(), first.end());
   const double end = *std::max_element(stamps.begin(), stamps.end());
   const int64_t n = std::count_if(stamps.begin(), stamps.end(), [&](double t) { return t > start; });

@@ -79,8 +79,10 @@ Status SendAll(int fd, std::string_view data, int timeout_ms) {
   return Status::Ok();
 }
 
-// A socket connected to host:port within timeout_ms.
-Result<int> Connect(const HttpUrl& url, int timeout_ms) {
+// A socket connected to host:port within timeout_ms; `publish(fd)` is called
+// on each socket before it connects (false: aborted) so that Abort can end
+// the connect too, and `publish(-1)` when one is given up.
+Result<int> Connect(const HttpUrl& url, int timeout_ms, const std::function<bool(int)>& publish) {
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
@@ -92,6 +94,12 @@ Result<int> Connect(const HttpUrl& url, int timeout_ms) {
   for (addrinfo* a = found; a; a = a->ai_next) {
     const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
     if (fd < 0) continue;
+    if (!publish(fd)) {
+      publish(-1);
+      ::close(fd);
+      ::freeaddrinfo(found);
+      return Cancelled("aborted");
+    }
     int r = ::connect(fd, a->ai_addr, a->ai_addrlen);
     if (r != 0 && errno == EINPROGRESS) {
       pollfd p{fd, POLLOUT, 0};
@@ -112,6 +120,7 @@ Result<int> Connect(const HttpUrl& url, int timeout_ms) {
       return fd;
     }
     last = std::strerror(errno);
+    publish(-1);
     ::close(fd);
   }
   ::freeaddrinfo(found);
@@ -168,16 +177,19 @@ void HttpCall::Abort() {
 Result<HttpReply> HttpCall::Run(const HttpUrl& url, std::string_view method, const std::string& path,
                                 const std::string& body, const std::string& api_key, double timeout_s,
                                 const std::function<void(std::string_view)>& on_event) {
-  const int timeout_ms = static_cast<int>(std::max(1.0, timeout_s * 1000));
-  ASSIGN_OR_RETURN(int fd, Connect(url, timeout_ms));
-  {
+  const int timeout_ms = static_cast<int>(std::clamp(timeout_s * 1000, 1.0, 2e9));
+  auto publish = [&](int fd) {
     std::lock_guard<std::mutex> l(mu_);
-    if (aborted_) {
-      ::close(fd);
-      return Cancelled("aborted");
-    }
     fd_ = fd;
+    return !aborted_;
+  };
+  Result<int> connected = Connect(url, timeout_ms, publish);
+  if (!connected.ok()) {
+    std::lock_guard<std::mutex> l(mu_);
+    fd_ = -1;
+    return aborted_ ? Cancelled("aborted") : connected.status();
   }
+  const int fd = *connected;
   auto close_fd = [&] {
     std::lock_guard<std::mutex> l(mu_);
     ::close(fd_);

@@ -62,6 +62,7 @@ class Child {
     pid_ = ValueOrThrow(std::move(pid));
   }
   ~Child() {
+    if (pid_ <= 0) return;  // exited (and reaped) already
     ::kill(pid_, SIGTERM);
     for (int i = 0; i < 200; ++i) {
       if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;

@@ -166,6 +166,7 @@ void RunOne(HttpCall& call, const std::string& body, const ReplayOptions& o, Clo
         rec.output_tokens = c->as_int64();
         usage_seen = true;
       }
+      if (const json::value* c = uo.if_contains("prompt_tokens"); c && c->is_int64()) rec.server_prompt_tokens = c->as_int64();
       if (const json::value* d = uo.if_contains("prompt_tokens_details"); d && d->is_object()) {
         if (const json::value* c = d->as_object().if_contains("cached_tokens"); c && c->is_int64()) {
           rec.cached_tokens = c->as_int64();

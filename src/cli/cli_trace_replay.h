@@ -83,6 +83,7 @@ struct RequestRecord {
   int64_t prompt_tokens = 0, max_tokens = 0;
   int64_t output_tokens = 0;   // usage.completion_tokens (else token events seen)
   int64_t cached_tokens = -1;  // usage.prompt_tokens_details.cached_tokens; -1: not reported
+  int64_t server_prompt_tokens = -1;  // usage.prompt_tokens (the prompt as the server counts it)
   int http_status = 0;         // 0: no answer
   Outcome outcome = Outcome::kFailed;
   std::string error;
@@ -93,8 +94,10 @@ struct ReplayProgress {
   double elapsed_s = 0;
 };
 
-// Runs the plan; the records are in plan order (those never sent because of
-// `stop` are absent). `interrupted` is set when `stop` ended the run.
+// Runs the plan; the records are in plan order, one for each request that
+// came due (those `stop` caught before they were sent are recorded as
+// cancelled; those not due yet are absent). `interrupted` is set when `stop`
+// ended the run.
 std::vector<RequestRecord> Replay(const std::vector<PlannedRequest>& plan, const ReplayOptions& o,
                                   const std::atomic<bool>& stop, bool* interrupted, double* elapsed_s,
                                   const std::function<void(const ReplayProgress&)>& on_progress = {});

@@ -82,7 +82,8 @@ Status RunGnuplot(const std::string& dir, const std::string& script_name, const 
   return Status::Ok();
 }
 
-constexpr const char* kTerminal = "set terminal pngcairo size 960,600 font 'sans,11'\nset grid\nset key bottom right\n";
+constexpr const char* kTerminal =
+    "set terminal pngcairo noenhanced size 960,600 font 'sans,11'\nset grid\nset key bottom right\n";
 
 }  // namespace
 
@@ -128,9 +129,10 @@ TraceSummary Summarize(const std::vector<RequestRecord>& recs, double elapsed_s,
     e2e.push_back(r.latency_s);
     out_tokens += r.output_tokens;
     s.prompt_tokens += r.prompt_tokens;
-    if (r.cached_tokens >= 0) {
+    if (r.cached_tokens >= 0) {  // the hit rate: over the prompts as the server counted them
       s.cached_reported = true;
       s.cached_tokens += r.cached_tokens;
+      s.hit_denominator += r.server_prompt_tokens >= 0 ? r.server_prompt_tokens : r.prompt_tokens;
     }
     const bool ttft_ok = ttft_slo_s <= 0 || (r.ttft_s >= 0 && r.ttft_s <= ttft_slo_s);
     const bool tbt_ok = tbt_slo_s <= 0 || MooncakeTbt(r.itl_s) <= tbt_slo_s;
@@ -146,7 +148,7 @@ TraceSummary Summarize(const std::vector<RequestRecord>& recs, double elapsed_s,
     s.goodput = static_cast<double>(within) / elapsed_s;
   }
   s.slo_fraction = s.total > 0 ? static_cast<double>(within) / static_cast<double>(s.total) : 0;
-  s.hit_rate = s.prompt_tokens > 0 ? static_cast<double>(s.cached_tokens) / static_cast<double>(s.prompt_tokens) : 0;
+  s.hit_rate = s.hit_denominator > 0 ? static_cast<double>(s.cached_tokens) / static_cast<double>(s.hit_denominator) : 0;
   return s;
 }
 
@@ -166,7 +168,7 @@ std::string FormatSummary(const TraceSummary& s, const std::string& title) {
                      s.tbt_slo_s > 0 ? fmt::format("{:g}", s.tbt_slo_s) : "-", s.slo_fraction * 100, s.goodput);
   }
   o += s.cached_reported ? fmt::format("  prefix     {:.1f}% of prompt tokens cached ({} of {})\n", s.hit_rate * 100,
-                                       s.cached_tokens, s.prompt_tokens)
+                                       s.cached_tokens, s.hit_denominator)
                          : "  prefix     the server reports no cached_tokens\n";
   return o;
 }
@@ -208,6 +210,7 @@ json::object RecordJson(const RequestRecord& r) {
                  {"max_tokens", r.max_tokens},
                  {"output_tokens", r.output_tokens},
                  {"cached_tokens", r.cached_tokens},
+                 {"server_prompt_tokens", r.server_prompt_tokens},
                  {"itl_s", std::move(gaps)}};
   if (!r.error.empty()) o["error"] = r.error;
   return o;
@@ -243,6 +246,9 @@ Result<std::vector<RequestRecord>> ParseRecords(const std::string& jsonl, const 
     }
     num("scheduled_s", r.scheduled_s);
     num("cached_tokens", cached);
+    double server_prompt = -1;
+    num("server_prompt_tokens", server_prompt);
+    r.server_prompt_tokens = static_cast<int64_t>(server_prompt);
     r.index = static_cast<int64_t>(index);
     r.output_tokens = static_cast<int64_t>(out_tokens);
     r.prompt_tokens = static_cast<int64_t>(prompt);

@@ -9,7 +9,8 @@
 //   throughput  requests/s and output tokens/s over the run's wall time
 //   SLOs        with --ttft-slo / --tbt-slo: the fraction of all requests that
 //               were answered within both, and goodput (those per second)
-//   hit rate    the server's cached_tokens / prompt tokens of answered requests
+//   hit rate    the server's cached_tokens / its prompt_tokens, over the
+//               answered requests that report cached_tokens
 //
 // Files under --out: report.json (all of the above, the options, the
 // server's /metrics before and after), requests.jsonl (one record a
@@ -40,7 +41,8 @@ struct TraceSummary {
   double elapsed_s = 0, requests_per_s = 0, output_tokens_per_s = 0;
   double ttft_slo_s = 0, tbt_slo_s = 0;  // 0: none
   double slo_fraction = 0, goodput = 0;
-  int64_t prompt_tokens = 0, cached_tokens = 0;
+  int64_t prompt_tokens = 0, cached_tokens = 0;  // prompt tokens: as sent (planned)
+  int64_t hit_denominator = 0;  // the server's prompt tokens of the requests that reported cached_tokens
   bool cached_reported = false;  // the server reported cached_tokens
   double hit_rate = 0;
   bool interrupted = false;

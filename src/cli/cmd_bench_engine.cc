@@ -117,7 +117,9 @@ void RegisterBenchEngine(CLI::App& bench) {
     }
     if (!o->profile_out.empty()) {
       LOG_INFO("measuring the cost profile");
-      boost::json::object prof = MeasureCostProfile(*e, pm, std::min<int64_t>(2048, eo.max_num_batched_tokens),
+      const int64_t max_prompt = std::min<int64_t>({2048, eo.max_num_batched_tokens, cfg.max_position_embeddings - 40});
+      if (max_prompt < 64) throw CommandError("--profile-out: the model's context is too short to profile");
+      boost::json::object prof = MeasureCostProfile(*e, pm, max_prompt,
                                                     std::min<int64_t>(16, eo.max_num_seqs),
                                                     engine::EngineOptions{}.max_num_batched_tokens);
       prof["_kv_bytes_per_token"] = static_cast<double>(page_bytes) / static_cast<double>(eo.page_tokens);

@@ -87,6 +87,11 @@ class StopOnSignal {
   ~StopOnSignal() {
     done_.store(true);
     thread_.join();
+    sigset_t set;  // Ctrl-C works as usual again (and children such as gnuplot do not inherit the mask)
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   }
 
  private:
@@ -199,8 +204,10 @@ void Run(const Opts& o) {
     report["metrics_before"] = ParseMetrics(before->body);
     report["metrics_after"] = ParseMetrics(after->body);
   }
-  std::string sim_text;
-  if (profile) {
+  std::string sim_text, plot_error;
+  if (profile && interrupted) {
+    sim_text = "  simulator: not run (the replay was interrupted: the two would cover other requests)\n";
+  } else if (profile) {
     // The server's KV pool in tokens, from its /metrics (pages of 16 tokens).
     int64_t kv_tokens = 0;
     if (have_metrics) {
@@ -224,7 +231,7 @@ void Run(const Opts& o) {
       ThrowIfError(WriteFileAtomic(o.out + "/metrics_after.txt", after->body));
     }
     Result<std::vector<std::string>> plots = WritePlots(o.out, recs, title);
-    if (!plots.ok()) throw CommandError("bench trace: the report is in " + o.out + " but no plots: " + plots.status().message());
+    if (!plots.ok()) plot_error = "bench trace: the report is in " + o.out + " but no plots: " + plots.status().message();
   }
   if (o.json) {
     json::object j = report["summary"].as_object();
@@ -234,6 +241,7 @@ void Run(const Opts& o) {
     fmt::print("{}{}", FormatSummary(s, title), sim_text);
     if (!o.out.empty()) fmt::print("  report, requests and plots in {}\n", o.out);
   }
+  if (!plot_error.empty()) throw CommandError(plot_error);  // after the report was printed
   int shown = 0;
   for (const RequestRecord& r : recs) {
     if (r.outcome == Outcome::kFailed && shown++ < 3) fmt::print(stderr, "  failed: request {}: {}\n", r.index, r.error);

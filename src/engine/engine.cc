@@ -333,8 +333,13 @@ Result<uint64_t> Engine::SubmitPrefilled(EngineRequest request, const KvCommit& 
     q.tokens.push_back(commit.first_token);
     if (r->params.sampling.has_penalties()) r->history.AddOutput(commit.first_token);
     // Its text goes out with the next output (the prefill instance sends the
-    // token itself, without text): detokenization stays exact across tokens.
-    if (r->detok) r->pending_text = r->stops.Push(r->detok->Push(commit.first_token));
+    // token itself, without text), unless the front sent it already (the same
+    // detokenizer and stop checker over the same token): detokenization stays
+    // exact across tokens either way.
+    if (r->detok) {
+      std::string first = r->stops.Push(r->detok->Push(commit.first_token));
+      if (!commit.first_text_sent) r->pending_text = std::move(first);
+    }
     // The sampler drew once for it on the prefill instance: so does this one.
     if (r->params.sampling.temperature > 0) r->rng.Next();
     r->first_token_time = NowSeconds();
@@ -462,6 +467,7 @@ void Engine::Impl::PublishStats() {
   stats.kv_loaded_tokens = kv.loaded_tokens;
   stats.kv_saves = kv.saves;
   stats.kv_save_failures = kv.save_failures;
+  stats.kv_reservations = reservations->stats();
   queued = stats.waiting;
 }
 

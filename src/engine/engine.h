@@ -63,6 +63,7 @@ struct KvCommit {
   uint64_t generation = 0;
   std::vector<uint64_t> checksums;  // KvPagesChecksum per group of written pages
   int32_t first_token = 0;          // sampled by the prefill instance
+  bool first_text_sent = false;     // its text went to the client already (not sent again)
 };
 
 struct EngineStats {
@@ -82,6 +83,9 @@ struct EngineStats {
   int64_t loading = 0;
   int64_t kv_loads = 0, kv_load_failures = 0, kv_loaded_tokens = 0;
   int64_t kv_saves = 0, kv_save_failures = 0;
+  // A decode instance's reservations as of the last step (kv_reservation_stats()
+  // waits for the step thread instead; this does not).
+  KvReservationStats kv_reservations;
 };
 
 using OutputCallback = std::function<void(RequestOutput)>;

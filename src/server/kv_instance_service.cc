@@ -262,7 +262,8 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     er.prompt.assign(req->prompt().begin(), req->prompt().end());
     er.params = FromProto(req->params());
     engine::KvCommit commit{req->reservation(), req->generation(),
-                            std::vector<uint64_t>(req->checksums().begin(), req->checksums().end()), req->first_token()};
+                            std::vector<uint64_t>(req->checksums().begin(), req->checksums().end()), req->first_token(),
+                            req->first_text_sent()};
     OutputStream outs;
     Result<uint64_t> id = engine_->SubmitPrefilled(std::move(er), commit, outs.Callback());
     if (!id.ok()) return ToGrpc(id.status());

@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "base/logging.h"
+#include "engine/stop_checker.h"
+#include "model/detokenizer.h"
 #include "proto/instance.grpc.pb.h"
 #include "server/instance_registry.h"
 #include "server/kv_instance_proto.h"
@@ -32,7 +34,8 @@ struct Instance {
   // The prober's verdict: not picked while it does not answer, and the calls
   // on it are cancelled when it goes silent.
   std::atomic<bool> unresponsive{false};
-  std::chrono::steady_clock::time_point last_answer = std::chrono::steady_clock::now();  // prober thread only
+  std::atomic<bool> probing{false};  // an Info of the prober in flight
+  std::atomic<int64_t> last_answer_ns{std::chrono::steady_clock::now().time_since_epoch().count()};
 };
 
 std::chrono::system_clock::time_point In(int64_t ms) {
@@ -168,11 +171,13 @@ class PdFront::Impl {
       }
     }
   }
-  // One round of the prober: every instance is asked for its Info at once
-  // (deadline probe_ms). One that has not answered for unresponsive_ms is
-  // not picked, and the calls on it are cancelled (a SIGSTOPped process keeps
-  // its sockets open: without this its requests would wait for their
-  // deadlines); one that answers again is picked again.
+  // One round of the prober: every instance without an Info of the prober
+  // still in flight is asked again (deadline unresponsive_ms; the answer's
+  // time is recorded when it comes, so a slow instance is not a dead one).
+  // One that has not answered for unresponsive_ms is not picked, and the
+  // calls on it are cancelled (a SIGSTOPped process keeps its sockets open:
+  // without this its requests would wait for their deadlines); one that
+  // answers again is picked again.
   void Probe() {
     std::vector<std::shared_ptr<Instance>> all;
     {
@@ -180,40 +185,31 @@ class PdFront::Impl {
       all = prefill_;
       all.insert(all.end(), decode_.begin(), decode_.end());
     }
-    struct Call {
-      grpc::ClientContext ctx;
-      proto::InfoReply reply;
-      bool ok = false;
-    };
-    std::vector<std::unique_ptr<Call>> calls(all.size());
-    std::mutex m;
-    std::condition_variable done_cv;
-    size_t done = 0;
-    for (size_t k = 0; k < all.size(); ++k) {
-      calls[k] = std::make_unique<Call>();
-      calls[k]->ctx.set_deadline(In(options_.probe_ms));
-      all[k]->stub->async()->Info(&calls[k]->ctx, &probe_request_, &calls[k]->reply, [&, k](grpc::Status s) {
-        std::lock_guard<std::mutex> l(m);
-        calls[k]->ok = s.ok();
-        ++done;
-        done_cv.notify_one();
+    for (const std::shared_ptr<Instance>& i : all) {
+      if (i->probing.exchange(true)) continue;
+      struct Call {
+        grpc::ClientContext ctx;
+        proto::InfoRequest request;
+        proto::InfoReply reply;
+      };
+      auto call = std::make_shared<Call>();
+      call->ctx.set_deadline(In(options_.unresponsive_ms));
+      // The callback holds the instance (its stub) and the call until it ran.
+      i->stub->async()->Info(&call->ctx, &call->request, &call->reply, [i, call](grpc::Status s) {
+        if (s.ok()) i->last_answer_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+        i->probing = false;
       });
     }
-    {
-      std::unique_lock<std::mutex> l(m);
-      done_cv.wait(l, [&] { return done == all.size(); });  // each call ends by its deadline
-    }
     const auto now = std::chrono::steady_clock::now();
-    for (size_t k = 0; k < all.size(); ++k) {
-      Instance& i = *all[k];
-      if (calls[k]->ok) {
-        i.last_answer = now;
+    for (const std::shared_ptr<Instance>& ip : all) {
+      Instance& i = *ip;
+      const auto silent = now - std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(i.last_answer_ns.load()));
+      if (silent < std::chrono::milliseconds(options_.unresponsive_ms)) {
         if (i.unresponsive.exchange(false)) LOG_INFO("pd front: instance {} answers again", i.address);
         continue;
       }
-      if (now - i.last_answer < std::chrono::milliseconds(options_.unresponsive_ms)) continue;
       const std::string why = fmt::format("the instance {} has not answered for {} ms", i.address,
-                                          std::chrono::duration_cast<std::chrono::milliseconds>(now - i.last_answer).count());
+                                          std::chrono::duration_cast<std::chrono::milliseconds>(silent).count());
       if (!i.unresponsive.exchange(true)) LOG_WARNING("pd front: {}: not picked, and its calls are cancelled", why);
       std::lock_guard<std::mutex> l(mu_);
       for (auto& [id, r] : live_) r->Lose(&i, why);
@@ -346,7 +342,7 @@ class PdFront::Impl {
       std::lock_guard<std::mutex> l(mu);
       ctx = nullptr;
       on = nullptr;
-      return std::move(lost);
+      return std::exchange(lost, {});
     }
     bool is_cancelled() {
       std::lock_guard<std::mutex> l(mu);
@@ -361,17 +357,21 @@ class PdFront::Impl {
     return i;
   }
 
-  // The instance with the fewest requests in flight, other than `not_this`.
+  // The answering instance with the fewest requests in flight, other than
+  // `not_this` where there is another (else `not_this` itself, if it answers).
   std::shared_ptr<Instance> Pick(bool prefill, const Instance* not_this) {
     std::lock_guard<std::mutex> l(inst_mu_);
     auto& from = prefill ? prefill_ : decode_;
-    std::shared_ptr<Instance> best;
+    std::shared_ptr<Instance> best, fallback;
     for (auto& i : from) {
-      if (i.get() == not_this && from.size() > 1) continue;
       if (i->unresponsive) continue;
+      if (i.get() == not_this) {
+        fallback = i;
+        continue;
+      }
       if (!best || i->in_flight < best->in_flight) best = i;
     }
-    return best;
+    return best ? best : fallback;
   }
 
   void Final(engine::OutputCallback& cb, uint64_t id, const engine::Usage& usage, engine::FinishReason reason,
@@ -402,8 +402,16 @@ class PdFront::Impl {
       if (!run.Enter(&ctx, d)) return Cancelled("cancelled");
       grpc::Status s = d->stub->Reserve(&ctx, rq, &res);
       const std::string lost = run.Leave();
-      if (!lost.empty()) return Unavailable(lost);
-      if (!s.ok()) return FromGrpc(s, "reserve on decode instance " + d->address);
+      if (!s.ok()) return lost.empty() ? FromGrpc(s, "reserve on decode instance " + d->address) : Unavailable(lost);
+      if (!lost.empty()) {  // reserved just as the prober gave up on it: give the pages back
+        grpc::ClientContext c;
+        c.set_deadline(In(options_.reserve_timeout_ms));
+        proto::CancelReservationRequest cr;
+        cr.set_id(res.id());
+        proto::CancelReservationReply ignored;
+        d->stub->CancelReservation(&c, cr, &ignored);
+        return Unavailable(lost);
+      }
     }
     auto cancel_reservation = [&] {
       if (!decode) return;
@@ -458,6 +466,11 @@ class PdFront::Impl {
         cb(std::move(o));
         return Status::Ok();
       }
+      if (options_.tokenizer) {  // what an engine would stream for this token now
+        model::IncrementalDetokenizer detok(options_.tokenizer, req.params.skip_special_tokens);
+        engine::StopChecker stops(req.params.stop, req.params.include_stop_str_in_output);
+        o.text = stops.Push(detok.Push(first.first().token()));
+      }
       cb(std::move(o));
     }
     proto::DecodeRequest dq;
@@ -467,6 +480,7 @@ class PdFront::Impl {
     dq.set_generation(res.generation());
     *dq.mutable_checksums() = first.checksums();
     dq.set_first_token(first.first().token());
+    dq.set_first_text_sent(options_.tokenizer != nullptr);
     grpc::ClientContext ctx;
     ctx.set_deadline(In(options_.decode_timeout_ms));
     if (!run.Enter(&ctx, d)) {
@@ -546,7 +560,6 @@ class PdFront::Impl {
   std::vector<std::shared_ptr<Instance>> prefill_, decode_;     // GUARDED_BY(inst_mu_)
   std::set<std::string> refused_;  // refresher thread only
   std::thread refresher_, prober_;
-  const proto::InfoRequest probe_request_{};
   std::atomic<int64_t> prefix_query_tokens_{0}, prefix_hit_tokens_{0}, generation_tokens_{0};
   std::condition_variable cv_;     // with mu_
   mutable std::mutex mu_;

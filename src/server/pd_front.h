@@ -18,8 +18,8 @@
 // (Unavailable). A decode stream that breaks before its final output ends
 // the request with an error output, never a silent truncation. Every call
 // has a deadline, and an instance that stops answering (SIGSTOP, a hang) is
-// found by a prober within unresponsive_ms + probe_ms: its calls are cancelled
-// as if it had failed. Cancel (or a client gone) cancels the call in flight.
+// found by a prober within about unresponsive_ms + probe_ms: its calls are
+// cancelled as if it had failed. Cancel (or a client gone) cancels the call in flight.
 // Thread-safety: all methods from any thread; callbacks come from the
 // request's own thread, in order.
 #pragma once
@@ -32,6 +32,7 @@
 #include "base/hash.h"
 #include "base/status.h"
 #include "engine/engine.h"
+#include "model/tokenizer.h"
 #include "server/generation_backend.h"
 #include "transfer/metadata_store.h"
 
@@ -62,6 +63,11 @@ struct PdFrontOptions {
   int64_t decode_timeout_ms = 3'600'000;
   int64_t max_model_len = 0;
   int64_t vocab_size = 0;
+  // The model's tokenizer (outlives the front): with it the front streams
+  // the first token's text as soon as the prefill instance sampled it (an
+  // engine's detokenizer and stop checker over that token); without it the
+  // text goes with the decode instance's first output.
+  const model::Tokenizer* tokenizer = nullptr;
 };
 
 class PdFront final : public GenerationBackend {

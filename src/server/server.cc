@@ -79,6 +79,7 @@ Status Server::LoadFront(const std::string& dir) {
   }
   fo.model_hash = engine::ModelHash(cfg, weights);
   fo.unresponsive_ms = options_.instance_timeout_ms;
+  fo.tokenizer = tokenizer_.get();
   fo.probe_ms = std::clamp<int64_t>(options_.instance_timeout_ms / 4, 100, 1000);
   ASSIGN_OR_RETURN(std::unique_ptr<PdFront> front, PdFront::Create(fo));
   backend_ = std::move(front);
@@ -106,7 +107,7 @@ Status Server::StartInstance() {
   ASSIGN_OR_RETURN(instance_, KvInstanceService::Start(io, engine_.get(), transfer_.get(), peers));
   LOG_INFO("crescent serve: {} instance, KV service on {}", options_.role, instance_->address());
   service_->metrics().SetPdSource([this] {
-    const engine::KvReservationStats r = engine_->kv_reservation_stats();
+    const engine::KvReservationStats r = engine_->Stats().kv_reservations;  // never waits for a step
     const KvInstanceStats i = instance_->stats();
     PdStats p;
     p.reserved = r.reserved;

@@ -66,9 +66,9 @@ void ServerMetrics::RenderPd() {
     if (!pd_source_) return;
     p = pd_source_();
   }
-  constexpr const char* kRes = "crescent_pd_reservations_total";
+  constexpr const char* kRes = "crescent_pd_reservations_ended_total";
   constexpr const char* kResHelp = "KV reservations of this decode instance, by how they ended";
-  SetFigure(kRes, kResHelp, p.reserved, {{"outcome", "reserved"}});
+  SetFigure("crescent_pd_reservations_total", "KV reservations this decode instance made", p.reserved);
   SetFigure(kRes, kResHelp, p.committed, {{"outcome", "committed"}});
   SetFigure(kRes, kResHelp, p.cancelled, {{"outcome", "cancelled"}});
   SetFigure(kRes, kResHelp, p.expired, {{"outcome", "expired"}});

@@ -15,8 +15,8 @@
 //                                               engine (its own pool), dram, ssd, remote
 //   crescent_kv_offload_load_seconds            histogram of prefix loads
 //   crescent_kv_store_{used,capacity}_bytes{tier} the store's pool by tier
-//   crescent_pd_*                               a prefill or decode instance: reservations
-//                                               by outcome, refused commits, checksum
+//   crescent_pd_*                               a prefill or decode instance: reservations made
+//                                               and ended by outcome, refused commits, checksum
 //                                               failures, quarantined pages; prefills that
 //                                               pushed KV, bytes, leases lost (fenced writers)
 //

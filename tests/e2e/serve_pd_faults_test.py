@@ -82,7 +82,7 @@ def stop_part():
           "while it is stopped it is not picked (%.1f s)" % (time.time() - t0))
     p1.send_signal(signal.SIGCONT)
     check(wait_until(lambda: "answers again" in C.log("front"), 10), "SIGCONT: the front finds it answers again")
-    ended = lambda: sum(metric(dec_port, 'crescent_pd_reservations_total{outcome="%s"}' % o) or 0
+    ended = lambda: sum(metric(dec_port, 'crescent_pd_reservations_ended_total{outcome="%s"}' % o) or 0
                         for o in ("cancelled", "expired"))
     check(wait_until(lambda: ended() >= 1, 10),
           "the decode instance's reservation of the abandoned try was cancelled or expired (%d)" % ended())
@@ -199,7 +199,7 @@ def race_part():
     st.join(5)
     elapsed = time.time() - t0
     fenced = metric(pre_port, "crescent_pd_leases_lost_total") or 0
-    expired = metric(dec_port, 'crescent_pd_reservations_total{outcome="expired"}') or 0
+    expired = metric(dec_port, 'crescent_pd_reservations_ended_total{outcome="expired"}') or 0
     refused = metric(dec_port, "crescent_pd_refused_commits_total") or 0
     sums = metric(dec_port, "crescent_pd_checksum_failures_total") or 0
     print("race: %d requests in %.1f s: %d ok, %d wrong, %d clean errors, %d unclean (%d 503s retried); "
