@@ -22,6 +22,7 @@ void RegisterServe(CLI::App& app) {
   auto o = std::make_shared<server::ServeOptions>();
   auto grace = std::make_shared<double>(5.0);
   auto offload_dram = std::make_shared<std::string>("auto");
+  auto kv_cache = std::make_shared<std::string>("0");
   auto offload_ssd = std::make_shared<std::string>("64G");
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over the OpenAI API (HTTP, SSE)");
   cmd->add_option("--model", o->model.spec, "Model folder, or dummy:<preset> (tiny-llama3, tiny-qwen3, llama3-1b, "
@@ -32,8 +33,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--max-num-seqs", o->max_num_seqs, "Running sequences at most")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}))
       ->capture_default_str();
-  cmd->add_option("--kv-cache-bytes", o->kv_cache_bytes, "KV cache size (0: a share of available memory)")
-      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kv-cache-bytes", *kv_cache, "KV cache size, e.g. 268435456 or 256M (0: a share of available memory)");
   cmd->add_option("--max-waiting", o->max_waiting, "Queued requests beyond this get 429")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -83,7 +83,8 @@ void RegisterServe(CLI::App& app) {
                   "A decode instance: pages of an ended reservation wait this long before reuse, "
                   "longer than any write may take to land (0: 15000)")
       ->check(CLI::Range(int64_t{0}, int64_t{3'600'000}));
-  cmd->callback([o, grace, offload_dram, offload_ssd] {
+  cmd->callback([o, grace, offload_dram, offload_ssd, kv_cache] {
+    o->kv_cache_bytes = *kv_cache == "0" ? 0 : static_cast<int64_t>(ValueOrThrow(ParseSize(*kv_cache)));
     o->kv_offload_dram_bytes = *offload_dram == "auto" ? -1
                                : *offload_dram == "0"  ? 0
                                                        : static_cast<int64_t>(ValueOrThrow(ParseSize(*offload_dram)));
