@@ -32,7 +32,7 @@ TEST(TraceReplayTest, EqualLeadingBlockIdsGiveEqualLeadingTokensAndNoMore) {
   ASSERT_EQ(a.size(), 300u);
   ASSERT_EQ(b.size(), 275u);
   EXPECT_TRUE(std::equal(a.begin(), a.begin() + 256, b.begin()));       // blocks 7, 8
-  EXPECT_FALSE(std::equal(a.begin() + 256, a.end(), b.begin() + 256));  // 9 vs 4
+  EXPECT_FALSE(std::equal(a.begin() + 256, a.begin() + 275, b.begin() + 256));  // 9 vs 4
   EXPECT_NE(a[0], c[0]);
   for (int32_t x : a) {
     EXPECT_GE(x, 100);

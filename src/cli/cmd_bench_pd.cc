@@ -172,7 +172,9 @@ void Run(const Opts& o) {
                                               {"all_in_one", side_json(inter.all_in_one)},
                                               {"pd", side_json(inter.pd)},
                                               {"itl_p99_pd_over_all_in_one",
-                                               inter.pd.itl_p99_s / inter.all_in_one.itl_p99_s}};
+                                               inter.all_in_one.itl_p99_s > 0
+                                                   ? inter.pd.itl_p99_s / inter.all_in_one.itl_p99_s
+                                                   : 0.0}};
     }
     fmt::print("{}\n", boost::json::serialize(j));
     return;
@@ -192,7 +194,9 @@ void Run(const Opts& o) {
   };
   line("all-in-one (cores 0-1, chunked prefill)", inter.all_in_one);
   line("P/D (prefill core 0, decode core 1)", inter.pd);
-  fmt::print("  p99 ITL: P/D {:.2f}x all-in-one (P/D should stay flat)\n", inter.pd.itl_p99_s / inter.all_in_one.itl_p99_s);
+  if (inter.all_in_one.itl_p99_s > 0) {
+    fmt::print("  p99 ITL: P/D {:.2f}x all-in-one (P/D should stay flat)\n", inter.pd.itl_p99_s / inter.all_in_one.itl_p99_s);
+  }
 }
 
 }  // namespace

@@ -53,12 +53,15 @@ json::object ParseMetrics(const std::string& text) {
     std::string_view line(text.data() + start, end - start);
     start = end + 1;
     if (line.empty() || line[0] == '#') continue;
-    const size_t sp = line.rfind(' ');
+    // name{labels} value [timestamp]: the value follows the name (labels hold no space here).
+    const size_t sp = line.find(' ', line.find('}') == std::string_view::npos ? 0 : line.find('}'));
     if (sp == std::string_view::npos) continue;
     const std::string_view name = line.substr(0, sp);
+    std::string_view rest = line.substr(sp + 1);
+    if (const size_t end = rest.find(' '); end != std::string_view::npos) rest = rest.substr(0, end);
     if (name.find("_bucket") != std::string_view::npos) continue;
     try {
-      out[name] = std::stod(std::string(line.substr(sp + 1)));
+      out[name] = std::stod(std::string(rest));
     } catch (const std::exception&) {
     }
   }

@@ -177,10 +177,11 @@ class CoupledSim final : public conductor::ClusterView {
         x.step_decodes = false;
       }
     }
+    if (chunks > 1) prefill_s -= (chunks - 1) * cost_.prefill_fixed_s;  // one forward pass: its fixed cost once
     result_.prefill_compute_s += prefill_s;
     double dur = 0;
     if (x.step_chunk > 0) {
-      dur = prefill_s - (chunks - 1) * cost_.prefill_fixed_s;  // one forward pass: its fixed cost once
+      dur = prefill_s;
       if (x.step_decodes) dur = cost_.MixedStepSeconds(dur, batch, x.ctx_sum);
     } else if (x.step_decodes) {
       dur = cost_.DecodeStepSeconds(batch, x.ctx_sum);

@@ -71,7 +71,12 @@ def run_against(name, *serve_args):
     return out, summary, recs
 
 
-# The measured cost profile of this model, for the simulator's prediction of the first run.
+# The measured cost profile of this model, for the simulator's prediction of the first run
+# (the dummy's folder is written by the first `crescent serve` on it).
+if not os.path.exists(os.path.join(C.DUMMY, "config.json")):
+    first, _, _ = C.serve("write-dummy")
+    first.send_signal(signal.SIGTERM)
+    first.wait(30)
 profile = os.path.join(a.work, "profile.json")
 r = subprocess.run([a.crescent, "bench", "engine", "--model", C.DUMMY, "--ttft-prompt-len", "0", "--gen-len", "16",
                     "--profile-out", profile], capture_output=True, text=True, timeout=300)
