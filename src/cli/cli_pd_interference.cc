@@ -1,9 +1,7 @@
 #include "cli/cli_pd_interference.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,25 +19,11 @@
 #include "base/subprocess.h"
 #include "cli/cli_trace_replay.h"
 #include "cli/cli_trace_report.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 
 namespace crescent::cli {
 namespace {
-
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    if (fd >= 0) ::close(fd);
-    throw CommandError("bench pd: no free port on 127.0.0.1");
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::string SelfExe() {
   char buf[4096];
@@ -167,15 +151,15 @@ InterferenceResult MeasureInterference(const InterferenceOptions& o) {
   if (ec) throw CommandError("bench pd: cannot make " + dir + ": " + ec.message());
   {
     LOG_INFO("interference: all-in-one on cores 0-1");
-    const int port = FreePort();
+    const int port = FreeLocalPort();
     Child all("0,1", ServeArgs(o, port), dir + "/all-in-one.log");
     all.WaitHealthy(port, 300);
     out.all_in_one = Drive(o, port);
   }
   {
     LOG_INFO("interference: prefill on core 0, decode on core 1");
-    const int dport = FreePort(), pport = FreePort(), fport = FreePort();
-    const std::string dkv = fmt::format("127.0.0.1:{}", FreePort()), pkv = fmt::format("127.0.0.1:{}", FreePort());
+    const int dport = FreeLocalPort(), pport = FreeLocalPort(), fport = FreeLocalPort();
+    const std::string dkv = fmt::format("127.0.0.1:{}", FreeLocalPort()), pkv = fmt::format("127.0.0.1:{}", FreeLocalPort());
     std::vector<std::string> da = ServeArgs(o, dport), pa = ServeArgs(o, pport);
     da.insert(da.end(), {"--role", "decode", "--instance-listen", dkv, "--kv-transports", o.transports});
     pa.insert(pa.end(), {"--role", "prefill", "--instance-listen", pkv, "--kv-transports", o.transports});

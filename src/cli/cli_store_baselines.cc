@@ -22,22 +22,11 @@
 
 #include "base/json.h"
 #include "base/subprocess.h"
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 
 namespace crescent::cli {
 namespace {
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 int Connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -105,7 +94,7 @@ double Pct(std::vector<double> v, double q) {
 
 Result<std::unique_ptr<RedisServer>> RedisServer::Start() {
   std::unique_ptr<RedisServer> r(new RedisServer());
-  r->port_ = FreePort();
+  r->port_ = FreeLocalPort();
   ASSIGN_OR_RETURN(r->pid_, SpawnProcess({"redis-server", "--port", std::to_string(r->port_), "--bind", "127.0.0.1",
                                           "--save", "", "--appendonly", "no", "--protected-mode", "no"},
                                          {}, kDevNullFd, kDevNullFd, kDevNullFd));

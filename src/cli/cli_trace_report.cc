@@ -26,10 +26,6 @@ double Pct(const std::vector<double>& sorted, double p) {
   return i + 1 < sorted.size() ? sorted[i] * (1 - f) + sorted[i + 1] * f : sorted[i];
 }
 
-json::object DistJson(const Dist& d) {
-  return {{"n", d.n}, {"mean", d.mean}, {"p50", d.p50}, {"p90", d.p90}, {"p99", d.p99}};
-}
-
 std::string Ms(const Dist& d) {
   if (d.n == 0) return "          -";
   return fmt::format("{:9.1f} {:9.1f} {:9.1f} {:9.1f}", d.mean * 1e3, d.p50 * 1e3, d.p90 * 1e3, d.p99 * 1e3);
@@ -97,6 +93,10 @@ Dist Distribution(std::vector<double> v) {
   d.p90 = Pct(v, 0.9);
   d.p99 = Pct(v, 0.99);
   return d;
+}
+
+json::object DistJson(const Dist& d) {
+  return {{"n", d.n}, {"mean", d.mean}, {"p50", d.p50}, {"p90", d.p90}, {"p99", d.p99}};
 }
 
 double MooncakeTbt(const std::vector<double>& gaps) {

@@ -34,6 +34,7 @@ struct Dist {
   double mean = 0, p50 = 0, p90 = 0, p99 = 0;
 };
 Dist Distribution(std::vector<double> v);
+boost::json::object DistJson(const Dist& d);  // n, mean, p50, p90, p99
 
 struct TraceSummary {
   int64_t total = 0, ok = 0, rejected = 0, failed = 0, cancelled = 0;

@@ -9,13 +9,7 @@
 #include "sim/simulation.h"
 
 namespace crescent::cli {
-namespace {
 namespace json = boost::json;
-
-json::object DistObject(const Dist& d) {
-  return {{"n", d.n}, {"mean", d.mean}, {"p50", d.p50}, {"p90", d.p90}, {"p99", d.p99}};
-}
-}  // namespace
 
 Result<SimulatedRun> SimulateLikeReplay(const std::vector<PlannedRequest>& plan,
                                         const std::vector<RequestRecord>& measured, sim::CostProfile profile,
@@ -58,8 +52,8 @@ Result<SimulatedRun> SimulateLikeReplay(const std::vector<PlannedRequest>& plan,
               {"kv_capacity_tokens", kv_tokens},
               {"block_tokens", profile.block_tokens},
               {"chunk_tokens", profile.chunk_tokens},
-              {"measured_ttft_s", DistObject(m)},
-              {"simulated_ttft_s", DistObject(p)},
+              {"measured_ttft_s", DistJson(m)},
+              {"simulated_ttft_s", DistJson(p)},
               {"mean_error", err(p.mean, m.mean)},
               {"p90_error", err(p.p90, m.p90)}};
   out.text = fmt::format(

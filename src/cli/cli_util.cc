@@ -1,6 +1,9 @@
 #include "cli/cli_util.h"
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <charconv>
@@ -8,6 +11,7 @@
 #include <ctime>
 
 #include "base/logging.h"
+#include "cli/commands.h"
 
 namespace crescent::cli {
 
@@ -102,6 +106,21 @@ Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, c
     LOG_INFO("loaded {} in {:.2f} s ({:.1f} MB of weights)", dir, s, static_cast<double>((*r)->weight_bytes_per_step()) / 1e6);
   }
   return r;
+}
+
+int FreeLocalPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw CommandError("no free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
 }  // namespace crescent::cli

@@ -24,6 +24,9 @@ Result<uint64_t> ParseSize(const std::string& text);
 // (it may throw CommandError to stop). Returns the signal.
 void BlockTerminationSignals();
 int WaitForTermination(const std::function<void()>& tick = {});
+// A port on 127.0.0.1 free a moment ago (for children the CLI starts);
+// throws CommandError when none can be bound.
+int FreeLocalPort();
 // Loads a model folder, logging progress to stderr. dtype: auto|bfloat16|float32.
 Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, const std::string& dtype = "auto");
 

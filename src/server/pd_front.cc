@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <chrono>
 #include <condition_variable>
 #include <limits>
@@ -93,35 +94,29 @@ class PdFront::Impl {
     return true;
   }
 
+  // A thread that runs `fn` every `ms` until the front stops.
+  std::thread Every(int64_t ms, std::function<void()> fn) {
+    return std::thread([this, ms, fn = std::move(fn)] {
+      std::unique_lock<std::mutex> l(mu_);
+      while (!stopping_) {
+        cv_.wait_for(l, std::chrono::milliseconds(ms));
+        if (stopping_) break;
+        l.unlock();
+        fn();
+        l.lock();
+      }
+    });
+  }
+
   Status Connect() {
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.connect_timeout_ms);
     for (bool is_prefill : {true, false}) {
       for (const std::string& a : is_prefill ? options_.prefill : options_.decode) Admit(a, is_prefill, give_up);
     }
-    if (options_.probe_ms > 0) {
-      prober_ = std::thread([this] {
-        std::unique_lock<std::mutex> l(mu_);
-        while (!stopping_) {
-          cv_.wait_for(l, std::chrono::milliseconds(options_.probe_ms));
-          if (stopping_) break;
-          l.unlock();
-          Probe();
-          l.lock();
-        }
-      });
-    }
+    if (options_.probe_ms > 0) prober_ = Every(options_.probe_ms, [this] { Probe(); });
     if (options_.registry) {
       Refresh();
-      refresher_ = std::thread([this] {
-        std::unique_lock<std::mutex> l(mu_);
-        while (!stopping_) {
-          cv_.wait_for(l, std::chrono::milliseconds(options_.refresh_ms));
-          if (stopping_) break;
-          l.unlock();
-          Refresh();
-          l.lock();
-        }
-      });
+      refresher_ = Every(options_.refresh_ms, [this] { Refresh(); });
       return Status::Ok();  // instances may come later: until then requests get 503
     }
     std::lock_guard<std::mutex> l(inst_mu_);
@@ -396,24 +391,7 @@ class PdFront::Impl {
     rq.set_fingerprint(std::string(reinterpret_cast<const char*>(&fingerprint_), sizeof(fingerprint_)));
     proto::Reservation res;
     const bool decode = req.params.max_tokens > 1;  // one token: the prefill instance alone
-    if (decode) {
-      grpc::ClientContext ctx;
-      ctx.set_deadline(In(options_.reserve_timeout_ms));
-      if (!run.Enter(&ctx, d)) return Cancelled("cancelled");
-      grpc::Status s = d->stub->Reserve(&ctx, rq, &res);
-      const std::string lost = run.Leave();
-      if (!s.ok()) return lost.empty() ? FromGrpc(s, "reserve on decode instance " + d->address) : Unavailable(lost);
-      if (!lost.empty()) {  // reserved just as the prober gave up on it: give the pages back
-        grpc::ClientContext c;
-        c.set_deadline(In(options_.reserve_timeout_ms));
-        proto::CancelReservationRequest cr;
-        cr.set_id(res.id());
-        proto::CancelReservationReply ignored;
-        d->stub->CancelReservation(&c, cr, &ignored);
-        return Unavailable(lost);
-      }
-    }
-    auto cancel_reservation = [&] {
+    auto cancel_reservation = [&] {  // the pages go back (quarantined first)
       if (!decode) return;
       grpc::ClientContext ctx;
       ctx.set_deadline(In(options_.reserve_timeout_ms));
@@ -422,6 +400,18 @@ class PdFront::Impl {
       proto::CancelReservationReply ignored;
       d->stub->CancelReservation(&ctx, c, &ignored);
     };
+    if (decode) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(In(options_.reserve_timeout_ms));
+      if (!run.Enter(&ctx, d)) return Cancelled("cancelled");
+      grpc::Status s = d->stub->Reserve(&ctx, rq, &res);
+      const std::string lost = run.Leave();
+      if (!s.ok()) return lost.empty() ? FromGrpc(s, "reserve on decode instance " + d->address) : Unavailable(lost);
+      if (!lost.empty()) {  // reserved just as the prober gave up on it
+        cancel_reservation();
+        return Unavailable(lost);
+      }
+    }
     proto::PrefillRequest pq;
     *pq.mutable_prompt() = rq.prompt();
     *pq.mutable_params() = params;

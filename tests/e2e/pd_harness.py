@@ -6,6 +6,7 @@ import atexit
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 import urllib.error
@@ -27,6 +28,17 @@ class Cluster:
         for p in self.live:
             if p.poll() is None:
                 p.kill()
+
+    def stop(self, *procs):
+        """SIGTERM to each, then waits (SIGKILL after 30 s)."""
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
     def check(self, cond, what):
         print(("ok   " if cond else "FAIL ") + what, flush=True)

@@ -127,10 +127,7 @@ def stop_part():
           "  it cancelled the abandoned stream")
     got = complete(fport, prompts[7], 12)
     check(got[0] == 200 and got[1] == want[7], "  and serves the reference output again")
-    for p in (front, p2, dec, ref):
-        p.send_signal(signal.SIGTERM)
-    for p in (front, p2, dec, ref):
-        p.wait(30)
+    C.stop(front, p2, dec, ref)
 
 
 def race_part():
@@ -216,10 +213,7 @@ def race_part():
     for k in range(3):
         got = complete(fport, prompts[k], lengths[k])
         check(got[0] == 200 and got[1] == want[k], "after the storm: prompt %d is the reference's" % k)
-    for p in (front, pre, dec, ref):
-        p.send_signal(signal.SIGTERM)
-    for p in (front, pre, dec, ref):
-        p.wait(30)
+    C.stop(front, pre, dec, ref)
 
 
 stop_part() if a.part == "stop" else race_part()

@@ -81,12 +81,7 @@ def etcd_part():
         time.sleep(0.1)
     check(open(flog).read().count("left the registry") >= 2,
           "a stopped instance leaves at once (%.1f s)" % (time.time() - t0))
-    for proc in (front, pre, ref, e):
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    C.stop(front, pre, ref, e)
     print("serve pd etcd: %d failure(s)" % len(failures), flush=True)
     sys.exit(1 if failures else 0)
 
@@ -139,13 +134,7 @@ def netns_part():
                   "across two namespaces over TCP: prompt %d (stream=%s) equals one engine's" % (i, stream))
     text = open(os.path.join(a.work, "prefill.log")).read()
     check("failed" not in text.lower(), "  the prefill instance logged no failed write")
-    for p in (front, pre, dec, ref):
-        p.send_signal(signal.SIGTERM)
-    for p in (front, pre, dec, ref):
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    C.stop(front, pre, dec, ref)
     print("serve pd netns: %d failure(s)" % len(failures), flush=True)
     sys.exit(1 if failures else 0)
 
@@ -246,13 +235,7 @@ check(time.time() - t0 < 30, "  in bounded time")
 status, _ = post(fport, "/v1/completions", {"prompt": "hello", "max_tokens": 1})
 check(status == 200, "a one-token request is still answered by the prefill instance alone")
 
-for p in (front, pre, ref):
-    p.send_signal(signal.SIGTERM)
-for p in (front, pre, ref):
-    try:
-        p.wait(30)
-    except subprocess.TimeoutExpired:
-        p.kill()
+C.stop(front, pre, ref)
 check(front.returncode == 0, "the front exits 0 on SIGTERM")
 print("serve pd: %d failure(s)" % len(failures), flush=True)
 sys.exit(1 if failures else 0)
