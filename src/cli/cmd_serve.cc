@@ -127,6 +127,34 @@ void RegisterConductor(CLI::App& app) {
                   "An instance silent this long (SIGSTOP, hung, cut off) is skipped and its calls fail over")
       ->check(CLI::Range(int64_t{200}, int64_t{3'600'000}))
       ->capture_default_str();
+  cmd->add_option("--policy", o->policy,
+                  "Prefill placement: global-cache (Algorithm 1), local-cache, least-loaded or random")
+      ->check(CLI::IsMember({"global-cache", "local-cache", "least-loaded", "random"}))
+      ->capture_default_str();
+  cmd->add_option("--ttft-slo", o->ttft_slo_s,
+                  "Seconds: refuse (429) a request whose predicted time to first token exceeds this (0: no SLO)")
+      ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--tbt-slo", o->tbt_slo_s,
+                  "Seconds: refuse (429) a request whose predicted time between tokens exceeds this (0: no SLO)")
+      ->check(CLI::Range(0.0, 60.0));
+  cmd->add_option("--admission-hysteresis", o->admission_hysteresis,
+                  "After a refusal, refuse until predictions fall below (1 - this) x the SLO")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  cmd->add_option("--kvcache-balancing-threshold", o->kvcache_balancing_threshold,
+                  "global-cache: fetch a longer prefix from the store when it is this many times the local one")
+      ->check(CLI::Range(1.0, 1000.0))
+      ->capture_default_str();
+  cmd->add_option("--profile", o->profile,
+                  "Start the estimators from this profile (crescent bench engine --profile-out); "
+                  "they are refitted from the instances' timings either way")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--store-master", o->store_master,
+                  "The shared KV store's master (host:port or etcd://host:port): its key index gives the best prefix");
+  cmd->add_option("--report-stale-ms", o->report_stale_ms,
+                  "An instance whose last report is older than this counts as saturated")
+      ->check(CLI::Range(int64_t{100}, int64_t{600'000}))
+      ->capture_default_str();
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");

@@ -37,10 +37,17 @@ struct PrefillLoad {
   std::span<const PrefillWork> queued;  // waiting, in FIFO order
 };
 
-// The longest prefix held anywhere in the pool, and one instance holding it.
+// `PrefixHolder::prefill` (and `PrefillChoice::transfer_from`) when the
+// longest prefix is in the shared KV store rather than in an instance's cache
+// (a live cluster whose instances load from one store).
+inline constexpr int kSharedStore = -2;
+
+// The longest prefix held anywhere in the pool, and where.
 struct PrefixHolder {
   int64_t blocks = 0;
-  int prefill = -1;  // a prefill instance holding `blocks` leading blocks; -1 when blocks == 0
+  // A prefill instance holding `blocks` leading blocks, kSharedStore, or -1
+  // when blocks == 0.
+  int prefill = -1;
 };
 
 // A decode instance's continuous batch, counting requests waiting to join it.

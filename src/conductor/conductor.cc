@@ -26,12 +26,18 @@ Placement Conductor::Place(const Request& request, const ClusterView& view, doub
   Placement p;
   p.prefill = policy_->Choose(request, view, est_, now_s);
   p.decode = SelectDecode(request, view, est_.decode);
-  if (opt_.admission) {
-    if (opt_.ttft_slo_s > 0 && p.prefill.predicted_ttft_s > opt_.ttft_slo_s) {
-      p.verdict = Verdict::kRejectedTtft;
-    } else if (opt_.tbt_slo_s > 0 && p.decode.predicted_tbt_s > opt_.tbt_slo_s) {
-      p.verdict = Verdict::kRejectedTbt;
-    }
+  if (!opt_.admission) return p;
+  // Over the SLO, or (while rejecting) over its lower mark.
+  auto breaks = [&](double predicted, double slo, bool& rejecting) {
+    if (slo <= 0) return false;
+    const double limit = rejecting ? slo * (1.0 - opt_.admission_hysteresis) : slo;
+    rejecting = predicted > limit;
+    return rejecting;
+  };
+  if (ttft_fitted_ && breaks(p.prefill.predicted_ttft_s, opt_.ttft_slo_s, rejecting_ttft_)) {
+    p.verdict = Verdict::kRejectedTtft;
+  } else if (tbt_fitted_ && p.decode.decode >= 0 && breaks(p.decode.predicted_tbt_s, opt_.tbt_slo_s, rejecting_tbt_)) {
+    p.verdict = Verdict::kRejectedTbt;
   }
   return p;
 }

@@ -2,7 +2,7 @@
 // picks the prefill instance and what KVCache to reuse or fetch; the decode
 // instance is the one with the lowest predicted TBT that has KV room; admission
 // rejects (the server answers HTTP 429) when the predicted TTFT or TBT breaks its
-// SLO.
+// SLO (with hysteresis: PolicyOptions::admission_hysteresis).
 //
 // No I/O, time is an argument, the cluster is seen through ClusterView. One
 // Conductor is driven from one thread (the policy holds RNG state).
@@ -42,6 +42,13 @@ class Conductor {
 
   Placement Place(const Request& request, const ClusterView& view, double now_s);
 
+  // Refits (a live cluster's online estimators); placements after use them.
+  void set_estimators(Estimators e) { est_ = std::move(e); }
+  // Admission checks only the SLOs whose estimator is fitted (an unfitted
+  // one predicts 0 s: it would never reject); the caller says which are.
+  void set_admission_fitted(bool ttft, bool tbt) { ttft_fitted_ = ttft, tbt_fitted_ = tbt; }
+  bool rejecting_ttft() const { return rejecting_ttft_; }
+  bool rejecting_tbt() const { return rejecting_tbt_; }
   const Estimators& estimators() const { return est_; }
   const PolicyOptions& options() const { return opt_; }
 
@@ -49,6 +56,8 @@ class Conductor {
   PolicyOptions opt_;
   Estimators est_;
   std::unique_ptr<PrefillPolicy> policy_;
+  bool ttft_fitted_ = true, tbt_fitted_ = true;
+  bool rejecting_ttft_ = false, rejecting_tbt_ = false;  // the hysteresis' state
 };
 
 }  // namespace crescent::conductor

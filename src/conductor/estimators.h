@@ -54,6 +54,8 @@ class DecodeStepEstimator {
  public:
   static Result<DecodeStepEstimator> Fit(std::span<const DecodeSample> samples);
   DecodeStepEstimator() = default;
+  DecodeStepEstimator(double c0, double per_request, double per_context_token)
+      : c0_(c0), c_batch_(per_request), c_ctx_(per_context_token) {}
   double StepSeconds(int64_t batch_size, int64_t context_tokens) const;
 
  private:

@@ -88,7 +88,7 @@ class GlobalCacheAwarePolicy final : public PrefillPolicy {
     const int n = view.num_prefill();
     CHECK_GE(n, 1);
     const PrefixHolder holder = view.BestPrefix(r.block_keys);  // FindBestPrefixMatch
-    CHECK(holder.blocks == 0 || (holder.prefill >= 0 && holder.prefill < n));
+    CHECK(holder.blocks == 0 || holder.prefill == kSharedStore || (holder.prefill >= 0 && holder.prefill < n));
     const int64_t best_len = PrefixTokens(holder.blocks, opt_.block_tokens, r.input_tokens);
     PrefillChoice best;
     best.predicted_ttft_s = std::numeric_limits<double>::infinity();

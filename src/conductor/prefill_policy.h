@@ -40,6 +40,10 @@ struct PolicyOptions {
   bool admission = false;   // reject when a prediction breaks an SLO
   double ttft_slo_s = 0;    // <= 0: no SLO
   double tbt_slo_s = 0;     // <= 0: no SLO
+  // Hysteresis: after a rejection for an SLO, requests are refused while
+  // their prediction exceeds (1 - this) of it, until one is admitted below
+  // that; so rejection does not flap at the boundary. 0: none.
+  double admission_hysteresis = 0;
   uint64_t seed = 1;        // Random's stream
 };
 
@@ -47,7 +51,7 @@ struct PrefillChoice {
   int prefill = -1;
   int64_t local_prefix_tokens = 0;  // the chosen instance's own cached prefix
   int64_t prefix_tokens = 0;        // reused in all: local + fetched
-  int transfer_from = -1;           // instance to fetch the prefix from, or -1
+  int transfer_from = -1;           // instance to fetch the prefix from, kSharedStore, or -1
   int64_t transfer_tokens = 0;      // prefix_tokens - local_prefix_tokens when fetching
   double predicted_ttft_s = 0;      // transfer + queue + prefill
 };

@@ -47,6 +47,7 @@ struct Request {
   StopChecker stops;
   double submit_time = 0;
   double first_token_time = 0;
+  double first_step_time = 0;
   std::vector<int32_t> stop_ids;
   std::shared_ptr<KvLayerSink> sink;
   std::string pending_text;  // a prefilled request's first token's text, sent with its next output
@@ -64,6 +65,7 @@ struct Engine::Impl {
   const model::Tokenizer* tokenizer = nullptr;
   EngineOptions options;
   int64_t max_model_len = 0;
+  KvEventLog kv_events;  // before the pool: it records into it to the end
   std::unique_ptr<KvPagePool> pool;
   std::unique_ptr<Scheduler> scheduler;
   Hash128 fingerprint;
@@ -142,6 +144,7 @@ Result<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<ModelRunner> runn
   }
   if (pages >= (int64_t{1} << 31)) return InvalidArgument("KV cache too large");
   im.pool = std::make_unique<KvPagePool>(shape, pages, options.prefault_kv_cache);
+  im.pool->set_event_log(&im.kv_events);
   SchedulerConfig sc{options.max_num_seqs, options.max_num_batched_tokens, options.enable_prefix_caching};
   im.fingerprint = runner->KvFingerprint(options.page_tokens, connector ? connector->chunk_tokens() : 0);
   im.scheduler = std::make_unique<Scheduler>(sc, im.pool.get(), im.fingerprint, connector);
@@ -163,6 +166,7 @@ const model::Tokenizer* Engine::tokenizer() const { return impl_->tokenizer; }
 int64_t Engine::max_model_len() const { return impl_->max_model_len; }
 
 const Hash128& Engine::fingerprint() const { return impl_->fingerprint; }
+const KvEventLog& Engine::kv_events() const { return impl_->kv_events; }
 Hash128 Engine::model_hash() const { return ModelHash(impl_->runner->config(), impl_->runner->weights_hash()); }
 
 EngineStats Engine::Stats() const {
@@ -205,6 +209,7 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
   r->params = p;
   r->sink = std::move(request.kv_sink);
   r->seq.kv_sink = r->sink.get();
+  r->seq.max_external = request.max_external_prefix_tokens;
   r->callback = std::make_shared<OutputCallback>(std::move(callback));
   r->rng = Rng(p.has_seed ? p.seed : std::random_device{}() * 0x9e3779b97f4a7c15ULL + std::random_device{}());
   if (p.sampling.has_penalties()) r->history.SetPrompt(r->seq.tokens);
@@ -382,6 +387,7 @@ void Engine::Impl::Emit(Request& r, std::vector<int32_t> tokens, std::vector<Sam
   o.usage.completion_tokens = r.seq.num_generated();
   o.usage.cached_tokens = r.seq.cached_prompt_tokens;
   o.first_token_time_s = r.first_token_time > 0 ? r.first_token_time - r.submit_time : 0;
+  o.queue_time_s = r.first_step_time > 0 ? r.first_step_time - r.submit_time : 0;
   if (r.callback && *r.callback) outbox.emplace_back(r.callback, std::move(o));
 }
 
@@ -468,6 +474,9 @@ void Engine::Impl::PublishStats() {
   stats.kv_saves = kv.saves;
   stats.kv_save_failures = kv.save_failures;
   stats.kv_reservations = reservations->stats();
+  int64_t context = 0;
+  for (const auto& [id, r] : live) context += r->seq.num_tokens();
+  stats.context_tokens = context;
   queued = stats.waiting;
 }
 
@@ -567,6 +576,13 @@ void Engine::Impl::Step() {
       for (auto [sink, s] : sinks) sink->OnLayer(l, s->start, s->num_tokens, s->seq->kv.pages, *pool);
     };
   }
+  const double step_start = NowSeconds();
+  int64_t step_context = 0;
+  for (const ScheduledSeq& s : out.scheduled) {
+    step_context += s.start + s.num_tokens;
+    Request& req = *live.at(s.seq->id);
+    if (req.first_step_time == 0) req.first_step_time = step_start;
+  }
   std::vector<float> logits;
   Status st = runner->Forward(batch, *pool, &logits, hook);
   if (!st.ok()) {
@@ -590,10 +606,14 @@ void Engine::Impl::Step() {
     AcceptSampled(req, std::move(tok));
     ++generated;
   }
+  const double step_seconds = NowSeconds() - step_start;
   std::lock_guard<std::mutex> lock(mu);
   ++stats.steps;
   stats.generation_tokens += generated;
   stats.prompt_tokens += prompt;
+  if (prompt == 0) {
+    stats.last_decode_step = {stats.steps, static_cast<int64_t>(out.scheduled.size()), step_context, step_seconds};
+  }
 }
 
 }  // namespace crescent::engine

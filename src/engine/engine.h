@@ -86,6 +86,15 @@ struct EngineStats {
   // A decode instance's reservations as of the last step (kv_reservation_stats()
   // waits for the step thread instead; this does not).
   KvReservationStats kv_reservations;
+  // Load as a Conductor sees it: KV tokens of the live requests (prompt and
+  // generated so far, waiting ones included).
+  int64_t context_tokens = 0;
+  // The last step that only decoded (no prompt token): its index (steps),
+  // batch, context tokens and seconds (a decode step estimator's sample).
+  struct StepSample {
+    int64_t step = 0, batch = 0, context_tokens = 0;
+    double seconds = 0;
+  } last_decode_step;
 };
 
 using OutputCallback = std::function<void(RequestOutput)>;
@@ -135,6 +144,8 @@ class Engine {
   EngineStats Stats() const;
   // The KV fingerprint its keys carry (base/kv_identity.h).
   const Hash128& fingerprint() const;
+  // The prefix cache's keys as events (kv_events.h), for a Conductor's view.
+  const KvEventLog& kv_events() const;
   // The model's identity without the KV geometry: its config and its weights' content.
   Hash128 model_hash() const;
   const model::ModelConfig& config() const;

@@ -89,6 +89,7 @@ int32_t KvPagePool::Allocate() {
     LruRemove(p);
     by_key_.erase(key_[p]);
     has_key_[p] = false;
+    if (events_) events_->Record(false, key_[p]);
   } else {
     return -1;
   }
@@ -119,6 +120,7 @@ void KvPagePool::SetKey(int32_t page, const Hash128& key) {
   if (!by_key_.emplace(key, page).second) return;  // another page holds this prefix
   key_[page] = key;
   has_key_[page] = true;
+  if (events_) events_->Record(true, key);
 }
 
 int32_t KvPagePool::Lookup(const Hash128& key) {
@@ -138,6 +140,7 @@ void KvPagePool::ClearCache() {
     LruRemove(p);
     by_key_.erase(key_[p]);
     has_key_[p] = false;
+    if (events_) events_->Record(false, key_[p]);
     free_.push_back(p);
     ++num_free_;
   }

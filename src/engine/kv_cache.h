@@ -30,6 +30,7 @@
 #include "base/hash.h"
 #include "base/status.h"
 #include "engine/kv_connector.h"
+#include "engine/kv_events.h"
 #include "kernels/attention.h"
 
 namespace crescent::engine {
@@ -104,6 +105,9 @@ class KvPagePool final : public KvPageAccess {
   int32_t Lookup(const Hash128& key);
   // Drops every cached page's key (they become plain free pages).
   void ClearCache();
+  // Keys set and dropped from now on are recorded there (null: not recorded);
+  // `log` must outlive the pool.
+  void set_event_log(KvEventLog* log) { events_ = log; }
 
   // Grows kv.pages to cover `tokens` tokens. On ResourceExhausted nothing changed.
   Status Reserve(SequenceKv& kv, int64_t tokens);
@@ -128,6 +132,7 @@ class KvPagePool final : public KvPageAccess {
   std::vector<Hash128> key_;
   std::vector<bool> has_key_;
   std::unordered_map<Hash128, int32_t, Hash128Hasher> by_key_;
+  KvEventLog* events_ = nullptr;
 };
 
 }  // namespace crescent::engine

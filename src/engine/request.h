@@ -32,6 +32,9 @@ struct EngineRequest {
   // A prefill instance's request: its K/V go to this sink as they are
   // computed (kv_connector.h). Usually with max_tokens = 1.
   std::shared_ptr<KvLayerSink> kv_sink;
+  // At most this many prompt tokens (prefix cache included) come from the
+  // KvConnector (the Conductor decided not to fetch more); -1: no bound.
+  int64_t max_external_prefix_tokens = -1;
 };
 
 enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
@@ -54,6 +57,7 @@ struct RequestOutput {
   Usage usage;                        // totals so far
   Status error;                       // set when finish_reason == kError
   double first_token_time_s = 0;      // seconds from submit to the first token (0 until then)
+  double queue_time_s = 0;            // seconds from submit to its first step (0 until then)
 };
 
 }  // namespace crescent::engine

@@ -132,6 +132,7 @@ bool Scheduler::StartExternalLoad(Sequence* seq, int64_t cached) {
   }
   int64_t ext = connector_->ExternalPrefixTokens(seq->tokens, chunk_keys, cached);
   ext = std::min(ext, max_tokens);
+  if (seq->max_external >= 0) ext = std::min(ext, seq->max_external);
   ext = ext / ct * ct;  // whole chunks only
   if (ext <= cached) return false;
   const size_t local_pages = seq->kv.pages.size();

@@ -35,6 +35,7 @@ struct Sequence {
   bool external_prefix_ready = false;
   bool external_tried = false;
   int64_t external_retry_free = -1;  // free pages when a load found no room
+  int64_t max_external = -1;         // EngineRequest::max_external_prefix_tokens
   int64_t num_preemptions = 0;
   KvLayerSink* kv_sink = nullptr;   // a prefill instance's request: its sink (owned by the engine's request)
   bool cached_prefix_sent = false;  // the sink was told of its cached prefix

@@ -96,6 +96,7 @@ void Generation::Fail(const ApiError& e) {
   HttpResponse r;
   r.status = e.status;
   r.body = e.ToJson();
+  if (e.status == 429) r.headers.emplace_back("Retry-After", std::to_string(engine_->retry_after_s()));
   exchange_->Respond(std::move(r));
 }
 

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "base/status.h"
 #include "engine/engine.h"
@@ -22,6 +23,11 @@ class GenerationBackend {
   virtual engine::EngineStats Stats() const = 0;
   virtual int64_t max_model_len() const = 0;
   virtual int64_t vocab_size() const = 0;
+  // After a refusal for load (ResourceExhausted: HTTP 429), the seconds a
+  // client should wait before it retries (the Retry-After header).
+  virtual int64_t retry_after_s() const { return 1; }
+  // Extra /metrics text of this backend (Prometheus exposition lines), or "".
+  virtual std::string MetricsText() const { return {}; }
 };
 
 // The all-in-one backend: an engine of this process (borrowed).

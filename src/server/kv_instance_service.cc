@@ -18,6 +18,7 @@
 #include "proto/instance.grpc.pb.h"
 #include "server/kv_instance_proto.h"
 #include "store/grpc_status.h"
+#include "server/prefill_jobs.h"
 #include "server/transfer_kv_sink.h"
 
 namespace crescent::server {
@@ -195,7 +196,15 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     er.params = FromProto(req->params());
     er.params.max_tokens = 1;
     er.kv_sink = sink;
+    if (req->limit_external()) er.max_external_prefix_tokens = std::max<int64_t>(0, req->max_external_tokens());
     OutputStream outs;
+    struct JobScope {  // the job leaves the reported queue however the call ends
+      PrefillJobs& jobs;
+      PrefillJobs::Handle h;
+      int64_t prefix = 0;
+      double seconds = -1;
+      ~JobScope() { jobs.End(h, prefix, seconds); }
+    } job{jobs_, jobs_.Add(req->placement_id(), req->prompt_size(), req->expected_prefix_tokens())};
     Result<uint64_t> id = engine_->Submit(std::move(er), outs.Callback());
     if (!id.ok()) return ToGrpc(id.status());
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.prefill_timeout_ms);
@@ -229,6 +238,8 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     if (last.finish_reason == engine::FinishReason::kError || samples.empty()) {
       return grpc::Status(grpc::StatusCode::INTERNAL, "the prefill failed: " + last.error.ToString());
     }
+    job.prefix = last.usage.cached_tokens;
+    job.seconds = std::max(0.0, last.first_token_time_s - last.queue_time_s);
 
     const auto wait0 = std::chrono::steady_clock::now();
     const Status w = sink ? sink->Wait() : Status::Ok();
@@ -301,6 +312,56 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     out->set_role(options_.role);
     out->set_max_model_len(engine_->max_model_len());
     out->set_vocab_size(engine_->config().vocab_size);
+    out->set_page_tokens(engine_->kv_shape().page_tokens);
+    out->set_chunk_tokens(options_.chunk_tokens);
+    out->set_kv_event_epoch(engine_->kv_events().epoch());
+    return grpc::Status::OK;
+  }
+
+  // Answered off the step thread (the engine's published stats and its
+  // event log), so a busy instance answers at once.
+  grpc::Status Report(grpc::ServerContext*, const proto::ReportRequest* req, proto::ReportReply* out) override {
+    const engine::KvEventBatch b = engine_->kv_events().Since(req->epoch(), req->after_seq());
+    out->set_epoch(b.epoch);
+    out->set_last_seq(b.last_seq);
+    out->set_resync(b.resync);
+    for (const engine::KvEvent& e : b.events) {
+      proto::KvEventProto* p = out->add_events();
+      p->set_stored(e.stored);
+      p->set_seq(e.seq);
+      p->set_key(std::string(reinterpret_cast<const char*>(&e.key), sizeof(e.key)));
+    }
+    for (const Hash128& k : b.held) out->add_held(std::string(reinterpret_cast<const char*>(&k), sizeof(k)));
+    for (const PrefillJobView& j : jobs_.Jobs()) {
+      proto::PrefillJob* p = out->add_jobs();
+      p->set_placement_id(j.placement_id);
+      p->set_input_tokens(j.input_tokens);
+      p->set_prefix_tokens(j.prefix_tokens);
+      p->set_running(j.running);
+      p->set_running_us(j.running_us);
+    }
+    for (const PrefillTimingRecord& t : jobs_.TimingsAfter(req->samples_after())) {
+      proto::PrefillTiming* p = out->add_prefill_timings();
+      p->set_index(t.index);
+      p->set_input_tokens(t.input_tokens);
+      p->set_prefix_tokens(t.prefix_tokens);
+      p->set_seconds(t.seconds);
+    }
+    const engine::EngineStats st = engine_->Stats();
+    out->set_batch_size(st.running + st.waiting);
+    out->set_context_tokens(st.context_tokens);
+    out->set_free_kv_tokens((st.kv_pages_total - st.kv_pages_used) * engine_->kv_shape().page_tokens);
+    out->set_decode_step(st.last_decode_step.step);
+    out->set_decode_batch(st.last_decode_step.batch);
+    out->set_decode_context_tokens(st.last_decode_step.context_tokens);
+    out->set_decode_seconds(st.last_decode_step.seconds);
+    if (options_.store_loads) {
+      int64_t bytes = 0;
+      double seconds = 0;
+      options_.store_loads(&bytes, &seconds);
+      out->set_store_bytes_loaded(bytes);
+      out->set_store_load_seconds(seconds);
+    }
     return grpc::Status::OK;
   }
 
@@ -331,6 +392,7 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
   std::mutex stubs_mu_;
   std::map<std::string, std::unique_ptr<proto::KvInstance::Stub>> stubs_;  // GUARDED_BY(stubs_mu_)
   std::atomic<int64_t> prefills_{0}, bytes_written_{0}, write_wait_us_{0}, leases_lost_{0};
+  PrefillJobs jobs_;
   KvInstanceOptions options_;
   engine::Engine* engine_;
   transfer::TransferEngine* transfer_;

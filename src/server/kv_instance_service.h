@@ -14,8 +14,14 @@
 //             a caller that goes away cancels the request
 //   ExtendReservation  (decode) Engine::ExtendKv (the front, while P prefills)
 //   CancelReservation  (decode) Engine::CancelKv
-//   Info      the role, the model's hash and KV fingerprint, limits (a front
-//             refuses instances of another model)
+//   Info      the role, the model's hash and KV fingerprint, limits, the KV
+//             geometry (a front refuses instances of another model)
+//   Report    what a Conductor's view follows (docs/cluster.md): the prefix
+//             cache's KV events after the caller's (epoch, seq) or a resync,
+//             the prefill queue (placement ids, FIFO, the running job's
+//             age), live requests and their KV tokens, free KV, the prefill
+//             timings after the caller's index, the last decode-only step
+//             and the store's load figures; answered off the step thread
 // A request refused by the engine maps to the matching gRPC code
 // (RESOURCE_EXHAUSTED, FAILED_PRECONDITION, DATA_LOSS, INVALID_ARGUMENT).
 //
@@ -24,6 +30,7 @@
 // Thread-safety: gRPC's threads call in; the engine is thread-safe.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -41,6 +48,10 @@ struct KvInstanceOptions {
   std::string segment;  // this instance's KV segment name (registered by the caller)
   int64_t prefill_timeout_ms = 600'000;
   std::string metadata_prefix = "crescent/segments/";  // as the transfer engine's options
+  int64_t chunk_tokens = 0;  // the store's chunk (Info), 0 without a store
+  // KV bytes loaded from the store so far and the seconds those loads took
+  // (Report: the front's transfer estimator); null: none.
+  std::function<void(int64_t* bytes, double* seconds)> store_loads;
 };
 
 struct KvInstanceStats {

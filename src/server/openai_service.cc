@@ -85,7 +85,9 @@ void OpenAiService::Handle(HttpRequest req, std::shared_ptr<HttpExchange> ex) {
     if (!method_is("GET")) return;
     std::optional<engine::EngineStats> stats;
     if (ready) stats = engine_->Stats();
-    ex->Respond(HttpResponse{200, "text/plain; version=0.0.4", metrics_.Render(stats ? &*stats : nullptr), {}, false});
+    std::string text = metrics_.Render(stats ? &*stats : nullptr);
+    if (ready) text += engine_->MetricsText();
+    ex->Respond(HttpResponse{200, "text/plain; version=0.0.4", std::move(text), {}, false});
     return;
   }
   const bool is_models = req.path == "/v1/models";

@@ -30,6 +30,8 @@ using store::FromGrpc;
 
 struct Instance {
   std::string address;
+  bool prefill = true;
+  int slot = -1;  // in the placement's view
   std::unique_ptr<proto::KvInstance::Stub> stub;
   std::atomic<int64_t> in_flight{0};
   // The prober's verdict: not picked while it does not answer, and the calls
@@ -47,7 +49,7 @@ std::chrono::system_clock::time_point In(int64_t ms) {
 
 class PdFront::Impl {
  public:
-  explicit Impl(PdFrontOptions o) : options_(std::move(o)) {}
+  explicit Impl(PdFrontOptions o) : options_(std::move(o)), placement_(options_.placement) {}
 
   // Asks `address` for its Info (until `give_up`); true when it is admitted.
   bool Admit(const std::string& address, bool is_prefill, std::chrono::steady_clock::time_point give_up) {
@@ -79,7 +81,7 @@ class PdFront::Impl {
       return false;
     }
     const Hash128 fp = as_hash(info.kv_fingerprint());
-    std::lock_guard<std::mutex> l(inst_mu_);
+    std::unique_lock<std::mutex> l(inst_mu_);
     if (!have_fp_) {
       fingerprint_ = fp;
       have_fp_ = true;
@@ -89,9 +91,26 @@ class PdFront::Impl {
     }
     if (max_model_len_ == 0 || info.max_model_len() < max_model_len_) max_model_len_ = info.max_model_len();
     vocab_size_ = info.vocab_size();
-    (is_prefill ? prefill_ : decode_).push_back(std::move(i));
+    if (is_prefill && !have_geometry_) {
+      placement_.SetGeometry(fp, info.page_tokens(), info.chunk_tokens());
+      have_geometry_ = true;
+    }
+    i->prefill = is_prefill;
+    i->slot = placement_.AddInstance(is_prefill, address);
+    slots_[i->slot] = i;
+    (is_prefill ? prefill_ : decode_).push_back(i);
     LOG_INFO("pd front: {} instance {} joined", is_prefill ? "prefill" : "decode", address);
+    l.unlock();    // never held across a call
+    ReportNow(i);  // a candidate from its first report on
     return true;
+  }
+
+  // One Report, synchronously (an instance that just joined).
+  void ReportNow(const std::shared_ptr<Instance>& i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(In(options_.unresponsive_ms));
+    proto::ReportReply rep;
+    if (i->stub->Report(&ctx, placement_.ReportRequestFor(i->slot), &rep).ok()) placement_.OnReport(i->slot, rep);
   }
 
   // A thread that runs `fn` every `ms` until the front stops.
@@ -152,6 +171,8 @@ class PdFront::Impl {
         for (auto it = v.begin(); it != v.end();) {
           if (options_.registry && !want.contains((*it)->address) && !Static((*it)->address)) {
             LOG_INFO("pd front: instance {} left the registry", (*it)->address);
+            placement_.RemoveInstance((*it)->slot);
+            slots_.erase((*it)->slot);
             it = v.erase(it);  // requests on it hold their own reference
           } else {
             have.insert((*it)->address);
@@ -184,15 +205,22 @@ class PdFront::Impl {
       if (i->probing.exchange(true)) continue;
       struct Call {
         grpc::ClientContext ctx;
-        proto::InfoRequest request;
-        proto::InfoReply reply;
+        proto::ReportRequest request;
+        proto::ReportReply reply;
       };
       auto call = std::make_shared<Call>();
       call->ctx.set_deadline(In(options_.unresponsive_ms));
-      // The callback holds the instance (its stub) and the call until it ran.
-      i->stub->async()->Info(&call->ctx, &call->request, &call->reply, [i, call](grpc::Status s) {
-        if (s.ok()) i->last_answer_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+      call->request = placement_.ReportRequestFor(i->slot);
+      // The callback holds the instance (its stub) and the call until it
+      // ran; the front outlives it (its destructor waits for the probes).
+      probes_in_flight_++;
+      i->stub->async()->Report(&call->ctx, &call->request, &call->reply, [this, i, call](grpc::Status s) {
+        if (s.ok()) {
+          i->last_answer_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+          placement_.OnReport(i->slot, call->reply);
+        }
         i->probing = false;
+        probes_in_flight_--;
       });
     }
     const auto now = std::chrono::steady_clock::now();
@@ -200,9 +228,13 @@ class PdFront::Impl {
       Instance& i = *ip;
       const auto silent = now - std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(i.last_answer_ns.load()));
       if (silent < std::chrono::milliseconds(options_.unresponsive_ms)) {
-        if (i.unresponsive.exchange(false)) LOG_INFO("pd front: instance {} answers again", i.address);
+        if (i.unresponsive.exchange(false)) {
+          LOG_INFO("pd front: instance {} answers again", i.address);
+          placement_.SetResponsive(i.slot, true);
+        }
         continue;
       }
+      placement_.SetResponsive(i.slot, false);
       const std::string why = fmt::format("the instance {} has not answered for {} ms", i.address,
                                           std::chrono::duration_cast<std::chrono::milliseconds>(silent).count());
       if (!i.unresponsive.exchange(true)) LOG_WARNING("pd front: {}: not picked, and its calls are cancelled", why);
@@ -238,6 +270,7 @@ class PdFront::Impl {
     }
     if (refresher_.joinable()) refresher_.join();
     if (prober_.joinable()) prober_.join();
+    while (probes_in_flight_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::map<uint64_t, std::thread> ts;
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -261,9 +294,16 @@ class PdFront::Impl {
       std::lock_guard<std::mutex> l(inst_mu_);
       if (prefill_.empty() || decode_.empty()) return Unavailable("no prefill or no decode instance");
     }
+    // The Conductor places it now, so a refusal (429) comes before any work.
+    ASSIGN_OR_RETURN(PlacementTicket ticket, placement_.Place(req.prompt, req.params.max_tokens));
     auto r = std::make_shared<Running>();
+    r->ticket = ticket;
     std::lock_guard<std::mutex> l(mu_);
-    if (stopping_) return Unavailable("the front is shutting down");
+    if (stopping_) {
+      placement_.PrefillEnded(ticket);
+      placement_.DecodeFailed(ticket);
+      return Unavailable("the front is shutting down");
+    }
     for (uint64_t done : done_) {  // requests that ended: their threads have returned or are about to
       auto t = threads_.find(done);
       if (t == threads_.end()) continue;
@@ -289,6 +329,7 @@ class PdFront::Impl {
     if (it != live_.end()) it->second->Cancel();
   }
 
+  const PdPlacement& placement() const { return placement_; }
   int64_t in_flight() const {
     std::lock_guard<std::mutex> l(mu_);
     return static_cast<int64_t>(live_.size());
@@ -306,6 +347,7 @@ class PdFront::Impl {
  private:
   struct Running {
     uint64_t id = 0;
+    PlacementTicket ticket;
     std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
     std::mutex mu;
     grpc::ClientContext* ctx = nullptr;  // the call in flight
@@ -382,8 +424,27 @@ class PdFront::Impl {
 
   // One try on a (D, P) pair; `started` once an output went to the client
   // (from then on the request ends in this try, with its final output).
+  std::shared_ptr<Instance> BySlot(int slot) {
+    std::lock_guard<std::mutex> l(inst_mu_);
+    auto it = slots_.find(slot);
+    return it == slots_.end() ? nullptr : it->second;
+  }
+
+  // `t`: the Conductor's placement this try follows (null on a retry): its
+  // prefill and decode are accounted in the view until they end.
   Status TryOnce(Running& run, const engine::EngineRequest& req, engine::OutputCallback& cb, Instance* d, Instance* p,
-                 bool& started) {
+                 const PlacementTicket* t, bool& started) {
+    bool prefill_open = t != nullptr, decode_open = t != nullptr;
+    struct Accounting {  // however this try ends, the view stops counting what did not start
+      PdPlacement& placement;
+      const PlacementTicket* t;
+      bool& prefill_open;
+      bool& decode_open;
+      ~Accounting() {
+        if (prefill_open) placement.PrefillEnded(*t);
+        if (decode_open) placement.DecodeFailed(*t);
+      }
+    } accounting{placement_, t, prefill_open, decode_open};
     const proto::GenParams params = ToProto(req.params);
     proto::ReserveRequest rq;
     for (int32_t t : req.prompt) rq.add_prompt(t);
@@ -416,6 +477,12 @@ class PdFront::Impl {
     *pq.mutable_prompt() = rq.prompt();
     *pq.mutable_params() = params;
     if (decode) *pq.mutable_target() = res;
+    if (t) {
+      pq.set_placement_id(t->id);
+      pq.set_expected_prefix_tokens(t->prefix_tokens);
+      pq.set_limit_external(true);
+      pq.set_max_external_tokens(t->max_external_tokens);
+    }
     proto::PrefillReply first;
     {
       grpc::ClientContext ctx;
@@ -427,6 +494,8 @@ class PdFront::Impl {
       p->in_flight++;
       grpc::Status s = p->stub->Prefill(&ctx, pq, &first);
       p->in_flight--;
+      if (prefill_open) placement_.PrefillEnded(*t);
+      prefill_open = false;
       const std::string lost = run.Leave();
       if (!s.ok() || !lost.empty()) {
         cancel_reservation();
@@ -480,6 +549,8 @@ class PdFront::Impl {
     }
     d->in_flight++;
     std::unique_ptr<grpc::ClientReader<proto::DecodeOutput>> reader = d->stub->Decode(&ctx, dq);
+    if (decode_open) placement_.DecodeStarted(*t);
+    decode_open = false;
     proto::DecodeOutput out;
     bool finished = false;
     while (reader->Read(&out)) {
@@ -519,12 +590,24 @@ class PdFront::Impl {
     std::shared_ptr<Instance> d, p;
     Status last = Unavailable("no prefill or no decode instance");
     for (int attempt = 0; attempt < 2; ++attempt) {  // a failed try is retried once, elsewhere where possible
-      d = Pick(false, d.get());
-      p = Pick(true, p.get());
+      const PlacementTicket* t = attempt == 0 ? &run.ticket : nullptr;
+      if (t) {  // the Conductor's choice
+        d = BySlot(t->decode_slot);
+        p = BySlot(t->prefill_slot);
+        if (!d || !p) {  // it left between placement and now
+          placement_.PrefillEnded(*t);
+          placement_.DecodeFailed(*t);
+          t = nullptr;
+        }
+      }
+      if (!t) {
+        d = Pick(false, d.get());
+        p = Pick(true, p.get());
+      }
       if (!d || !p) break;
       bool started = false;
       d->in_flight++;
-      last = TryOnce(run, req, cb, d.get(), p.get(), started);
+      last = TryOnce(run, req, cb, d.get(), p.get(), t, started);
       d->in_flight--;
       if (started) return;  // the request reached its final output
       if (last.code() == StatusCode::kCancelled || last.code() == StatusCode::kInvalidArgument ||
@@ -548,6 +631,10 @@ class PdFront::Impl {
   bool have_fp_ = false;        // GUARDED_BY(inst_mu_)
   int64_t max_model_len_ = 0, vocab_size_ = 0;                  // GUARDED_BY(inst_mu_)
   std::vector<std::shared_ptr<Instance>> prefill_, decode_;     // GUARDED_BY(inst_mu_)
+  std::map<int, std::shared_ptr<Instance>> slots_;              // GUARDED_BY(inst_mu_): by view slot
+  bool have_geometry_ = false;                                  // GUARDED_BY(inst_mu_)
+  PdPlacement placement_;
+  std::atomic<int64_t> probes_in_flight_{0};
   std::set<std::string> refused_;  // refresher thread only
   std::thread refresher_, prober_;
   std::atomic<int64_t> prefix_query_tokens_{0}, prefix_hit_tokens_{0}, generation_tokens_{0};
@@ -577,6 +664,9 @@ Result<uint64_t> PdFront::Submit(engine::EngineRequest request, engine::OutputCa
 void PdFront::Cancel(uint64_t id) { impl_->Cancel(id); }
 int64_t PdFront::in_flight() const { return impl_->in_flight(); }
 Hash128 PdFront::kv_fingerprint() const { return impl_->fingerprint(); }
+int64_t PdFront::retry_after_s() const { return impl_->placement().retry_after_s(); }
+PlacementStats PdFront::placement_stats() const { return impl_->placement().Stats(); }
+std::string PdFront::MetricsText() const { return ConductorMetricsText(impl_->placement()); }
 int64_t PdFront::max_model_len() const { return impl_->max_model_len(); }
 int64_t PdFront::vocab_size() const { return impl_->vocab_size(); }
 engine::EngineStats PdFront::Stats() const { return impl_->Stats(); }

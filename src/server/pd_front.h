@@ -3,7 +3,9 @@
 // contract as engine::Engine (every accepted request gets exactly one final
 // output), so the OpenAI layer serves either (docs/disaggregation.md):
 //
-//   pick D and P (fewest requests in flight; the cache-aware Conductor comes next)
+//   place P and D (the live Conductor, pd_placement.h: the configured
+//   policy over the view the instances' reports feed; admission may refuse
+//   the request here, before any work: ResourceExhausted, HTTP 429)
 //   D.Reserve(prompt, max_tokens)         pages, held prefix, lease
 //   P.Prefill(prompt, params, target)     P WRITEs the KV layer by layer;
 //                                         first token + checksums (P keeps
@@ -18,8 +20,10 @@
 // (Unavailable). A decode stream that breaks before its final output ends
 // the request with an error output, never a silent truncation. Every call
 // has a deadline, and an instance that stops answering (SIGSTOP, a hang) is
-// found by a prober within about unresponsive_ms + probe_ms: its calls are
-// cancelled as if it had failed. Cancel (or a client gone) cancels the call in flight.
+// found by the prober (each round asks every instance for its Report, the
+// view's feed) within about unresponsive_ms + probe_ms: its calls are
+// cancelled as if it had failed. A retry goes to the instance with the
+// fewest requests in flight other than the failed one. Cancel (or a client gone) cancels the call in flight.
 // Thread-safety: all methods from any thread; callbacks come from the
 // request's own thread, in order.
 #pragma once
@@ -34,6 +38,7 @@
 #include "engine/engine.h"
 #include "model/tokenizer.h"
 #include "server/generation_backend.h"
+#include "server/pd_placement.h"
 #include "transfer/metadata_store.h"
 
 namespace crescent::server {
@@ -68,6 +73,8 @@ struct PdFrontOptions {
   // engine's detokenizer and stop checker over that token); without it the
   // text goes with the decode instance's first output.
   const model::Tokenizer* tokenizer = nullptr;
+  // The Conductor: policy, SLOs and admission, a profile, the store master.
+  PdPlacementOptions placement;
 };
 
 class PdFront final : public GenerationBackend {
@@ -86,6 +93,9 @@ class PdFront final : public GenerationBackend {
   int64_t vocab_size() const override;
   int64_t in_flight() const;
   Hash128 kv_fingerprint() const;
+  int64_t retry_after_s() const override;
+  std::string MetricsText() const override;  // crescent_conductor_* (docs/cluster.md)
+  PlacementStats placement_stats() const;
 
   class Impl;
 

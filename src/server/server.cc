@@ -16,6 +16,8 @@
 #include "model/weights_hash.h"
 #include "server/instance_registry.h"
 #include "server/pd_front.h"
+#include "sim/cost_model.h"
+#include "store/remote_master.h"
 #include "transfer/etcd_metadata_store.h"
 #include "transfer/in_process_metadata_store.h"
 
@@ -80,7 +82,33 @@ Status Server::LoadFront(const std::string& dir) {
   fo.model_hash = engine::ModelHash(cfg, weights);
   fo.unresponsive_ms = options_.instance_timeout_ms;
   fo.tokenizer = tokenizer_.get();
-  fo.probe_ms = std::clamp<int64_t>(options_.instance_timeout_ms / 4, 100, 1000);
+  // The prober's round is also the view's report interval.
+  fo.probe_ms = std::clamp<int64_t>(options_.instance_timeout_ms / 4, 50, 200);
+  PdPlacementOptions& po = fo.placement;
+  ASSIGN_OR_RETURN(po.policy, conductor::ParsePolicyKind(options_.policy));
+  po.policy_options.ttft_slo_s = options_.ttft_slo_s;
+  po.policy_options.tbt_slo_s = options_.tbt_slo_s;
+  po.policy_options.admission = options_.ttft_slo_s > 0 || options_.tbt_slo_s > 0;
+  po.policy_options.admission_hysteresis = options_.admission_hysteresis;
+  po.policy_options.kvcache_balancing_threshold = options_.kvcache_balancing_threshold;
+  po.stale_s = static_cast<double>(options_.report_stale_ms) / 1000.0;
+  po.kv_bytes_per_token = 2.0 * static_cast<double>(cfg.num_layers * cfg.kv_dim()) * 2.0;  // K and V, bf16
+  if (!options_.profile.empty()) {
+    ASSIGN_OR_RETURN(sim::CostProfile prof, sim::LoadCostProfile(options_.profile));
+    ASSIGN_OR_RETURN(conductor::Estimators est, sim::FitEstimators(prof, /*with_prefix_load=*/true));
+    po.profile = est;
+    LOG_INFO("crescent conductor: estimators start from the profile {}", options_.profile);
+  }
+  if (!options_.store_master.empty()) {
+    store::RemoteMasterOptions mo;
+    mo.target = options_.store_master;
+    mo.timeout_ms = 500;
+    ASSIGN_OR_RETURN(po.store, store::RemoteMaster::Connect(mo));
+  }
+  LOG_INFO("crescent conductor: policy {}{}", options_.policy,
+           po.policy_options.admission
+               ? fmt::format(", admission with TTFT SLO {} s, TBT SLO {} s", options_.ttft_slo_s, options_.tbt_slo_s)
+               : std::string(", no admission (no SLO)"));
   ASSIGN_OR_RETURN(std::unique_ptr<PdFront> front, PdFront::Create(fo));
   backend_ = std::move(front);
   // The instances' limits are read per request (they may join later).
@@ -97,6 +125,13 @@ Status Server::StartInstance() {
   KvInstanceOptions io;
   io.listen = options_.instance_listen;
   io.role = options_.role;
+  if (connector_) {
+    io.chunk_tokens = connector_->chunk_tokens();
+    io.store_loads = [c = connector_.get()](int64_t* bytes, double* seconds) {
+      *bytes = c->counters().bytes_loaded;
+      *seconds = static_cast<double>(c->counters().load_us_total) * 1e-6;
+    };
+  }
   std::span<std::byte> pool = engine_->kv_memory();
   if (options_.role == "decode") {
     io.segment = fmt::format("crescent/kv/decode-{}-{}", ::getpid(), MonotonicClock::Get().NowNanos());

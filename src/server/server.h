@@ -76,6 +76,15 @@ struct ServeOptions {
   // The front: an instance silent this long (its Info unanswered) is not
   // picked and its calls are cancelled (PdFrontOptions::unresponsive_ms).
   int64_t instance_timeout_ms = 5000;
+  // The front's Conductor (docs/cluster.md): the policy, SLOs (0: none) for
+  // admission (429), a measured profile to start the estimators from, the
+  // store master whose key index gives the global best prefix.
+  std::string policy = "global-cache";
+  double ttft_slo_s = 0, tbt_slo_s = 0;
+  double admission_hysteresis = 0.1;
+  double kvcache_balancing_threshold = 1.0;
+  std::string profile;
+  int64_t report_stale_ms = 2000;
   // A decode instance: a reservation's lease, and how long its pages stay
   // quarantined after it ended (0: the engine's defaults, 10 s and 15 s).
   int64_t kv_lease_ms = 0, kv_quarantine_ms = 0;

@@ -1,0 +1,67 @@
+// OnlineEstimators: the Conductor's estimators fitted, online, from what the
+// instances measure (their prefill timings, their decode steps, their store
+// loads), starting from a profile's fit when there is one.
+//
+//   prefill   refitted every `refit_every` new timings once the samples
+//             determine the polynomial (distinct lengths and prefixes); the
+//             samples kept are the last `window`, plus the profile's when
+//             given (so a fit never forgets the shape the profile knows)
+//   decode    the same, from decode-only steps (batch, context, seconds)
+//   transfer  bytes per token from the model, bandwidth = the store's
+//             loaded bytes / load seconds so far (the profile's until then)
+// fitted_prefill() / fitted_decode(): whether admission can trust them (an
+// unfitted estimator predicts 0 s and would never reject). No I/O; values in,
+// estimators out. Thread-compatible (one owner; the front locks).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "conductor/estimators.h"
+
+namespace crescent::conductor {
+
+struct OnlineEstimatorOptions {
+  size_t window = 256;
+  size_t refit_every = 8;
+  double bytes_per_token = 0;  // KV bytes of one token, all layers
+};
+
+class OnlineEstimators {
+ public:
+  // `profile`: a fit from `crescent bench engine --profile-out` (its samples
+  // seed the fit), or nullopt.
+  OnlineEstimators(OnlineEstimatorOptions options, std::optional<Estimators> profile,
+                   std::vector<PrefillSample> profile_prefill = {}, std::vector<DecodeSample> profile_decode = {});
+
+  void AddPrefill(const PrefillSample& s);
+  void AddDecode(const DecodeSample& s);
+  // Totals so far of one instance's store loads (bytes, seconds); call with
+  // each report (the totals of all instances are summed by the caller).
+  void SetStoreLoads(int64_t bytes, double seconds);
+
+  const Estimators& current() const { return est_; }
+  bool fitted_prefill() const { return fitted_prefill_; }
+  bool fitted_decode() const { return fitted_decode_; }
+  bool measured_transfer() const { return measured_transfer_; }
+  int64_t prefill_samples() const { return prefill_seen_; }
+  int64_t decode_samples() const { return decode_seen_; }
+  int64_t refits() const { return refits_; }
+
+ private:
+  void RefitPrefill();
+  void RefitDecode();
+  OnlineEstimatorOptions opt_;
+  Estimators est_;
+  std::vector<PrefillSample> base_prefill_;
+  std::vector<DecodeSample> base_decode_;
+  std::deque<PrefillSample> prefill_;
+  std::deque<DecodeSample> decode_;
+  size_t prefill_new_ = 0, decode_new_ = 0;
+  bool fitted_prefill_ = false, fitted_decode_ = false, measured_transfer_ = false;
+  int64_t prefill_seen_ = 0, decode_seen_ = 0, refits_ = 0;
+};
+
+}  // namespace crescent::conductor

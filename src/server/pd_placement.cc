@@ -1,0 +1,312 @@
+#include "server/pd_placement.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "base/logging.h"
+#include "engine/kv_cache.h"
+
+namespace crescent::server {
+namespace {
+
+double NowS() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+Hash128 KeyOf(const std::string& b) {
+  Hash128 h;
+  if (b.size() == sizeof(h)) std::memcpy(&h, b.data(), sizeof(h));
+  return h;
+}
+
+conductor::LiveViewOptions ViewOptions(const PdPlacementOptions& o) {
+  conductor::LiveViewOptions v;
+  v.stale_s = o.stale_s;
+  return v;
+}
+
+conductor::OnlineEstimatorOptions EstimatorOptions(const PdPlacementOptions& o) {
+  conductor::OnlineEstimatorOptions e;
+  e.bytes_per_token = o.kv_bytes_per_token;
+  return e;
+}
+
+}  // namespace
+
+PdPlacement::PdPlacement(PdPlacementOptions options)
+    : options_(std::move(options)),
+      view_(ViewOptions(options_)),
+      estimators_(EstimatorOptions(options_), options_.profile),
+      conductor_(options_.policy, options_.policy_options, estimators_.current()) {
+  std::lock_guard<std::mutex> l(mu_);
+  UpdateAdmission();
+}
+
+void PdPlacement::SetGeometry(const Hash128& fingerprint, int64_t page_tokens, int64_t chunk_tokens) {
+  std::lock_guard<std::mutex> l(mu_);
+  fingerprint_ = fingerprint;
+  page_tokens_ = std::max<int64_t>(page_tokens, 1);
+  // A block is a store chunk (the keys the store indexes), or 256 tokens
+  // rounded to whole pages without a store.
+  block_tokens_ = chunk_tokens > 0 ? chunk_tokens : std::max<int64_t>(1, 256 / page_tokens_) * page_tokens_;
+  conductor::PolicyOptions po = options_.policy_options;
+  po.block_tokens = block_tokens_;
+  conductor_ = conductor::Conductor(options_.policy, po, estimators_.current());
+  UpdateAdmission();
+}
+
+int PdPlacement::AddInstance(bool prefill, const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  const int slot = view_.AddInstance(prefill, name);
+  names_[slot] = name;
+  return slot;
+}
+
+void PdPlacement::RemoveInstance(int slot) {
+  std::lock_guard<std::mutex> l(mu_);
+  view_.RemoveInstance(slot);
+  samples_after_.erase(slot);
+  decode_step_.erase(slot);
+  store_loads_.erase(slot);
+}
+
+void PdPlacement::SetResponsive(int slot, bool responsive) {
+  std::lock_guard<std::mutex> l(mu_);
+  view_.SetResponsive(slot, responsive);
+}
+
+proto::ReportRequest PdPlacement::ReportRequestFor(int slot) const {
+  std::lock_guard<std::mutex> l(mu_);
+  proto::ReportRequest r;
+  const auto [epoch, seq] = view_.Cursor(slot);
+  r.set_epoch(epoch);
+  r.set_after_seq(seq);
+  auto it = samples_after_.find(slot);
+  r.set_samples_after(it == samples_after_.end() ? 0 : it->second);
+  return r;
+}
+
+void PdPlacement::OnReport(int slot, const proto::ReportReply& rep) {
+  conductor::InstanceReport r;
+  r.epoch = rep.epoch();
+  r.last_seq = rep.last_seq();
+  r.resync = rep.resync();
+  r.events.reserve(rep.events_size());
+  for (const proto::KvEventProto& e : rep.events()) r.events.push_back({e.seq(), e.stored(), KeyOf(e.key())});
+  r.held.reserve(rep.held_size());
+  for (const std::string& k : rep.held()) r.held.push_back(KeyOf(k));
+  for (const proto::PrefillJob& j : rep.jobs()) {
+    r.jobs.push_back({j.placement_id(), {j.input_tokens(), j.prefix_tokens()}, j.running(),
+                      static_cast<double>(j.running_us()) * 1e-6});
+  }
+  r.decode = {rep.batch_size(), rep.context_tokens(), rep.free_kv_tokens()};
+  const double now = NowS();
+  std::lock_guard<std::mutex> l(mu_);
+  if (!view_.known(slot)) return;  // left meanwhile
+  view_.Apply(slot, r, now);
+  bool refit = false;
+  uint64_t& after = samples_after_[slot];
+  for (const proto::PrefillTiming& t : rep.prefill_timings()) {
+    if (t.index() <= after) continue;
+    after = t.index();
+    estimators_.AddPrefill({t.input_tokens(), t.prefix_tokens(), t.seconds()});
+    refit = true;
+  }
+  int64_t& step = decode_step_[slot];
+  if (rep.decode_step() > step && rep.decode_batch() > 0) {
+    step = rep.decode_step();
+    estimators_.AddDecode({rep.decode_batch(), rep.decode_context_tokens(), rep.decode_seconds()});
+    refit = true;
+  }
+  if (rep.store_bytes_loaded() > 0) {
+    store_loads_[slot] = {rep.store_bytes_loaded(), rep.store_load_seconds()};
+    int64_t bytes = 0;
+    double seconds = 0;
+    for (const auto& [s, v] : store_loads_) bytes += v.first, seconds += v.second;
+    estimators_.SetStoreLoads(bytes, seconds);
+    refit = true;
+  }
+  if (refit) {
+    conductor_.set_estimators(estimators_.current());
+    UpdateAdmission();
+  }
+}
+
+void PdPlacement::UpdateAdmission() {
+  const conductor::PolicyOptions& po = options_.policy_options;
+  const bool ttft = po.admission && po.ttft_slo_s > 0 && estimators_.fitted_prefill();
+  const bool tbt = po.admission && po.tbt_slo_s > 0 && estimators_.fitted_decode();
+  conductor_.set_admission_fitted(ttft, tbt);
+  const bool wanted = po.admission && (po.ttft_slo_s > 0 || po.tbt_slo_s > 0);
+  if (!wanted) return;
+  if (!logged_admission_ && !ttft && !tbt && stats_.prefill_samples == 0) {
+    LOG_WARNING("conductor: admission is off until its estimators are fitted (no profile given: it learns from the "
+                "instances' first prefill timings and decode steps)");
+    logged_admission_ = true;
+  }
+  if (ttft != stats_.ttft_admission || tbt != stats_.tbt_admission) {
+    LOG_INFO("conductor: admission on TTFT {}, on TBT {} ({} prefill timings, {} decode steps fitted)",
+             ttft ? "on" : "off", tbt ? "on" : "off", estimators_.prefill_samples(), estimators_.decode_samples());
+  }
+  stats_.ttft_admission = ttft;
+  stats_.tbt_admission = tbt;
+  stats_.prefill_samples = estimators_.prefill_samples();
+}
+
+std::vector<conductor::BlockKey> PdPlacement::BlockKeys(std::span<const int32_t> prompt) const {
+  std::vector<Hash128> pages;
+  engine::ExtendPageKeys(prompt, page_tokens_, fingerprint_, pages);
+  const int64_t per_block = block_tokens_ / page_tokens_;
+  std::vector<conductor::BlockKey> keys;
+  for (int64_t b = 1; b * per_block <= static_cast<int64_t>(pages.size()); ++b) keys.push_back(pages[b * per_block - 1]);
+  return keys;
+}
+
+// The store master's key index: how many leading blocks the pool holds. A
+// master that does not answer is skipped for a while (the request is placed
+// on the instances' caches alone).
+int64_t PdPlacement::StoreBlocks(std::span<const conductor::BlockKey> keys) {
+  if (!options_.store || keys.empty()) return 0;
+  const int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  if (now < store_skip_until_ns_.load()) return 0;
+  proto::ExistsRequest req;
+  Hash128 fp;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    fp = fingerprint_;
+    ++stats_.store_queries;
+  }
+  req.mutable_header()->set_fingerprint_hi(fp.hi);
+  req.mutable_header()->set_fingerprint_lo(fp.lo);
+  for (const conductor::BlockKey& k : keys) {
+    proto::Key* pk = req.add_keys();
+    pk->set_hi(k.hi);
+    pk->set_lo(k.lo);
+  }
+  proto::ExistsReply rep;
+  if (Status s = options_.store->Exists(req, &rep); !s.ok()) {
+    LOG_WARNING("conductor: the store master does not answer ({}); placing on the instances' caches for 5 s",
+                s.ToString());
+    store_skip_until_ns_ = now + std::chrono::nanoseconds(std::chrono::seconds(5)).count();
+    std::lock_guard<std::mutex> l(mu_);
+    ++stats_.store_failures;
+    return 0;
+  }
+  int64_t n = 0;
+  while (n < rep.exists_size() && rep.exists(n)) ++n;
+  return n;
+}
+
+Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int64_t max_tokens) {
+  std::vector<conductor::BlockKey> keys;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    keys = BlockKeys(prompt);
+  }
+  const int64_t store_blocks = StoreBlocks(keys);  // an RPC: outside the lock
+  const double now = NowS();
+  std::lock_guard<std::mutex> l(mu_);
+  view_.Freeze(now);
+  if (view_.num_prefill() == 0 || view_.num_decode() == 0) {
+    ++stats_.no_instance;
+    return Unavailable(view_.num_prefill() == 0 ? "no prefill instance answers" : "no decode instance answers");
+  }
+  view_.set_store_blocks(store_blocks);
+  const int64_t input = static_cast<int64_t>(prompt.size());
+  conductor::Request req{input, max_tokens, keys};
+  const conductor::Placement p = conductor_.Place(req, view_, now);
+  if (!p.admitted()) {
+    const bool ttft = p.verdict == conductor::Verdict::kRejectedTtft;
+    const double over = ttft ? p.prefill.predicted_ttft_s - options_.policy_options.ttft_slo_s
+                             : p.decode.predicted_tbt_s - options_.policy_options.tbt_slo_s;
+    retry_after_s_ = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(std::max(over, 0.0))), 1, 60);
+    ++(ttft ? stats_.rejected_ttft : stats_.rejected_tbt);
+    return ResourceExhausted(
+        ttft ? fmt::format("the predicted time to first token, {:.2f} s, breaks the SLO of {:.2f} s; retry later",
+                           p.prefill.predicted_ttft_s, options_.policy_options.ttft_slo_s)
+             : fmt::format("the predicted time between tokens, {:.3f} s, breaks the SLO of {:.3f} s; retry later",
+                           p.decode.predicted_tbt_s, options_.policy_options.tbt_slo_s));
+  }
+  PlacementTicket t;
+  t.id = next_id_++;
+  t.prefill_slot = view_.prefill_slot(p.prefill.prefill);
+  t.decode_slot = p.decode.decode >= 0 ? view_.decode_slot(p.decode.decode) : view_.decode_slot(0);
+  t.prefix_tokens = p.prefill.prefix_tokens;
+  t.fetch = p.prefill.transfer_from != -1;
+  // The store may serve what the policy counted as reused (its own cache
+  // included: a page the view believed cached but was evicted comes back
+  // from the store); a policy that decided not to fetch loads nothing more.
+  t.max_external_tokens = p.prefill.prefix_tokens;
+  t.predicted_ttft_s = p.prefill.predicted_ttft_s;
+  t.predicted_tbt_s = p.decode.predicted_tbt_s;
+  view_.PlacePrefill(t.prefill_slot, t.id, {input, t.prefix_tokens}, now);
+  view_.PlaceDecode(t.decode_slot, t.id, input, input + max_tokens);
+  ++stats_.placed;
+  if (t.fetch) ++stats_.fetches;
+  ++placed_on_[t.prefill_slot];
+  return t;
+}
+
+void PdPlacement::PrefillEnded(const PlacementTicket& t) {
+  std::lock_guard<std::mutex> l(mu_);
+  view_.EndPrefill(t.prefill_slot, t.id);
+}
+
+void PdPlacement::DecodeStarted(const PlacementTicket& t) {
+  std::lock_guard<std::mutex> l(mu_);
+  view_.DecodeStarted(t.decode_slot, t.id);
+}
+
+void PdPlacement::DecodeFailed(const PlacementTicket& t) {
+  std::lock_guard<std::mutex> l(mu_);
+  view_.EndDecode(t.decode_slot, t.id);
+}
+
+PlacementStats PdPlacement::Stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  PlacementStats s = stats_;
+  s.prefill_fitted = estimators_.fitted_prefill();
+  s.decode_fitted = estimators_.fitted_decode();
+  s.transfer_measured = estimators_.measured_transfer();
+  s.prefill_samples = estimators_.prefill_samples();
+  s.decode_samples = estimators_.decode_samples();
+  s.refits = estimators_.refits();
+  s.view_resyncs = view_.resyncs();
+  s.view_events = view_.events_applied();
+  for (const auto& [slot, n] : placed_on_) {
+    auto it = names_.find(slot);
+    s.placed_on.emplace_back(it == names_.end() ? std::to_string(slot) : it->second, n);
+  }
+  return s;
+}
+
+std::string ConductorMetricsText(const PdPlacement& placement) {
+  const PlacementStats s = placement.Stats();
+  std::string o;
+  auto line = [&](const std::string& name, const std::string& labels, double v) {
+    o += fmt::format("crescent_conductor_{}{} {}\n", name, labels.empty() ? "" : "{" + labels + "}", v);
+  };
+  o += fmt::format("# TYPE crescent_conductor_placements_total counter\n");
+  for (const auto& [inst, n] : s.placed_on) line("placements_total", fmt::format("instance=\"{}\"", inst), n);
+  line("rejected_total", "slo=\"ttft\"", s.rejected_ttft);
+  line("rejected_total", "slo=\"tbt\"", s.rejected_tbt);
+  line("no_instance_total", "", s.no_instance);
+  line("fetches_total", "", s.fetches);
+  line("store_queries_total", "", s.store_queries);
+  line("store_failures_total", "", s.store_failures);
+  line("admission_enabled", "slo=\"ttft\"", s.ttft_admission ? 1 : 0);
+  line("admission_enabled", "slo=\"tbt\"", s.tbt_admission ? 1 : 0);
+  line("estimator_fitted", "estimator=\"prefill\"", s.prefill_fitted ? 1 : 0);
+  line("estimator_fitted", "estimator=\"decode\"", s.decode_fitted ? 1 : 0);
+  line("estimator_fitted", "estimator=\"transfer\"", s.transfer_measured ? 1 : 0);
+  line("estimator_samples", "estimator=\"prefill\"", static_cast<double>(s.prefill_samples));
+  line("estimator_samples", "estimator=\"decode\"", static_cast<double>(s.decode_samples));
+  line("refits_total", "", static_cast<double>(s.refits));
+  line("view_resyncs_total", "", static_cast<double>(s.view_resyncs));
+  line("view_events_total", "", static_cast<double>(s.view_events));
+  return o;
+}
+
+}  // namespace crescent::server
