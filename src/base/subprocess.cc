@@ -1,6 +1,8 @@
 #include "base/subprocess.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -10,7 +12,7 @@ extern char** environ;
 namespace crescent {
 
 Result<pid_t> SpawnProcess(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
-                           int stdin_fd, int stdout_fd, int stderr_fd) {
+                           int stdin_fd, int stdout_fd, int stderr_fd, bool die_with_parent) {
   if (argv.empty()) return InvalidArgument("SpawnProcess: empty argv");
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -32,12 +34,20 @@ Result<pid_t> SpawnProcess(const std::vector<std::string>& argv, const std::vect
   const int null_fd = need_null ? open("/dev/null", O_RDWR | O_CLOEXEC) : -1;
   if (need_null && null_fd < 0) return Internal("SpawnProcess: cannot open /dev/null");
   const int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+  const pid_t parent = getpid();
+  sigset_t none;
+  sigemptyset(&none);
   const pid_t pid = fork();
   if (pid < 0) {
     if (null_fd >= 0) close(null_fd);
     return Internal(std::string("fork failed: ") + std::strerror(errno));
   }
-  if (pid == 0) {
+  if (pid == 0) {  // only async-signal-safe calls from here to exec
+    if (die_with_parent) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);  // the parent died before the prctl
+    }
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int i = 0; i < 3; ++i) {
       const int fd = fds[i] == kDevNullFd ? null_fd : fds[i];
       if (fd >= 0 && dup2(fd, i) < 0) _exit(127);

@@ -21,9 +21,13 @@ constexpr int kInheritFd = -2;  // keep the parent's
 constexpr int kDevNullFd = -1;  // /dev/null
 
 // extra_env: "NAME=value" entries added to (or replacing in) the current
-// environment. An error if argv is empty or fork fails; a program that cannot
-// be executed exits with status 127.
+// environment. The child starts with no signal blocked (a parent that blocks
+// SIGINT/SIGTERM to sigwait them does not pass that on). With
+// die_with_parent the child is SIGKILLed when the thread that spawned it
+// exits (PR_SET_PDEATHSIG): a supervisor killed with -9 leaves no orphans.
+// An error if argv is empty or fork fails; a program that cannot be executed
+// exits with status 127.
 Result<pid_t> SpawnProcess(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env,
-                           int stdin_fd, int stdout_fd, int stderr_fd);
+                           int stdin_fd, int stdout_fd, int stderr_fd, bool die_with_parent = false);
 
 }  // namespace crescent

@@ -17,6 +17,7 @@
 #include "base/file.h"
 #include "base/logging.h"
 #include "base/subprocess.h"
+#include "cli/cli_child_process.h"
 #include "cli/cli_trace_replay.h"
 #include "cli/cli_trace_report.h"
 #include "cli/cli_util.h"
@@ -25,60 +26,18 @@
 namespace crescent::cli {
 namespace {
 
-std::string SelfExe() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) throw CommandError("bench pd: cannot find this program (/proc/self/exe)");
-  return std::string(buf, static_cast<size_t>(n));
-}
-
-// A `crescent` child pinned to `cpus`, its output in `log`; stopped (SIGTERM,
-// then SIGKILL) when this goes.
-class Child {
+// A `crescent` child pinned to `cpus`, its output in `log` (stopped when it goes).
+class Child : public ChildProcess {
  public:
-  Child(const std::string& cpus, std::vector<std::string> args, std::string log) : log_(std::move(log)) {
-    std::vector<std::string> argv{"taskset", "-c", cpus, SelfExe()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw CommandError("bench pd: cannot write " + log_);
-    Result<pid_t> pid = SpawnProcess(argv, {"OMP_WAIT_POLICY=PASSIVE"}, kDevNullFd, fd, fd);
-    ::close(fd);
-    pid_ = ValueOrThrow(std::move(pid));
-  }
-  ~Child() {
-    if (pid_ <= 0) return;  // exited (and reaped) already
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 200; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  // Until GET /health on `port` answers 200; throws with the log's tail if
-  // the child exits or takes over `seconds`.
-  void WaitHealthy(int port, double seconds) {
-    const HttpUrl url{"127.0.0.1", static_cast<uint16_t>(port), ""};
-    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
-    while (std::chrono::steady_clock::now() < end) {
-      HttpCall c;
-      Result<HttpReply> r = c.Run(url, "GET", "/health", "", "", 2);
-      if (r.ok() && r->status == 200) return;
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    Result<std::string> text = ReadFileToString(log_);
-    std::string tail = text.ok() ? text->substr(text->size() > 600 ? text->size() - 600 : 0) : "";
-    throw CommandError("bench pd: a process did not start (" + log_ + "): " + tail);
-  }
+  Child(const std::string& cpus, std::vector<std::string> args, std::string log)
+      : ChildProcess(Argv(cpus, std::move(args)), std::move(log), {"OMP_WAIT_POLICY=PASSIVE"}) {}
 
  private:
-  pid_t pid_ = -1;
-  std::string log_;
+  static std::vector<std::string> Argv(const std::string& cpus, std::vector<std::string> args) {
+    std::vector<std::string> argv{"taskset", "-c", cpus, SelfExe()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
 };
 
 std::vector<std::string> ServeArgs(const InterferenceOptions& o, int port) {

@@ -38,6 +38,7 @@ void RegisterTrace(CLI::App& app);  // make-trace + trace-stats
 void RegisterServe(CLI::App& app);
 void RegisterConductor(CLI::App& app);  // cmd_serve.cc: the same server, role "front"
 void RegisterStore(CLI::App& app);  // store-master, store-node, store-cli
+void RegisterCluster(CLI::App& app);  // cluster up
 // Parts of `crescent bench`, each in cmd_bench_<name>.cc, called from RegisterBench.
 void RegisterBenchEngine(CLI::App& bench);
 void RegisterBenchTokenizer(CLI::App& bench);

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   crescent::cli::RegisterServe(app);
   crescent::cli::RegisterConductor(app);
   crescent::cli::RegisterStore(app);
+  crescent::cli::RegisterCluster(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

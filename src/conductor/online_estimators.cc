@@ -29,6 +29,11 @@ Result<PrefillTimeEstimator> FitComputed(std::span<const PrefillSample> samples)
 OnlineEstimators::OnlineEstimators(OnlineEstimatorOptions options, std::optional<Estimators> profile,
                                    std::vector<PrefillSample> profile_prefill, std::vector<DecodeSample> profile_decode)
     : opt_(options), base_prefill_(std::move(profile_prefill)), base_decode_(std::move(profile_decode)) {
+  // Until a fit: unit costs, so placement still compares the work queued
+  // (tokens to compute, requests and context in a batch) instead of seeing
+  // every instance as free. Admission ignores them (fitted_* is false).
+  est_.prefill = PrefillTimeEstimator({0.0, kUnfittedSecondsPerToken, -kUnfittedSecondsPerToken, 0.0, 0.0, 0.0});
+  est_.decode = DecodeStepEstimator(0.0, 1e-3, 1e-7);
   if (profile) {
     est_ = *profile;
     fitted_prefill_ = fitted_decode_ = true;

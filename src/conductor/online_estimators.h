@@ -9,8 +9,11 @@
 //   decode    the same, from decode-only steps (batch, context, seconds)
 //   transfer  bytes per token from the model, bandwidth = the store's
 //             loaded bytes / load seconds so far (the profile's until then)
-// fitted_prefill() / fitted_decode(): whether admission can trust them (an
-// unfitted estimator predicts 0 s and would never reject). No I/O; values in,
+// fitted_prefill() / fitted_decode(): whether admission can trust them.
+// Before the first fit (and without a profile) the estimators are unit costs
+// (kUnfittedSecondsPerToken per token computed; per request and per context
+// token in a decode batch): placement compares the work queued with them,
+// admission does not use them. No I/O; values in,
 // estimators out. Thread-compatible (one owner; the front locks).
 #pragma once
 
@@ -31,6 +34,7 @@ struct OnlineEstimatorOptions {
 
 class OnlineEstimators {
  public:
+  static constexpr double kUnfittedSecondsPerToken = 1e-4;
   // `profile`: a fit from `crescent bench engine --profile-out` (its samples
   // seed the fit), or nullopt.
   OnlineEstimators(OnlineEstimatorOptions options, std::optional<Estimators> profile,

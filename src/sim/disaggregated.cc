@@ -129,7 +129,9 @@ class DisaggregatedSim final : public conductor::ClusterView {
       return;
     }
     const std::span<const BlockKey> keys = trace_.Keys(r);
-    const conductor::Placement pl = conductor_.Place({r.input_tokens, r.output_tokens, keys}, *this, now_);
+    const conductor::Request creq{r.input_tokens, r.output_tokens, keys};
+    const conductor::Placement pl = conductor_.Place(creq, *this, now_);
+    if (cfg_.on_place) cfg_.on_place(creq, *this, now_, pl);
     if (!pl.admitted()) {
       out.rejected = true;
       return;
@@ -288,6 +290,15 @@ class DisaggregatedSim final : public conductor::ClusterView {
 Result<SimResult> RunDisaggregated(const Trace& trace, const SimConfig& config, conductor::PolicyKind kind) {
   if (config.decode < 1) return InvalidArgument("a disaggregated policy needs at least one decode instance");
   ASSIGN_OR_RETURN(conductor::Estimators est, FitEstimators(config.profile, /*with_prefix_load=*/true));
+  DisaggregatedSim sim(trace, config, conductor::Conductor(kind, ConductorOptions(config), std::move(est)));
+  return sim.Run();
+}
+
+}  // namespace crescent::sim::internal
+
+namespace crescent::sim {
+
+conductor::PolicyOptions ConductorOptions(const SimConfig& config) {
   conductor::PolicyOptions opt;
   opt.block_tokens = static_cast<int64_t>(config.profile.block_tokens);
   opt.kvcache_balancing_threshold = config.kvcache_balancing_threshold;
@@ -295,8 +306,7 @@ Result<SimResult> RunDisaggregated(const Trace& trace, const SimConfig& config, 
   opt.ttft_slo_s = config.ttft_slo_s;
   opt.tbt_slo_s = config.tbt_slo_s;
   opt.seed = config.seed;
-  DisaggregatedSim sim(trace, config, conductor::Conductor(kind, opt, std::move(est)));
-  return sim.Run();
+  return opt;
 }
 
-}  // namespace crescent::sim::internal
+}  // namespace crescent::sim

@@ -9,10 +9,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
+#include "conductor/conductor.h"
 #include "sim/cost_model.h"
 #include "sim/trace.h"
 
@@ -32,6 +34,12 @@ struct SimConfig {
   uint64_t seed = 1;
   double kvcache_balancing_threshold = 1.0;
   CostProfile profile;
+  // Called with every placement the Conductor makes, the view as it saw it
+  // and the time (disaggregated policies): what a recorded run replays
+  // through another view (the live cluster's) to check both place alike.
+  std::function<void(const conductor::Request&, const conductor::ClusterView&, double now_s,
+                     const conductor::Placement&)>
+      on_place;
 };
 
 struct RequestOutcome {
@@ -69,6 +77,8 @@ struct SimSummary {
 };
 
 Result<SimResult> Simulate(const Trace& trace, const SimConfig& config);
+// The Conductor's options a disaggregated simulation runs with.
+conductor::PolicyOptions ConductorOptions(const SimConfig& config);
 // SLOs <= 0 count as met.
 SimSummary Summarize(const SimResult& result, double ttft_slo_s, double tbt_slo_s);
 
