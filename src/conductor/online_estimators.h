@@ -2,13 +2,18 @@
 // instances measure (their prefill timings, their decode steps, their store
 // loads), starting from a profile's fit when there is one.
 //
-//   prefill   refitted every `refit_every` new timings once the samples
-//             determine the polynomial (distinct lengths and prefixes); the
-//             samples kept are the last `window`, plus the profile's when
-//             given (so a fit never forgets the shape the profile knows)
-//   decode    the same, from decode-only steps (batch, context, seconds)
+//   prefill   Eq. 1 in the tokens computed plus a load term,
+//             c0 + c1 (n-p) + c2 (n^2-p^2) + c3 p, every coefficient >= 0
+//             (a term fitted negative is dropped: a few noisy timings must
+//             not extrapolate to nonsense), refitted every `refit_every` new
+//             timings once at least twice as many as its terms determine
+//             it; the last `window` samples, plus the profile's when given
+//   decode    c0 + c_batch b + c_ctx context, the same way, from
+//             decode-only steps
 //   transfer  bytes per token from the model, bandwidth = the store's
-//             loaded bytes / load seconds so far (the profile's until then)
+//             loaded bytes / load seconds so far (until then the profile's,
+//             or none: a fetch predicts no cost, so the policy fetches and
+//             its loads get measured)
 // fitted_prefill() / fitted_decode(): whether admission can trust them.
 // Before the first fit (and without a profile) the estimators are unit costs
 // (kUnfittedSecondsPerToken per token computed; per request and per context

@@ -330,6 +330,7 @@ class PdFront::Impl {
   }
 
   const PdPlacement& placement() const { return placement_; }
+  int64_t kv_waits() const { return kv_waits_.load(); }
   int64_t in_flight() const {
     std::lock_guard<std::mutex> l(mu_);
     return static_cast<int64_t>(live_.size());
@@ -461,17 +462,28 @@ class PdFront::Impl {
       proto::CancelReservationReply ignored;
       d->stub->CancelReservation(&ctx, c, &ignored);
     };
-    if (decode) {
+    // A decode pool without room now (its KV is reserved by requests still
+    // in prefill or decoding) is waited for, up to kv_wait_ms: the request
+    // queues here instead of failing.
+    const auto wait_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.kv_wait_ms);
+    for (int tries = 0; decode; ++tries) {
       grpc::ClientContext ctx;
       ctx.set_deadline(In(options_.reserve_timeout_ms));
       if (!run.Enter(&ctx, d)) return Cancelled("cancelled");
       grpc::Status s = d->stub->Reserve(&ctx, rq, &res);
       const std::string lost = run.Leave();
+      if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED && lost.empty() && !run.is_cancelled() &&
+          std::chrono::steady_clock::now() < wait_until) {
+        if (tries == 0) kv_waits_++;
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5 << std::min(tries, 4), 50)));
+        continue;
+      }
       if (!s.ok()) return lost.empty() ? FromGrpc(s, "reserve on decode instance " + d->address) : Unavailable(lost);
       if (!lost.empty()) {  // reserved just as the prober gave up on it
         cancel_reservation();
         return Unavailable(lost);
       }
+      break;
     }
     proto::PrefillRequest pq;
     *pq.mutable_prompt() = rq.prompt();
@@ -635,6 +647,7 @@ class PdFront::Impl {
   bool have_geometry_ = false;                                  // GUARDED_BY(inst_mu_)
   PdPlacement placement_;
   std::atomic<int64_t> probes_in_flight_{0};
+  std::atomic<int64_t> kv_waits_{0};  // requests that waited for a decode pool's room
   std::set<std::string> refused_;  // refresher thread only
   std::thread refresher_, prober_;
   std::atomic<int64_t> prefix_query_tokens_{0}, prefix_hit_tokens_{0}, generation_tokens_{0};
@@ -666,7 +679,10 @@ int64_t PdFront::in_flight() const { return impl_->in_flight(); }
 Hash128 PdFront::kv_fingerprint() const { return impl_->fingerprint(); }
 int64_t PdFront::retry_after_s() const { return impl_->placement().retry_after_s(); }
 PlacementStats PdFront::placement_stats() const { return impl_->placement().Stats(); }
-std::string PdFront::MetricsText() const { return ConductorMetricsText(impl_->placement()); }
+std::string PdFront::MetricsText() const {
+  return ConductorMetricsText(impl_->placement()) +
+         fmt::format("crescent_conductor_kv_waits_total {}\n", impl_->kv_waits());
+}
 int64_t PdFront::max_model_len() const { return impl_->max_model_len(); }
 int64_t PdFront::vocab_size() const { return impl_->vocab_size(); }
 engine::EngineStats PdFront::Stats() const { return impl_->Stats(); }

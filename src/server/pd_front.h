@@ -64,6 +64,9 @@ struct PdFrontOptions {
   int64_t probe_ms = 1000;
   int64_t unresponsive_ms = 5000;
   int64_t reserve_timeout_ms = 5'000;
+  // A decode instance without KV room now is asked again (backing off) for
+  // up to this long before the request fails: it waits for room.
+  int64_t kv_wait_ms = 120'000;
   int64_t prefill_timeout_ms = 600'000;
   int64_t decode_timeout_ms = 3'600'000;
   int64_t max_model_len = 0;

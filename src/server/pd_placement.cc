@@ -245,6 +245,11 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   view_.PlaceDecode(t.decode_slot, t.id, input, input + max_tokens);
   ++stats_.placed;
   if (t.fetch) ++stats_.fetches;
+  LOG_DEBUG("conductor: placement {} ({} tokens, {} blocks, store {}): prefill {} (local prefix {}, reuse {}{}), "
+            "predicted TTFT {:.3f} s; decode {} (TBT {:.4f} s); {} prefill candidates",
+            t.id, input, keys.size(), store_blocks, names_[t.prefill_slot], p.prefill.local_prefix_tokens,
+            p.prefill.prefix_tokens, t.fetch ? ", fetched" : "", t.predicted_ttft_s, names_[t.decode_slot],
+            t.predicted_tbt_s, view_.num_prefill());
   ++placed_on_[t.prefill_slot];
   return t;
 }

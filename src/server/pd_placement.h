@@ -118,7 +118,8 @@ class PdPlacement {
 //   _no_instance_total, _fetches_total, _store_queries_total, _store_failures_total,
 //   _admission_enabled{slo} (0 while its estimator is not fitted),
 //   _estimator_fitted{estimator}, _estimator_samples{estimator}, _refits_total,
-//   _view_resyncs_total, _view_events_total
+//   _view_resyncs_total, _view_events_total (and the front adds _kv_waits_total:
+//   requests that waited for a decode instance's KV room)
 std::string ConductorMetricsText(const PdPlacement& placement);
 
 }  // namespace crescent::server
