@@ -34,7 +34,7 @@ Placement Conductor::Place(const Request& request, const ClusterView& view, doub
     rejecting = predicted > limit;
     return rejecting;
   };
-  if (ttft_fitted_ && breaks(p.prefill.predicted_ttft_s, opt_.ttft_slo_s, rejecting_ttft_)) {
+  if (ttft_fitted_ && breaks(p.prefill.predicted_ttft_s + ttft_correction_s_, opt_.ttft_slo_s, rejecting_ttft_)) {
     p.verdict = Verdict::kRejectedTtft;
   } else if (tbt_fitted_ && p.decode.decode >= 0 && breaks(p.decode.predicted_tbt_s, opt_.tbt_slo_s, rejecting_tbt_)) {
     p.verdict = Verdict::kRejectedTbt;

@@ -47,6 +47,10 @@ class Conductor {
   // Admission checks only the SLOs whose estimator is fitted (an unfitted
   // one predicts 0 s: it would never reject); the caller says which are.
   void set_admission_fitted(bool ttft, bool tbt) { ttft_fitted_ = ttft, tbt_fitted_ = tbt; }
+  // Seconds added to every TTFT prediction before admission compares it
+  // with the SLO: what a live cluster measured its predictions to miss
+  // (the front's own path, interference between instances); 0 in the simulator.
+  void set_ttft_correction(double seconds) { ttft_correction_s_ = seconds; }
   bool rejecting_ttft() const { return rejecting_ttft_; }
   bool rejecting_tbt() const { return rejecting_tbt_; }
   const Estimators& estimators() const { return est_; }
@@ -57,6 +61,7 @@ class Conductor {
   Estimators est_;
   std::unique_ptr<PrefillPolicy> policy_;
   bool ttft_fitted_ = true, tbt_fitted_ = true;
+  double ttft_correction_s_ = 0;
   bool rejecting_ttft_ = false, rejecting_tbt_ = false;  // the hysteresis' state
 };
 

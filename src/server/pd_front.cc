@@ -32,6 +32,7 @@ struct Instance {
   std::string address;
   bool prefill = true;
   int slot = -1;  // in the placement's view
+  std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<proto::KvInstance::Stub> stub;
   std::atomic<int64_t> in_flight{0};
   // The prober's verdict: not picked while it does not answer, and the calls
@@ -391,7 +392,8 @@ class PdFront::Impl {
   static std::shared_ptr<Instance> Make(const std::string& address) {
     auto i = std::make_shared<Instance>();
     i->address = address;
-    i->stub = proto::KvInstance::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+    i->channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    i->stub = proto::KvInstance::NewStub(i->channel);
     return i;
   }
 
@@ -425,6 +427,23 @@ class PdFront::Impl {
 
   // One try on a (D, P) pair; `started` once an output went to the client
   // (from then on the request ends in this try, with its final output).
+  // A call that failed because the instance cannot be reached (its process
+  // is gone: connection refused or reset) makes it unresponsive at once,
+  // until it answers the prober again: the next requests do not try it.
+  void NoteFailure(Instance* i, const grpc::Status& s) {
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE ||
+        i->channel->GetState(false) != GRPC_CHANNEL_TRANSIENT_FAILURE) {
+      return;
+    }
+    const auto silent_since = std::chrono::steady_clock::now() - std::chrono::milliseconds(options_.unresponsive_ms + 1);
+    i->last_answer_ns = silent_since.time_since_epoch().count();
+    if (!i->unresponsive.exchange(true)) {
+      LOG_WARNING("pd front: instance {} cannot be reached ({}): not picked until it answers again", i->address,
+                  s.error_message());
+      placement_.SetResponsive(i->slot, false);
+    }
+  }
+
   std::shared_ptr<Instance> BySlot(int slot) {
     std::lock_guard<std::mutex> l(inst_mu_);
     auto it = slots_.find(slot);
@@ -478,6 +497,7 @@ class PdFront::Impl {
         std::this_thread::sleep_for(std::chrono::milliseconds(std::min(5 << std::min(tries, 4), 50)));
         continue;
       }
+      if (!s.ok()) NoteFailure(d, s);
       if (!s.ok()) return lost.empty() ? FromGrpc(s, "reserve on decode instance " + d->address) : Unavailable(lost);
       if (!lost.empty()) {  // reserved just as the prober gave up on it
         cancel_reservation();
@@ -509,6 +529,7 @@ class PdFront::Impl {
       if (prefill_open) placement_.PrefillEnded(*t);
       prefill_open = false;
       const std::string lost = run.Leave();
+      if (!s.ok()) NoteFailure(p, s);
       if (!s.ok() || !lost.empty()) {
         cancel_reservation();
         return lost.empty() ? FromGrpc(s, "prefill on instance " + p->address) : Unavailable(lost);
@@ -529,6 +550,7 @@ class PdFront::Impl {
       o.samples = {FromProto(first.first())};
       o.usage = usage;
       o.first_token_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.submitted).count();
+      if (t) placement_.FirstToken(*t, o.first_token_time_s);
       if (first.finished()) {  // the first token ended it: nothing to decode
         cancel_reservation();
         o.text = first.text();

@@ -259,6 +259,17 @@ void PdPlacement::PrefillEnded(const PlacementTicket& t) {
   view_.EndPrefill(t.prefill_slot, t.id);
 }
 
+void PdPlacement::FirstToken(const PlacementTicket& t, double ttft_s) {
+  std::lock_guard<std::mutex> l(mu_);
+  ttft_misses_.push_back(ttft_s - t.predicted_ttft_s);
+  if (ttft_misses_.size() > 64) ttft_misses_.pop_front();
+  std::vector<double> m(ttft_misses_.begin(), ttft_misses_.end());
+  const size_t k = m.size() * 9 / 10;
+  std::nth_element(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(k), m.end());
+  stats_.ttft_correction_s = std::max(0.0, m[k]);
+  conductor_.set_ttft_correction(stats_.ttft_correction_s);
+}
+
 void PdPlacement::DecodeStarted(const PlacementTicket& t) {
   std::lock_guard<std::mutex> l(mu_);
   view_.DecodeStarted(t.decode_slot, t.id);
@@ -311,6 +322,7 @@ std::string ConductorMetricsText(const PdPlacement& placement) {
   line("refits_total", "", static_cast<double>(s.refits));
   line("view_resyncs_total", "", static_cast<double>(s.view_resyncs));
   line("view_events_total", "", static_cast<double>(s.view_events));
+  line("ttft_correction_seconds", "", s.ttft_correction_s);
   return o;
 }
 

@@ -21,6 +21,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -63,6 +65,7 @@ struct PlacementStats {
   bool prefill_fitted = false, decode_fitted = false, transfer_measured = false;
   int64_t prefill_samples = 0, decode_samples = 0, refits = 0;
   int64_t view_resyncs = 0, view_events = 0;
+  double ttft_correction_s = 0;
   std::vector<std::pair<std::string, int64_t>> placed_on;  // instance -> prefill placements
 };
 
@@ -82,6 +85,10 @@ class PdPlacement {
   void PrefillEnded(const PlacementTicket& t);
   void DecodeStarted(const PlacementTicket& t);
   void DecodeFailed(const PlacementTicket& t);
+  // The request's first token came `ttft_s` after it was placed: the 90th
+  // percentile of (measured - predicted) over the last 64 becomes the
+  // Conductor's TTFT correction for admission (never below 0).
+  void FirstToken(const PlacementTicket& t, double ttft_s);
 
   // Seconds a refused client should wait (Retry-After).
   int64_t retry_after_s() const { return retry_after_s_.load(); }
@@ -107,6 +114,7 @@ class PdPlacement {
   std::map<int, std::string> names_;       // GUARDED_BY(mu_)
   std::map<int, int64_t> placed_on_;       // GUARDED_BY(mu_)
   PlacementStats stats_;                   // GUARDED_BY(mu_): counters
+  std::deque<double> ttft_misses_;         // GUARDED_BY(mu_): measured - predicted TTFT
   uint64_t next_id_ = 1;                   // GUARDED_BY(mu_)
   bool logged_admission_ = false;          // GUARDED_BY(mu_)
   std::atomic<int64_t> retry_after_s_{1};
@@ -118,7 +126,7 @@ class PdPlacement {
 //   _no_instance_total, _fetches_total, _store_queries_total, _store_failures_total,
 //   _admission_enabled{slo} (0 while its estimator is not fitted),
 //   _estimator_fitted{estimator}, _estimator_samples{estimator}, _refits_total,
-//   _view_resyncs_total, _view_events_total (and the front adds _kv_waits_total:
+//   _view_resyncs_total, _view_events_total, _ttft_correction_seconds (and the front adds _kv_waits_total:
 //   requests that waited for a decode instance's KV room)
 std::string ConductorMetricsText(const PdPlacement& placement);
 

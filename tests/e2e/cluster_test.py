@@ -14,8 +14,9 @@ the front); docs/cluster.md.
   predicted to miss a tight TTFT SLO get 429 (OpenAI error body, Retry-After)
   at once, the admitted ones meet the SLO, and goodput beats the same load
   with admission off (both printed).
-- --part faults: a load while random processes are killed with -9 (prefill,
-  decode, the store master, etcd) and cluster up restarts them: zero wrong
+- --part faults (2 prefill + 2 decode instances): a load while random
+  processes are killed with -9 (prefill, decode, the store master, etcd) and
+  cluster up restarts them: zero wrong
   outputs (each equals the all-in-one greedy reference), zero requests past
   their timeout, the rest clean errors; served again after the kills. The
   number of kills is --kills (scripts/soak.sh runs 100).
@@ -234,7 +235,7 @@ def admission():
 
 
 def faults():
-    c = ClusterUp(a.crescent, os.path.join(a.work, "faults"), "tiny-llama3", "--prefill", "2", "--decode", "1",
+    c = ClusterUp(a.crescent, os.path.join(a.work, "faults"), "tiny-llama3", "--prefill", "2", "--decode", "2",
                   "--instance-timeout-ms", "2000")
     ref = Reference(model_dir(c))
     rng = random.Random(5)
@@ -254,6 +255,8 @@ def faults():
             st, text, _, _, err = stream(c.port, p, 8, timeout=timeout)
             with lock:
                 outcomes.append((st, st == 200 and text != ref.text(p, 8), time.time() - t0, err))
+            if st != 200:
+                time.sleep(0.2)  # as a client backs off after an error
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
     [t.start() for t in threads]
