@@ -36,6 +36,8 @@ struct Opts {
   bool json = false;
   std::vector<std::string> compare;
   std::string simulate, sim_policy = "coupled-chunked";
+  int sim_prefill = 1, sim_decode = 0;
+  int64_t sim_kv_tokens = 0;
 };
 
 Result<HttpReply> Get(const ReplayOptions& o, const std::string& path) {
@@ -212,14 +214,15 @@ void Run(const Opts& o) {
     sim_text = "  simulator: not run (the replay was interrupted: the two would cover other requests)\n";
   } else if (profile) {
     // The server's KV pool in tokens, from its /metrics (pages of 16 tokens).
-    int64_t kv_tokens = 0;
-    if (have_metrics) {
+    int64_t kv_tokens = o.sim_kv_tokens;
+    if (have_metrics && kv_tokens == 0) {
       const json::object m = ParseMetrics(before->body);
       if (const json::value* v = m.if_contains("crescent_kv_pages_total"); v && v->is_number()) {
         kv_tokens = static_cast<int64_t>(v->to_number<double>()) * 16;
       }
     }
-    SimulatedRun sr = ValueOrThrow(SimulateLikeReplay(plan, recs, *profile, ro, kv_tokens, o.sim_policy));
+    SimulatedRun sr = ValueOrThrow(SimulateLikeReplay(plan, recs, *profile, ro, kv_tokens, o.sim_policy,
+                                                           o.sim_prefill, o.sim_decode));
     report["simulator"] = sr.json;
     sim_text = sr.text;
   }
@@ -296,9 +299,21 @@ void RegisterBenchTrace(CLI::App& bench) {
   cmd->add_flag("--json", o->json, "Print the summary as one JSON object");
   cmd->add_option("--simulate", o->simulate,
                   "A cost profile (bench engine --profile-out): also simulate this run and compare the TTFTs");
-  cmd->add_option("--sim-policy", o->sim_policy, "The simulator's policy for --simulate")
-      ->check(CLI::IsMember({"coupled", "coupled-prefix", "coupled-chunked"}))
+  cmd->add_option("--sim-policy", o->sim_policy,
+                  "The simulator's policy for --simulate (a cluster's with --sim-decode: random, least-loaded, "
+                  "local-cache, global-cache)")
+      ->check(CLI::IsMember({"coupled", "coupled-prefix", "coupled-chunked", "random", "least-loaded", "local-cache",
+                             "global-cache"}))
       ->capture_default_str();
+  cmd->add_option("--sim-prefill", o->sim_prefill, "--simulate: prefill instances (a cluster)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--sim-decode", o->sim_decode, "--simulate: decode instances (0: one all-in-one instance)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--sim-kv-tokens", o->sim_kv_tokens,
+                  "--simulate: KV tokens of each instance (default: the server's /metrics crescent_kv_pages_total x 16)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--compare", o->compare, "Earlier --out folders: side by side, and their CDFs on one chart")
       ->expected(1, -1);
   cmd->callback([o] { Run(*o); });

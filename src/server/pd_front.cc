@@ -438,7 +438,7 @@ class PdFront::Impl {
     const auto silent_since = std::chrono::steady_clock::now() - std::chrono::milliseconds(options_.unresponsive_ms + 1);
     i->last_answer_ns = silent_since.time_since_epoch().count();
     if (!i->unresponsive.exchange(true)) {
-      LOG_WARNING("pd front: instance {} cannot be reached ({}): not picked until it answers again", i->address,
+      LOG_WARNING("pd front: instance {} cannot be reached ({}): not picked until the prober hears from it", i->address,
                   s.error_message());
       placement_.SetResponsive(i->slot, false);
     }
@@ -624,25 +624,26 @@ class PdFront::Impl {
     std::shared_ptr<Instance> d, p;
     Status last = Unavailable("no prefill or no decode instance");
     for (int attempt = 0; attempt < 2; ++attempt) {  // a failed try is retried once, elsewhere where possible
+      const bool need_decode = req.params.max_tokens > 1;  // one token: the prefill instance alone
       const PlacementTicket* t = attempt == 0 ? &run.ticket : nullptr;
       if (t) {  // the Conductor's choice
-        d = BySlot(t->decode_slot);
+        d = need_decode ? BySlot(t->decode_slot) : nullptr;
         p = BySlot(t->prefill_slot);
-        if (!d || !p) {  // it left between placement and now
+        if ((need_decode && !d) || !p) {  // it left between placement and now
           placement_.PrefillEnded(*t);
           placement_.DecodeFailed(*t);
           t = nullptr;
         }
       }
       if (!t) {
-        d = Pick(false, d.get());
+        d = need_decode ? Pick(false, d.get()) : nullptr;
         p = Pick(true, p.get());
       }
-      if (!d || !p) break;
+      if ((need_decode && !d) || !p) break;
       bool started = false;
-      d->in_flight++;
+      if (d) d->in_flight++;
       last = TryOnce(run, req, cb, d.get(), p.get(), t, started);
-      d->in_flight--;
+      if (d) d->in_flight--;
       if (started) return;  // the request reached its final output
       if (last.code() == StatusCode::kCancelled || last.code() == StatusCode::kInvalidArgument ||
           run.is_cancelled()) {

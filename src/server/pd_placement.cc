@@ -209,7 +209,8 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   const double now = NowS();
   std::lock_guard<std::mutex> l(mu_);
   view_.Freeze(now);
-  if (view_.num_prefill() == 0 || view_.num_decode() == 0) {
+  const bool decodes = max_tokens > 1;  // one token: the prefill instance alone answers it
+  if (view_.num_prefill() == 0 || (decodes && view_.num_decode() == 0)) {
     ++stats_.no_instance;
     return Unavailable(view_.num_prefill() == 0 ? "no prefill instance answers" : "no decode instance answers");
   }
@@ -232,7 +233,9 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   PlacementTicket t;
   t.id = next_id_++;
   t.prefill_slot = view_.prefill_slot(p.prefill.prefill);
-  t.decode_slot = p.decode.decode >= 0 ? view_.decode_slot(p.decode.decode) : view_.decode_slot(0);
+  t.decode_slot = !decodes || view_.num_decode() == 0 ? -1
+                  : p.decode.decode >= 0           ? view_.decode_slot(p.decode.decode)
+                                                   : view_.decode_slot(0);
   t.prefix_tokens = p.prefill.prefix_tokens;
   t.fetch = p.prefill.transfer_from != -1;
   // The store may serve what the policy counted as reused (its own cache
@@ -242,13 +245,14 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   t.predicted_ttft_s = p.prefill.predicted_ttft_s;
   t.predicted_tbt_s = p.decode.predicted_tbt_s;
   view_.PlacePrefill(t.prefill_slot, t.id, {input, t.prefix_tokens}, now);
-  view_.PlaceDecode(t.decode_slot, t.id, input, input + max_tokens);
+  if (t.decode_slot >= 0) view_.PlaceDecode(t.decode_slot, t.id, input, input + max_tokens);
   ++stats_.placed;
   if (t.fetch) ++stats_.fetches;
   LOG_DEBUG("conductor: placement {} ({} tokens, {} blocks, store {}): prefill {} (local prefix {}, reuse {}{}), "
             "predicted TTFT {:.3f} s; decode {} (TBT {:.4f} s); {} prefill candidates",
             t.id, input, keys.size(), store_blocks, names_[t.prefill_slot], p.prefill.local_prefix_tokens,
-            p.prefill.prefix_tokens, t.fetch ? ", fetched" : "", t.predicted_ttft_s, names_[t.decode_slot],
+            p.prefill.prefix_tokens, t.fetch ? ", fetched" : "", t.predicted_ttft_s,
+            t.decode_slot >= 0 ? names_[t.decode_slot] : std::string("none"),
             t.predicted_tbt_s, view_.num_prefill());
   ++placed_on_[t.prefill_slot];
   return t;
