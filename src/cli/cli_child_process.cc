@@ -27,6 +27,22 @@ std::string SelfExe() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
+namespace {
+std::function<bool()>& WaitInterrupt() {
+  static std::function<bool()> f;
+  return f;
+}
+void CheckInterrupt() {
+  if (WaitInterrupt() && WaitInterrupt()()) throw CommandError("interrupted");
+}
+}  // namespace
+
+void SetWaitInterrupt(std::function<bool()> interrupted) { WaitInterrupt() = std::move(interrupted); }
+
+void ChildProcess::Terminate() {
+  if (pid_ > 0) ::kill(pid_, SIGTERM);
+}
+
 ChildProcess::ChildProcess(std::vector<std::string> argv, std::string log, std::vector<std::string> extra_env,
                            bool die_with_parent, bool append)
     : log_(std::move(log)) {
@@ -69,6 +85,7 @@ void ChildProcess::WaitHealthy(int port, double seconds) {
     Result<HttpReply> r = c.Run(url, "GET", "/health", "", "", 2);
     if (r.ok() && r->status == 200) return;
     if (!Alive()) Fail("did not start: " + exit_);
+    CheckInterrupt();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   Fail("did not answer /health in time");
@@ -82,6 +99,7 @@ std::string ChildProcess::WaitForLog(const std::string& pattern, double seconds)
     std::smatch m;
     if (text.ok() && std::regex_search(*text, m, re)) return m.size() > 1 ? m[1].str() : m[0].str();
     if (!Alive()) Fail("did not start: " + exit_);
+    CheckInterrupt();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   Fail("did not log '" + pattern + "' in time");
@@ -99,6 +117,7 @@ void ChildProcess::WaitListening(int port, double seconds) {
     if (fd >= 0) ::close(fd);
     if (ok) return;
     if (!Alive()) Fail("did not start: " + exit_);
+    CheckInterrupt();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   Fail("did not listen on port " + std::to_string(port) + " in time");

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,11 @@ namespace crescent::cli {
 
 // The running `crescent` binary (/proc/self/exe); throws CommandError.
 std::string SelfExe();
+
+// Checked by every Wait* below while it waits: true stops the wait with a
+// CommandError ("interrupted"), e.g. a SIGINT pending for a supervisor that
+// blocks it. Process-wide; set it before any wait.
+void SetWaitInterrupt(std::function<bool()> interrupted);
 
 class ChildProcess {
  public:
@@ -40,6 +46,7 @@ class ChildProcess {
   // Until a TCP connect to 127.0.0.1:port succeeds; throws as WaitHealthy.
   void WaitListening(int port, double seconds);
   void Stop(double grace_s = 10);
+  void Terminate();  // SIGTERM, no wait (Stop then waits)
   std::string LogTail(size_t bytes = 600) const;
 
  private:

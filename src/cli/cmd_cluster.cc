@@ -68,6 +68,11 @@ void Up(const ClusterOptions& o) {
   const uint64_t store_dram = ValueOrThrow(ParseSize(o.store_dram));
   ValueOrThrow(ParseSize(o.kv_cache));
   BlockTerminationSignals();
+  SetWaitInterrupt([] {  // Ctrl-C while it starts: stop what started
+    sigset_t pending;
+    sigpending(&pending);
+    return sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1;
+  });
   std::string work = o.work_dir;
   if (work.empty()) {
     std::string tmpl = (std::filesystem::temp_directory_path() / "crescent-cluster-XXXXXX").string();
@@ -92,9 +97,22 @@ void Up(const ClusterOptions& o) {
     return r;
   };
   // From here on, a failure stops what started (the members' destructors, last first).
+  // The front first, then the instances, the master, etcd: each group told
+  // at once and given 10 s together, then killed.
   auto stop_all = [&] {
-    for (auto it = members.rbegin(); it != members.rend(); ++it) {
-      if ((*it)->proc) (*it)->proc->Stop(10);
+    auto group = [](const std::string& name) {
+      return name == "front" ? 0 : name == "store-master" ? 2 : name == "etcd" ? 3 : 1;
+    };
+    for (int g = 0; g < 4; ++g) {
+      for (auto& m : members) {
+        if (group(m->name) == g && m->proc) m->proc->Terminate();
+      }
+      const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      for (auto& m : members) {
+        if (group(m->name) != g || !m->proc) continue;
+        const double left = std::chrono::duration<double>(end - std::chrono::steady_clock::now()).count();
+        m->proc->Stop(std::max(left, 0.0));
+      }
     }
   };
   try {

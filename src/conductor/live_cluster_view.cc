@@ -88,6 +88,13 @@ void LiveClusterView::PlaceDecode(int slot, uint64_t placement_id, int64_t conte
   it->second.placed[placement_id] = p;
 }
 
+void LiveClusterView::DecodeReserved(int slot, uint64_t placement_id) {
+  auto it = slots_.find(slot);
+  if (it == slots_.end()) return;
+  auto p = it->second.placed.find(placement_id);
+  if (p != it->second.placed.end()) p->second.need = 0;
+}
+
 void LiveClusterView::DecodeStarted(int slot, uint64_t placement_id) {
   auto it = slots_.find(slot);
   if (it == slots_.end()) return;

@@ -77,6 +77,8 @@ class LiveClusterView final : public ClusterView {
   void PlacePrefill(int slot, uint64_t placement_id, PrefillWork work, double now_s);
   void EndPrefill(int slot, uint64_t placement_id);
   void PlaceDecode(int slot, uint64_t placement_id, int64_t context_tokens, int64_t need_tokens);
+  // Its KV is reserved there: the instance's reports count that room as taken now.
+  void DecodeReserved(int slot, uint64_t placement_id);
   void DecodeStarted(int slot, uint64_t placement_id);  // counted by the instance's next report
   void EndDecode(int slot, uint64_t placement_id);      // failed before it started
 

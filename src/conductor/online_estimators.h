@@ -7,13 +7,14 @@
 //             (a term fitted negative is dropped: a few noisy timings must
 //             not extrapolate to nonsense), refitted every `refit_every` new
 //             timings once at least twice as many as its terms determine
-//             it; the last `window` samples, plus the profile's when given
+//             it; the last `window` samples (a profile's fit is used until
+//             the first live fit replaces it)
 //   decode    c0 + c_batch b + c_ctx context, the same way, from
 //             decode-only steps
 //   transfer  bytes per token from the model, bandwidth = the store's
-//             loaded bytes / load seconds so far (until then the profile's,
-//             or none: a fetch predicts no cost, so the policy fetches and
-//             its loads get measured)
+//             loaded bytes / load seconds so far; until then a fetch
+//             predicts no cost (a profile's network is not this cluster's),
+//             so the policy fetches and its loads get measured
 // fitted_prefill() / fitted_decode(): whether admission can trust them.
 // Before the first fit (and without a profile) the estimators are unit costs
 // (kUnfittedSecondsPerToken per token computed; per request and per context

@@ -62,7 +62,9 @@ Result<KvReservation> KvReservations::Reserve(std::span<const Hash128> page_keys
   Tick(now_ms);  // pages whose fence passed are free again
   const int64_t total = (tokens + pt - 1) / pt;
   if (total > pool_->num_pages()) {
-    return ResourceExhausted(fmt::format("{} tokens need {} pages; the pool has {}", tokens, total, pool_->num_pages()));
+    // Never fits (not "no room now"): the caller must not wait for room.
+    return InvalidArgument(fmt::format("{} tokens need {} pages of KV; the decode instance's whole pool has {}", tokens,
+                                       total, pool_->num_pages()));
   }
   KvReservation r;
   // The leading pages this instance already holds: shared, never written.

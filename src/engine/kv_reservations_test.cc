@@ -102,7 +102,8 @@ TEST(KvReservationsTest, AnEndedLeaseQuarantinesItsPagesUntilTheFencePasses) {
   KvReservations rs(&pool, Opts(/*lease=*/100, /*quarantine=*/50));
   Result<KvReservation> r = rs.Reserve({}, 32, 32, 0);  // the whole pool
   ASSERT_TRUE(r.ok());
-  EXPECT_EQ(rs.Reserve({}, 4, 4, 1).status().code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(rs.Reserve({}, 4, 4, 1).status().code(), StatusCode::kResourceExhausted);  // no room now
+  EXPECT_EQ(rs.Reserve({}, 4, 1000, 1).status().code(), StatusCode::kInvalidArgument);  // never: do not wait
   EXPECT_TRUE(rs.Extend(r->id, r->generation, 60).ok());  // the lease runs to 160
   rs.Tick(150);
   EXPECT_EQ(rs.active(), 1);

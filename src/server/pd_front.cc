@@ -108,6 +108,11 @@ class PdFront::Impl {
 
   // One Report, synchronously (an instance that just joined).
   void ReportNow(const std::shared_ptr<Instance>& i) {
+    if (i->probing.exchange(true)) return;  // the prober's report is in flight: replies apply in order
+    struct Done {
+      Instance& i;
+      ~Done() { i.probing = false; }
+    } done{*i};
     grpc::ClientContext ctx;
     ctx.set_deadline(In(options_.unresponsive_ms));
     proto::ReportReply rep;
@@ -214,13 +219,19 @@ class PdFront::Impl {
       call->request = placement_.ReportRequestFor(i->slot);
       // The callback holds the instance (its stub) and the call until it
       // ran; the front outlives it (its destructor waits for the probes).
-      probes_in_flight_++;
+      {
+        std::lock_guard<std::mutex> l(probes_mu_);
+        probes_.insert(&call->ctx);  // the destructor cancels what is still in flight
+        probes_in_flight_++;
+      }
       i->stub->async()->Report(&call->ctx, &call->request, &call->reply, [this, i, call](grpc::Status s) {
         if (s.ok()) {
           i->last_answer_ns = std::chrono::steady_clock::now().time_since_epoch().count();
           placement_.OnReport(i->slot, call->reply);
         }
         i->probing = false;
+        std::lock_guard<std::mutex> l(probes_mu_);
+        probes_.erase(&call->ctx);
         probes_in_flight_--;
       });
     }
@@ -271,6 +282,10 @@ class PdFront::Impl {
     }
     if (refresher_.joinable()) refresher_.join();
     if (prober_.joinable()) prober_.join();
+    {
+      std::lock_guard<std::mutex> l(probes_mu_);
+      for (grpc::ClientContext* c : probes_) c->TryCancel();
+    }
     while (probes_in_flight_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::map<uint64_t, std::thread> ts;
     {
@@ -293,7 +308,9 @@ class PdFront::Impl {
     }
     {
       std::lock_guard<std::mutex> l(inst_mu_);
-      if (prefill_.empty() || decode_.empty()) return Unavailable("no prefill or no decode instance");
+      if (prefill_.empty() || (decode_.empty() && req.params.max_tokens > 1)) {
+        return Unavailable("no prefill or no decode instance");
+      }
     }
     // The Conductor places it now, so a refusal (429) comes before any work.
     ASSIGN_OR_RETURN(PlacementTicket ticket, placement_.Place(req.prompt, req.params.max_tokens));
@@ -503,6 +520,7 @@ class PdFront::Impl {
         cancel_reservation();
         return Unavailable(lost);
       }
+      if (t) placement_.DecodeReserved(*t);
       break;
     }
     proto::PrefillRequest pq;
@@ -661,7 +679,7 @@ class PdFront::Impl {
   }
 
   PdFrontOptions options_;
-  mutable std::mutex inst_mu_;  // a leaf: never held across a call
+  mutable std::mutex inst_mu_;  // never held across a call; taken before PdPlacement's lock
   Hash128 fingerprint_;         // GUARDED_BY(inst_mu_): the instances' KV fingerprint
   bool have_fp_ = false;        // GUARDED_BY(inst_mu_)
   int64_t max_model_len_ = 0, vocab_size_ = 0;                  // GUARDED_BY(inst_mu_)
@@ -670,6 +688,8 @@ class PdFront::Impl {
   bool have_geometry_ = false;                                  // GUARDED_BY(inst_mu_)
   PdPlacement placement_;
   std::atomic<int64_t> probes_in_flight_{0};
+  std::mutex probes_mu_;                   // a leaf
+  std::set<grpc::ClientContext*> probes_;  // GUARDED_BY(probes_mu_): probe calls in flight
   std::atomic<int64_t> kv_waits_{0};  // requests that waited for a decode pool's room
   std::set<std::string> refused_;  // refresher thread only
   std::thread refresher_, prober_;

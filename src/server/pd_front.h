@@ -56,8 +56,8 @@ struct PdFrontOptions {
   // (stopped, or its lease expired) leaves.
   std::shared_ptr<transfer::MetadataStore> registry;
   int64_t refresh_ms = 1000;
-  // Every probe_ms each instance is asked for its Info (answered off its
-  // step thread, so a busy instance answers); one silent for unresponsive_ms
+  // Every probe_ms each instance is asked for its Report (the view's feed,
+  // answered off its step thread, so a busy instance answers); one silent for unresponsive_ms
   // (stopped, hung, cut off) is not picked and the calls on it are
   // cancelled: a prefill is retried elsewhere, a decode stream ends with an
   // error output. 0: no prober (calls wait for their deadlines).

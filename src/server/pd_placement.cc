@@ -69,6 +69,7 @@ void PdPlacement::RemoveInstance(int slot) {
   view_.RemoveInstance(slot);
   samples_after_.erase(slot);
   decode_step_.erase(slot);
+  epoch_.erase(slot);
   store_loads_.erase(slot);
 }
 
@@ -106,6 +107,11 @@ void PdPlacement::OnReport(int slot, const proto::ReportReply& rep) {
   std::lock_guard<std::mutex> l(mu_);
   if (!view_.known(slot)) return;  // left meanwhile
   view_.Apply(slot, r, now);
+  if (uint64_t& e = epoch_[slot]; e != r.epoch) {  // a restarted process counts its timings from 1 again
+    e = r.epoch;
+    samples_after_[slot] = 0;
+    decode_step_[slot] = 0;
+  }
   bool refit = false;
   uint64_t& after = samples_after_[slot];
   for (const proto::PrefillTiming& t : rep.prefill_timings()) {
@@ -220,13 +226,14 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   const conductor::Placement p = conductor_.Place(req, view_, now);
   if (!p.admitted()) {
     const bool ttft = p.verdict == conductor::Verdict::kRejectedTtft;
-    const double over = ttft ? p.prefill.predicted_ttft_s - options_.policy_options.ttft_slo_s
+    const double predicted_ttft = p.prefill.predicted_ttft_s + stats_.ttft_correction_s;
+    const double over = ttft ? predicted_ttft - options_.policy_options.ttft_slo_s
                              : p.decode.predicted_tbt_s - options_.policy_options.tbt_slo_s;
     retry_after_s_ = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(std::max(over, 0.0))), 1, 60);
     ++(ttft ? stats_.rejected_ttft : stats_.rejected_tbt);
     return ResourceExhausted(
         ttft ? fmt::format("the predicted time to first token, {:.2f} s, breaks the SLO of {:.2f} s; retry later",
-                           p.prefill.predicted_ttft_s, options_.policy_options.ttft_slo_s)
+                           predicted_ttft, options_.policy_options.ttft_slo_s)
              : fmt::format("the predicted time between tokens, {:.3f} s, breaks the SLO of {:.3f} s; retry later",
                            p.decode.predicted_tbt_s, options_.policy_options.tbt_slo_s));
   }
@@ -264,14 +271,29 @@ void PdPlacement::PrefillEnded(const PlacementTicket& t) {
 }
 
 void PdPlacement::FirstToken(const PlacementTicket& t, double ttft_s) {
+  const double now = NowS();
   std::lock_guard<std::mutex> l(mu_);
-  ttft_misses_.push_back(ttft_s - t.predicted_ttft_s);
-  if (ttft_misses_.size() > 64) ttft_misses_.pop_front();
-  std::vector<double> m(ttft_misses_.begin(), ttft_misses_.end());
-  const size_t k = m.size() * 9 / 10;
-  std::nth_element(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(k), m.end());
-  stats_.ttft_correction_s = std::max(0.0, m[k]);
-  conductor_.set_ttft_correction(stats_.ttft_correction_s);
+  ttft_misses_.push_back({now, ttft_s - t.predicted_ttft_s});
+  while (ttft_misses_.size() > 64 || (!ttft_misses_.empty() && now - ttft_misses_.front().first > 30)) {
+    ttft_misses_.pop_front();
+  }
+  double correction = 0;
+  if (ttft_misses_.size() >= 16) {  // one slow start is not a trend
+    std::vector<double> m;
+    for (const auto& [at, miss] : ttft_misses_) m.push_back(miss);
+    const size_t k = m.size() * 9 / 10;
+    std::nth_element(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(k), m.end());
+    // At most half the SLO: refused requests measure nothing, so a
+    // correction that alone broke the SLO would refuse everything for good.
+    correction = std::clamp(m[k], 0.0, 0.5 * options_.policy_options.ttft_slo_s);
+  }
+  stats_.ttft_correction_s = correction;
+  conductor_.set_ttft_correction(correction);
+}
+
+void PdPlacement::DecodeReserved(const PlacementTicket& t) {
+  std::lock_guard<std::mutex> l(mu_);
+  view_.DecodeReserved(t.decode_slot, t.id);
 }
 
 void PdPlacement::DecodeStarted(const PlacementTicket& t) {

@@ -46,7 +46,7 @@ struct PdPlacementOptions {
   double kv_bytes_per_token = 0;
   double stale_s = 2.0;  // reports older than this: the instance counts as saturated
   std::shared_ptr<store::MasterApi> store;  // the shared store's master (null: none)
-  int64_t store_timeout_ms = 200;
+  int64_t store_timeout_ms = 500;  // the master's index lookup, on the request's Submit
 };
 
 struct PlacementTicket {
@@ -83,11 +83,13 @@ class PdPlacement {
 
   Result<PlacementTicket> Place(std::span<const int32_t> prompt, int64_t max_tokens);
   void PrefillEnded(const PlacementTicket& t);
+  void DecodeReserved(const PlacementTicket& t);
   void DecodeStarted(const PlacementTicket& t);
   void DecodeFailed(const PlacementTicket& t);
   // The request's first token came `ttft_s` after it was placed: the 90th
-  // percentile of (measured - predicted) over the last 64 becomes the
-  // Conductor's TTFT correction for admission (never below 0).
+  // percentile of (measured - predicted) over the last 64 of the last 30 s
+  // (at least 16 of them) becomes the Conductor's TTFT correction for
+  // admission, between 0 and half the SLO.
   void FirstToken(const PlacementTicket& t, double ttft_s);
 
   // Seconds a refused client should wait (Retry-After).
@@ -114,7 +116,8 @@ class PdPlacement {
   std::map<int, std::string> names_;       // GUARDED_BY(mu_)
   std::map<int, int64_t> placed_on_;       // GUARDED_BY(mu_)
   PlacementStats stats_;                   // GUARDED_BY(mu_): counters
-  std::deque<double> ttft_misses_;         // GUARDED_BY(mu_): measured - predicted TTFT
+  std::deque<std::pair<double, double>> ttft_misses_;  // GUARDED_BY(mu_): (when, measured - predicted TTFT)
+  std::map<int, uint64_t> epoch_;          // GUARDED_BY(mu_): each slot's last reported epoch
   uint64_t next_id_ = 1;                   // GUARDED_BY(mu_)
   bool logged_admission_ = false;          // GUARDED_BY(mu_)
   std::atomic<int64_t> retry_after_s_{1};

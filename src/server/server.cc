@@ -102,7 +102,7 @@ Status Server::LoadFront(const std::string& dir) {
   if (!options_.store_master.empty()) {
     store::RemoteMasterOptions mo;
     mo.target = options_.store_master;
-    mo.timeout_ms = 500;
+    mo.timeout_ms = po.store_timeout_ms;
     ASSIGN_OR_RETURN(po.store, store::RemoteMaster::Connect(mo));
   }
   LOG_INFO("crescent conductor: policy {}{}", options_.policy,
