@@ -168,6 +168,12 @@ DecodeLoad LiveClusterView::GetDecodeLoad(int decode) const {
   return l;
 }
 
+int LiveClusterView::Holders(const BlockKey& key) const {
+  int n = 0;
+  for (const auto& [slot, s] : slots_) n += s.prefill && s.held.contains(key) ? 1 : 0;
+  return n;
+}
+
 size_t LiveClusterView::held_keys(int slot) const {
   auto it = slots_.find(slot);
   return it == slots_.end() ? 0 : it->second.held.size();

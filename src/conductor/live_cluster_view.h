@@ -100,6 +100,8 @@ class LiveClusterView final : public ClusterView {
 
   // For /metrics and tests.
   size_t held_keys(int slot) const;
+  // How many prefill instances (responsive or not) hold `key` in their cache.
+  int Holders(const BlockKey& key) const;
   int64_t resyncs() const { return resyncs_; }
   int64_t events_applied() const { return events_applied_; }
   bool known(int slot) const { return slots_.contains(slot); }

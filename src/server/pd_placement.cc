@@ -255,6 +255,19 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   if (t.decode_slot >= 0) view_.PlaceDecode(t.decode_slot, t.id, input, input + max_tokens);
   ++stats_.placed;
   if (t.fetch) ++stats_.fetches;
+  if (!keys.empty()) {  // the prefix's heat: requests with a 60 s half-life
+    Heat& h = heat_[keys[0]];
+    h.requests = h.requests * std::exp2(-(now - h.at_s) / 60.0) + 1;
+    h.at_s = now;
+    h.in_store = store_blocks > 0;
+    if (heat_.size() > 4096) {  // forget the coldest half
+      std::vector<double> v;
+      for (const auto& [k, x] : heat_) v.push_back(x.requests * std::exp2(-(now - x.at_s) / 60.0));
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+      const double cut = v[v.size() / 2];
+      std::erase_if(heat_, [&](const auto& e) { return e.second.requests * std::exp2(-(now - e.second.at_s) / 60.0) < cut; });
+    }
+  }
   LOG_DEBUG("conductor: placement {} ({} tokens, {} blocks, store {}): prefill {} (local prefix {}, reuse {}{}), "
             "predicted TTFT {:.3f} s; decode {} (TBT {:.4f} s); {} prefill candidates",
             t.id, input, keys.size(), store_blocks, names_[t.prefill_slot], p.prefill.local_prefix_tokens,
@@ -317,6 +330,16 @@ PlacementStats PdPlacement::Stats() const {
   s.refits = estimators_.refits();
   s.view_resyncs = view_.resyncs();
   s.view_events = view_.events_applied();
+  const double now = NowS();
+  std::vector<std::pair<double, const conductor::BlockKey*>> by_heat;
+  for (const auto& [k, h] : heat_) by_heat.emplace_back(h.requests * std::exp2(-(now - h.at_s) / 60.0), &k);
+  const size_t top = std::min<size_t>(8, by_heat.size());
+  std::partial_sort(by_heat.begin(), by_heat.begin() + static_cast<std::ptrdiff_t>(top), by_heat.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = 0; i < top; ++i) {
+    const conductor::BlockKey& k = *by_heat[i].second;
+    s.hot.push_back({k.ToHex().substr(0, 16), by_heat[i].first, view_.Holders(k), heat_.at(k).in_store});
+  }
   for (const auto& [slot, n] : placed_on_) {
     auto it = names_.find(slot);
     s.placed_on.emplace_back(it == names_.end() ? std::to_string(slot) : it->second, n);
@@ -349,6 +372,12 @@ std::string ConductorMetricsText(const PdPlacement& placement) {
   line("view_resyncs_total", "", static_cast<double>(s.view_resyncs));
   line("view_events_total", "", static_cast<double>(s.view_events));
   line("ttft_correction_seconds", "", s.ttft_correction_s);
+  for (const PlacementStats::HotPrefix& h : s.hot) {
+    const std::string label = fmt::format("prefix=\"{}\"", h.key);
+    line("hot_prefix_requests", label, h.requests);
+    line("hot_prefix_replicas", label, h.replicas);
+    line("hot_prefix_in_store", label, h.in_store ? 1 : 0);
+  }
   return o;
 }
 

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <unordered_map>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,6 +68,16 @@ struct PlacementStats {
   int64_t view_resyncs = 0, view_events = 0;
   double ttft_correction_s = 0;
   std::vector<std::pair<std::string, int64_t>> placed_on;  // instance -> prefill placements
+  // The hottest prefixes (by the key of their first block, requests decayed
+  // with a 60 s half-life): requests, the prefill instances holding the
+  // prefix's first block in their caches, and whether the store holds it.
+  struct HotPrefix {
+    std::string key;  // hex
+    double requests = 0;
+    int replicas = 0;
+    bool in_store = false;
+  };
+  std::vector<HotPrefix> hot;
 };
 
 class PdPlacement {
@@ -118,6 +129,11 @@ class PdPlacement {
   PlacementStats stats_;                   // GUARDED_BY(mu_): counters
   std::deque<std::pair<double, double>> ttft_misses_;  // GUARDED_BY(mu_): (when, measured - predicted TTFT)
   std::map<int, uint64_t> epoch_;          // GUARDED_BY(mu_): each slot's last reported epoch
+  struct Heat {
+    double requests = 0, at_s = 0;
+    bool in_store = false;
+  };
+  std::unordered_map<conductor::BlockKey, Heat, conductor::BlockKeyHasher> heat_;  // GUARDED_BY(mu_)
   uint64_t next_id_ = 1;                   // GUARDED_BY(mu_)
   bool logged_admission_ = false;          // GUARDED_BY(mu_)
   std::atomic<int64_t> retry_after_s_{1};
@@ -129,7 +145,8 @@ class PdPlacement {
 //   _no_instance_total, _fetches_total, _store_queries_total, _store_failures_total,
 //   _admission_enabled{slo} (0 while its estimator is not fitted),
 //   _estimator_fitted{estimator}, _estimator_samples{estimator}, _refits_total,
-//   _view_resyncs_total, _view_events_total, _ttft_correction_seconds (and the front adds _kv_waits_total:
+//   _view_resyncs_total, _view_events_total, _ttft_correction_seconds,
+//   _hot_prefix_{requests,replicas,in_store}{prefix} for the 8 hottest (and the front adds _kv_waits_total:
 //   requests that waited for a decode instance's KV room)
 std::string ConductorMetricsText(const PdPlacement& placement);
 

@@ -135,6 +135,12 @@ def routing():
     own = metric(c.instances[other_name], 'crescent_prefix_cache_tier_hits_tokens{tier="engine"}') if other_name else None
     check(own is not None and own > 0,
           "the hot prefix gained a replica: %s then served it from its own cache (%s tokens)" % (other_name, own))
+    time.sleep(0.5)  # the instances' next reports
+    reps = metric_sum(c.port, "crescent_conductor_hot_prefix_replicas")[1]
+    reqs = metric_sum(c.port, "crescent_conductor_hot_prefix_requests")[1]
+    hottest = max(reqs, key=reqs.get).replace("requests", "replicas") if reqs else None
+    check(hottest is not None and reps.get(hottest) == 2,
+          "/metrics shows the hot prefix with 2 replicas (%s: %s)" % (hottest, reps.get(hottest)))
     bad = [(p[-40:], st, err) for p, st, txt, err in results if st != 200]
     check(not bad, "every request served (%d): %s" % (len(results), bad[:3]))
     wrong = sum(1 for p, st, txt, err in results if st == 200 and txt != ref.text(p, 6))
