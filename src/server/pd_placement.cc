@@ -48,9 +48,11 @@ void PdPlacement::SetGeometry(const Hash128& fingerprint, int64_t page_tokens, i
   std::lock_guard<std::mutex> l(mu_);
   fingerprint_ = fingerprint;
   page_tokens_ = std::max<int64_t>(page_tokens, 1);
-  // A block is a store chunk (the keys the store indexes), or 256 tokens
-  // rounded to whole pages without a store.
-  block_tokens_ = chunk_tokens > 0 ? chunk_tokens : std::max<int64_t>(1, 256 / page_tokens_) * page_tokens_;
+  chunk_tokens_ = chunk_tokens;
+  // The view's block: view_block_tokens rounded to whole pages (the events'
+  // keys), dividing a store chunk so the store's prefix is whole blocks.
+  block_tokens_ = std::max<int64_t>(1, options_.view_block_tokens / page_tokens_) * page_tokens_;
+  while (chunk_tokens_ > 0 && chunk_tokens_ % block_tokens_ != 0) block_tokens_ -= page_tokens_;
   conductor::PolicyOptions po = options_.policy_options;
   po.block_tokens = block_tokens_;
   conductor_ = conductor::Conductor(options_.policy, po, estimators_.current());
@@ -161,10 +163,10 @@ void PdPlacement::UpdateAdmission() {
   stats_.prefill_samples = estimators_.prefill_samples();
 }
 
-std::vector<conductor::BlockKey> PdPlacement::BlockKeys(std::span<const int32_t> prompt) const {
+std::vector<conductor::BlockKey> PdPlacement::BlockKeys(std::span<const int32_t> prompt, int64_t block_tokens) const {
   std::vector<Hash128> pages;
   engine::ExtendPageKeys(prompt, page_tokens_, fingerprint_, pages);
-  const int64_t per_block = block_tokens_ / page_tokens_;
+  const int64_t per_block = block_tokens / page_tokens_;
   std::vector<conductor::BlockKey> keys;
   for (int64_t b = 1; b * per_block <= static_cast<int64_t>(pages.size()); ++b) keys.push_back(pages[b * per_block - 1]);
   return keys;
@@ -206,12 +208,18 @@ int64_t PdPlacement::StoreBlocks(std::span<const conductor::BlockKey> keys) {
 }
 
 Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int64_t max_tokens) {
-  std::vector<conductor::BlockKey> keys;
+  std::vector<conductor::BlockKey> keys, chunks;
+  int64_t blocks_per_chunk = 1;
   {
     std::lock_guard<std::mutex> l(mu_);
-    keys = BlockKeys(prompt);
+    keys = BlockKeys(prompt, block_tokens_);
+    if (chunk_tokens_ > 0) {
+      chunks = BlockKeys(prompt, chunk_tokens_);
+      blocks_per_chunk = chunk_tokens_ / block_tokens_;
+    }
   }
-  const int64_t store_blocks = StoreBlocks(keys);  // an RPC: outside the lock
+  // The store indexes chunks: its prefix in the view's blocks. An RPC: outside the lock.
+  const int64_t store_blocks = StoreBlocks(chunks) * blocks_per_chunk;
   const double now = NowS();
   std::lock_guard<std::mutex> l(mu_);
   view_.Freeze(now);

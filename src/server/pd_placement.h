@@ -5,10 +5,10 @@
 //
 //   Report(slot)   the request for an instance's next report (its cursor)
 //   OnReport       applies a report: KV events, load, timings (refits)
-//   Place          block keys of the prompt (the system's chunk keys:
-//                  base/kv_identity.h chained per page, one per block), the
-//                  store's longest prefix (the master's index, one Exists,
-//                  bounded by store_timeout_ms), then Conductor::Place.
+//   Place          block keys of the prompt (the system's page keys,
+//                  base/kv_identity.h, at every view_block_tokens), the
+//                  store's longest prefix (the master's index of chunk keys,
+//                  one Exists, bounded by store_timeout_ms), then Conductor::Place.
 //                  Admitted: the chosen instances, the prefix to reuse and
 //                  how much may come from the store, accounted in the view at
 //                  once. Refused by admission: ResourceExhausted (HTTP 429)
@@ -46,6 +46,10 @@ struct PdPlacementOptions {
   std::optional<conductor::Estimators> profile;  // from a measured profile
   double kv_bytes_per_token = 0;
   double stale_s = 2.0;  // reports older than this: the instance counts as saturated
+  // The view's prefix granularity in tokens (whole pages; it divides the
+  // store's chunk): finer than a chunk, so prefixes shared for less than a
+  // chunk still route to where they are cached.
+  int64_t view_block_tokens = 64;
   std::shared_ptr<store::MasterApi> store;  // the shared store's master (null: none)
   int64_t store_timeout_ms = 500;  // the master's index lookup, on the request's Submit
 };
@@ -109,7 +113,8 @@ class PdPlacement {
   conductor::PolicyKind policy() const { return options_.policy; }
 
  private:
-  std::vector<conductor::BlockKey> BlockKeys(std::span<const int32_t> prompt) const;
+  // The key of every whole `block_tokens` of the prompt (page keys at those boundaries).
+  std::vector<conductor::BlockKey> BlockKeys(std::span<const int32_t> prompt, int64_t block_tokens) const;
   int64_t StoreBlocks(std::span<const conductor::BlockKey> keys);
   void UpdateAdmission();  // under mu_
 
@@ -117,7 +122,8 @@ class PdPlacement {
   mutable std::mutex mu_;
   Hash128 fingerprint_;            // GUARDED_BY(mu_)
   int64_t page_tokens_ = 16;       // GUARDED_BY(mu_)
-  int64_t block_tokens_ = 256;     // GUARDED_BY(mu_)
+  int64_t block_tokens_ = 64;      // GUARDED_BY(mu_): the view's block
+  int64_t chunk_tokens_ = 0;       // GUARDED_BY(mu_): the store's chunk (0: no store)
   conductor::LiveClusterView view_;       // GUARDED_BY(mu_)
   conductor::OnlineEstimators estimators_;  // GUARDED_BY(mu_)
   conductor::Conductor conductor_;        // GUARDED_BY(mu_)
