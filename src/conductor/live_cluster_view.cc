@@ -150,7 +150,7 @@ int64_t LiveClusterView::PrefixBlocks(int prefill, std::span<const BlockKey> key
 }
 
 PrefixHolder LiveClusterView::BestPrefix(std::span<const BlockKey> keys) const {
-  PrefixHolder best = ClusterView::BestPrefix(keys);
+  PrefixHolder best = opt_.fetch_from_instances ? ClusterView::BestPrefix(keys) : PrefixHolder{};
   if (store_blocks_ > best.blocks) best = {store_blocks_, kSharedStore};
   return best;
 }

@@ -58,8 +58,14 @@ struct InstanceReport {
 };
 
 struct LiveViewOptions {
-  int64_t block_tokens = 256;  // the block keys' granularity (the instances' chunk)
+  int64_t block_tokens = 256;  // the block keys' granularity
   double stale_s = 2.0;
+  // Where a prefix an instance does not hold can be fetched from. In
+  // crescent an instance loads KV from the shared store only (its chunks,
+  // the master's index: set_store_blocks), never from another instance's
+  // cache, so BestPrefix is the store's. The simulator's cluster fetches
+  // from the instances' caches: true replays that world.
+  bool fetch_from_instances = false;
 };
 
 class LiveClusterView final : public ClusterView {
@@ -86,8 +92,8 @@ class LiveClusterView final : public ClusterView {
   int prefill_slot(int index) const { return cand_prefill_[index]; }
   int decode_slot(int index) const { return cand_decode_[index]; }
   // The longest prefix the shared store holds for the request being placed
-  // (the master's key index), in blocks; BestPrefix names kSharedStore when
-  // it beats every instance's cache.
+  // (the master's key index), in blocks; BestPrefix names kSharedStore for
+  // it (beside the instances' caches with fetch_from_instances, when longer).
   void set_store_blocks(int64_t blocks) { store_blocks_ = blocks; }
 
   // ClusterView, over the candidates of the last Freeze.

@@ -105,8 +105,13 @@ TEST(LiveClusterViewTest, TheStoresPrefixIsTheGlobalBestWhenLonger) {
   v.set_store_blocks(3);
   EXPECT_EQ(v.BestPrefix(keys).blocks, 3);
   EXPECT_EQ(v.BestPrefix(keys).prefill, kSharedStore);
-  v.set_store_blocks(1);
-  EXPECT_EQ(v.BestPrefix(keys).prefill, 0);
+  v.set_store_blocks(0);  // the instance's cache is not a place to fetch from: only the store is
+  EXPECT_EQ(v.BestPrefix(keys).blocks, 0);
+  LiveClusterView sim_like({256, 2.0, /*fetch_from_instances=*/true});
+  const int q = sim_like.AddInstance(true, "q");
+  sim_like.Apply(q, Resync(1, 1, {K(1)}), 0);
+  sim_like.Freeze(0);
+  EXPECT_EQ(sim_like.BestPrefix(keys).prefill, 0);
 }
 
 TEST(OnlineEstimatorsTest, UnfittedUntilTheTimingsDetermineAFitThenRefitted) {

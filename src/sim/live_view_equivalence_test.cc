@@ -65,7 +65,9 @@ TEST(LiveViewEquivalenceTest, ARecordedRunPlacesAlikeThroughTheLiveView) {
     Result<conductor::Estimators> est = FitEstimators(c.profile, /*with_prefix_load=*/true);
     ASSERT_TRUE(est.ok());
     conductor::Conductor live(*conductor::ParsePolicyKind(policy), ConductorOptions(c), *est);
-    conductor::LiveClusterView view({static_cast<int64_t>(c.profile.block_tokens), /*stale_s=*/1e9});
+    // The simulator's world: a prefix is fetched from another instance's cache.
+    conductor::LiveClusterView view({static_cast<int64_t>(c.profile.block_tokens), /*stale_s=*/1e9,
+                                     /*fetch_from_instances=*/true});
     std::vector<int> pslots, dslots;
     for (int i = 0; i < c.prefill; ++i) pslots.push_back(view.AddInstance(true, std::to_string(i)));
     for (int d = 0; d < c.decode; ++d) dslots.push_back(view.AddInstance(false, std::to_string(d)));

@@ -114,10 +114,10 @@ def metric_sum(port, name):
     return sum(series.values()), series
 
 
-def stream(port, prompt, max_tokens=4, timeout=60):
+def stream(port, prompt, max_tokens=4, timeout=60, host="127.0.0.1"):
     """A greedy streamed completion: (status, text, ttft seconds or None, headers, body on error)."""
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
-    req = urllib.request.Request("http://127.0.0.1:%d/v1/completions" % port, data=json.dumps(body).encode(),
+    req = urllib.request.Request("http://%s:%d/v1/completions" % (host, port), data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     t0 = time.time()
     try:

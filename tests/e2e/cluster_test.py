@@ -20,6 +20,11 @@ the front); docs/cluster.md.
   outputs (each equals the all-in-one greedy reference), zero requests past
   their timeout, the rest clean errors; served again after the kills. The
   number of kills is --kills (scripts/soak.sh runs 100).
+- --part netns: the same on many "hosts": etcd, the store master, 2 prefill
+  and 2 decode instances and the front each in a network namespace of its
+  own, on a bridge this test makes (KV over UCX TCP on the veths, control
+  over gRPC, the load from the root namespace); processes killed with -9 and
+  restarted by the test: zero wrong outputs, zero requests past their timeout.
 """
 import argparse
 import os
@@ -37,7 +42,7 @@ from cluster_harness import ClusterUp, metric, metric_sum, stream, alive  # noqa
 ap = argparse.ArgumentParser()
 ap.add_argument("--crescent", required=True)
 ap.add_argument("--work", required=True)
-ap.add_argument("--part", default="routing", choices=["routing", "admission", "faults"])
+ap.add_argument("--part", default="routing", choices=["routing", "admission", "faults", "netns"])
 ap.add_argument("--kills", type=int, default=8)
 a = ap.parse_args()
 os.makedirs(a.work, exist_ok=True)
@@ -57,9 +62,9 @@ def words(rng, n, tag):
 class Reference:
     """One all-in-one `crescent serve` on the cluster's model: the greedy outputs to compare with."""
 
-    def __init__(self, model_dir):
+    def __init__(self, model, *extra):
         self.log = open(os.path.join(a.work, "reference.log"), "w")
-        self.p = subprocess.Popen([a.crescent, "serve", "--model", model_dir, "--host", "127.0.0.1", "--port", "0",
+        self.p = subprocess.Popen([a.crescent, "serve", "--model", model, *extra, "--host", "127.0.0.1", "--port", "0",
                                    "--kv-cache-bytes", "256M", "--kv-offload-dram-bytes", "0"],
                                   stdout=self.log, stderr=subprocess.STDOUT,
                                   env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
@@ -240,10 +245,10 @@ def admission():
           "goodput with admission %.2f req/s > without %.2f req/s" % (runs["on"]["goodput"], runs["off"]["goodput"]))
 
 
-def faults():
-    c = ClusterUp(a.crescent, os.path.join(a.work, "faults"), "tiny-llama3", "--prefill", "2", "--decode", "2",
-                  "--instance-timeout-ms", "2000")
-    ref = Reference(model_dir(c))
+def run_faults(host, port, ref, victims, restart=None):
+    """4 clients in a loop over 24 prompts sharing 3 prefixes while a process
+    is killed with -9 every 3 s (victims(): {pid: kind}; restart(kind), if
+    given, starts it again a second later); then the checks."""
     rng = random.Random(5)
     prefixes = [words(rng, 300, "f%d_" % i) for i in range(3)]
     prompts = [prefixes[i % 3] + " " + words(rng, 20, "q") for i in range(24)]
@@ -258,7 +263,7 @@ def faults():
         while not stop.is_set():
             p = r.choice(prompts)
             t0 = time.time()
-            st, text, _, _, err = stream(c.port, p, 8, timeout=timeout)
+            st, text, _, _, err = stream(port, p, 8, timeout=timeout, host=host)
             with lock:
                 outcomes.append((st, st == 200 and text != ref.text(p, 8), time.time() - t0, err))
             if st != 200:
@@ -270,7 +275,7 @@ def faults():
     killed = []
     for i in range(a.kills):
         time.sleep(3)
-        kids = c.children()
+        kids = victims()
         kind = kinds[i % len(kinds)] if i < len(kinds) else rng.choice(kinds)
         pids = [p for p, n in kids.items() if n == kind]
         if not pids:
@@ -278,6 +283,8 @@ def faults():
         pid = rng.choice(pids)
         os.kill(pid, signal.SIGKILL)
         killed.append(kind)
+        if restart:
+            restart(pid)
     time.sleep(3)
     stop.set()
     [t.join() for t in threads]
@@ -285,7 +292,7 @@ def faults():
     deadline = time.time() + 60
     back = False
     while time.time() < deadline and not back:
-        st, text, _, _, _ = stream(c.port, prompts[0], 8)
+        st, text, _, _, _ = stream(port, prompts[0], 8, host=host)
         back = st == 200 and text == ref.text(prompts[0], 8)
         if not back:
             time.sleep(1)
@@ -297,20 +304,136 @@ def faults():
     for o in outcomes:
         if o[0] != 200:
             errors[o[0]] = errors.get(o[0], 0) + 1
-    restarts = len(re.findall(r"restarted \(pid", c.text()))
-    print("faults: %d kills (%s), %d restarts; %d requests: %d served, %d wrong, %d hung, errors by status %s"
-          % (len(killed), ",".join(killed), restarts, n, served, wrong, hung, errors), flush=True)
+    print("faults (%s): %d kills (%s); %d requests: %d served, %d wrong, %d hung, errors by status %s"
+          % (a.part, len(killed), ",".join(killed), n, served, wrong, hung, errors), flush=True)
     check(len(killed) == a.kills, "%d processes killed with -9" % len(killed))
     check(wrong == 0, "zero wrong outputs under kills (%d served)" % served)
     check(hung == 0, "zero requests past their %d s timeout" % timeout)
     check(served > 0, "requests are served between the kills")
-    check(restarts >= len(killed), "cluster up restarted every killed process (%d restarts)" % restarts)
     check(back, "the cluster serves the reference output again after the kills")
+    return len(killed)
+
+
+def faults():
+    c = ClusterUp(a.crescent, os.path.join(a.work, "faults"), "tiny-llama3", "--prefill", "2", "--decode", "2",
+                  "--instance-timeout-ms", "2000")
+    ref = Reference(model_dir(c))
+    killed = run_faults("127.0.0.1", c.port, ref, c.children)
+    restarts = len(re.findall(r"restarted \(pid", c.text()))
+    check(restarts >= killed, "cluster up restarted every killed process (%d restarts)" % restarts)
     ref.stop()
     left = c.stop()
     check(not left, "SIGINT stops everything, restarted processes included (left: %s)" % left)
 
 
-{"routing": routing, "admission": admission, "faults": faults}[a.part]()
+def sh(*cmd):
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+class Proc:
+    """A process in a namespace, restartable with the same command."""
+
+    def __init__(self, name, ns, argv):
+        self.name, self.ns, self.argv = name, ns, argv
+        self.path = os.path.join(a.work, "netns", name + ".log")
+        self.p = None
+        self.start(False)
+
+    def start(self, append=True):
+        log = open(self.path, "a" if append else "w")
+        self.p = subprocess.Popen(["ip", "netns", "exec", self.ns, *self.argv], stdout=log, stderr=subprocess.STDOUT,
+                                  env=dict(os.environ, OMP_WAIT_POLICY="PASSIVE"))
+
+    def wait_for(self, pattern, seconds=120):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if re.search(pattern, open(self.path).read()):
+                return True
+            if self.p.poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
+
+def netns():
+    check(os.geteuid() == 0, "network namespaces need root: run the tests as root")
+    os.makedirs(os.path.join(a.work, "netns"), exist_ok=True)
+    tag = str(os.getpid() % 10000)
+    net = "10.215.%d" % (1 + os.getpid() % 250)
+    br = "crb" + tag
+    names = ["etcd", "master", "p0", "p1", "d0", "d1", "front"]
+    ns = {n: "crc%s%s" % (tag, n) for n in names}
+    ip = {n: "%s.%d" % (net, i + 1) for i, n in enumerate(names)}
+    made = sh("ip", "link", "add", br, "type", "bridge") and sh("ip", "addr", "add", net + ".254/24", "dev", br)
+    made = made and sh("ip", "link", "set", br, "up")
+    for i, n in enumerate(names):
+        host, peer = "cv%s%da" % (tag, i), "cv%s%db" % (tag, i)
+        made = made and sh("ip", "netns", "add", ns[n]) and sh("ip", "link", "add", host, "type", "veth", "peer",
+                                                                 "name", peer)
+        made = made and sh("ip", "link", "set", host, "master", br) and sh("ip", "link", "set", host, "up")
+        made = made and sh("ip", "link", "set", peer, "netns", ns[n])
+        made = made and sh("ip", "-n", ns[n], "addr", "add", ip[n] + "/24", "dev", peer)
+        made = made and sh("ip", "-n", ns[n], "link", "set", peer, "up") and sh("ip", "-n", ns[n], "link", "set", "lo",
+                                                                                  "up")
+    dev = {n: "cv%s%db" % (tag, i) for i, n in enumerate(names)}
+
+    def cleanup():
+        for n in names:
+            sh("ip", "netns", "del", ns[n])
+        sh("ip", "link", "del", br)
+
+    import atexit
+    atexit.register(cleanup)
+    check(made, "a bridge and 7 network namespaces, one per process")
+    if not made:
+        return
+    # The model, written once by the reference server (a dummy of its own folder).
+    model = os.path.join(a.work, "netns-model")
+    ref = Reference("dummy:tiny-llama3", "--dummy-dir", model)
+    etcd = ip["etcd"] + ":2379"
+    master = ip["master"] + ":7070"
+    procs = {}
+    procs["etcd"] = Proc("etcd", ns["etcd"], ["etcd", "--name", "n", "--data-dir", os.path.join(a.work, "netns",
+                         "etcd-data"), "--listen-client-urls", "http://" + etcd, "--advertise-client-urls",
+                         "http://" + etcd, "--listen-peer-urls", "http://%s:2380" % ip["etcd"],
+                         "--initial-advertise-peer-urls", "http://%s:2380" % ip["etcd"], "--initial-cluster",
+                         "n=http://%s:2380" % ip["etcd"]])
+    procs["master"] = Proc("master", ns["master"], [a.crescent, "store-master", "--listen", master])
+    check(procs["master"].wait_for("store-master: serving", 30), "the store master serves in its namespace")
+    for n in ("p0", "p1", "d0", "d1"):
+        role = "prefill" if n[0] == "p" else "decode"
+        procs[n] = Proc(n, ns[n], [a.crescent, "serve", "--model", model, "--role", role, "--host", ip[n],
+                                   "--port", "8101", "--instance-listen", ip[n] + ":9101", "--etcd", etcd,
+                                   "--store-master", master, "--kv-offload-dram-bytes",
+                                   "64M" if role == "prefill" else "0", "--kv-cache-bytes", "256M", "--kv-transports",
+                                   "tcp", "--kv-net-devices", dev[n]])
+    for n in ("p0", "p1", "d0", "d1"):
+        check(procs[n].wait_for(r"ready in [\d.]+ s", 120), "%s serves in its namespace" % n)
+    procs["front"] = Proc("front", ns["front"], [a.crescent, "conductor", "--model", model, "--host",
+                                                 ip["front"], "--port", "8000", "--etcd", etcd, "--store-master",
+                                                 master, "--instance-timeout-ms", "2000"])
+    check(procs["front"].wait_for(r"ready in [\d.]+ s", 60), "the front serves in its namespace")
+    time.sleep(3)  # it finds the four instances in etcd
+    kind = {"etcd": "etcd", "master": "store-master", "p0": "prefill", "p1": "prefill", "d0": "decode",
+            "d1": "decode", "front": "front"}
+
+    def victims():
+        return {pr.p.pid: kind[n] for n, pr in procs.items() if pr.p.poll() is None and n != "front"}
+
+    def restart(pid):  # as a supervisor on each host would, a second later
+        pr = next(pr for pr in procs.values() if pr.p.pid == pid)
+        pr.p.wait()
+        threading.Timer(1.0, pr.start).start()
+
+    run_faults(ip["front"], 8000, ref, victims, restart)
+    time.sleep(1.5)
+    for pr in procs.values():
+        if pr.p.poll() is None:
+            pr.p.kill()
+            pr.p.wait()
+    ref.stop()
+
+
+{"routing": routing, "admission": admission, "faults": faults, "netns": netns}[a.part]()
 print("cluster %s: %d failure(s)" % (a.part, len(failures)), flush=True)
 sys.exit(1 if failures else 0)
