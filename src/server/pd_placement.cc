@@ -163,10 +163,7 @@ void PdPlacement::UpdateAdmission() {
   stats_.prefill_samples = estimators_.prefill_samples();
 }
 
-std::vector<conductor::BlockKey> PdPlacement::BlockKeys(std::span<const int32_t> prompt, int64_t block_tokens) const {
-  std::vector<Hash128> pages;
-  engine::ExtendPageKeys(prompt, page_tokens_, fingerprint_, pages);
-  const int64_t per_block = block_tokens / page_tokens_;
+std::vector<conductor::BlockKey> PdPlacement::BlockKeys(std::span<const Hash128> pages, int64_t per_block) {
   std::vector<conductor::BlockKey> keys;
   for (int64_t b = 1; b * per_block <= static_cast<int64_t>(pages.size()); ++b) keys.push_back(pages[b * per_block - 1]);
   return keys;
@@ -208,15 +205,21 @@ int64_t PdPlacement::StoreBlocks(std::span<const conductor::BlockKey> keys) {
 }
 
 Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int64_t max_tokens) {
-  std::vector<conductor::BlockKey> keys, chunks;
-  int64_t blocks_per_chunk = 1;
+  Hash128 fingerprint;
+  int64_t page_tokens, block_tokens, chunk_tokens;
   {
     std::lock_guard<std::mutex> l(mu_);
-    keys = BlockKeys(prompt, block_tokens_);
-    if (chunk_tokens_ > 0) {
-      chunks = BlockKeys(prompt, chunk_tokens_);
-      blocks_per_chunk = chunk_tokens_ / block_tokens_;
-    }
+    fingerprint = fingerprint_, page_tokens = page_tokens_, block_tokens = block_tokens_, chunk_tokens = chunk_tokens_;
+  }
+  // The prompt's page keys once, outside the lock; the view's blocks and the store's chunks are among them.
+  std::vector<Hash128> pages;
+  engine::ExtendPageKeys(prompt, page_tokens, fingerprint, pages);
+  const std::vector<conductor::BlockKey> keys = BlockKeys(pages, block_tokens / page_tokens);
+  std::vector<conductor::BlockKey> chunks;
+  int64_t blocks_per_chunk = 1;
+  if (chunk_tokens > 0) {
+    chunks = BlockKeys(pages, chunk_tokens / page_tokens);
+    blocks_per_chunk = chunk_tokens / block_tokens;
   }
   // The store indexes chunks: its prefix in the view's blocks. An RPC: outside the lock.
   const int64_t store_blocks = StoreBlocks(chunks) * blocks_per_chunk;

@@ -113,8 +113,8 @@ class PdPlacement {
   conductor::PolicyKind policy() const { return options_.policy; }
 
  private:
-  // The key of every whole `block_tokens` of the prompt (page keys at those boundaries).
-  std::vector<conductor::BlockKey> BlockKeys(std::span<const int32_t> prompt, int64_t block_tokens) const;
+  // The key of every whole block of `per_block` pages (the page key at each block's end).
+  static std::vector<conductor::BlockKey> BlockKeys(std::span<const Hash128> pages, int64_t per_block);
   int64_t StoreBlocks(std::span<const conductor::BlockKey> keys);
   void UpdateAdmission();  // under mu_
 
