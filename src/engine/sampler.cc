@@ -69,10 +69,16 @@ double LogSumExp(const float* row, int64_t n) {
   return mx + std::log(sum);
 }
 
-// Applies the penalties to a copy of the logits (only touched entries change).
-const float* Penalized(const float* logits, int64_t vocab, const SamplingParams& p, const TokenHistory& h) {
+// Applies logit_bias and the penalties (when `h` is given) to a copy of the
+// logits (only touched entries change).
+const float* Processed(const float* logits, int64_t vocab, const SamplingParams& p, const TokenHistory* hist) {
   thread_local std::vector<float> buf;
   buf.assign(logits, logits + vocab);
+  for (auto [t, b] : p.logit_bias) {
+    if (t >= 0 && t < vocab) buf[t] += b;
+  }
+  if (!hist) return buf.data();
+  const TokenHistory& h = *hist;
   auto rep = [&](int32_t t) {
     if (t < 0 || t >= vocab) return;
     float& x = buf[t];
@@ -212,7 +218,10 @@ int32_t ExponentialRace(const float* prob, int64_t n, uint64_t key) {
 SampledToken Sample(const float* raw_logits, int64_t vocab, const SamplingParams& p, Rng& rng,
                     const TokenHistory* history) {
   SampledToken out;
-  const float* logits = (history && p.has_penalties()) ? Penalized(raw_logits, vocab, p, *history) : raw_logits;
+  const bool penalize = history && p.has_penalties();
+  const float* logits = penalize || !p.logit_bias.empty()
+                            ? Processed(raw_logits, vocab, p, penalize ? history : nullptr)
+                            : raw_logits;
   // Raw model log-probs (what is reported): logit - logsumexp, computed only
   // where needed rather than over the whole row.
   const double lse = LogSumExp(raw_logits, vocab);
@@ -279,6 +288,19 @@ SampledToken Sample(const float* raw_logits, int64_t vocab, const SamplingParams
   const int32_t pick = ExponentialRace(prob.data(), vocab, rng.Next());
   out.token = pick;
   out.logprob = raw_lp(out.token);
+  return out;
+}
+
+SampledToken ScoreToken(const float* logits, int64_t vocab, int32_t token, int32_t top) {
+  SampledToken out;
+  const double lse = LogSumExp(logits, vocab);
+  out.token = token;
+  out.logprob = static_cast<float>(logits[token] - lse);
+  if (top > 0) {
+    for (int32_t t : TopIds(logits, vocab, std::min<int64_t>(top, vocab))) {
+      out.top.emplace_back(t, static_cast<float>(logits[t] - lse));
+    }
+  }
   return out;
 }
 

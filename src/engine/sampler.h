@@ -1,6 +1,7 @@
 // Sampler: picks the next token from one row of logits.
 //
-// Order (as vLLM): penalties first (repetition over prompt and output tokens:
+// Order (as vLLM): logit_bias added first (OpenAI's: -100 bans a token, 100
+// all but forces it), then penalties (repetition over prompt and output tokens:
 // positive logits divided, negative multiplied; frequency and presence over output
 // tokens, OpenAI's definition), then: temperature == 0 is greedy (argmax, lowest id on ties);
 // otherwise logits / temperature, then top-k, top-p (smallest set whose
@@ -40,6 +41,9 @@ struct SamplingParams {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   int32_t logprobs = 0;  // top log-probs to report per token (0 = none)
+  // Added to the logits before anything else; token ids in [0, vocab) (others
+  // are ignored: the API layer refuses them). At most one entry per token.
+  std::vector<std::pair<int32_t, float>> logit_bias;
 
   bool has_penalties() const {
     return repetition_penalty != 1.0f || presence_penalty != 0.0f || frequency_penalty != 0.0f;
@@ -63,6 +67,10 @@ struct SampledToken {
 // `history` may be null when p has no penalties.
 SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng,
                     const TokenHistory* history = nullptr);
+
+// The log-prob of `token` under a row of raw logits, with the `top` best
+// alternatives (best first): what a prompt token's log-probs report.
+SampledToken ScoreToken(const float* logits, int64_t vocab, int32_t token, int32_t top);
 
 // log_softmax of a row, in place (f64 accumulation for the normalizer).
 void LogSoftmax(float* row, int64_t n);

@@ -26,6 +26,40 @@ TEST(SamplerTest, GreedyAndLogprobs) {
   EXPECT_EQ(t.top[2].first, 2);
 }
 
+// logit_bias moves the pick (greedy and sampled), not the reported raw
+// log-probs; -100 bans a token; it composes with the penalties.
+TEST(SamplerTest, LogitBias) {
+  std::vector<float> logits = {1.0f, 3.0f, 2.0f, 0.5f};
+  Rng rng(1);
+  SamplingParams p;
+  p.temperature = 0;
+  p.logit_bias = {{1, -100.0f}};
+  SampledToken t = Sample(logits.data(), 4, p, rng);
+  EXPECT_EQ(t.token, 2);
+  const double lse = std::log(std::exp(1.0) + std::exp(3.0) + std::exp(2.0) + std::exp(0.5));
+  EXPECT_NEAR(t.logprob, 2.0 - lse, 1e-6) << "log-probs stay the model's";
+  p.logit_bias = {{3, 5.0f}};
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng).token, 3);
+  p.logit_bias = {{99, 100.0f}, {-1, 100.0f}};  // outside the vocabulary: ignored
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng).token, 1);
+  // Sampled: a banned token is never drawn; a +100 one always is.
+  p.temperature = 1.0f;
+  p.logit_bias = {{1, -100.0f}};
+  for (int i = 0; i < 500; ++i) EXPECT_NE(Sample(logits.data(), 4, p, rng).token, 1);
+  p.logit_bias = {{0, 100.0f}};
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(Sample(logits.data(), 4, p, rng).token, 0);
+  // With a penalty: the bias comes first, the presence penalty then applies.
+  p.temperature = 0;
+  p.logit_bias = {{3, 3.0f}};  // 3.5: the best
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng).token, 3);
+  p.presence_penalty = 1.0f;
+  TokenHistory h;
+  h.AddOutput(3);  // 3.5 - 1 = 2.5 < 3
+  EXPECT_EQ(Sample(logits.data(), 4, p, rng, &h).token, 1);
+  // The caller's logits are untouched.
+  EXPECT_EQ(logits, (std::vector<float>{1.0f, 3.0f, 2.0f, 0.5f}));
+}
+
 TEST(SamplerTest, FiltersAndSeeds) {
   std::vector<float> logits = {0.0f, 1.0f, 2.0f, 3.0f, 4.0f};
   SamplingParams p;
