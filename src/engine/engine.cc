@@ -51,6 +51,8 @@ struct Request {
   std::vector<int32_t> stop_ids;
   std::shared_ptr<KvLayerSink> sink;
   std::string pending_text;  // a prefilled request's first token's text, sent with its next output
+  std::vector<SampledToken> prompt_samples;  // params.prompt_logprobs: prompt tokens 1.. scored so far
+  bool prompt_samples_sent = false;
 };
 
 int64_t NowMs() {
@@ -202,6 +204,7 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
       p.sampling.logprobs < 0 || p.sampling.logprobs > 20) {
     return InvalidArgument("sampling parameters out of range");
   }
+  if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20) return InvalidArgument("prompt_logprobs must be in [-1, 20]");
   auto r = std::make_unique<Request>();
   r->seq.tokens = std::move(request.prompt);
   r->seq.prompt_len = n;
@@ -210,6 +213,10 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
   r->sink = std::move(request.kv_sink);
   r->seq.kv_sink = r->sink.get();
   r->seq.max_external = request.max_external_prefix_tokens;
+  if (p.prompt_logprobs >= 0) {  // every prompt position's logits: nothing may come from a cache
+    r->seq.no_prefix_reuse = true;
+    r->seq.max_external = 0;
+  }
   r->callback = std::make_shared<OutputCallback>(std::move(callback));
   r->rng = Rng(p.has_seed ? p.seed : std::random_device{}() * 0x9e3779b97f4a7c15ULL + std::random_device{}());
   if (p.sampling.has_penalties()) r->history.SetPrompt(r->seq.tokens);
@@ -379,6 +386,11 @@ void Engine::Impl::Emit(Request& r, std::vector<int32_t> tokens, std::vector<Sam
   o.request_id = r.seq.id;
   o.tokens = std::move(tokens);
   o.samples = std::move(samples);
+  if (r.params.prompt_logprobs >= 0 && !r.prompt_samples_sent &&
+      static_cast<int64_t>(r.prompt_samples.size()) == r.seq.prompt_len - 1) {
+    o.prompt_samples = std::move(r.prompt_samples);
+    r.prompt_samples_sent = true;
+  }
   o.text = r.pending_text.empty() ? std::move(text) : std::exchange(r.pending_text, {}) + text;
   o.finished = finish != FinishReason::kNone;
   o.finish_reason = finish;
@@ -406,6 +418,13 @@ void Engine::Impl::Finish(uint64_t id, FinishReason reason, Status error) {
 }
 
 void Engine::Impl::AcceptSampled(Request& r, SampledToken s) {
+  if (r.seq.max_tokens == 0) {  // the prompt only (its log-probs): nothing is generated
+    if (r.sink) ReleaseToSink(r, true);
+    scheduler->Remove(&r.seq);
+    Emit(r, {}, {}, {}, FinishReason::kLength);
+    live.erase(r.seq.id);  // destroys r
+    return;
+  }
   const int32_t t = s.token;
   r.seq.tokens.push_back(t);
   if (r.first_token_time == 0) r.first_token_time = NowSeconds();
@@ -515,7 +534,7 @@ void Engine::Impl::Loop() {
     for (auto& r : fresh) {
       Request* raw = r.get();
       live[raw->seq.id] = std::move(r);
-      if (raw->seq.max_tokens == 0) {
+      if (raw->seq.max_tokens == 0 && raw->params.prompt_logprobs < 0) {  // nothing to compute
         Finish(raw->seq.id, FinishReason::kLength);
         continue;
       }
@@ -554,9 +573,13 @@ void Engine::Impl::Step() {
   }
   std::vector<ForwardSeq> batch;
   batch.reserve(out.scheduled.size());
-  for (const ScheduledSeq& s : out.scheduled) {
+  // Sequences scoring their prompt (prompt_logprobs) want every row of a prompt chunk.
+  std::vector<char> all_rows(out.scheduled.size(), 0);
+  for (size_t i = 0; i < out.scheduled.size(); ++i) {
+    const ScheduledSeq& s = out.scheduled[i];
+    all_rows[i] = s.start < s.seq->prompt_len && live.at(s.seq->id)->params.prompt_logprobs >= 0;
     batch.push_back({std::span<const int32_t>(s.seq->tokens.data() + s.start, static_cast<size_t>(s.num_tokens)),
-                     s.start, &s.seq->kv, s.sample});
+                     s.start, &s.seq->kv, s.sample, all_rows[i] != 0});
   }
   // Sinks (prefill instances): cached tokens are reported first, then each
   // layer of the new tokens as it is written.
@@ -595,9 +618,24 @@ void Engine::Impl::Step() {
   int64_t row = 0, generated = 0, prompt = 0;
   // Copy the ids first: AcceptSampled may destroy finished requests.
   std::vector<std::pair<uint64_t, int64_t>> to_sample;
-  for (const ScheduledSeq& s : out.scheduled) {
+  for (size_t i = 0; i < out.scheduled.size(); ++i) {
+    const ScheduledSeq& s = out.scheduled[i];
     if (s.start < s.seq->prompt_len) prompt += std::min(s.seq->prompt_len, s.start + s.num_tokens) - s.start;
-    if (s.sample) to_sample.emplace_back(s.seq->id, row++);
+    if (all_rows[i]) {
+      // Row j scores the token after position start + j; positions scored
+      // before (a preempted sequence recomputing) are not scored again.
+      Request& req = *live.at(s.seq->id);
+      for (int64_t j = 0; j < s.num_tokens; ++j) {
+        const int64_t pos = s.start + j;
+        if (pos + 1 >= s.seq->prompt_len || pos != static_cast<int64_t>(req.prompt_samples.size())) continue;
+        req.prompt_samples.push_back(ScoreToken(logits.data() + (row + j) * vocab, vocab, s.seq->tokens[pos + 1],
+                                                req.params.prompt_logprobs));
+      }
+      row += s.num_tokens;
+      if (s.sample) to_sample.emplace_back(s.seq->id, row - 1);
+    } else if (s.sample) {
+      to_sample.emplace_back(s.seq->id, row++);
+    }
   }
   for (auto [id, r] : to_sample) {
     Request& req = *live.at(id);

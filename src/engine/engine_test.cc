@@ -103,6 +103,52 @@ TEST_F(EngineTest, BatchEqualsAloneWithChunkedPrefill) {
   }
 }
 
+// Prompt log-probs score each prompt token under the model: scoring a prompt
+// followed by its own greedy continuation gives, at the continuation's
+// positions, the log-probs the generation reported (the same distribution,
+// computed in a prefill instead of decode steps), in chunks and past a
+// cached prefix (which it does not use); max_tokens 0 generates nothing.
+TEST_F(EngineTest, PromptLogprobsScoreThePromptLikeGeneration) {
+  EngineOptions o;
+  o.max_num_batched_tokens = 48;  // the scored prompt spans several chunks
+  auto e = Make(o, DType::kF32);
+  EngineRequest gen = Req(70, 3, 12);
+  gen.params.sampling.logprobs = 2;
+  Completion g = Run(*e, {gen})[0];
+  ASSERT_EQ(g.tokens.size(), 12u);
+  EngineRequest score = gen;
+  score.prompt.insert(score.prompt.end(), g.tokens.begin(), g.tokens.end());
+  score.params.max_tokens = 0;
+  score.params.prompt_logprobs = 3;
+  Completion s = Run(*e, {score})[0];
+  ASSERT_TRUE(s.error.ok()) << s.error.ToString();
+  EXPECT_TRUE(s.tokens.empty());
+  EXPECT_EQ(s.finish_reason, FinishReason::kLength);
+  EXPECT_EQ(s.usage.completion_tokens, 0);
+  EXPECT_EQ(s.usage.cached_tokens, 0) << "the prompt is computed, not taken from the prefix cache";
+  ASSERT_EQ(s.prompt_samples.size(), score.prompt.size() - 1);
+  for (size_t i = 0; i < s.prompt_samples.size(); ++i) {
+    EXPECT_EQ(s.prompt_samples[i].token, score.prompt[i + 1]);
+    ASSERT_EQ(s.prompt_samples[i].top.size(), 3u);
+    EXPECT_LE(s.prompt_samples[i].logprob, s.prompt_samples[i].top[0].second + 1e-5f);
+  }
+  for (size_t k = 0; k < g.tokens.size(); ++k) {
+    const SampledToken& at = s.prompt_samples[gen.prompt.size() - 1 + k];
+    EXPECT_NEAR(at.logprob, g.samples[k].logprob, 2e-3) << "continuation token " << k;
+    EXPECT_EQ(at.top[0].first, g.tokens[k]) << "greedy picked the best";
+  }
+  // With a prompt of one token there is nothing to score; a generation goes on as usual.
+  EngineRequest one = Req(1, 5, 3);
+  one.params.prompt_logprobs = 0;
+  Completion c1 = Run(*e, {one})[0];
+  EXPECT_TRUE(c1.prompt_samples.empty());
+  EXPECT_EQ(c1.tokens.size(), 3u);
+  EngineRequest bad = Req(4, 5, 3);
+  bad.params.prompt_logprobs = 21;
+  OutputQueue q;
+  EXPECT_EQ(e->Submit(bad, q.Callback()).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(EngineTest, PrefixCacheHitsGiveSameTokens) {
   EngineOptions off;
   off.enable_prefix_caching = false;

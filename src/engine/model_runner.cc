@@ -272,7 +272,11 @@ Status ModelRunner::Forward(std::span<const ForwardSeq> seqs, KvPagePool& pool, 
     a.row = T;
     aseqs.push_back(a);
     T += a.num_tokens;
-    if (s.want_logits) logit_rows.push_back(T - 1);
+    if (s.all_logits) {
+      for (int64_t r = T - a.num_tokens; r < T; ++r) logit_rows.push_back(r);
+    } else if (s.want_logits) {
+      logit_rows.push_back(T - 1);
+    }
   }
   if (T == 0) return Status::Ok();
 

@@ -43,6 +43,7 @@ struct ForwardSeq {
   int64_t start_pos = 0;            // tokens already in kv
   SequenceKv* kv = nullptr;         // REQUIRES: pages cover start_pos + tokens.size()
   bool want_logits = true;          // logits of the last new token
+  bool all_logits = false;          // logits of every new token (their rows in order; the last is the one above)
 };
 
 struct RunnerOptions {
@@ -79,7 +80,8 @@ class ModelRunner {
   double ForwardFlops(int64_t start_pos, int64_t new_tokens) const;
 
   // Writes K/V of every sequence's new tokens to its pages and, for those with
-  // want_logits, the next-token logits (f32 [count, vocab], in order) into *logits.
+  // want_logits, the next-token logits (f32 [count, vocab], in order) into *logits
+  // (a sequence with all_logits has one row per new token there).
   // Validates token ids and page coverage (InvalidArgument / OutOfRange).
   // `layer_written` (may be empty): called on the calling thread with l = 0, 1,
   // ... as soon as layer l's K/V of every new token are in the pages, before

@@ -62,6 +62,7 @@ struct Completion {
   uint64_t id = 0;
   std::vector<int32_t> tokens;
   std::vector<SampledToken> samples;
+  std::vector<SampledToken> prompt_samples;
   std::string text;
   FinishReason finish_reason = FinishReason::kNone;
   Usage usage;
@@ -74,6 +75,7 @@ inline Completion Collect(const std::vector<RequestOutput>& outputs) {
     c.id = o.request_id;
     c.tokens.insert(c.tokens.end(), o.tokens.begin(), o.tokens.end());
     c.samples.insert(c.samples.end(), o.samples.begin(), o.samples.end());
+    c.prompt_samples.insert(c.prompt_samples.end(), o.prompt_samples.begin(), o.prompt_samples.end());
     c.text += o.text;
     c.usage = o.usage;
     if (o.finished) {

@@ -18,12 +18,16 @@ struct RequestParams {
   SamplingParams sampling;       // temperature, top_k/p, min_p, penalties, logprobs
   uint64_t seed = 0;             // per-request sampling seed (reproducible in any batch)
   bool has_seed = false;         // false: the engine draws one
-  int64_t max_tokens = 16;       // completion tokens; >= 0
+  int64_t max_tokens = 16;       // completion tokens; >= 0 (0: the prompt only, e.g. for prompt_logprobs)
   std::vector<int32_t> stop_token_ids;  // finish after emitting one (added to the model's EOS)
   bool ignore_eos = false;       // do not stop at the model's EOS ids
   std::vector<std::string> stop; // stop strings, matched on the detokenized text (needs a tokenizer)
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;  // for text deltas
+  // Log-probs of the prompt's tokens 1.. under the model (each with this many
+  // alternatives; 0..20), as lm-eval's log-likelihood tasks need; -1: none.
+  // Every prompt token is then computed (no prefix cache, no store loads).
+  int32_t prompt_logprobs = -1;
 };
 
 struct EngineRequest {
@@ -51,6 +55,9 @@ struct RequestOutput {
   uint64_t request_id = 0;
   std::vector<int32_t> tokens;        // new token ids since the previous output
   std::vector<SampledToken> samples;  // one per new token (logprob, top logprobs)
+  // With params.prompt_logprobs >= 0, in the first output after the prompt
+  // is computed: prompt_len - 1 entries, for the prompt's tokens 1.. .
+  std::vector<SampledToken> prompt_samples;
   std::string text;                   // new text (empty without a tokenizer)
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;

@@ -104,7 +104,7 @@ int64_t Scheduler::TakeCachedPrefix(Sequence* seq) {
   // Leave at least one token to compute: its logits are what we sample from.
   const int64_t max_pages = (seq->num_tokens() - 1) / pt;
   int64_t hit = 0;
-  if (config_.enable_prefix_caching) {
+  if (config_.enable_prefix_caching && !seq->no_prefix_reuse) {
     ExtendKeys(seq);
     for (; hit < max_pages; ++hit) {
       int32_t p = pool_->Lookup(seq->page_keys[hit]);

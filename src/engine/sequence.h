@@ -36,6 +36,7 @@ struct Sequence {
   bool external_tried = false;
   int64_t external_retry_free = -1;  // free pages when a load found no room
   int64_t max_external = -1;         // EngineRequest::max_external_prefix_tokens
+  bool no_prefix_reuse = false;      // compute every token (prompt log-probs need each position's logits)
   int64_t num_preemptions = 0;
   KvLayerSink* kv_sink = nullptr;   // a prefill instance's request: its sink (owned by the engine's request)
   bool cached_prefix_sent = false;  // the sink was told of its cached prefix
