@@ -1,5 +1,7 @@
 #include "server/kv_instance_proto.h"
 
+#include <algorithm>
+
 namespace crescent::server {
 
 proto::GenParams ToProto(const engine::RequestParams& p) {
@@ -20,6 +22,12 @@ proto::GenParams ToProto(const engine::RequestParams& p) {
   for (const std::string& s : p.stop) g.add_stop(s);
   g.set_include_stop_str_in_output(p.include_stop_str_in_output);
   g.set_skip_special_tokens(p.skip_special_tokens);
+  g.set_has_prompt_logprobs(p.prompt_logprobs >= 0);
+  g.set_prompt_logprobs(std::max(0, p.prompt_logprobs));
+  for (auto [t, b] : p.sampling.logit_bias) {
+    g.add_logit_bias_tokens(t);
+    g.add_logit_bias_values(b);
+  }
   return g;
 }
 
@@ -41,6 +49,9 @@ engine::RequestParams FromProto(const proto::GenParams& g) {
   p.stop.assign(g.stop().begin(), g.stop().end());
   p.include_stop_str_in_output = g.include_stop_str_in_output();
   p.skip_special_tokens = g.skip_special_tokens();
+  p.prompt_logprobs = g.has_prompt_logprobs() ? g.prompt_logprobs() : -1;
+  const int nb = std::min(g.logit_bias_tokens_size(), g.logit_bias_values_size());
+  for (int i = 0; i < nb; ++i) p.sampling.logit_bias.emplace_back(g.logit_bias_tokens(i), g.logit_bias_values(i));
   return p;
 }
 

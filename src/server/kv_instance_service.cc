@@ -194,7 +194,7 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     engine::EngineRequest er;
     er.prompt.assign(req->prompt().begin(), req->prompt().end());
     er.params = FromProto(req->params());
-    er.params.max_tokens = 1;
+    er.params.max_tokens = er.params.max_tokens == 0 ? 0 : 1;  // 0: the prompt's log-probs alone
     er.kv_sink = sink;
     if (req->limit_external()) er.max_external_prefix_tokens = std::max<int64_t>(0, req->max_external_tokens());
     OutputStream outs;
@@ -209,7 +209,7 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     if (!id.ok()) return ToGrpc(id.status());
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.prefill_timeout_ms);
     engine::RequestOutput last;
-    std::vector<engine::SampledToken> samples;
+    std::vector<engine::SampledToken> samples, prompt_samples;
     std::string text;
     for (;;) {
       std::optional<engine::RequestOutput> o = outs.Next(std::chrono::milliseconds(50));
@@ -220,6 +220,7 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
         continue;
       }
       samples.insert(samples.end(), o->samples.begin(), o->samples.end());
+      prompt_samples.insert(prompt_samples.end(), o->prompt_samples.begin(), o->prompt_samples.end());
       text += o->text;
       if (o->finished) {
         last = std::move(*o);
@@ -235,7 +236,7 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
       }
     }
     if (last.finish_reason == engine::FinishReason::kAbort) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-    if (last.finish_reason == engine::FinishReason::kError || samples.empty()) {
+    if (last.finish_reason == engine::FinishReason::kError || (samples.empty() && req->params().max_tokens() != 0)) {
       return grpc::Status(grpc::StatusCode::INTERNAL, "the prefill failed: " + last.error.ToString());
     }
     job.prefix = last.usage.cached_tokens;
@@ -252,7 +253,8 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     if (!w.ok()) {  // the commit is safe only once every write landed
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "KV writes to the decode instance failed: " + w.message());
     }
-    *out->mutable_first() = ToProto(samples.front());
+    if (!samples.empty()) *out->mutable_first() = ToProto(samples.front());
+    for (const engine::SampledToken& s : prompt_samples) *out->add_prompt_samples() = ToProto(s);
     if (sink) {
       for (uint64_t s : sink->checksums()) out->add_checksums(s);
     }

@@ -297,7 +297,9 @@ class PdFront::Impl {
 
   Result<uint64_t> Submit(engine::EngineRequest req, engine::OutputCallback cb) {
     if (req.prompt.empty()) return InvalidArgument("the prompt is empty");
-    if (req.params.max_tokens < 1) return InvalidArgument("max_tokens must be >= 1 in a prefill/decode split");
+    if (req.params.max_tokens < 1 && req.params.prompt_logprobs < 0) {
+      return InvalidArgument("max_tokens must be >= 1 (0 only with prompt log-probs)");
+    }
     const int64_t limit = max_model_len(), vocab = vocab_size();
     if (limit > 0 && static_cast<int64_t>(req.prompt.size()) + req.params.max_tokens > limit) {
       return InvalidArgument(fmt::format("this model's maximum context length is {} tokens; the request asks for {}",
@@ -556,14 +558,22 @@ class PdFront::Impl {
     engine::Usage usage;
     usage.prompt_tokens = static_cast<int64_t>(req.prompt.size());
     usage.cached_tokens = first.cached_tokens();
-    usage.completion_tokens = 1;
+    usage.completion_tokens = req.params.max_tokens == 0 ? 0 : 1;
     started = true;
     prefix_query_tokens_ += usage.prompt_tokens;  // the prefill instances' prefix caches, as the front sees them
     prefix_hit_tokens_ += usage.cached_tokens;
-    generation_tokens_++;
+    generation_tokens_ += usage.completion_tokens;
     {
       engine::RequestOutput o;
       o.request_id = run.id;
+      for (const proto::Sample& s : first.prompt_samples()) o.prompt_samples.push_back(FromProto(s));
+      if (req.params.max_tokens == 0) {  // the prompt's log-probs alone
+        o.usage = usage;
+        o.finished = true;
+        o.finish_reason = engine::FinishReason::kLength;
+        cb(std::move(o));
+        return Status::Ok();
+      }
       o.tokens = {first.first().token()};
       o.samples = {FromProto(first.first())};
       o.usage = usage;
