@@ -38,6 +38,10 @@ void RegisterServe(CLI::App& app) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");
+  cmd->add_option("--allowed-origins", o->http.allowed_origins,
+                  "Origins browsers may call from (CORS), comma-separated, e.g. http://localhost:3000; * = any; "
+                  "default: none (same-origin only). Preflights need no API key")
+      ->delimiter(',');
   cmd->add_option("--served-model-name", o->served_model_name, "Model name clients use (default: --model)");
   cmd->add_option("--dtype", o->dtype, "Compute and KV dtype: auto | bfloat16 | float32")->capture_default_str();
   cmd->add_option("--tokenizer-dir", o->model.tokenizer_dir, "Tokenizer folder for dummy models");
@@ -158,6 +162,10 @@ void RegisterConductor(CLI::App& app) {
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->port, "Port (0 picks a free one)")->check(CLI::Range(0, 65535))->capture_default_str();
   cmd->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on /v1 routes");
+  cmd->add_option("--allowed-origins", o->http.allowed_origins,
+                  "Origins browsers may call from (CORS), comma-separated, e.g. http://localhost:3000; * = any; "
+                  "default: none (same-origin only). Preflights need no API key")
+      ->delimiter(',');
   cmd->add_option("--served-model-name", o->served_model_name, "Model name clients use (default: --model)");
   cmd->add_option("--tokenizer-dir", o->model.tokenizer_dir, "Tokenizer folder for dummy models");
   cmd->add_option("--dummy-dir", o->model.dummy_dir, "Folder of the dummy model (as the instances were given)");

@@ -21,6 +21,8 @@ namespace http = beast::http;
 const char* HttpReason(int status) {
   switch (status) {
     case 200: return "OK";
+    case 204: return "No Content";
+    case 403: return "Forbidden";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 404: return "Not Found";
@@ -141,6 +143,15 @@ void HttpConnection::Dispatch() {
   req.path = std::string(target.substr(0, target.find('?')));
   if (auto it = msg.find(http::field::authorization); it != msg.end()) req.authorization = std::string(it->value());
   if (auto it = msg.find(http::field::content_type); it != msg.end()) req.content_type = std::string(it->value());
+  std::string origin, preflight_method, preflight_headers;
+  if (auto it = msg.find(http::field::origin); it != msg.end()) origin = std::string(it->value());
+  if (auto it = msg.find(http::field::access_control_request_method); it != msg.end()) {
+    preflight_method = std::string(it->value());
+  }
+  if (auto it = msg.find(http::field::access_control_request_headers); it != msg.end()) {
+    preflight_headers = std::string(it->value());
+  }
+  cors_origin_ = !origin.empty() && OriginAllowed(origin) ? origin : std::string();
   req.body = std::move(msg.body());
   keep_alive_ = msg.keep_alive();
   parser_.reset();
@@ -148,7 +159,38 @@ void HttpConnection::Dispatch() {
   responded_ = false;
   streaming_ = false;
   StartWatch();
+  if (req.method == "OPTIONS") return AnswerOptions(!preflight_method.empty(), origin, preflight_headers);
   options_->handler(std::move(req), shared_from_this());
+}
+
+bool HttpConnection::OriginAllowed(const std::string& origin) const {
+  for (const std::string& o : options_->allowed_origins) {
+    if (o == "*" || o == origin) return true;
+  }
+  return false;
+}
+
+void HttpConnection::AnswerOptions(bool preflight, const std::string& origin, const std::string& request_headers) {
+  HttpResponse r;
+  r.status = 204;
+  r.content_type.clear();
+  if (!preflight) {
+    r.headers.emplace_back("Allow", "GET, POST, OPTIONS");
+    return Respond(std::move(r));
+  }
+  if (cors_origin_.empty()) {
+    r.status = 403;
+    r.content_type = "application/json";
+    r.body = ApiError::ForStatus(403, fmt::format("the origin '{}' is not allowed (crescent serve --allowed-origins)",
+                                                  origin))
+                 .ToJson();
+    return Respond(std::move(r));
+  }
+  r.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+  r.headers.emplace_back("Access-Control-Allow-Headers",
+                         request_headers.empty() ? "Authorization, Content-Type" : request_headers);
+  r.headers.emplace_back("Access-Control-Max-Age", "600");
+  Respond(std::move(r));
 }
 
 void HttpConnection::StartWatch() {
@@ -181,6 +223,7 @@ void HttpConnection::OnWatch(beast::error_code ec, size_t n) {
 }
 
 void HttpConnection::SendError(int status, const std::string& message) {
+  cors_origin_.clear();  // the request was not read: its Origin is unknown
   in_flight_ = true;
   responded_ = false;
   keep_alive_ = false;
@@ -194,9 +237,11 @@ void HttpConnection::SendError(int status, const std::string& message) {
 std::string HttpConnection::HeaderBlock(int status, const std::string& content_type,
                                         const std::string& length_or_chunked,
                                         const std::vector<std::pair<std::string, std::string>>& extra) {
-  std::string h = fmt::format("HTTP/1.1 {} {}\r\nServer: crescent\r\nContent-Type: {}\r\n{}\r\n", status,
-                              HttpReason(status), content_type, length_or_chunked);
+  std::string h = fmt::format("HTTP/1.1 {} {}\r\nServer: crescent\r\n", status, HttpReason(status));
+  if (!content_type.empty()) h += "Content-Type: " + content_type + "\r\n";
+  if (!length_or_chunked.empty()) h += length_or_chunked + "\r\n";
   h += keep_alive_ && !draining_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  if (!cors_origin_.empty()) h += "Access-Control-Allow-Origin: " + cors_origin_ + "\r\nVary: Origin\r\n";
   for (const auto& [k, v] : extra) h += k + ": " + v + "\r\n";
   h += "\r\n";
   return h;
@@ -207,7 +252,7 @@ void HttpConnection::Respond(HttpResponse response) {
     if (self->closed_ || !self->in_flight_ || self->responded_ || self->streaming_) return;
     if (r.close) self->keep_alive_ = false;
     if (self->options_->on_status) self->options_->on_status(r.status);
-    std::string bytes = self->HeaderBlock(r.status, r.content_type, fmt::format("Content-Length: {}", r.body.size()),
+    std::string bytes = self->HeaderBlock(r.status, r.content_type, r.status == 204 ? std::string() : fmt::format("Content-Length: {}", r.body.size()),
                                           r.headers);
     bytes += r.body;
     self->Enqueue(std::move(bytes), true);

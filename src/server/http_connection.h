@@ -9,6 +9,14 @@
 //         bursts coalesced into one write
 //   ──> next request, or close (Connection: close, an error, server draining)
 //
+// CORS: a request whose Origin is in `allowed_origins` ("*" allows any) gets
+// Access-Control-Allow-Origin (that origin) and Vary: Origin on its answer,
+// streamed or not. A preflight (OPTIONS with Access-Control-Request-Method) is
+// answered here, before the handler and so without an API key: 204 with the
+// allowed methods and headers for an allowed origin, 403 for another. Other
+// OPTIONS requests get 204 with Allow. With no allowed origins (the default)
+// no CORS header is ever sent: browsers keep other origins out.
+//
 // Malformed input never throws past here: a parse error answers 400, a body over
 // the limit 413, a header over the limit 431, each followed by a lingering close
 // (shut down sending, drain what the client still sends for a moment) so the
@@ -36,6 +44,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "server/http_types.h"
 
@@ -46,6 +55,7 @@ struct HttpOptions {
   size_t max_header_bytes = 16u << 10;
   double read_timeout_s = 15;   // to receive one whole request, and idle keep-alive
   double write_timeout_s = 60;  // for one write to drain (a client that stops reading)
+  std::vector<std::string> allowed_origins;  // CORS; "*" = any; empty = same-origin only
   HttpHandler handler;
   std::function<void(int)> on_status;  // each response's status (may be empty)
 };
@@ -93,6 +103,8 @@ class HttpConnection final : public HttpExchange, public std::enable_shared_from
   void StartWatch();
   void OnWatch(boost::beast::error_code ec, size_t n);
   void SendError(int status, const std::string& message);
+  bool OriginAllowed(const std::string& origin) const;
+  void AnswerOptions(bool preflight, const std::string& origin, const std::string& request_headers);
   void Enqueue(std::string bytes, bool last);
   void Flush();
   void OnWritten(boost::beast::error_code ec);
@@ -122,6 +134,7 @@ class HttpConnection final : public HttpExchange, public std::enable_shared_from
   bool watching_ = false;       // the watch read is pending
   bool writing_ = false;
   bool lingering_ = false;
+  std::string cors_origin_;     // the request's Origin when allowed ("" = no CORS headers)
   std::string out_;             // queued bytes not yet handed to a write
   std::string writing_buf_;     // bytes of the write in progress
   std::function<void()> on_disconnect_;

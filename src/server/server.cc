@@ -207,6 +207,14 @@ void Server::Load() {
     if (options_.role == "prefill" || options_.role == "decode") RETURN_IF_ERROR(StartInstance());
     backend_ = std::make_unique<EngineBackend>(engine_.get());
     service_->SetReady(backend_.get(), tokenizer_.get(), chat_ ? &*chat_ : nullptr, kv_tokens);
+    const int64_t model_len = engine_->max_model_len();
+    if (kv_tokens < model_len) {
+      LOG_INFO("crescent serve: a request gets at most {} tokens of context (the KV pool's size; the model allows {}): "
+               "/v1/models reports {}; --kv-cache-bytes raises it",
+               kv_tokens, model_len, kv_tokens);
+    } else {
+      LOG_INFO("crescent serve: a request gets at most {} tokens of context (the model's limit)", model_len);
+    }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     LOG_INFO("crescent serve: ready in {:.2f} s on http://{}:{}", s, options_.host, http_->port());
     return Status::Ok();
