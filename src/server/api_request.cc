@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -17,6 +18,7 @@ namespace {
 constexpr int32_t kMaxN = 128;
 constexpr size_t kMaxStops = 16;
 constexpr size_t kMaxPrompts = 128;
+constexpr size_t kMaxLogitBias = 1024;
 
 // Typed field access that remembers the first error and names its field.
 class Fields {
@@ -98,6 +100,47 @@ class Fields {
   std::optional<ApiError> error_;
 };
 
+// "logit_bias": {"<token id>": bias in [-100, 100], ...}, as OpenAI's.
+void ParseLogitBias(Fields& f, ApiRequest& r) {
+  const json::value* v = f.Get("logit_bias");
+  if (!v) return;
+  if (!v->is_object()) return f.TypeError("logit_bias", "an object mapping token ids to biases", *v);
+  const json::object& o = v->get_object();
+  if (o.size() > kMaxLogitBias) return f.Fail("logit_bias", fmt::format("at most {} logit_bias entries", kMaxLogitBias));
+  for (const auto& kv : o) {
+    const std::string_view key(kv.key().data(), kv.key().size());
+    int64_t id = 0;
+    bool digits = !key.empty() && key.size() <= 10;
+    for (char ch : key) {
+      if (ch < '0' || ch > '9') {
+        digits = false;
+        break;
+      }
+      id = id * 10 + (ch - '0');
+    }
+    if (!digits || id > std::numeric_limits<int32_t>::max()) {
+      return f.Fail("logit_bias", fmt::format("logit_bias keys must be token ids (non-negative integers), got '{}'", key));
+    }
+    const json::value& b = kv.value();
+    if (!b.is_number() || !(b.to_number<double>() >= -100 && b.to_number<double>() <= 100)) {
+      return f.Fail("logit_bias", fmt::format("logit_bias['{}'] must be a number in [-100, 100]", key));
+    }
+    r.logit_bias.emplace_back(static_cast<int32_t>(id), static_cast<float>(b.to_number<double>()));
+  }
+  // One entry per token (the last one given wins, as a JSON object's).
+  std::stable_sort(r.logit_bias.begin(), r.logit_bias.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<std::pair<int32_t, float>> unique;
+  for (const auto& e : r.logit_bias) {
+    if (!unique.empty() && unique.back().first == e.first) {
+      unique.back() = e;
+    } else {
+      unique.push_back(e);
+    }
+  }
+  r.logit_bias = std::move(unique);
+}
+
 // Fields common to both endpoints.
 void ParseCommon(Fields& f, ApiRequest& r) {
   if (auto v = f.String("model")) r.model = *v;
@@ -118,7 +161,8 @@ void ParseCommon(Fields& f, ApiRequest& r) {
     if (v->is_int64()) {
       r.seed = static_cast<uint64_t>(v->get_int64());
     } else if (v->is_uint64()) {
-      r.seed = v->get_uint64();
+      f.Fail("seed", fmt::format("'seed' must be in [{}, {}], got {}", std::numeric_limits<int64_t>::min(),
+                                 std::numeric_limits<int64_t>::max(), v->get_uint64()));
     } else {
       f.TypeError("seed", "an integer", *v);
     }
@@ -143,6 +187,7 @@ void ParseCommon(Fields& f, ApiRequest& r) {
     }
   }
   if (auto v = f.Int("n", 1, kMaxN)) r.n = static_cast<int32_t>(*v);
+  ParseLogitBias(f, r);
   if (auto v = f.Bool("stream")) r.stream = *v;
   if (const json::value* v = f.Get("stream_options")) {
     if (!v->is_object()) {
@@ -291,7 +336,7 @@ ParseResult ParseCompletionRequest(std::string_view body) {
   r.kind = ApiKind::kCompletion;
   ParsePrompt(f, r);
   ParseCommon(f, r);
-  if (auto v = f.Int("max_tokens", 1, std::numeric_limits<int64_t>::max())) r.max_tokens = *v;
+  if (auto v = f.Int("max_tokens", 0, std::numeric_limits<int64_t>::max())) r.max_tokens = *v;
   if (const json::value* v = f.Get("logprobs")) {
     if (v->is_bool()) {
       f.TypeError("logprobs", "an integer in [0, 20]", *v);
@@ -301,7 +346,8 @@ ParseResult ParseCompletionRequest(std::string_view body) {
     }
   }
   if (auto v = f.Bool("echo")) r.echo = *v;
-  if (r.echo) f.Fail("echo", "'echo' is not supported");
+  // max_tokens 0 asks for the prompt alone: only with echo (its log-probs).
+  if (r.max_tokens == 0 && !r.echo) f.Fail("max_tokens", "'max_tokens' must be at least 1 (0 only with 'echo': true)");
   if (f.Get("suffix")) f.Fail("suffix", "'suffix' is not supported");
   return Finish(f, std::move(r));
 }

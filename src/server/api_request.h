@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -44,12 +45,13 @@ struct ApiRequest {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   float repetition_penalty = 1.0f;
-  std::optional<uint64_t> seed;
+  std::optional<uint64_t> seed;             // a signed 64-bit value in the request, as OpenAI's
+  std::vector<std::pair<int32_t, float>> logit_bias;  // sorted by token id, one entry each; ids checked against the vocabulary later
   std::vector<std::string> stop;
   int32_t n = 1;
   bool logprobs = false;                    // report log-probs
   int32_t top_logprobs = 0;                 // alternatives per token
-  bool echo = false;                        // completions: not supported (400 when true)
+  bool echo = false;                        // completions: the prompt is returned before the completion
   bool stream = false;
   bool include_usage = false;               // stream_options.include_usage
   bool ignore_eos = false;                  // vLLM extension

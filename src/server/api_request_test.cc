@@ -109,9 +109,32 @@ TEST(ApiRequest, RangesAndTypes) {
   // and a float with an integral value is accepted.
   EXPECT_EQ(Ok(ParseChatRequest("{" + m + R"(,"max_tokens":1000000000000})")).max_tokens, 1000000000000);
   EXPECT_EQ(Ok(ParseChatRequest("{" + m + R"(,"max_tokens":16.0})")).max_tokens, 16);
-  EXPECT_EQ(Ok(ParseChatRequest("{" + m + R"(,"seed":18446744073709551615})")).seed, 18446744073709551615ull);
+  // seed is a signed 64-bit integer, as OpenAI's.
+  EXPECT_EQ(Ok(ParseChatRequest("{" + m + R"(,"seed":-1})")).seed, 18446744073709551615ull);
+  EXPECT_EQ(Ok(ParseChatRequest("{" + m + R"(,"seed":9223372036854775807})")).seed, 9223372036854775807ull);
+  EXPECT_EQ(param(R"("seed":9223372036854775808)"), "seed");
+  EXPECT_EQ(param(R"("seed":18446744073709551615)"), "seed");
+  EXPECT_EQ(param(R"("seed":1.5)"), "seed");
   // null means absent.
   EXPECT_FALSE(Ok(ParseChatRequest("{" + m + R"(,"max_tokens":null,"stop":null})")).max_tokens.has_value());
+}
+
+TEST(ApiRequest, LogitBias) {
+  const std::string m = R"("messages":[{"role":"user","content":"x"}])";
+  ApiRequest r = Ok(ParseChatRequest("{" + m + R"(,"logit_bias":{"7":-100,"3":2.5,"0":100}})"));
+  ASSERT_EQ(r.logit_bias.size(), 3u);
+  EXPECT_EQ(r.logit_bias[0], (std::pair<int32_t, float>{0, 100.0f}));
+  EXPECT_EQ(r.logit_bias[1], (std::pair<int32_t, float>{3, 2.5f}));
+  EXPECT_EQ(r.logit_bias[2], (std::pair<int32_t, float>{7, -100.0f}));
+  EXPECT_TRUE(Ok(ParseCompletionRequest(R"({"prompt":"x","logit_bias":{}})")).logit_bias.empty());
+  EXPECT_EQ(Ok(ParseCompletionRequest(R"({"prompt":"x","logit_bias":{"5":1}})")).logit_bias.size(), 1u);
+  for (const char* bad : {R"({"not_a_token_id":50})", R"({"-1":1})", R"({"1.5":1})", R"({"":1})",
+                          R"({"99999999999":1})", R"({"5":101})", R"({"5":-100.5})", R"({"5":"x"})", R"({"5":null})",
+                          R"([1,2])", R"("x")"}) {
+    ApiError e = Err(ParseChatRequest("{" + m + R"(,"logit_bias":)" + bad + "}"));
+    EXPECT_EQ(e.status, 400) << bad;
+    EXPECT_EQ(e.param, "logit_bias") << bad;
+  }
 }
 
 TEST(ApiRequest, MalformedBodies) {

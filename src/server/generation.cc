@@ -1,5 +1,7 @@
 #include "server/generation.h"
 
+#include <limits>
+
 #include "base/clock.h"
 #include "base/logging.h"
 
@@ -104,6 +106,23 @@ void Generation::OnOutput(size_t k, engine::RequestOutput out) {
   Choice& c = choices_[k];
   if (c.finished) return;
   const int64_t now = MonotonicClock::Get().NowNanos();
+  if (!spec_.echo_texts.empty() && !c.echoed && !(out.finished && out.finish_reason == engine::FinishReason::kError)) {
+    // The prompt goes first: its text, and with log-probs its tokens (the
+    // first has no log-prob: nothing precedes it).
+    c.echoed = true;
+    out.text = spec_.echo_texts[c.prompt_index] + out.text;
+    if (spec_.meta.logprobs) {
+      std::vector<engine::SampledToken> lead;
+      lead.reserve(out.prompt_samples.size() + 1 + out.samples.size());
+      engine::SampledToken first;
+      first.token = spec_.prompts[c.prompt_index].front();
+      first.logprob = std::numeric_limits<float>::quiet_NaN();
+      lead.push_back(std::move(first));
+      for (auto& s : out.prompt_samples) lead.push_back(std::move(s));
+      for (auto& s : out.samples) lead.push_back(std::move(s));
+      out.samples = std::move(lead);
+    }
+  }
   if (!out.tokens.empty()) {
     if (c.result.samples.empty() && c.usage.completion_tokens == 0) {
       metrics_->OnFirstToken(out.first_token_time_s);

@@ -33,6 +33,10 @@ struct GenerationSpec {
   std::vector<std::vector<int32_t>> prompts;  // tokenized, one per prompt
   int32_t n = 1;
   std::vector<engine::RequestParams> params;  // one per prompt (max_tokens differs)
+  // echo (completions): each prompt's text, returned before its completion;
+  // with log-probs, the prompt's tokens come first in them (the first with a
+  // null log-prob; the rest from RequestOutput::prompt_samples). Empty: no echo.
+  std::vector<std::string> echo_texts;
   bool stream = false;
   bool include_usage = false;
   int64_t start_ns = 0;  // when the HTTP request arrived (e2e latency)
@@ -58,6 +62,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
     int32_t prompt_index = 0;
     ChoiceResult result;
     int64_t text_bytes = 0;       // streamed so far (completion log-prob offsets)
+    bool echoed = false;          // the prompt's echo went out (or into result)
     int64_t last_token_ns = 0;
     engine::Usage usage;
   };

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 
 #include "model/tokenizer.h"
 
@@ -44,17 +45,27 @@ json::value CompletionLogprobs(const ResponseMeta& meta, std::span<const engine:
     offsets.push_back(text_offset);
     text_offset += static_cast<int64_t>(t.size());
     tokens.push_back(json::string(t));
-    lps.push_back(SafeLogprob(s.logprob));
-    if (meta.top_logprobs > 0) {
-      json::object top;
-      for (const auto& [id, lp] : s.top) top[TokenText(meta, id)] = SafeLogprob(lp);
-      tops.push_back(std::move(top));
+    if (std::isnan(s.logprob)) {  // an echoed prompt's first token: nothing to condition on
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+      continue;
     }
+    lps.push_back(SafeLogprob(s.logprob));
+    // The `logprobs` best and the sampled token (up to logprobs + 1 entries, as
+    // OpenAI documents; with logprobs 0 the sampled token alone, as vLLM).
+    json::object top;
+    bool sampled_listed = false;
+    for (const auto& [id, lp] : s.top) {
+      top[TokenText(meta, id)] = SafeLogprob(lp);
+      sampled_listed = sampled_listed || id == s.token;
+    }
+    if (!sampled_listed) top[t] = SafeLogprob(s.logprob);
+    tops.push_back(std::move(top));
   }
   json::object o;
   o["tokens"] = std::move(tokens);
   o["token_logprobs"] = std::move(lps);
-  o["top_logprobs"] = meta.top_logprobs > 0 ? json::value(std::move(tops)) : json::value(nullptr);
+  o["top_logprobs"] = std::move(tops);
   o["text_offset"] = std::move(offsets);
   return o;
 }
@@ -151,15 +162,25 @@ std::string SseEvent(std::string_view json) {
   return out;
 }
 
-std::string FormatModelList(const std::string& model, int64_t created, int64_t max_model_len) {
-  json::object m{{"id", model},
+namespace {
+json::object ModelObject(const std::string& model, int64_t created, int64_t max_model_len) {
+  return json::object{{"id", model},
                  {"object", "model"},
                  {"created", created},
                  {"owned_by", "crescent"},
                  {"root", model},
                  {"parent", nullptr},
                  {"max_model_len", max_model_len}};
-  return json::serialize(json::object{{"object", "list"}, {"data", json::array{std::move(m)}}});
+}
+}  // namespace
+
+std::string FormatModel(const std::string& model, int64_t created, int64_t max_model_len) {
+  return json::serialize(ModelObject(model, created, max_model_len));
+}
+
+std::string FormatModelList(const std::string& model, int64_t created, int64_t max_model_len) {
+  return json::serialize(
+      json::object{{"object", "list"}, {"data", json::array{ModelObject(model, created, max_model_len)}}});
 }
 
 }  // namespace crescent::server

@@ -10,7 +10,8 @@
 //                  carries "usage":null and a last chunk has "choices":[] and usage;
 //                  then  data: [DONE]\n\n
 //
-// Log-probs: completions as {"tokens","token_logprobs","top_logprobs","text_offset"},
+// Log-probs: completions as {"tokens","token_logprobs","top_logprobs","text_offset"}
+// (a sample whose logprob is NaN, an echoed prompt's first token, reports null),
 // chat as {"content":[{"token","logprob","bytes","top_logprobs":[...]}]}; token
 // strings come from the tokenizer (which may be null: ids are shown instead).
 // Pure functions; thread-safe.
@@ -63,6 +64,9 @@ std::string FormatUsageChunk(const ResponseMeta& meta, const engine::Usage& usag
 std::string SseEvent(std::string_view json);
 inline constexpr std::string_view kSseDone = "data: [DONE]\n\n";
 
+// GET /v1/models and /v1/models/{id}. `max_model_len`: the longest context a
+// request can get (the model's limit, or the KV pool's when that is smaller).
 std::string FormatModelList(const std::string& model, int64_t created, int64_t max_model_len);
+std::string FormatModel(const std::string& model, int64_t created, int64_t max_model_len);
 
 }  // namespace crescent::server

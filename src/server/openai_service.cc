@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <random>
 
@@ -18,6 +20,25 @@ constexpr int64_t kMaxChoices = 256;
 std::string RandomId(std::string_view prefix) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return fmt::format("{}{:016x}{:08x}", prefix, rng(), static_cast<uint32_t>(rng()));
+}
+
+// "application/json", in any case, with parameters ("; charset=utf-8") allowed.
+bool IsJsonMediaType(std::string_view ct) {
+  ct = ct.substr(0, ct.find(';'));
+  while (!ct.empty() && (ct.back() == ' ' || ct.back() == '\t')) ct.remove_suffix(1);
+  while (!ct.empty() && (ct.front() == ' ' || ct.front() == '\t')) ct.remove_prefix(1);
+  constexpr std::string_view kJson = "application/json";
+  if (ct.size() != kJson.size()) return false;
+  for (size_t i = 0; i < ct.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(ct[i])) != kJson[i]) return false;
+  }
+  return true;
+}
+
+ApiError ContextTooLong(std::string message, std::string param) {
+  ApiError e = ApiError::ForStatus(400, std::move(message), std::move(param));
+  e.code = "context_length_exceeded";
+  return e;
 }
 
 int64_t UnixSeconds() {
@@ -90,7 +111,9 @@ void OpenAiService::Handle(HttpRequest req, std::shared_ptr<HttpExchange> ex) {
     ex->Respond(HttpResponse{200, "text/plain; version=0.0.4", std::move(text), {}, false});
     return;
   }
-  const bool is_models = req.path == "/v1/models";
+  constexpr std::string_view kModelPrefix = "/v1/models/";
+  const bool is_model = req.path.size() > kModelPrefix.size() && req.path.starts_with(kModelPrefix);
+  const bool is_models = req.path == "/v1/models" || is_model;
   const bool is_completions = req.path == "/v1/completions";
   const bool is_chat = req.path == "/v1/chat/completions";
   if (!is_models && !is_completions && !is_chat) {
@@ -102,9 +125,22 @@ void OpenAiService::Handle(HttpRequest req, std::shared_ptr<HttpExchange> ex) {
   if (!method_is(is_models ? "GET" : "POST")) return;
   if (!ready) return Reply(*ex, unavailable());
   if (is_models) {
-    ex->Respond(HttpResponse{200, "application/json",
-                             FormatModelList(options_.served_model, created_, engine_->max_model_len()), {}, false});
+    const int64_t max_len = std::min(engine_->max_model_len(), kv_capacity_tokens_);
+    if (!is_model) {
+      ex->Respond(HttpResponse{200, "application/json", FormatModelList(options_.served_model, created_, max_len), {},
+                               false});
+      return;
+    }
+    const std::string id = req.path.substr(kModelPrefix.size());
+    if (id != options_.served_model) return Reply(*ex, ApiError::ModelNotFound(id));
+    ex->Respond(HttpResponse{200, "application/json", FormatModel(options_.served_model, created_, max_len), {}, false});
     return;
+  }
+  // Only JSON bodies: a browser may send a "simple" cross-origin POST (text/plain,
+  // form data, no type) without a preflight, and this refuses it.
+  if (!IsJsonMediaType(req.content_type)) {
+    return Reply(*ex, ApiError::ForStatus(415, fmt::format("the request body must be application/json, got '{}'",
+                                                           req.content_type.empty() ? "no Content-Type" : req.content_type)));
   }
   HandleGenerate(is_chat ? ApiKind::kChat : ApiKind::kCompletion, req, std::move(ex));
 }
@@ -118,6 +154,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
 
   const char* prompt_param = kind == ApiKind::kChat ? "messages" : "prompt";
   std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::string> echo_texts;  // echo: each prompt as the client gave it (token ids as text)
   if (kind == ApiKind::kChat) {
     if (!chat_) return Reply(*ex, ApiError::ForStatus(400, "this model has no chat template", "messages"));
     model::ChatTemplateInputs in;
@@ -132,6 +169,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
     for (PromptInput& p : r.prompts) {
       if (!p.is_tokens) {
         prompts.push_back(tokenizer_->Encode(p.text, /*add_special_tokens=*/true));
+        if (r.echo) echo_texts.push_back(p.text);
         continue;
       }
       for (int32_t t : p.tokens) {
@@ -140,10 +178,18 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
                                 400, fmt::format("token id {} is outside the vocabulary ({})", t, vocab), "prompt"));
         }
       }
+      if (r.echo) echo_texts.push_back(tokenizer_->Decode(p.tokens, r.skip_special_tokens));
       prompts.push_back(std::move(p.tokens));
     }
   }
 
+  for (auto [t, b] : r.logit_bias) {
+    if (t >= engine_->vocab_size()) {
+      return Reply(*ex, ApiError::ForStatus(400, fmt::format("logit_bias token id {} is outside the vocabulary ({})", t,
+                                                             engine_->vocab_size()),
+                                            "logit_bias"));
+    }
+  }
   if (static_cast<int64_t>(prompts.size()) * r.n > kMaxChoices) {
     return Reply(*ex, ApiError::ForStatus(400, fmt::format("at most {} choices (prompts x n) per request", kMaxChoices), "n"));
   }
@@ -153,20 +199,19 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
     const int64_t len = static_cast<int64_t>(p.size());
     if (len == 0) return Reply(*ex, ApiError::ForStatus(400, "the prompt is empty", prompt_param));
     if (len >= limit) {
-      return Reply(*ex, ApiError::ForStatus(400, fmt::format("this model's maximum context length is {} tokens; "
-                                                             "the {} has {} tokens",
-                                                             limit, prompt_param, len),
-                                            prompt_param));
+      return Reply(*ex, ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
+                                                   "the {} has {} tokens",
+                                                   limit, prompt_param, len),
+                                       prompt_param));
     }
     engine::RequestParams params;
     const int64_t room = limit - len;
     if (r.max_tokens) {
-      if (*r.max_tokens > engine_->max_model_len() - len) {
-        return Reply(*ex, ApiError::ForStatus(400, fmt::format("this model's maximum context length is {} tokens; "
-                                                               "the request asks for {} ({} in the {}, {} to generate)",
-                                                               engine_->max_model_len(), len + *r.max_tokens, len,
-                                                               prompt_param, *r.max_tokens),
-                                              "max_tokens"));
+      if (*r.max_tokens > limit - len) {
+        return Reply(*ex, ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
+                                                     "the request asks for {} ({} in the {}, {} to generate)",
+                                                     limit, len + *r.max_tokens, len, prompt_param, *r.max_tokens),
+                                         "max_tokens"));
       }
       params.max_tokens = *r.max_tokens;
     } else {
@@ -180,6 +225,8 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
     params.sampling.frequency_penalty = r.frequency_penalty;
     params.sampling.repetition_penalty = r.repetition_penalty;
     params.sampling.logprobs = r.logprobs ? r.top_logprobs : 0;
+    params.sampling.logit_bias = r.logit_bias;
+    params.prompt_logprobs = r.echo && r.logprobs ? r.top_logprobs : -1;
     params.has_seed = r.seed.has_value();
     params.seed = r.seed.value_or(0);
     params.stop = r.stop;
@@ -195,6 +242,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
   spec.meta.top_logprobs = r.top_logprobs;
   spec.meta.tokenizer = tokenizer_;
   spec.prompts = std::move(prompts);
+  spec.echo_texts = std::move(echo_texts);
   spec.n = r.n;
   spec.stream = r.stream;
   spec.include_usage = r.include_usage;
