@@ -57,7 +57,8 @@ async function spawnUntil(args, argv, pattern, what) {
 // and `crescent conductor` in front: the same API, what the test talks to).
 export async function startServer(args, extra = []) {
   const dummy = ['--model', 'dummy:tiny-llama3', '--dummy-dir', path.join(args.work, 'tiny-llama3')];
-  const instance = ['serve', ...dummy, '--host', HOST, '--port', '0', '--kv-cache-bytes', String(256 << 20)];
+  const instance = ['serve', ...dummy, '--host', HOST, '--port', '0',
+    ...(extra.includes('--kv-cache-bytes') ? [] : ['--kv-cache-bytes', String(256 << 20)])];
   const helpers = [];
   let front;
   if (args.pd === '1') {
