@@ -150,6 +150,24 @@ TEST(OnlineEstimatorsTest, UnfittedUntilTheTimingsDetermineAFitThenRefitted) {
   EXPECT_DOUBLE_EQ(e.current().transfer.bandwidth_bytes_per_s, 2.0 * (1 << 30));
 }
 
+TEST(OnlineEstimatorsTest, AProfileWithoutSamplesOutlastsAFewNoisyTimings) {
+  OnlineEstimatorOptions o;
+  o.refit_every = 4;
+  o.replace_profile_after = 16;
+  Estimators prof;
+  prof.prefill = PrefillTimeEstimator({0.0, 1e-4, 0.0, 0.0, 0.0, 0.0});
+  prof.decode = DecodeStepEstimator(0.01, 0.0, 0.0);
+  OnlineEstimators e(o, prof);
+  ASSERT_TRUE(e.fitted_prefill());
+  // Eight timings ten times slower than the profile: not yet enough to replace it.
+  for (int64_t n : {500, 1000, 2000, 4000, 500, 1000, 2000, 4000}) e.AddPrefill({n, 0, 1e-3 * static_cast<double>(n)});
+  EXPECT_EQ(e.refits(), 0);
+  EXPECT_NEAR(e.current().prefill.Seconds(1000, 0), 0.1, 1e-9);
+  for (int64_t n : {500, 1000, 2000, 4000, 500, 1000, 2000, 4000}) e.AddPrefill({n, 0, 1e-3 * static_cast<double>(n)});
+  EXPECT_GE(e.refits(), 1);  // sixteen: the live fit takes over
+  EXPECT_NEAR(e.current().prefill.Seconds(1000, 0), 1.0, 0.05);
+}
+
 // A fixed view: one idle prefill instance, one decode instance.
 class OneOfEach final : public ClusterView {
  public:
@@ -177,6 +195,21 @@ TEST(AdmissionTest, RefusalHasHysteresisAndIsOffWhileUnfitted) {
   EXPECT_EQ(verdict(900), Verdict::kAdmitted);
   c.set_admission_fitted(false, false);  // an estimator not fitted never refuses
   EXPECT_EQ(verdict(5000), Verdict::kAdmitted);
+}
+
+TEST(AdmissionTest, ARequestOfOneTokenIsNotJudgedOnTbt) {
+  PolicyOptions o;
+  o.admission = true;
+  o.tbt_slo_s = 1e-6;  // every decode breaks it
+  Estimators est;
+  est.prefill = PrefillTimeEstimator({0, 1e-3, -1e-3, 0, 0, 0});
+  est.decode = DecodeStepEstimator(0.01, 0.0, 0.0);
+  Conductor c(PolicyKind::kGlobalCacheAware, o, est);
+  OneOfEach v;
+  EXPECT_EQ(c.Place({100, 4, {}}, v, 0).verdict, Verdict::kRejectedTbt);
+  const Placement one = c.Place({100, 1, {}}, v, 0);  // answered by the prefill instance alone
+  EXPECT_EQ(one.verdict, Verdict::kAdmitted);
+  EXPECT_EQ(one.decode.decode, -1);
 }
 
 }  // namespace

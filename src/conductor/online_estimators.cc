@@ -84,6 +84,7 @@ OnlineEstimators::OnlineEstimators(OnlineEstimatorOptions options, std::optional
   if (profile) {
     est_ = *profile;
     fitted_prefill_ = fitted_decode_ = true;
+    profile_alone_ = base_prefill_.empty() && base_decode_.empty();
   }
   // A fetch is free until loads are measured here (a profile's network is
   // not this cluster's): the policy fetches, the loads it causes are timed,
@@ -109,6 +110,7 @@ void OnlineEstimators::AddDecode(const DecodeSample& s) {
 }
 
 void OnlineEstimators::RefitPrefill() {
+  if (profile_alone_ && prefill_.size() < opt_.replace_profile_after) return;
   std::vector<PrefillSample> all(base_prefill_);
   all.insert(all.end(), prefill_.begin(), prefill_.end());
   Result<PrefillTimeEstimator> f = FitPrefill(all);
@@ -120,6 +122,7 @@ void OnlineEstimators::RefitPrefill() {
 }
 
 void OnlineEstimators::RefitDecode() {
+  if (profile_alone_ && decode_.size() < opt_.replace_profile_after) return;
   std::vector<DecodeSample> all(base_decode_);
   all.insert(all.end(), decode_.begin(), decode_.end());
   std::vector<std::vector<double>> rows;

@@ -35,6 +35,10 @@ namespace crescent::conductor {
 struct OnlineEstimatorOptions {
   size_t window = 256;
   size_t refit_every = 8;
+  // A profile given without its samples is replaced only by a fit to at
+  // least this many live timings (a first refit on 8 noisy points would
+  // throw the profile away).
+  size_t replace_profile_after = 32;
   double bytes_per_token = 0;  // KV bytes of one token, all layers
 };
 
@@ -71,6 +75,7 @@ class OnlineEstimators {
   std::deque<DecodeSample> decode_;
   size_t prefill_new_ = 0, decode_new_ = 0;
   bool fitted_prefill_ = false, fitted_decode_ = false, measured_transfer_ = false;
+  bool profile_alone_ = false;  // a profile without samples: see replace_profile_after
   int64_t prefill_seen_ = 0, decode_seen_ = 0, refits_ = 0;
 };
 
