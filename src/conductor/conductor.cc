@@ -25,7 +25,9 @@ Conductor::Conductor(PolicyKind kind, const PolicyOptions& options, Estimators e
 Placement Conductor::Place(const Request& request, const ClusterView& view, double now_s) {
   Placement p;
   p.prefill = policy_->Choose(request, view, est_, now_s);
-  p.decode = SelectDecode(request, view, est_.decode);
+  // A request of at most one token is answered by its prefill instance alone:
+  // no decode instance, and no TBT to judge.
+  if (request.output_tokens > 1) p.decode = SelectDecode(request, view, est_.decode);
   if (!opt_.admission) return p;
   // Over the SLO, or (while rejecting) over its lower mark.
   auto breaks = [&](double predicted, double slo, bool& rejecting) {
