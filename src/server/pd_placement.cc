@@ -52,7 +52,9 @@ void PdPlacement::SetGeometry(const Hash128& fingerprint, int64_t page_tokens, i
   // The view's block: view_block_tokens rounded to whole pages (the events'
   // keys), dividing a store chunk so the store's prefix is whole blocks.
   block_tokens_ = std::max<int64_t>(1, options_.view_block_tokens / page_tokens_) * page_tokens_;
-  while (chunk_tokens_ > 0 && chunk_tokens_ % block_tokens_ != 0) block_tokens_ -= page_tokens_;
+  while (chunk_tokens_ > 0 && block_tokens_ > page_tokens_ && chunk_tokens_ % block_tokens_ != 0) {
+    block_tokens_ -= page_tokens_;
+  }
   conductor::PolicyOptions po = options_.policy_options;
   po.block_tokens = block_tokens_;
   conductor_ = conductor::Conductor(options_.policy, po, estimators_.current());
@@ -73,6 +75,8 @@ void PdPlacement::RemoveInstance(int slot) {
   decode_step_.erase(slot);
   epoch_.erase(slot);
   store_loads_.erase(slot);
+  names_.erase(slot);  // a restarted instance is a new slot: no metric series per restart
+  placed_on_.erase(slot);
 }
 
 void PdPlacement::SetResponsive(int slot, bool responsive) {
@@ -218,13 +222,14 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   std::vector<conductor::BlockKey> chunks;
   int64_t blocks_per_chunk = 1;
   if (chunk_tokens > 0) {
-    chunks = BlockKeys(pages, chunk_tokens / page_tokens);
-    blocks_per_chunk = chunk_tokens / block_tokens;
+    chunks = BlockKeys(pages, std::max<int64_t>(1, chunk_tokens / page_tokens));
+    blocks_per_chunk = std::max<int64_t>(1, chunk_tokens / block_tokens);
   }
   // The store indexes chunks: its prefix in the view's blocks. An RPC: outside the lock.
   const int64_t store_blocks = StoreBlocks(chunks) * blocks_per_chunk;
   const double now = NowS();
   std::lock_guard<std::mutex> l(mu_);
+  UpdateCorrection(now);  // misses older than the window fade even while every request is refused
   view_.Freeze(now);
   const bool decodes = max_tokens > 1;  // one token: the prefill instance alone answers it
   if (view_.num_prefill() == 0 || (decodes && view_.num_decode() == 0)) {
@@ -276,7 +281,7 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
       for (const auto& [k, x] : heat_) v.push_back(x.requests * std::exp2(-(now - x.at_s) / 60.0));
       std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
       const double cut = v[v.size() / 2];
-      std::erase_if(heat_, [&](const auto& e) { return e.second.requests * std::exp2(-(now - e.second.at_s) / 60.0) < cut; });
+      std::erase_if(heat_, [&](const auto& e) { return e.second.requests * std::exp2(-(now - e.second.at_s) / 60.0) <= cut; });
     }
   }
   LOG_DEBUG("conductor: placement {} ({} tokens, {} blocks, store {}): prefill {} (local prefix {}, reuse {}{}), "
@@ -298,6 +303,10 @@ void PdPlacement::FirstToken(const PlacementTicket& t, double ttft_s) {
   const double now = NowS();
   std::lock_guard<std::mutex> l(mu_);
   ttft_misses_.push_back({now, ttft_s - t.predicted_ttft_s});
+  UpdateCorrection(now);
+}
+
+void PdPlacement::UpdateCorrection(double now) {
   while (ttft_misses_.size() > 64 || (!ttft_misses_.empty() && now - ttft_misses_.front().first > 30)) {
     ttft_misses_.pop_front();
   }

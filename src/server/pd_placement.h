@@ -133,6 +133,9 @@ class PdPlacement {
   std::map<int, std::string> names_;       // GUARDED_BY(mu_)
   std::map<int, int64_t> placed_on_;       // GUARDED_BY(mu_)
   PlacementStats stats_;                   // GUARDED_BY(mu_): counters
+  // The TTFT correction: the 90th percentile of the misses of the last 30 s
+  // (at most 64, at least 16 or none), within [0, SLO / 2]. mu_ held.
+  void UpdateCorrection(double now);
   std::deque<std::pair<double, double>> ttft_misses_;  // GUARDED_BY(mu_): (when, measured - predicted TTFT)
   std::map<int, uint64_t> epoch_;          // GUARDED_BY(mu_): each slot's last reported epoch
   struct Heat {
