@@ -16,8 +16,10 @@
 //             report after the front saw it start (the report then counts it)
 // The view is eventually consistent: a prefix it believes cached may be gone
 // (the instance recomputes). An instance whose last report is older than
-// `stale_s`, or that the front marked unresponsive, is saturated: it is not
-// a candidate while another is. Freeze(now) fixes the candidates the
+// `stale_s` is saturated: it is not a candidate while another is (when all
+// are stale, the stale ones still serve). One that the front marked
+// unresponsive, or that never reported, is no candidate at all (the front
+// cancels the calls on it; with none left a request gets 503). Freeze(now) fixes the candidates the
 // ClusterView methods index (0..num_prefill()-1 over candidate prefill
 // instances); call it before each Place.
 // No I/O; time is an argument. Thread-compatible: the front holds one lock

@@ -52,8 +52,11 @@ class PdFront::Impl {
  public:
   explicit Impl(PdFrontOptions o) : options_(std::move(o)), placement_(options_.placement) {}
 
-  // Asks `address` for its Info (until `give_up`); true when it is admitted.
-  bool Admit(const std::string& address, bool is_prefill, std::chrono::steady_clock::time_point give_up) {
+  enum class Admission { kAdmitted, kNoAnswer, kRefused };
+  // Asks `address` for its Info (until `give_up`) and admits it when it serves
+  // this front's model, role and KV; kRefused: it does not (asked again only
+  // once it left the registry and came back); kNoAnswer: asked again later.
+  Admission Admit(const std::string& address, bool is_prefill, std::chrono::steady_clock::time_point give_up) {
     auto as_hash = [](const std::string& b) {
       Hash128 h;
       if (b.size() == sizeof(h)) std::memcpy(&h, b.data(), sizeof(h));
@@ -70,16 +73,16 @@ class PdFront::Impl {
     } while (!s.ok() && std::chrono::steady_clock::now() < give_up);
     if (!s.ok()) {
       LOG_ERROR("pd front: instance {} does not answer: {}", address, s.error_message());
-      return false;
+      return Admission::kNoAnswer;
     }
     if (as_hash(info.model_hash()) != options_.model_hash) {
       LOG_ERROR("pd front: instance {} serves another model: refused", address);
-      return false;
+      return Admission::kRefused;
     }
     if (info.role() != (is_prefill ? "prefill" : "decode")) {
       LOG_ERROR("pd front: instance {} is a {} instance, not a {} one: refused", address, info.role(),
                 is_prefill ? "prefill" : "decode");
-      return false;
+      return Admission::kRefused;
     }
     const Hash128 fp = as_hash(info.kv_fingerprint());
     std::unique_lock<std::mutex> l(inst_mu_);
@@ -88,7 +91,7 @@ class PdFront::Impl {
       have_fp_ = true;
     } else if (fp != fingerprint_) {
       LOG_ERROR("pd front: instance {} computes other KV (dtype or geometry): refused", address);
-      return false;
+      return Admission::kRefused;
     }
     if (max_model_len_ == 0 || info.max_model_len() < max_model_len_) max_model_len_ = info.max_model_len();
     vocab_size_ = info.vocab_size();
@@ -103,7 +106,7 @@ class PdFront::Impl {
     LOG_INFO("pd front: {} instance {} joined", is_prefill ? "prefill" : "decode", address);
     l.unlock();    // never held across a call
     ReportNow(i);  // a candidate from its first report on
-    return true;
+    return Admission::kAdmitted;
   }
 
   // One Report, synchronously (an instance that just joined).
@@ -165,6 +168,7 @@ class PdFront::Impl {
     for (auto it = refused_.begin(); it != refused_.end();) {  // gone from the registry: asked afresh if it returns
       it = listed_all.contains(*it) ? std::next(it) : refused_.erase(it);
     }
+    std::vector<std::shared_ptr<Instance>> left;
     for (bool is_prefill : {true, false}) {
       std::set<std::string> want;
       for (const InstanceRecord& r : *listed) {
@@ -179,6 +183,7 @@ class PdFront::Impl {
             LOG_INFO("pd front: instance {} left the registry", (*it)->address);
             placement_.RemoveInstance((*it)->slot);
             slots_.erase((*it)->slot);
+            left.push_back(*it);
             it = v.erase(it);  // requests on it hold their own reference
           } else {
             have.insert((*it)->address);
@@ -187,9 +192,19 @@ class PdFront::Impl {
         }
       }
       for (const std::string& a : want) {
-        if (!have.contains(a) && !refused_.contains(a) && !Admit(a, is_prefill, std::chrono::steady_clock::now())) {
+        if (!have.contains(a) && !refused_.contains(a) &&
+            Admit(a, is_prefill, std::chrono::steady_clock::now()) == Admission::kRefused) {
           refused_.insert(a);  // asked again once it left the registry and came back
         }
+      }
+    }
+    // Its lease ran out: whatever is still in flight on it (a silent process
+    // keeps its sockets open) is cancelled, so it is retried elsewhere or
+    // fails now rather than at its deadline; the prober no longer sees it.
+    if (!left.empty()) {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const std::shared_ptr<Instance>& i : left) {
+        for (auto& [id, r] : live_) r->Lose(i.get(), fmt::format("the instance {} left the registry", i->address));
       }
     }
   }
@@ -411,7 +426,11 @@ class PdFront::Impl {
   static std::shared_ptr<Instance> Make(const std::string& address) {
     auto i = std::make_shared<Instance>();
     i->address = address;
-    i->channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    grpc::ChannelArguments args;
+    // A resync Report lists every page key an instance holds (18 bytes each):
+    // more than gRPC's default 4 MB for a pool of a few hundred thousand pages.
+    args.SetMaxReceiveMessageSize(256 << 20);
+    i->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     i->stub = proto::KvInstance::NewStub(i->channel);
     return i;
   }
