@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -14,6 +15,8 @@
 #include "base/sys_info.h"
 #include "engine/scheduler.h"
 #include "engine/stop_checker.h"
+#include "engine/grammar_mask.h"
+#include "engine/json_grammar.h"
 #include "model/detokenizer.h"
 #include "model/tokenizer.h"
 
@@ -53,6 +56,7 @@ struct Request {
   std::string pending_text;  // a prefilled request's first token's text, sent with its next output
   std::vector<SampledToken> prompt_samples;  // params.prompt_logprobs: prompt tokens 1.. scored so far
   bool prompt_samples_sent = false;
+  std::optional<JsonState> grammar_state;  // params.grammar: the output so far, matched
 };
 
 int64_t NowMs() {
@@ -65,6 +69,9 @@ int64_t NowMs() {
 struct Engine::Impl {
   std::unique_ptr<ModelRunner> runner;
   const model::Tokenizer* tokenizer = nullptr;
+  // The vocabulary's texts for grammar masks, built by the first request with a grammar.
+  std::once_flag token_table_once;
+  std::unique_ptr<TokenTable> token_table;
   EngineOptions options;
   int64_t max_model_len = 0;
   KvEventLog kv_events;  // before the pool: it records into it to the end
@@ -107,6 +114,11 @@ struct Engine::Impl {
             FinishReason finish, Status error = Status::Ok());
   void Finish(uint64_t id, FinishReason reason, Status error = Status::Ok());
   void AcceptSampled(Request& r, SampledToken s);
+  // Feeds token t to r's grammar; false: the grammar refuses it.
+  bool AdvanceGrammar(Request& r, int32_t t);
+  // The tokens r's grammar allows next (its EOS ids too where the value is
+  // complete), or null with r finished when none can continue.
+  const uint64_t* GrammarMask(Request& r);
   void PublishStats();
   void Deliver();
 };
@@ -205,6 +217,10 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
     return InvalidArgument("sampling parameters out of range");
   }
   if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20) return InvalidArgument("prompt_logprobs must be in [-1, 20]");
+  if (p.grammar) {
+    if (tokenizer == nullptr) return InvalidArgument("structured output needs a tokenizer");
+    std::call_once(token_table_once, [&] { token_table = TokenTable::Build(*tokenizer, runner->config().vocab_size); });
+  }
   auto r = std::make_unique<Request>();
   r->seq.tokens = std::move(request.prompt);
   r->seq.prompt_len = n;
@@ -222,6 +238,7 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
   if (p.sampling.has_penalties()) r->history.SetPrompt(r->seq.tokens);
   if (tokenizer) r->detok = std::make_unique<model::IncrementalDetokenizer>(tokenizer, p.skip_special_tokens);
   r->stops = StopChecker(p.stop, p.include_stop_str_in_output);
+  if (p.grammar) r->grammar_state = p.grammar->Start();
   if (!p.ignore_eos) {
     for (int64_t e : cfg.eos_token_ids) r->stop_ids.push_back(static_cast<int32_t>(e));
   }
@@ -344,6 +361,11 @@ Result<uint64_t> Engine::SubmitPrefilled(EngineRequest request, const KvCommit& 
     q.cached_prompt_tokens = c->held_tokens;
     q.tokens.push_back(commit.first_token);
     if (r->params.sampling.has_penalties()) r->history.AddOutput(commit.first_token);
+    if (r->grammar_state && !im.AdvanceGrammar(*r, commit.first_token)) {
+      for (int32_t p : q.kv.pages) im.pool->Unref(p);
+      result = InvalidArgument("the first token does not begin the requested structured output");
+      return;
+    }
     // Its text goes out with the next output (the prefill instance sends the
     // token itself, without text), unless the front sent it already (the same
     // detokenizer and stop checker over the same token): detokenization stays
@@ -430,10 +452,19 @@ void Engine::Impl::AcceptSampled(Request& r, SampledToken s) {
   if (r.first_token_time == 0) r.first_token_time = NowSeconds();
   if (r.params.sampling.has_penalties()) r.history.AddOutput(t);
   const bool stop_token = std::find(r.stop_ids.begin(), r.stop_ids.end(), t) != r.stop_ids.end();
+  bool value_done = false;  // the grammar's value is complete: nothing can follow
+  if (r.grammar_state && !stop_token) {
+    if (!AdvanceGrammar(r, t)) {  // the mask allowed it: a bug, never a wrong output
+      r.seq.tokens.pop_back();
+      Finish(r.seq.id, FinishReason::kError, Internal("the structured output's grammar refused a token its mask allowed"));
+      return;
+    }
+    value_done = r.grammar_state->finished();
+  }
   std::string text;
   if (r.detok) text = r.stops.Push(r.detok->Push(t));
   FinishReason finish = FinishReason::kNone;
-  if (r.stops.matched() || stop_token) {
+  if (r.stops.matched() || stop_token || value_done) {
     finish = FinishReason::kStop;
   } else if (r.seq.num_generated() >= r.seq.max_tokens || r.seq.num_tokens() >= max_model_len) {
     finish = FinishReason::kLength;
@@ -450,6 +481,42 @@ void Engine::Impl::AcceptSampled(Request& r, SampledToken s) {
   scheduler->Remove(&r.seq);
   Emit(r, {t}, std::move(samples), std::move(text), finish);
   live.erase(r.seq.id);  // destroys r
+}
+
+bool Engine::Impl::AdvanceGrammar(Request& r, int32_t t) {
+  const std::string* text = token_table->TextOf(t);
+  if (text == nullptr) return false;
+  r.params.grammar->FeedBytes(&*r.grammar_state, *text);
+  return !r.grammar_state->dead();
+}
+
+const uint64_t* Engine::Impl::GrammarMask(Request& r) {
+  // Tokens left: this one included, within max_tokens and the context.
+  const int64_t total = r.params.grammar_max_tokens > 0 ? r.params.grammar_max_tokens : r.seq.max_tokens;
+  const int64_t budget = std::min(total - r.seq.num_generated(), max_model_len - r.seq.num_tokens());
+  std::shared_ptr<const engine::GrammarMask> m = MaskFor(*r.params.grammar, *token_table, *r.grammar_state, budget);
+  thread_local std::vector<uint64_t> bits;
+  bits = m->bits;
+  bool any = m->allowed > 0;
+  if (m->end_allowed) {
+    for (int32_t e : r.stop_ids) {
+      if (e >= 0 && static_cast<size_t>(e) < bits.size() * 64) {
+        bits[static_cast<size_t>(e) >> 6] |= uint64_t{1} << (e & 63);
+        any = true;
+      }
+    }
+  }
+  if (!any) {
+    // Complete but no EOS to end it (ignore_eos): it ends here; otherwise no
+    // token of this vocabulary continues the value.
+    if (m->end_allowed) {
+      Finish(r.seq.id, FinishReason::kStop);
+    } else {
+      Finish(r.seq.id, FinishReason::kError, Internal("no token of the vocabulary continues the structured output"));
+    }
+    return nullptr;
+  }
+  return bits.data();
 }
 
 void Engine::Impl::ReleaseToSink(Request& r, bool ok) {
@@ -639,8 +706,13 @@ void Engine::Impl::Step() {
   }
   for (auto [id, r] : to_sample) {
     Request& req = *live.at(id);
+    const uint64_t* allowed = nullptr;
+    if (req.grammar_state && req.seq.max_tokens > 0) {
+      allowed = GrammarMask(req);
+      if (allowed == nullptr) continue;  // finished (req is gone)
+    }
     SampledToken tok = Sample(logits.data() + r * vocab, vocab, req.params.sampling, req.rng,
-                              req.params.sampling.has_penalties() ? &req.history : nullptr);
+                              req.params.sampling.has_penalties() ? &req.history : nullptr, allowed);
     AcceptSampled(req, std::move(tok));
     ++generated;
   }

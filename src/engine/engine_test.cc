@@ -16,6 +16,9 @@
 #include "engine/output_queue.h"
 #include "model/dummy_model.h"
 #include "model/tokenizer.h"
+#include "engine/json_grammar.h"
+#include "base/json.h"
+#include <boost/json.hpp>
 
 namespace crescent::engine {
 namespace {
@@ -147,6 +150,51 @@ TEST_F(EngineTest, PromptLogprobsScoreThePromptLikeGeneration) {
   bad.params.prompt_logprobs = 21;
   OutputQueue q;
   EXPECT_EQ(e->Submit(bad, q.Callback()).status().code(), StatusCode::kInvalidArgument);
+}
+
+// A random-weight model under a grammar: whatever the budget and sampling,
+// the text is a complete JSON value of the grammar, and a value that closes
+// finishes the request ("stop") without waiting for max_tokens.
+TEST_F(EngineTest, StructuredOutputIsAlwaysACompleteValue) {
+  auto e = Make(EngineOptions{}, DType::kF32);
+  std::vector<JsonNode> nodes(3);
+  nodes[0].kind = JsonKind::kObject;
+  nodes[0].properties = {{"name", 1, true}, {"n", 2, true}};
+  nodes[1].kind = JsonKind::kString;
+  nodes[1].max_length = 6;
+  nodes[2].kind = JsonKind::kInteger;
+  nodes[2].minimum = -5;
+  nodes[2].maximum = 5;
+  auto schema = *JsonGrammar::Create(nodes, 0);
+  int stopped = 0;
+  for (auto grammar : {JsonGrammar::AnyObject(), schema}) {
+    std::vector<EngineRequest> reqs;
+    for (int64_t max_tokens : {16, 40, 120}) {
+      for (float temperature : {0.0f, 1.0f}) {
+        EngineRequest r = Req(20, static_cast<int>(max_tokens), max_tokens, temperature);
+        r.params.ignore_eos = false;
+        r.params.grammar = grammar;
+        reqs.push_back(r);
+      }
+    }
+    for (const Completion& c : Run(*e, reqs)) {
+      ASSERT_TRUE(c.error.ok()) << c.error.ToString();
+      Result<boost::json::value> v = ParseJson(c.text, "output");
+      ASSERT_TRUE(v.ok()) << c.text;
+      ASSERT_TRUE(v->is_object()) << c.text;
+      if (grammar == schema) {
+        const boost::json::string& name = v->as_object().at("name").as_string();
+        EXPECT_LE(std::count_if(name.begin(), name.end(), [](char ch) { return (ch & 0xC0) != 0x80; }), 6) << c.text;
+        EXPECT_LE(std::abs(v->as_object().at("n").as_int64()), 5) << c.text;
+      }
+      stopped += c.finish_reason == FinishReason::kStop;
+    }
+  }
+  EXPECT_GT(stopped, 0);
+  // Sampled and seeded: the same value again (the mask never consumes randomness).
+  EngineRequest r = Req(20, 4, 40, 1.0f);
+  r.params.grammar = schema;
+  EXPECT_EQ(Run(*e, {r})[0].text, Run(*e, {r})[0].text);  // seeded: reproducible
 }
 
 TEST_F(EngineTest, PrefixCacheHitsGiveSameTokens) {

@@ -57,6 +57,7 @@ void TokenTable::Sort(std::vector<std::pair<std::string, int32_t>> entries) {
   texts_.clear();
   ids_.clear();
   lcp_.clear();
+  index_.assign(static_cast<size_t>(vocab_), -1);
   for (auto& [text, id] : entries) {
     int32_t l = 0;
     if (!texts_.empty()) {
@@ -65,6 +66,9 @@ void TokenTable::Sort(std::vector<std::pair<std::string, int32_t>> entries) {
       while (static_cast<size_t>(l) < m && prev[l] == text[l]) ++l;
     }
     max_len_ = std::max(max_len_, text.size());
+    if (id >= 0 && id < vocab_) {
+      index_[static_cast<size_t>(id)] = static_cast<int32_t>(texts_.size());
+    }
     lcp_.push_back(l);
     ids_.push_back(id);
     texts_.push_back(std::move(text));

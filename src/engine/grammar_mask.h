@@ -47,12 +47,18 @@ class TokenTable {
   int32_t id(size_t i) const { return ids_[i]; }
   int32_t lcp(size_t i) const { return lcp_[i]; }  // with entry i - 1 (0 for the first)
   size_t max_length() const { return max_len_; }
+  // The text of token `id`, or null when it is never allowed.
+  const std::string* TextOf(int32_t id) const {
+    if (id < 0 || static_cast<size_t>(id) >= index_.size() || index_[id] < 0) return nullptr;
+    return &texts_[static_cast<size_t>(index_[id])];
+  }
 
  private:
   void Sort(std::vector<std::pair<std::string, int32_t>> entries);
   int64_t vocab_ = 0;
   std::vector<std::string> texts_;
   std::vector<int32_t> ids_, lcp_;
+  std::vector<int32_t> index_;  // id -> entry (-1: never allowed)
   size_t max_len_ = 0;
 };
 

@@ -14,6 +14,8 @@
 
 namespace crescent::engine {
 
+class JsonGrammar;
+
 struct RequestParams {
   SamplingParams sampling;       // temperature, top_k/p, min_p, penalties, logprobs
   uint64_t seed = 0;             // per-request sampling seed (reproducible in any batch)
@@ -28,6 +30,17 @@ struct RequestParams {
   // alternatives; 0..20), as lm-eval's log-likelihood tasks need; -1: none.
   // Every prompt token is then computed (no prefix cache, no store loads).
   int32_t prompt_logprobs = -1;
+  // Structured output (json_grammar.h): every token is masked so the output
+  // is a value of this grammar; the request finishes ("stop") when the value
+  // is complete, and within max_tokens it is completed whenever it can be.
+  // Needs a tokenizer. Immutable and shared (its mask cache is per grammar).
+  std::shared_ptr<const JsonGrammar> grammar;
+  // The whole request's max_tokens when this engine generates only its start
+  // (a prefill instance runs max_tokens 1): the grammar's budget counts from it.
+  int64_t grammar_max_tokens = -1;
+  // The grammar's source (the request's response_format as JSON text), for
+  // whoever passes the request on (a prefill/decode split); the engine ignores it.
+  std::string grammar_spec;
 };
 
 struct EngineRequest {

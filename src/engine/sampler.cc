@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -71,9 +72,25 @@ double LogSumExp(const float* row, int64_t n) {
 
 // Applies logit_bias and the penalties (when `h` is given) to a copy of the
 // logits (only touched entries change).
-const float* Processed(const float* logits, int64_t vocab, const SamplingParams& p, const TokenHistory* hist) {
+const float* Processed(const float* logits, int64_t vocab, const SamplingParams& p, const TokenHistory* hist,
+                       const uint64_t* allowed) {
   thread_local std::vector<float> buf;
   buf.assign(logits, logits + vocab);
+  if (allowed) {  // a grammar's mask: nothing else can make a refused token possible
+    constexpr float kRefused = -std::numeric_limits<float>::infinity();
+    for (int64_t w = 0; w * 64 < vocab; ++w) {
+      const uint64_t bits = allowed[w];
+      const int64_t begin = w * 64, end = std::min<int64_t>(vocab, begin + 64);
+      if (bits == ~uint64_t{0}) continue;
+      if (bits == 0) {
+        std::fill(buf.begin() + begin, buf.begin() + end, kRefused);
+        continue;
+      }
+      for (int64_t t = begin; t < end; ++t) {
+        if (((bits >> (t - begin)) & 1) == 0) buf[t] = kRefused;
+      }
+    }
+  }
   for (auto [t, b] : p.logit_bias) {
     if (t >= 0 && t < vocab) buf[t] += b;
   }
@@ -216,11 +233,11 @@ int32_t ExponentialRace(const float* prob, int64_t n, uint64_t key) {
 }  // namespace
 
 SampledToken Sample(const float* raw_logits, int64_t vocab, const SamplingParams& p, Rng& rng,
-                    const TokenHistory* history) {
+                    const TokenHistory* history, const uint64_t* allowed) {
   SampledToken out;
   const bool penalize = history && p.has_penalties();
-  const float* logits = penalize || !p.logit_bias.empty()
-                            ? Processed(raw_logits, vocab, p, penalize ? history : nullptr)
+  const float* logits = penalize || !p.logit_bias.empty() || allowed
+                            ? Processed(raw_logits, vocab, p, penalize ? history : nullptr, allowed)
                             : raw_logits;
   // Raw model log-probs (what is reported): logit - logsumexp, computed only
   // where needed rather than over the whole row.

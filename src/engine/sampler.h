@@ -1,6 +1,6 @@
 // Sampler: picks the next token from one row of logits.
 //
-// Order (as vLLM): logit_bias added first (OpenAI's: -100 bans a token, 100
+// Order (as vLLM): a grammar's mask, then logit_bias added (OpenAI's: -100 bans a token, 100
 // all but forces it), then penalties (repetition over prompt and output tokens:
 // positive logits divided, negative multiplied; frequency and presence over output
 // tokens, OpenAI's definition), then: temperature == 0 is greedy (argmax, lowest id on ties);
@@ -64,9 +64,11 @@ struct SampledToken {
   std::vector<std::pair<int32_t, float>> top;    // best first, `logprobs` entries
 };
 
-// `history` may be null when p has no penalties.
+// `history` may be null when p has no penalties. `allowed` (a bit per token,
+// or null): a structured output's mask, applied before everything else; a
+// refused token is never drawn (its logit is -inf whatever the bias).
 SampledToken Sample(const float* logits, int64_t vocab, const SamplingParams& p, Rng& rng,
-                    const TokenHistory* history = nullptr);
+                    const TokenHistory* history = nullptr, const uint64_t* allowed = nullptr);
 
 // The log-prob of `token` under a row of raw logits, with the `top` best
 // alternatives (best first): what a prompt token's log-probs report.
