@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "base/json.h"
+#include "server/response_format.h"
 
 namespace crescent::server {
 
@@ -143,6 +144,15 @@ void ParseLogitBias(Fields& f, ApiRequest& r) {
 
 // Fields common to both endpoints.
 void ParseCommon(Fields& f, ApiRequest& r) {
+  if (const json::value* v = f.Get("response_format")) {
+    Result<ResponseFormat> rf = CompileResponseFormat(*v);
+    if (!rf.ok()) {
+      f.Fail("response_format", rf.status().message());
+    } else {
+      r.grammar = std::move(rf->grammar);
+      r.grammar_spec = std::move(rf->spec);
+    }
+  }
   if (auto v = f.String("model")) r.model = *v;
   if (auto v = f.Number("temperature", 0, 2)) r.temperature = static_cast<float>(*v);
   if (auto v = f.Number("top_p", 0, 1)) {

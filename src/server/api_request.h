@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +21,10 @@
 
 #include "model/chat_template.h"
 #include "server/api_error.h"
+
+namespace crescent::engine {
+class JsonGrammar;
+}
 
 namespace crescent::server {
 
@@ -57,6 +62,9 @@ struct ApiRequest {
   bool ignore_eos = false;                  // vLLM extension
   bool skip_special_tokens = true;          // vLLM extension
   std::string user;
+  // response_format (response_format.h): the compiled grammar (null: text) and its spec.
+  std::shared_ptr<const engine::JsonGrammar> grammar;
+  std::string grammar_spec;
 };
 
 // A parsed request, or the 400 to answer.

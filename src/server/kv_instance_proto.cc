@@ -28,6 +28,7 @@ proto::GenParams ToProto(const engine::RequestParams& p) {
     g.add_logit_bias_tokens(t);
     g.add_logit_bias_values(b);
   }
+  g.set_grammar_spec(p.grammar_spec);
   return g;
 }
 
@@ -52,6 +53,7 @@ engine::RequestParams FromProto(const proto::GenParams& g) {
   p.prompt_logprobs = g.has_prompt_logprobs() ? g.prompt_logprobs() : -1;
   const int nb = std::min(g.logit_bias_tokens_size(), g.logit_bias_values_size());
   for (int i = 0; i < nb; ++i) p.sampling.logit_bias.emplace_back(g.logit_bias_tokens(i), g.logit_bias_values(i));
+  p.grammar_spec = g.grammar_spec();  // compiled by the caller (CompileResponseFormatSpec)
   return p;
 }
 

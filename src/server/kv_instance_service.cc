@@ -19,12 +19,21 @@
 #include "server/kv_instance_proto.h"
 #include "store/grpc_status.h"
 #include "server/prefill_jobs.h"
+#include "server/response_format.h"
 #include "server/transfer_kv_sink.h"
 
 namespace crescent::server {
 namespace {
 
 using store::ToGrpc;
+
+// A structured output's grammar from the spec the front sent.
+Status CompileGrammar(engine::RequestParams& p) {
+  if (p.grammar_spec.empty()) return Status::Ok();
+  ASSIGN_OR_RETURN(ResponseFormat f, CompileResponseFormatSpec(p.grammar_spec));
+  p.grammar = std::move(f.grammar);
+  return Status::Ok();
+}
 
 // Outputs of one engine request, handed from the engine's callback to the
 // gRPC thread that serves it.
@@ -194,6 +203,8 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     engine::EngineRequest er;
     er.prompt.assign(req->prompt().begin(), req->prompt().end());
     er.params = FromProto(req->params());
+    if (Status g = CompileGrammar(er.params); !g.ok()) return ToGrpc(g);
+    er.params.grammar_max_tokens = er.params.max_tokens;  // a structured output's budget is the whole request's
     er.params.max_tokens = er.params.max_tokens == 0 ? 0 : 1;  // 0: the prompt's log-probs alone
     er.kv_sink = sink;
     if (req->limit_external()) er.max_external_prefix_tokens = std::max<int64_t>(0, req->max_external_tokens());
@@ -274,6 +285,7 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
     engine::EngineRequest er;
     er.prompt.assign(req->prompt().begin(), req->prompt().end());
     er.params = FromProto(req->params());
+    if (Status g = CompileGrammar(er.params); !g.ok()) return ToGrpc(g);
     engine::KvCommit commit{req->reservation(), req->generation(),
                             std::vector<uint64_t>(req->checksums().begin(), req->checksums().end()), req->first_token(),
                             req->first_text_sent()};

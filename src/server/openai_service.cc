@@ -226,6 +226,8 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
     params.sampling.repetition_penalty = r.repetition_penalty;
     params.sampling.logprobs = r.logprobs ? r.top_logprobs : 0;
     params.sampling.logit_bias = r.logit_bias;
+    params.grammar = r.grammar;
+    params.grammar_spec = r.grammar_spec;
     params.prompt_logprobs = r.echo && r.logprobs ? r.top_logprobs : -1;
     params.has_seed = r.seed.has_value();
     params.seed = r.seed.value_or(0);
