@@ -5,7 +5,8 @@
 // max_tokens 0 as lm-eval's log-likelihood requests send it), logprobs 0,
 // CORS (--allowed-origins, preflights without the key), application/json
 // only (415), /v1/models/{id}, max_model_len as a request can get it, and the
-// context_length_exceeded and seed errors.
+// context_length_exceeded and seed errors; structured output (json_object,
+// json_schema: the output parses and matches, 400 for what cannot be honoured).
 import { Checker, loadOpenAI, parseArgs, rawExchange, request, startServer, stopServer } from './serve_util.mjs';
 
 const args = parseArgs();
@@ -179,6 +180,69 @@ await t.section('models and limits', async () => {
   }
   const neg = await client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 1, seed: -5 });
   t.check(neg.choices.length === 1, 'a negative seed is a signed 64-bit seed');
+});
+
+await t.section('structured output', async () => {
+  const chat = (extra) => client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Give JSON.' }],
+    ...extra });
+  const parses = (text) => {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+  };
+  // A random-weight model under the grammar: the text always parses, also when max_tokens cuts it short.
+  for (const [max_tokens, temperature] of [[8, 0], [40, 0], [40, 1.0], [200, 0.7]]) {
+    const r = await chat({ response_format: { type: 'json_object' }, max_tokens, temperature, seed: 11 });
+    const v = parses(r.choices[0].message.content);
+    t.check(v !== undefined && typeof v === 'object' && !Array.isArray(v) && v !== null,
+      `json_object (max_tokens ${max_tokens}, T ${temperature}): an object`, r.choices[0].message.content);
+    t.check(r.usage.completion_tokens <= max_tokens, `json_object: within max_tokens ${max_tokens}`);
+  }
+  const schema = {
+    type: 'object', additionalProperties: false, required: ['name', 'age', 'tags'],
+    properties: {
+      name: { type: 'string', minLength: 1, maxLength: 10 },
+      age: { type: 'integer', minimum: 0, maximum: 150 },
+      tags: { type: 'array', items: { enum: ['red', 'green', 'blue'] }, maxItems: 3 },
+      ok: { type: 'boolean' },
+    },
+  };
+  const fmt = { type: 'json_schema', json_schema: { name: 'person', strict: true, schema } };
+  for (const temperature of [0, 1.2]) {
+    for (let seed = 1; seed <= 3; ++seed) {
+      const r = await chat({ response_format: fmt, max_tokens: 120, temperature, seed });
+      const text = r.choices[0].message.content;
+      const v = parses(text);
+      const fits = v && typeof v.name === 'string' && [...v.name].length >= 1 && [...v.name].length <= 10 &&
+        Number.isInteger(v.age) && v.age >= 0 && v.age <= 150 && Array.isArray(v.tags) && v.tags.length <= 3 &&
+        v.tags.every((x) => ['red', 'green', 'blue'].includes(x)) && (v.ok === undefined || typeof v.ok === 'boolean') &&
+        Object.keys(v).every((k) => k in schema.properties);
+      t.check(fits, `json_schema (T ${temperature}, seed ${seed}): matches the schema`, text);
+      if (temperature === 0 && seed === 1) t.check(r.choices[0].finish_reason === 'stop', 'a complete value stops', r.choices[0].finish_reason);
+    }
+  }
+  // Streamed: the deltas join into the same value as the whole response.
+  const whole = await chat({ response_format: fmt, max_tokens: 120, temperature: 0 });
+  let joined = '';
+  for await (const c of await chat({ response_format: fmt, max_tokens: 120, temperature: 0, stream: true })) {
+    joined += c.choices[0]?.delta?.content ?? '';
+  }
+  t.check(joined === whole.choices[0].message.content, 'streamed deltas join into the same value');
+  // Completions take it too.
+  const c = await client.completions.create({ model: MODEL, prompt: PROMPT, max_tokens: 30, temperature: 0,
+    response_format: { type: 'json_object' } });
+  t.check(parses(c.choices[0].text) !== undefined, 'completions: json_object parses', c.choices[0].text);
+  // What cannot be honoured is a 400 naming response_format.
+  for (const [rf, what] of [[{ type: 'sound' }, 'an unknown type'], [{ type: 'json_schema' }, 'no json_schema'],
+    [{ type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '^a+$' } } }, 'pattern'],
+    [{ type: 'json_schema', json_schema: { name: 'x', schema: { type: 'strng' } } }, 'a misspelt type'],
+    [{ type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/$defs/Missing' } } }, 'a dangling $ref']]) {
+    const e = await error(() => chat({ response_format: rf, max_tokens: 5 }));
+    t.check(e && e.status === 400 && e.param === 'response_format', `${what}: 400 response_format`,
+      e ? `${e.status} ${e.param} ${e.message}` : 'accepted');
+  }
 });
 
 const { code } = await stopServer(server);
