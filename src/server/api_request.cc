@@ -9,6 +9,7 @@
 
 #include "base/json.h"
 #include "server/response_format.h"
+#include "server/tool_calls.h"
 
 namespace crescent::server {
 
@@ -380,8 +381,22 @@ ParseResult ParseChatRequest(std::string_view body) {
     r.top_logprobs = static_cast<int32_t>(*v);
     if (!r.logprobs && *v > 0) f.Fail("top_logprobs", "'top_logprobs' requires 'logprobs': true");
   }
-  if (const json::value* tools = f.Get("tools")) {
-    if (!tools->is_array() || !tools->get_array().empty()) f.Fail("tools", "'tools' is not supported");
+  std::string param;
+  Result<ToolRequest> tools = ParseTools(*obj, &param);
+  if (!tools.ok()) {
+    f.Fail(param, tools.status().message());
+  } else {
+    r.tools = std::move(tools).value();
+    if (r.tools.forced()) {
+      if (r.grammar) f.Fail("tool_choice", "a forced 'tool_choice' and a JSON 'response_format' cannot be combined");
+      Result<ResponseFormat> forced = ForcedCallFormat(r.tools);
+      if (!forced.ok()) {
+        f.Fail("tools", forced.status().message());
+      } else {
+        r.grammar = std::move(forced->grammar);
+        r.grammar_spec = std::move(forced->spec);
+      }
+    }
   }
   return Finish(f, std::move(r));
 }

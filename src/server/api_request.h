@@ -21,6 +21,7 @@
 
 #include "model/chat_template.h"
 #include "server/api_error.h"
+#include "server/tool_calls.h"
 
 namespace crescent::engine {
 class JsonGrammar;
@@ -65,6 +66,7 @@ struct ApiRequest {
   // response_format (response_format.h): the compiled grammar (null: text) and its spec.
   std::shared_ptr<const engine::JsonGrammar> grammar;
   std::string grammar_spec;
+  ToolRequest tools;  // chat: tools, tool_choice (tool_calls.h); a forced call sets the grammar above
 };
 
 // A parsed request, or the 400 to answer.
