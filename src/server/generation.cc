@@ -159,7 +159,29 @@ void Generation::OnOutput(size_t k, engine::RequestOutput out) {
     if (remaining_ == 0) Complete();
     return;
   }
-  if (spec_.stream) {
+  if (spec_.stream && spec_.tools.parses() && !c.plain) {
+    c.held += out.text;
+    for (auto& s : out.samples) c.held_samples.push_back(std::move(s));
+    std::string events;
+    const bool plain = !spec_.tools.forced() && !MayBeToolCall(c.held);
+    if (plain || out.finished) {
+      if (!plain) ReadToolCalls(c, c.held);
+      if (!c.result.tool_calls.empty()) {
+        events += SseEvent(FormatToolCallsChunk(spec_.meta, c.result.index, c.result.tool_calls, spec_.include_usage));
+      } else if (!c.held.empty() || (spec_.meta.logprobs && !c.held_samples.empty())) {
+        events += SseEvent(FormatChunk(spec_.meta, c.result.index, c.held, c.held_samples, "", false,
+                                       spec_.include_usage, 0));
+      }
+      c.plain = plain;
+      c.held.clear();
+      c.held_samples.clear();
+    }
+    if (out.finished) {
+      events += SseEvent(
+          FormatChunk(spec_.meta, c.result.index, "", {}, c.result.finish_reason, false, spec_.include_usage, 0));
+    }
+    if (!events.empty()) exchange_->Write(std::move(events));
+  } else if (spec_.stream) {
     std::string events;
     if (!out.text.empty() || (spec_.meta.logprobs && !out.samples.empty())) {
       events += SseEvent(FormatChunk(spec_.meta, c.result.index, out.text, out.samples, "", false,
@@ -178,6 +200,17 @@ void Generation::OnOutput(size_t k, engine::RequestOutput out) {
     }
   }
   if (remaining_ == 0) Complete();
+}
+
+void Generation::ReadToolCalls(Choice& c, std::string_view text) {
+  ToolOutput t = ParseToolOutput(spec_.tools, text);
+  if (t.calls.empty()) return;
+  c.result.tool_calls = std::move(t.calls);
+  c.result.content_null = !t.content.has_value();
+  c.result.text = t.content.value_or("");
+  // A call the model chose (or was made to choose among the tools) ends in
+  // "tool_calls"; a named one in "stop", as OpenAI's.
+  if (c.result.finish_reason == "stop" && spec_.tools.choice != ToolChoice::kNamed) c.result.finish_reason = "tool_calls";
 }
 
 void Generation::Complete() {
@@ -205,7 +238,10 @@ void Generation::Complete() {
   }
   std::vector<ChoiceResult> results;
   results.reserve(choices_.size());
-  for (Choice& c : choices_) results.push_back(std::move(c.result));
+  for (Choice& c : choices_) {
+    if (spec_.tools.parses()) ReadToolCalls(c, std::string(c.result.text));
+    results.push_back(std::move(c.result));
+  }
   HttpResponse r;
   r.body = FormatResponse(spec_.meta, results, total);
   exchange_->Respond(std::move(r));

@@ -39,6 +39,10 @@ struct GenerationSpec {
   std::vector<std::string> echo_texts;
   bool stream = false;
   bool include_usage = false;
+  // Chat with tools: outputs parsed into tool calls (tool_calls.h). Streamed,
+  // a choice's text is held back while it may still be a call (all of it
+  // when the call is forced), and a call goes out whole in one delta.
+  ToolRequest tools;
   int64_t start_ns = 0;  // when the HTTP request arrived (e2e latency)
 };
 
@@ -65,7 +69,13 @@ class Generation : public std::enable_shared_from_this<Generation> {
     bool echoed = false;          // the prompt's echo went out (or into result)
     int64_t last_token_ns = 0;
     engine::Usage usage;
+    std::string held;  // tools: text held back while it may be a call
+    std::vector<engine::SampledToken> held_samples;
+    bool plain = false;  // tools, streamed: decided to be text, streamed from then on
   };
+  // The choice's text read for tool calls; the result's content, calls and
+  // finish reason set from it.
+  void ReadToolCalls(Choice& c, std::string_view text);
 
   void Submit();
   void OnOutput(size_t choice, engine::RequestOutput out);

@@ -95,6 +95,18 @@ json::object Envelope(const ResponseMeta& meta, const char* object) {
   return o;
 }
 
+json::array ToolCallsJson(std::span<const model::ChatToolCall> calls, bool indexed) {
+  json::array a;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    json::object c{{"id", calls[i].id},
+                   {"type", "function"},
+                   {"function", json::object{{"name", calls[i].name}, {"arguments", calls[i].arguments}}}};
+    if (indexed) c["index"] = i;
+    a.push_back(std::move(c));
+  }
+  return a;
+}
+
 }  // namespace
 
 std::string FormatResponse(const ResponseMeta& meta, std::span<const ChoiceResult> choices,
@@ -106,7 +118,9 @@ std::string FormatResponse(const ResponseMeta& meta, std::span<const ChoiceResul
     json::object ch;
     ch["index"] = c.index;
     if (chat) {
-      ch["message"] = json::object{{"role", "assistant"}, {"content", c.text}};
+      json::object message{{"role", "assistant"}, {"content", c.content_null ? json::value(nullptr) : json::value(c.text)}};
+      if (!c.tool_calls.empty()) message["tool_calls"] = ToolCallsJson(c.tool_calls, false);
+      ch["message"] = std::move(message);
       ch["logprobs"] = meta.logprobs ? ChatLogprobs(meta, c.samples) : json::value(nullptr);
     } else {
       ch["text"] = c.text;
@@ -141,6 +155,16 @@ std::string FormatChunk(const ResponseMeta& meta, int32_t index, std::string_vie
   }
   ch["finish_reason"] =
       finish_reason.empty() ? json::value(nullptr) : json::value(json::string(finish_reason.data(), finish_reason.size()));
+  o["choices"] = json::array{std::move(ch)};
+  if (usage_null) o["usage"] = nullptr;
+  return json::serialize(o);
+}
+
+std::string FormatToolCallsChunk(const ResponseMeta& meta, int32_t index, std::span<const model::ChatToolCall> calls,
+                                 bool usage_null) {
+  json::object o = Envelope(meta, "chat.completion.chunk");
+  json::object ch{{"index", index}, {"delta", json::object{{"tool_calls", ToolCallsJson(calls, true)}}}, {"logprobs", nullptr},
+                  {"finish_reason", nullptr}};
   o["choices"] = json::array{std::move(ch)};
   if (usage_null) o["usage"] = nullptr;
   return json::serialize(o);

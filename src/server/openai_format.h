@@ -46,7 +46,10 @@ struct ChoiceResult {
   int32_t index = 0;
   std::string text;
   std::vector<engine::SampledToken> samples;
-  std::string finish_reason;  // "stop", "length", "abort"
+  std::string finish_reason;  // "stop", "length", "abort", "tool_calls"
+  // Chat with tools (tool_calls.h): the calls, and whether content is null.
+  std::vector<model::ChatToolCall> tool_calls;
+  bool content_null = false;
 };
 
 std::string FormatResponse(const ResponseMeta& meta, std::span<const ChoiceResult> choices,
@@ -59,6 +62,9 @@ std::string FormatChunk(const ResponseMeta& meta, int32_t index, std::string_vie
                         std::span<const engine::SampledToken> samples, std::string_view finish_reason,
                         bool role_delta, bool usage_null, int64_t text_offset);
 std::string FormatUsageChunk(const ResponseMeta& meta, const engine::Usage& usage);
+// A chat chunk whose delta holds tool calls (whole: id, name and arguments).
+std::string FormatToolCallsChunk(const ResponseMeta& meta, int32_t index, std::span<const model::ChatToolCall> calls,
+                                 bool usage_null);
 
 // "data: <json>\n\n"
 std::string SseEvent(std::string_view json);

@@ -161,6 +161,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
     in.add_generation_prompt = true;
     in.bos_token = tokenizer_->bos_token();
     in.eos_token = tokenizer_->eos_token();
+    for (const ToolSpec& t : r.tools.tools) in.tools_json.push_back(t.json);
     auto text = chat_->Render(r.messages, in);
     if (!text.ok()) return Reply(*ex, ApiError::ForStatus(400, text.status().message(), "messages"));
     prompts.push_back(tokenizer_->Encode(*text, /*add_special_tokens=*/false));
@@ -248,6 +249,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
   spec.n = r.n;
   spec.stream = r.stream;
   spec.include_usage = r.include_usage;
+  spec.tools = std::move(r.tools);
   spec.start_ns = start_ns;
   Generation::Start(engine_, &metrics_, &in_flight_, std::move(spec), std::move(ex));
 }
