@@ -6,7 +6,8 @@
 // CORS (--allowed-origins, preflights without the key), application/json
 // only (415), /v1/models/{id}, max_model_len as a request can get it, and the
 // context_length_exceeded and seed errors; structured output (json_object,
-// json_schema: the output parses and matches, 400 for what cannot be honoured).
+// json_schema: the output parses and matches, 400 for what cannot be honoured)
+// and tool calling (required, a named function, streamed, auto).
 import { Checker, loadOpenAI, parseArgs, rawExchange, request, startServer, stopServer } from './serve_util.mjs';
 
 const args = parseArgs();
@@ -241,6 +242,60 @@ await t.section('structured output', async () => {
     [{ type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/$defs/Missing' } } }, 'a dangling $ref']]) {
     const e = await error(() => chat({ response_format: rf, max_tokens: 5 }));
     t.check(e && e.status === 400 && e.param === 'response_format', `${what}: 400 response_format`,
+      e ? `${e.status} ${e.param} ${e.message}` : 'accepted');
+  }
+});
+
+await t.section('tool calling', async () => {
+  const tools = [
+    { type: 'function', function: { name: 'get_weather', description: 'The weather in a city',
+      parameters: { type: 'object', additionalProperties: false, required: ['city'],
+        properties: { city: { type: 'string', maxLength: 12 }, unit: { enum: ['c', 'f'] } } } } },
+    { type: 'function', function: { name: 'get_time', description: 'The time now' } },
+  ];
+  const messages = [{ role: 'user', content: 'What is the weather in Oslo?' }];
+  const okCall = (c) => {
+    if (c.type !== 'function' || !c.id || !['get_weather', 'get_time'].includes(c.function.name)) return false;
+    const a = JSON.parse(c.function.arguments);
+    return c.function.name === 'get_time' ? Object.keys(a).length === 0
+      : typeof a.city === 'string' && [...a.city].length <= 12 && (a.unit === undefined || ['c', 'f'].includes(a.unit)) &&
+        Object.keys(a).every((k) => k === 'city' || k === 'unit');
+  };
+  for (const temperature of [0, 1.0]) {
+    const r = await client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: 'required', max_tokens: 150,
+      temperature, seed: 5 });
+    const m = r.choices[0].message;
+    t.check(m.content === null && Array.isArray(m.tool_calls) && m.tool_calls.length >= 1 && m.tool_calls.every(okCall),
+      `required (T ${temperature}): calls of declared functions with valid arguments`, JSON.stringify(m));
+    t.check(r.choices[0].finish_reason === 'tool_calls', 'required: finish_reason tool_calls', r.choices[0].finish_reason);
+  }
+  const one = await client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: 'required',
+    parallel_tool_calls: false, max_tokens: 150, temperature: 1.0, seed: 9 });
+  t.check(one.choices[0].message.tool_calls?.length === 1, 'parallel_tool_calls false: one call');
+  const named = await client.chat.completions.create({ model: MODEL, messages, tools, max_tokens: 100, temperature: 0,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } } });
+  const nc = named.choices[0].message.tool_calls;
+  t.check(nc?.length === 1 && nc[0].function.name === 'get_weather' && okCall(nc[0]) && named.choices[0].finish_reason === 'stop',
+    'a named function: one call of it, finish_reason stop', JSON.stringify(named.choices[0]));
+  // Streamed: the call arrives as a tool_calls delta.
+  let streamed = null;
+  let finish = null;
+  for await (const c of await client.chat.completions.create({ model: MODEL, messages, tools, max_tokens: 100, temperature: 0,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } }, stream: true })) {
+    const d = c.choices[0]?.delta;
+    if (d?.tool_calls) streamed = d.tool_calls;
+    if (c.choices[0]?.finish_reason) finish = c.choices[0].finish_reason;
+  }
+  t.check(streamed?.length === 1 && streamed[0].index === 0 && streamed[0].function.arguments === nc[0].function.arguments &&
+    finish === 'stop', 'streamed: the same call in one tool_calls delta', JSON.stringify(streamed));
+  // auto: the model's choice (a random model writes text), the tools reach the template.
+  const auto = await client.chat.completions.create({ model: MODEL, messages, tools, max_tokens: 8, temperature: 0 });
+  t.check(typeof auto.choices[0].message.content === 'string' || auto.choices[0].message.tool_calls, 'auto: text or calls');
+  for (const [extra, param] of [[{ tool_choice: { type: 'function', function: { name: 'launch' } } }, 'tool_choice'],
+    [{ tool_choice: 'sometimes' }, 'tool_choice'], [{ tools: [{ type: 'function', function: { name: 'bad name' } }] }, 'tools'],
+    [{ tool_choice: 'required', response_format: { type: 'json_object' } }, 'tool_choice']]) {
+    const e = await error(() => client.chat.completions.create({ model: MODEL, messages, tools, max_tokens: 5, ...extra }));
+    t.check(e && e.status === 400 && e.param === param, `400 ${param}: ${JSON.stringify(extra).slice(0, 60)}`,
       e ? `${e.status} ${e.param} ${e.message}` : 'accepted');
   }
 });
