@@ -137,6 +137,46 @@ TEST(ApiRequest, LogitBias) {
   }
 }
 
+TEST(ApiRequest, ResponseFormat) {
+  const std::string m = R"("messages":[{"role":"user","content":"x"}])";
+  auto chat = [&](const std::string& rf) { return ParseChatRequest("{" + m + R"(,"response_format":)" + rf + "}"); };
+  auto error = [&](const std::string& rf) {
+    ApiError e = Err(chat(rf));
+    EXPECT_EQ(e.param, "response_format") << rf;
+    return e.message;
+  };
+  EXPECT_EQ(Ok(chat(R"({"type":"text"})")).grammar, nullptr);
+  ApiRequest o = Ok(chat(R"({"type":"json_object"})"));
+  ASSERT_NE(o.grammar, nullptr);
+  EXPECT_EQ(o.grammar_spec, R"({"type":"json_object"})");
+  const std::string person = R"({"type":"json_schema","json_schema":{"name":"p","strict":true,"schema":{
+      "type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer","minimum":0},
+      "tags":{"type":"array","items":{"enum":["a","b"]}},"pet":{"$ref":"#/$defs/Pet"},
+      "nick":{"anyOf":[{"type":"string"},{"type":"null"}]}},
+      "required":["name","age"],"additionalProperties":false,
+      "$defs":{"Pet":{"type":"object","properties":{"kind":{"const":"cat"},"friends":{"type":"array","items":{"$ref":"#/$defs/Pet"}}}}}}}})";
+  ApiRequest p = Ok(chat(person));
+  ASSERT_NE(p.grammar, nullptr);
+  EXPECT_EQ(Ok(chat(person)).grammar, p.grammar) << "the same schema shares one grammar (and its masks)";
+  // What cannot be honoured is refused, naming it.
+  EXPECT_NE(error(R"({"type":"sound"})").find("'sound' is not supported"), std::string::npos);
+  EXPECT_NE(error(R"({"type":"json_schema"})").find("json_schema"), std::string::npos);
+  EXPECT_NE(error(R"({"type":"json_schema","json_schema":{"schema":{"type":"strin"}}})").find("'strin'"), std::string::npos);
+  EXPECT_NE(error(R"({"type":"json_schema","json_schema":{"schema":{"type":"string","pattern":"^a"}}})").find("'pattern'"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"type":"json_schema","json_schema":{"schema":{"properties":{"d":{"type":"string","format":"date"}}}}})")
+                .find("schema.properties.d"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"type":"json_schema","json_schema":{"schema":{"$ref":"#/$defs/Nope"}}})").find("Nope"), std::string::npos);
+  EXPECT_NE(error(R"({"type":"json_schema","json_schema":{"schema":{"type":"object","properties":{},"required":["x"]}}})")
+                .find("'x'"),
+            std::string::npos);
+  error(R"({"type":"json_schema","json_schema":{"schema":{"type":"integer","minimum":5,"maximum":1}}})");
+  error(R"({"type":"json_schema","json_schema":{"schema":{"type":"object","properties":{"me":{"$ref":"#"}},"required":["me"]}}})");
+  error(R"("json_object")");
+  error(R"({"type":"json_schema","json_schema":{"schema":false}})");
+}
+
 TEST(ApiRequest, MalformedBodies) {
   for (const std::string& body : std::vector<std::string>{"", "{", "[1]", "\"x\"", "{\"messages\": [}", std::string(100000, '[')}) {
     ApiError e = Err(ParseChatRequest(body));
