@@ -68,6 +68,14 @@ const Case kCases[] = {
     {"schema_key", true, R"({"name":"bo","age":3,)"}, {"schema_int", true, R"({"name":"bo","age":1)"},
 };
 
+std::vector<float> RandomRow(uint32_t seed) {
+  std::vector<float> row(static_cast<size_t>(Table().vocab()));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  for (float& x : row) x = nd(rng);
+  return row;
+}
+
 JsonState StateOf(const JsonGrammar& g, const char* prefix) {
   JsonState s = g.Start();
   g.FeedBytes(&s, prefix);
@@ -96,10 +104,7 @@ void BM_MaskCold(benchmark::State& state, Case c) {
 void BM_MaskWarm(benchmark::State& state, Case c) {
   auto g = c.person ? Person() : JsonGrammar::AnyObject();
   const JsonState s = StateOf(*g, c.prefix);
-  std::vector<float> logits(static_cast<size_t>(Table().vocab()));
-  std::mt19937 rng(1);
-  std::normal_distribution<float> nd;
-  for (float& x : logits) x = nd(rng);
+  const std::vector<float> logits = RandomRow(1);
   SamplingParams greedy;
   greedy.temperature = 0;
   Rng r(1);
@@ -129,7 +134,7 @@ void BM_GenerateJsonObject(benchmark::State& state) {
   for (auto _ : state) {
     auto g = warm ? shared : Person();
     JsonState s = g->Start();
-    for (int64_t left = 256; left > 0 && !s.finished(); --left) {
+    for (int64_t left = 256; left > 0 && !g->Finished(s); --left) {
       auto m = MaskFor(*g, Table(), s, left);
       if (m->allowed == 0) break;
       std::vector<uint64_t> bits = m->bits;
@@ -180,10 +185,7 @@ BENCHMARK(BM_TinyDecodeStep)->Unit(benchmark::kMillisecond)->Iterations(5)->UseR
 // The sampler alone (greedy over the same row, no mask): the part of a warm
 // mask's figure that every token pays anyway.
 void BM_SampleNoMask(benchmark::State& state) {
-  std::vector<float> logits(static_cast<size_t>(Table().vocab()));
-  std::mt19937 rng(1);
-  std::normal_distribution<float> nd;
-  for (float& x : logits) x = nd(rng);
+  const std::vector<float> logits = RandomRow(1);
   SamplingParams greedy;
   greedy.temperature = 0;
   Rng r(1);

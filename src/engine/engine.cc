@@ -220,6 +220,7 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
   if (p.grammar) {
     if (tokenizer == nullptr) return InvalidArgument("structured output needs a tokenizer");
     std::call_once(token_table_once, [&] { token_table = TokenTable::Build(*tokenizer, runner->config().vocab_size); });
+    RETURN_IF_ERROR(CheckWritable(*p.grammar, *token_table));
   }
   auto r = std::make_unique<Request>();
   r->seq.tokens = std::move(request.prompt);
@@ -459,7 +460,7 @@ void Engine::Impl::AcceptSampled(Request& r, SampledToken s) {
       Finish(r.seq.id, FinishReason::kError, Internal("the structured output's grammar refused a token its mask allowed"));
       return;
     }
-    value_done = r.grammar_state->finished();
+    value_done = r.params.grammar->Finished(*r.grammar_state);
   }
   std::string text;
   if (r.detok) text = r.stops.Push(r.detok->Push(t));

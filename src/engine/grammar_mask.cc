@@ -1,11 +1,37 @@
 #include "engine/grammar_mask.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 
 #include "model/tokenizer.h"
 
 namespace crescent::engine {
+
+namespace {
+std::atomic<uint64_t> next_table_id{1};
+
+// The code point at s[i] (valid UTF-8: the table's texts are); returns its length.
+size_t DecodeUtf8(std::string_view s, size_t i, uint32_t* cp) {
+  const auto b = static_cast<unsigned char>(s[i]);
+  const size_t n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+  uint32_t v = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
+  for (size_t k = 1; k < n && i + k < s.size(); ++k) v = (v << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  *cp = v;
+  return std::min(n, s.size() - i);
+}
+std::atomic<int64_t> cached_mask_bytes{0};  // every grammar's cache
+}  // namespace
+
+TokenTable::TokenTable() : table_id_(next_table_id.fetch_add(1)) {}
+
+JsonGrammar::MaskCache::~MaskCache() { Clear(); }
+
+void JsonGrammar::MaskCache::Clear() {
+  masks.clear();
+  cached_mask_bytes -= bytes;
+  bytes = 0;
+}
 
 std::unique_ptr<TokenTable> TokenTable::Build(const model::Tokenizer& tokenizer, int64_t vocab) {
   auto t = std::make_unique<TokenTable>();
@@ -66,6 +92,11 @@ void TokenTable::Sort(std::vector<std::pair<std::string, int32_t>> entries) {
       while (static_cast<size_t>(l) < m && prev[l] == text[l]) ++l;
     }
     max_len_ = std::max(max_len_, text.size());
+    for (size_t i = 0; i < text.size();) {
+      uint32_t cp = 0;
+      i += DecodeUtf8(text, i, &cp);
+      chars_.insert(cp);
+    }
     if (id >= 0 && id < vocab_) {
       index_[static_cast<size_t>(id)] = static_cast<int32_t>(texts_.size());
     }
@@ -75,11 +106,30 @@ void TokenTable::Sort(std::vector<std::pair<std::string, int32_t>> entries) {
   }
 }
 
+Status CheckWritable(const JsonGrammar& grammar, const TokenTable& table) {
+  auto check = [&](std::string_view text, std::string_view what) -> Status {
+    for (size_t i = 0; i < text.size();) {
+      uint32_t cp = 0;
+      i += DecodeUtf8(text, i, &cp);
+      if (!table.Writes(cp)) {
+        return InvalidArgument(std::string("structured output: the vocabulary cannot write the ") + std::string(what) + " " +
+                               std::string(text) + " (a character it has only as byte pieces)");
+      }
+    }
+    return Status::Ok();
+  };
+  for (const JsonNode& n : grammar.nodes()) {
+    for (const std::string& l : n.literals) RETURN_IF_ERROR(check(l, "value"));
+    for (const JsonNode::Property& p : n.properties) RETURN_IF_ERROR(check(p.name, "property name"));
+  }
+  return Status::Ok();
+}
+
 std::shared_ptr<const GrammarMask> ComputeMask(const JsonGrammar& grammar, const TokenTable& table,
                                                const JsonState& state, int64_t budget) {
   auto mask = std::make_shared<GrammarMask>();
   mask->bits.assign(static_cast<size_t>((table.vocab() + 63) / 64), 0);
-  mask->end_allowed = state.complete();
+  mask->end_allowed = grammar.Complete(state);
   // st[d]: the state after the first d bytes of the token being walked.
   std::vector<JsonState> st(table.max_length() + 1);
   st[0] = state;
@@ -120,9 +170,9 @@ std::shared_ptr<const GrammarMask> MaskFor(const JsonGrammar& grammar, const Tok
   std::shared_ptr<const GrammarMask> mask;
   {
     std::lock_guard<std::mutex> l(cache.mu);
-    if (cache.table != &table) {
-      cache.masks.clear();
-      cache.table = &table;
+    if (cache.table != table.id()) {
+      cache.Clear();
+      cache.table = table.id();
     }
     auto it = cache.masks.find(key);
     if (it != cache.masks.end()) {
@@ -134,8 +184,15 @@ std::shared_ptr<const GrammarMask> MaskFor(const JsonGrammar& grammar, const Tok
     mask = ComputeMask(grammar, table, state, -1);
     std::lock_guard<std::mutex> l(cache.mu);
     ++cache.misses;
-    if (cache.masks.size() >= JsonGrammar::MaskCache::kMaxCachedStates) cache.masks.clear();
-    if (cache.table == &table) cache.masks.emplace(key, mask);
+    const int64_t size = static_cast<int64_t>(mask->bits.size() * sizeof(uint64_t) + key.size());
+    if (cache.masks.size() >= JsonGrammar::MaskCache::kMaxCachedStates ||
+        cached_mask_bytes + size > JsonGrammar::MaskCache::kMaxCachedBytes) {
+      cache.Clear();
+    }
+    if (cache.table == table.id() && cache.masks.emplace(key, mask).second) {
+      cache.bytes += size;
+      cached_mask_bytes += size;
+    }
   }
   if (budget < 0 || mask->max_after <= budget - 1) return mask;
   // Near the end of the budget: only tokens after which the value still fits.

@@ -11,7 +11,8 @@
 // every token that shares it), so its cost follows what the grammar admits,
 // not the vocabulary. Masks are cached per grammar and state (a state
 // repeats: inside a string, between an object's members), at most
-// kMaxCachedStates per grammar (past that the cache starts again).
+// kMaxCachedStates per grammar and kMaxCachedBytes in the process (past
+// either, that grammar's cache starts again).
 // The budget: with `budget` tokens left (this one included), a token is
 // allowed only if the value can still be completed in budget - 1 more
 // (MinBytesToComplete; every byte is a token in the tokenizers we load),
@@ -24,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/json_grammar.h"
@@ -41,12 +43,16 @@ class TokenTable {
   // From texts directly (tests): texts[id]; "" is never allowed.
   static std::unique_ptr<TokenTable> FromTexts(const std::vector<std::string>& texts);
 
+  TokenTable();
   int64_t vocab() const { return vocab_; }
+  uint64_t id() const { return table_id_; }  // unique in the process (a cache's key, never an address)
   size_t size() const { return ids_.size(); }  // tokens that may ever be allowed
   const std::string& text(size_t i) const { return texts_[i]; }  // in sorted order
   int32_t id(size_t i) const { return ids_[i]; }
   int32_t lcp(size_t i) const { return lcp_[i]; }  // with entry i - 1 (0 for the first)
   size_t max_length() const { return max_len_; }
+  // Whether some allowed token holds the character (a code point).
+  bool Writes(uint32_t code_point) const { return chars_.contains(code_point); }
   // The text of token `id`, or null when it is never allowed.
   const std::string* TextOf(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= index_.size() || index_[id] < 0) return nullptr;
@@ -56,9 +62,11 @@ class TokenTable {
  private:
   void Sort(std::vector<std::pair<std::string, int32_t>> entries);
   int64_t vocab_ = 0;
+  uint64_t table_id_ = 0;
   std::vector<std::string> texts_;
   std::vector<int32_t> ids_, lcp_;
   std::vector<int32_t> index_;  // id -> entry (-1: never allowed)
+  std::unordered_set<uint32_t> chars_;  // the code points the allowed tokens hold
   size_t max_len_ = 0;
 };
 
@@ -72,11 +80,20 @@ struct GrammarMask {
 
 struct JsonGrammar::MaskCache {
   static constexpr size_t kMaxCachedStates = 4096;
+  static constexpr int64_t kMaxCachedBytes = int64_t{256} << 20;  // all grammars together
+  ~MaskCache();
+  void Clear();  // mu held
   std::mutex mu;
-  const TokenTable* table = nullptr;  // the masks below are over this table
+  uint64_t table = 0;  // TokenTable::id() of the masks below
   std::unordered_map<std::string, std::shared_ptr<const GrammarMask>> masks;
+  int64_t bytes = 0;  // of the masks held
   int64_t hits = 0, misses = 0;
 };
+
+// InvalidArgument naming the first enum value or property name with a
+// character no allowed token writes (a vocabulary that has it only as byte
+// pieces): such a value could never be produced.
+Status CheckWritable(const JsonGrammar& grammar, const TokenTable& table);
 
 // The tokens allowed after `state`; budget < 0: no limit.
 std::shared_ptr<const GrammarMask> MaskFor(const JsonGrammar& grammar, const TokenTable& table, const JsonState& state,

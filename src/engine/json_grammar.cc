@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -21,6 +23,16 @@ enum NumPhase : uint8_t { kNumOpen, kNumSign, kNumZero, kNumInt, kNumDot, kNumFr
 bool IsWs(uint8_t c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 bool IsDigit(uint8_t c) { return c >= '0' && c <= '9'; }
 bool IsHex(uint8_t c) { return IsDigit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+int HexValue(uint8_t c) { return IsDigit(c) ? c - '0' : (c | 0x20) - 'a' + 10; }
+
+// A bounded number's magnitude: its digits (an exact integer) over 10^fraction
+// digits, rounded once, as a JSON parser reads the text.
+double Magnitude(const JsonFrame& f, bool in_fraction) {
+  if (!in_fraction || f.digits == 0) return f.v;
+  char buf[48];
+  std::snprintf(buf, sizeof(buf), "%.0fe-%d", f.v, static_cast<int>(f.digits));
+  return std::strtod(buf, nullptr);
+}
 int64_t Add(int64_t a, int64_t b) { return std::min(kInf, a + b); }
 
 std::string JsonQuote(const std::string& s) {
@@ -62,7 +74,7 @@ int64_t ShortestNumber(const JsonNode& n) {
     const double p = std::pow(10.0, m);
     double x = std::ceil(mlo * p) / p;
     for (int t = 0; t < 2; ++t, x += 1 / p) {
-      if (x >= 1e16) break;
+      if (x >= 1e15) break;
       if (InBounds(n, neg ? -x : x)) return (neg ? 1 : 0) + IntDigits(x) + (m > 0 ? 1 + m : 0);
     }
   }
@@ -75,13 +87,6 @@ bool JsonNode::bounded() const {
   return (kind == JsonKind::kNumber || kind == JsonKind::kInteger) && (std::isfinite(minimum) || std::isfinite(maximum));
 }
 
-bool JsonState::complete() const {
-  return std::any_of(stacks.begin(), stacks.end(), [](const JsonStack& s) { return s.empty(); });
-}
-
-bool JsonState::finished() const {
-  return !stacks.empty() && std::all_of(stacks.begin(), stacks.end(), [](const JsonStack& s) { return s.empty(); });
-}
 
 std::string JsonState::Key() const {
   std::string k;
@@ -177,8 +182,8 @@ Result<std::shared_ptr<const JsonGrammar>> JsonGrammar::Create(std::vector<JsonN
             (n.minimum == n.maximum && (n.exclusive_minimum || n.exclusive_maximum))) {
           return InvalidArgument("no number lies within the bounds");
         }
-        if (std::abs(n.minimum) >= 1e16 && std::isfinite(n.minimum)) return InvalidArgument("minimum beyond 1e16");
-        if (std::abs(n.maximum) >= 1e16 && std::isfinite(n.maximum)) return InvalidArgument("maximum beyond 1e16");
+        if (std::abs(n.minimum) >= 1e15 && std::isfinite(n.minimum)) return InvalidArgument("minimum beyond 1e15");
+        if (std::abs(n.maximum) >= 1e15 && std::isfinite(n.maximum)) return InvalidArgument("maximum beyond 1e15");
         break;
       case JsonKind::kLiterals:
         if (n.literals.empty()) return InvalidArgument("an enum has no values");
@@ -284,7 +289,65 @@ Result<std::shared_ptr<const JsonGrammar>> JsonGrammar::Create(std::vector<JsonN
                                                       "that contains itself)");
     }
   }
+  // The fewest frames a node's shortest value needs (a value is not begun
+  // where that would pass kMaxDepth).
+  g->min_depth_.assign(n, 1 << 20);
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (size_t i = 0; i < n; ++i) {
+      const JsonNode& x = g->nodes_[i];
+      int32_t d = 1;
+      switch (x.kind) {
+        case JsonKind::kObject:
+          for (const JsonNode::Property& p : x.properties) {
+            if (p.required) d = std::max(d, 1 + g->min_depth_[p.value]);
+          }
+          break;
+        case JsonKind::kArray:
+          if (x.min_items > 0) d = 1 + g->min_depth_[x.items];
+          break;
+        case JsonKind::kAnyOf:
+          d = 1 << 20;
+          for (int32_t a : x.alternatives) d = std::min(d, g->min_depth_[a]);
+          break;
+        default:
+          break;
+      }
+      d = std::min(d, 1 << 20);
+      if (d < g->min_depth_[i]) {
+        g->min_depth_[i] = d;
+        changed = true;
+      }
+    }
+  }
+  if (g->min_depth_[root] > kMaxDepth) return InvalidArgument("the schema nests deeper than 48 levels");
   return std::shared_ptr<const JsonGrammar>(std::move(g));
+}
+
+bool JsonGrammar::EndsAtEndOfText(const JsonStack& s) const {
+  // Frames that end by what follows them (a number; a literal another one
+  // extends) end at the end of the text too; nothing else may be left open.
+  for (size_t i = s.size(); i-- > 0;) {
+    const JsonFrame& f = s[i];
+    const JsonNode& n = nodes_[f.node];
+    bool ends = false;
+    if (n.kind == JsonKind::kNumber || n.kind == JsonKind::kInteger) {
+      ends = NumberCanEnd(f, n);
+    } else if (n.kind == JsonKind::kLiterals) {
+      ends = f.phase == 1 && n.literals[f.a].size() == static_cast<size_t>(f.b);
+    }
+    if (!ends) return false;
+  }
+  return true;
+}
+
+bool JsonGrammar::Complete(const JsonState& state) const {
+  return std::any_of(state.stacks.begin(), state.stacks.end(), [&](const JsonStack& s) { return EndsAtEndOfText(s); });
+}
+
+bool JsonGrammar::Finished(const JsonState& state) const {
+  return !state.stacks.empty() &&
+         std::all_of(state.stacks.begin(), state.stacks.end(), [](const JsonStack& s) { return s.empty(); });
 }
 
 JsonState JsonGrammar::Start() const {
@@ -300,6 +363,9 @@ void JsonGrammar::Feed(const JsonState& in, uint8_t byte, JsonState* out) const 
   if (out->stacks.size() > 1) {
     std::sort(out->stacks.begin(), out->stacks.end());
     out->stacks.erase(std::unique(out->stacks.begin(), out->stacks.end()), out->stacks.end());
+    // Branches that share a prefix may multiply (anyOf of recursive
+    // alternatives): those kept are still valid parses, so the state never dies of it.
+    if (out->stacks.size() > kMaxStacks) out->stacks.resize(kMaxStacks);
   }
 }
 
@@ -337,9 +403,9 @@ void JsonGrammar::Step(JsonStack s, uint8_t c, std::vector<JsonStack>* out) cons
 }
 
 void JsonGrammar::PushValue(JsonStack s, int32_t node, uint8_t c, std::vector<JsonStack>* out) const {
-  if (s.size() >= static_cast<size_t>(kMaxDepth)) return;
   const std::vector<int32_t>& ex = expansions_[node];
   for (size_t i = 0; i < ex.size(); ++i) {
+    if (s.size() + static_cast<size_t>(min_depth_[ex[i]]) > static_cast<size_t>(kMaxDepth)) continue;
     JsonStack t = i + 1 == ex.size() ? std::move(s) : s;
     t.push_back(JsonFrame{ex[i]});
     Step(std::move(t), c, out);
@@ -442,6 +508,8 @@ JsonGrammar::Act JsonGrammar::StepObject(JsonFrame& f, const JsonNode& n, uint8_
 }
 
 JsonGrammar::Act JsonGrammar::StepArray(JsonFrame& f, const JsonNode& n, uint8_t c, int32_t* child) const {
+  // Items are counted only against bounds (an uncounted array's states repeat: its masks are cached).
+  const bool counted = n.min_items > 0 || n.max_items != kNoLimit;
   if (f.phase != kArrOpen && IsWs(c)) {
     if (f.ws >= kMaxWhitespaceRun) return Act::kReject;
     ++f.ws;
@@ -457,19 +525,19 @@ JsonGrammar::Act JsonGrammar::StepArray(JsonFrame& f, const JsonNode& n, uint8_t
       if (c == ']') return n.min_items == 0 ? Act::kPop : Act::kReject;
       if (n.max_items == 0) return Act::kReject;
       f.phase = kArrAfter;
-      f.a = 1;
+      f.a = counted ? 1 : 0;
       *child = n.items;
       return Act::kPush;
     case kArrAfter:
-      if (c == ',' && f.a < n.max_items) {
+      if (c == ',' && (!counted || f.a < n.max_items)) {
         f.phase = kArrComma;
         return Act::kKeep;
       }
-      if (c == ']' && f.a >= n.min_items) return Act::kPop;
+      if (c == ']' && (!counted || f.a >= n.min_items)) return Act::kPop;
       return Act::kReject;
     case kArrComma:
       f.phase = kArrAfter;
-      ++f.a;
+      if (counted) ++f.a;
       *child = n.items;
       return Act::kPush;
   }
@@ -503,6 +571,8 @@ JsonGrammar::Act JsonGrammar::StepString(JsonFrame& f, const JsonNode& n, uint8_
       return Act::kKeep;
     case kStrHex:
       if (!IsHex(c)) return Act::kReject;
+      if (f.c == 4) f.b = HexValue(c);
+      if (f.c == 3 && f.b == 0xD && HexValue(c) >= 8) return Act::kReject;  // a surrogate: lone ones do not parse
       if (--f.c == 0) f.phase = kStrBody;
       return Act::kKeep;
   }
@@ -520,28 +590,31 @@ bool JsonGrammar::NumberFeasible(const JsonFrame& f, const JsonNode& n) const {
     const double lo = std::max(a, mlo), hi = std::min(b, mhi);
     if (lo < hi) return true;
     if (lo > hi) return false;
-    const bool attainable = lo == a || (lo == b && b_in);
+    const bool attainable = (lo > a && lo < b) || lo == a || (lo == b && b_in);
     return attainable && !(lo == mlo && elo) && !(lo == mhi && ehi);
   };
   const bool integer = n.kind == JsonKind::kInteger;
+  const bool fraction = f.phase == kNumFrac;
+  const int room = kMaxBoundedDigits - f.c - (fraction ? f.digits : 0);  // digits that may still come
+  const double x = Magnitude(f, fraction);
   switch (f.phase) {
     case kNumSign:
-      return hit(0, 1e16, false);
+      return hit(0, 1e15, false);
     case kNumZero:
-      return integer ? hit(0, 0, true) : hit(0, 1, false);
+      return integer || room <= 0 ? hit(0, 0, true) : hit(0, 1, false);
     case kNumInt: {
-      if (integer ? hit(f.v, f.v, true) : hit(f.v, f.v + 1, false)) return true;
+      if (integer || room <= 0 ? hit(x, x, true) : hit(x, x + 1, false)) return true;
       double p = 1;
-      for (int k = 1; k <= kMaxDigits - f.digits; ++k) {
+      for (int k = 1; k <= room; ++k) {
         p *= 10;
-        if (integer ? hit(f.v * p, (f.v + 1) * p - 1, true) : hit(f.v * p, (f.v + 1) * p, false)) return true;
+        if (integer ? hit(x * p, (x + 1) * p - 1, true) : hit(x * p, (x + 1) * p, false)) return true;
       }
       return false;
     }
     case kNumDot:
-      return hit(f.v, f.v + 1, false);
+      return room > 0 && hit(x, x + 1, false);
     case kNumFrac:
-      return hit(f.v, f.v + std::pow(10.0, -f.digits), false);
+      return room > 0 ? hit(x, x + std::pow(10.0, -f.digits), false) : hit(x, x, true);
     default:
       return true;
   }
@@ -549,41 +622,85 @@ bool JsonGrammar::NumberFeasible(const JsonFrame& f, const JsonNode& n) const {
 
 bool JsonGrammar::NumberCanEnd(const JsonFrame& f, const JsonNode& n) const {
   if (f.phase != kNumZero && f.phase != kNumInt && f.phase != kNumFrac && f.phase != kNumExpDigits) return false;
-  return !n.bounded() || InBounds(n, f.neg ? -f.v : f.v);
+  if (!n.bounded()) return true;
+  const double x = Magnitude(f, f.phase == kNumFrac);
+  return InBounds(n, f.neg ? -x : x);
+}
+
+int64_t JsonGrammar::NumberDistance(const JsonFrame& f, const JsonNode& n) const {
+  if (NumberCanEnd(f, n)) return 0;
+  if (!n.bounded()) {
+    return f.phase == kNumOpen ? 1 : f.phase == kNumSign || f.phase == kNumDot || f.phase == kNumExp || f.phase == kNumExpSign ? 1 : 0;
+  }
+  // The fewest digits (and a point) that reach an allowed value, breadth
+  // first over the prefixes the bounds keep ("0" with 0 excluded needs ".1";
+  // 1 in [100, 200] needs "00").
+  std::vector<JsonFrame> level = {f}, next;
+  for (int64_t depth = 1; depth <= kMaxBoundedDigits + 2 && !level.empty(); ++depth) {
+    next.clear();
+    for (const JsonFrame& x : level) {
+      for (uint8_t c : std::string_view("0123456789.")) {
+        JsonFrame y = x;
+        if (StepNumberRaw(y, n, c) != Act::kKeep || !NumberFeasible(y, n)) continue;
+        if (NumberCanEnd(y, n)) return depth;
+        if (next.size() < 256) next.push_back(y);
+      }
+    }
+    std::swap(level, next);
+  }
+  return kInf;
 }
 
 JsonGrammar::Act JsonGrammar::StepNumber(JsonFrame& f, const JsonNode& n, uint8_t c) const {
+  const Act a = StepNumberRaw(f, n, c);
+  // A bounded prefix is kept only if some completion of it is allowed.
+  if (a == Act::kKeep && n.bounded() && (!NumberFeasible(f, n) || NumberDistance(f, n) >= kInf)) return Act::kReject;
+  return a;
+}
+
+JsonGrammar::Act JsonGrammar::StepNumberRaw(JsonFrame& f, const JsonNode& n, uint8_t c) const {
   const bool integer = n.kind == JsonKind::kInteger, bounded = n.bounded();
   const int d = c - '0';
-  auto checked = [&] { return NumberFeasible(f, n) ? Act::kKeep : Act::kReject; };
   auto end = [&] { return NumberCanEnd(f, n) ? Act::kPopRefeed : Act::kReject; };
+  auto digit = [&] {  // one more digit: the integer part's, or the fraction's
+    if (bounded) {
+      if (f.c + (f.phase == kNumFrac ? f.digits : 0) >= kMaxBoundedDigits) return false;
+      f.v = f.v * 10 + d;
+    } else if (f.digits >= kMaxDigits) {
+      return false;
+    }
+    ++f.digits;
+    if (bounded && f.phase == kNumInt) ++f.c;
+    return true;
+  };
   switch (f.phase) {
     case kNumOpen:
       if (c == '-') {
         if (n.minimum >= 0) return Act::kReject;  // no "-0" where negatives are out of bounds
         f.neg = 1;
         f.phase = kNumSign;
-        return checked();
+        return Act::kKeep;
       }
       [[fallthrough]];
     case kNumSign:
       if (!IsDigit(c)) return Act::kReject;
       f.phase = d == 0 ? kNumZero : kNumInt;
       f.digits = 1;
-      if (bounded) f.v = d;
-      return checked();
+      if (bounded) {
+        f.v = d;
+        f.c = 1;
+      }
+      return Act::kKeep;
     case kNumZero:
     case kNumInt:
       if (IsDigit(c)) {
-        if (f.phase == kNumZero || f.digits >= kMaxDigits) return Act::kReject;
-        ++f.digits;
-        if (bounded) f.v = f.v * 10 + d;
-        return checked();
+        if (f.phase == kNumZero) return Act::kReject;
+        return digit() ? Act::kKeep : Act::kReject;
       }
       if (c == '.' && !integer) {
         f.phase = kNumDot;
         f.digits = 0;
-        return checked();
+        return Act::kKeep;
       }
       if ((c == 'e' || c == 'E') && !integer && !bounded) {
         f.phase = kNumExp;
@@ -594,16 +711,9 @@ JsonGrammar::Act JsonGrammar::StepNumber(JsonFrame& f, const JsonNode& n, uint8_
     case kNumDot:
       if (!IsDigit(c)) return Act::kReject;
       f.phase = kNumFrac;
-      f.digits = 1;
-      if (bounded) f.v += d * 0.1;
-      return checked();
+      return digit() ? Act::kKeep : Act::kReject;
     case kNumFrac:
-      if (IsDigit(c)) {
-        if (f.digits >= kMaxDigits) return Act::kReject;
-        ++f.digits;
-        if (bounded) f.v += d * std::pow(10.0, -f.digits);
-        return checked();
-      }
+      if (IsDigit(c)) return digit() ? Act::kKeep : Act::kReject;
       if ((c == 'e' || c == 'E') && !bounded) {
         f.phase = kNumExp;
         f.digits = 0;
@@ -741,24 +851,8 @@ int64_t JsonGrammar::Remaining(const JsonFrame& f) const {
     }
     case JsonKind::kNumber:
     case JsonKind::kInteger: {
-      if (NumberCanEnd(f, n)) return 0;
-      if (!n.bounded()) return f.phase == kNumSign || f.phase == kNumDot || f.phase == kNumExp || f.phase == kNumExpSign ? 1 : 0;
-      // Bounded: the fewest digits (and a point) that reach an allowed value,
-      // breadth first ("0" with 0 excluded needs ".1"; 1 in [100, 200] "00").
-      std::vector<JsonFrame> level = {f}, next;
-      for (int64_t depth = 1; depth <= 2 * kMaxDigits + 2 && !level.empty(); ++depth) {
-        next.clear();
-        for (const JsonFrame& x : level) {
-          for (uint8_t c : std::string_view("0123456789.")) {
-            JsonFrame y = x;
-            if (StepNumber(y, n, c) != Act::kKeep) continue;
-            if (NumberCanEnd(y, n)) return depth;
-            if (next.size() < 64) next.push_back(y);
-          }
-        }
-        std::swap(level, next);
-      }
-      return 1;
+      const int64_t d = NumberDistance(f, n);
+      return d >= kInf ? 1 : d;  // a kept prefix always has a completion
     }
     case JsonKind::kLiterals: {
       int64_t m = kInf;

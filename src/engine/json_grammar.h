@@ -15,9 +15,13 @@
 //   - strings without raw control characters, escapes checked, lengths in
 //     characters (code points; an escape is one);
 //   - numbers of at most 16 integer and 16 fraction digits (and 3 exponent
-//     digits; no exponent when bounded); bounds are checked on every prefix,
-//     so only values within them can be completed;
-//   - nesting at most kMaxDepth frames deep.
+//     digits); a bounded number has at most 15 digits in all and no exponent,
+//     its bounds checked on every prefix (a prefix is kept only if some
+//     completion lies within them; the final value compared as the double
+//     it parses to, as JSON validators do), bounds within +-1e15;
+//   - \u escapes of anything but a surrogate (write such characters raw);
+//   - nesting at most kMaxDepth frames deep (a value is not begun where what
+//     it needs at the least would not fit), at most kMaxStacks branches alive.
 // Every complete text it accepts is valid JSON that satisfies the schema.
 // MinBytesToComplete(state) is the fewest bytes that complete the value
 // from there: with one token per byte available, a generation that keeps it
@@ -79,10 +83,10 @@ struct JsonFrame {
   uint8_t ws = 0;      // whitespace bytes in the current run
   uint8_t neg = 0;     // number: a leading '-'
   uint8_t digits = 0;  // number: digits of the current part
-  int32_t a = 0;       // object: next property; array: items; string: characters; literal: candidate
-  int32_t b = 0;       // object: chosen property (-1: a free key); literal / key: position
-  int32_t c = 0;       // object key: candidate; string: \u digits left
-  double v = 0;        // bounded number: magnitude so far
+  int32_t a = 0;       // object: next property; array: items (when bounded); string: characters; literal: candidate
+  int32_t b = 0;       // object: chosen property (-1: a free key); literal / key: position; string: \u's first digit
+  int32_t c = 0;       // object key: candidate; string: \u digits left; bounded number: integer digits
+  double v = 0;        // bounded number: every digit so far, as an integer (exact: at most 15)
   bool operator==(const JsonFrame&) const = default;
   auto operator<=>(const JsonFrame&) const = default;
 };
@@ -91,10 +95,6 @@ using JsonStack = std::vector<JsonFrame>;
 struct JsonState {
   std::vector<JsonStack> stacks;  // sorted, unique; empty: dead
   bool dead() const { return stacks.empty(); }
-  // Some stack finished the top value (it may also go on: a number).
-  bool complete() const;
-  // Every stack finished: nothing more can follow.
-  bool finished() const;
   std::string Key() const;  // identifies the state (for caches)
 };
 
@@ -103,6 +103,8 @@ class JsonGrammar {
   static constexpr int kMaxWhitespaceRun = 16;
   static constexpr int kMaxDepth = 48;
   static constexpr int kMaxDigits = 16;
+  static constexpr int kMaxBoundedDigits = 15;  // exact in a double
+  static constexpr size_t kMaxStacks = 64;
 
   // Validates the graph (indices, bounds, anyOf cycles, a finite shortest
   // value); `nodes` may refer to each other recursively.
@@ -117,6 +119,11 @@ class JsonGrammar {
   void Feed(const JsonState& in, uint8_t byte, JsonState* out) const;
   void FeedBytes(JsonState* state, std::string_view bytes) const;
   int64_t MinBytesToComplete(const JsonState& state) const;
+  // The top value may end here (the model's EOS may come; a top-level
+  // number may also go on).
+  bool Complete(const JsonState& state) const;
+  // The top value ended and nothing can follow.
+  bool Finished(const JsonState& state) const;
 
   const std::vector<JsonNode>& nodes() const { return nodes_; }
   int32_t root() const { return root_; }
@@ -136,9 +143,13 @@ class JsonGrammar {
   Act StepArray(JsonFrame& f, const JsonNode& n, uint8_t c, int32_t* child) const;
   Act StepString(JsonFrame& f, const JsonNode& n, uint8_t c) const;
   Act StepNumber(JsonFrame& f, const JsonNode& n, uint8_t c) const;
+  Act StepNumberRaw(JsonFrame& f, const JsonNode& n, uint8_t c) const;  // without the reachability check
   Act StepLiteral(JsonFrame& f, const JsonNode& n, uint8_t c) const;
   bool NumberFeasible(const JsonFrame& f, const JsonNode& n) const;
   bool NumberCanEnd(const JsonFrame& f, const JsonNode& n) const;
+  // Bytes to an allowed value of a bounded number (0: it can end), kInf: none.
+  int64_t NumberDistance(const JsonFrame& f, const JsonNode& n) const;
+  bool EndsAtEndOfText(const JsonStack& s) const;
   int64_t Remaining(const JsonFrame& f) const;
   int64_t KeyCost(const JsonNode& n, int32_t k, int64_t typed) const;
   int64_t Tail(int32_t node, int32_t next) const;
@@ -149,6 +160,7 @@ class JsonGrammar {
   int32_t key_node_ = -1;                    // a plain string: free objects' keys
   std::vector<std::vector<int32_t>> expansions_;  // per node: what it is through anyOf (never an anyOf)
   std::vector<int64_t> min_len_;             // per node: bytes of its shortest value
+  std::vector<int32_t> min_depth_;           // per node: frames its shortest value needs
   std::vector<std::vector<std::string>> keys_;          // per object node: each property's key text ("name")
   std::vector<std::vector<int64_t>> req_cost_, req_count_;  // per object node, from property i on
   std::unique_ptr<MaskCache> cache_;

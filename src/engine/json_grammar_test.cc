@@ -15,7 +15,7 @@ namespace {
 bool Accepts(const JsonGrammar& g, std::string_view text) {
   JsonState s = g.Start();
   g.FeedBytes(&s, text);
-  return !s.dead() && s.complete();
+  return !s.dead() && g.Complete(s);
 }
 
 bool Alive(const JsonGrammar& g, std::string_view text) {
@@ -38,7 +38,7 @@ TEST(JsonGrammarTest, AnyObjectAcceptsJsonObjectsOnly) {
   }
   JsonState s = g->Start();
   g->FeedBytes(&s, "{\"a\":1}");
-  EXPECT_TRUE(s.finished());  // nothing may follow the closing brace
+  EXPECT_TRUE(g->Finished(s));  // nothing may follow the closing brace
   // The shortest completion: close the string, a colon, a value, the brace.
   s = g->Start();
   g->FeedBytes(&s, R"({"ab)");
@@ -135,6 +135,73 @@ TEST(JsonGrammarTest, AnyOfRecursionAndRefusals) {
   EXPECT_FALSE(Accepts(*eg, "[13]"));
 }
 
+std::shared_ptr<const JsonGrammar> NumberGrammar(JsonKind kind, double lo, double hi, bool excl_lo = false, bool excl_hi = false) {
+  std::vector<JsonNode> n(1);
+  n[0].kind = kind;
+  n[0].minimum = lo;
+  n[0].maximum = hi;
+  n[0].exclusive_minimum = excl_lo;
+  n[0].exclusive_maximum = excl_hi;
+  return *JsonGrammar::Create(std::move(n), 0);
+}
+
+TEST(JsonGrammarTest, TopLevelNumbersEndAtTheEndAndBoundsAreExact) {
+  auto g = NumberGrammar(JsonKind::kInteger, 1, 5);
+  JsonState s = g->Start();
+  g->FeedBytes(&s, "5");
+  EXPECT_TRUE(g->Complete(s));    // EOS may end it
+  EXPECT_FALSE(g->Finished(s));   // (a number could go on; here its bounds say no digit can)
+  EXPECT_FALSE(Alive(*g, "6"));
+  EXPECT_FALSE(Alive(*g, "0"));
+  // Decimal bounds compared as the parsed double, as a validator does.
+  EXPECT_FALSE(Accepts(*NumberGrammar(JsonKind::kNumber, 0.3, 1, true), "0.3"));
+  EXPECT_TRUE(Accepts(*NumberGrammar(JsonKind::kNumber, 0.3, 1, true), "0.31"));
+  EXPECT_TRUE(Accepts(*NumberGrammar(JsonKind::kNumber, 0, 0.3), "0.3"));
+  EXPECT_TRUE(Accepts(*NumberGrammar(JsonKind::kNumber, 0.3, 0.3), "0.3"));
+  EXPECT_FALSE(Accepts(*NumberGrammar(JsonKind::kNumber, -1, -0.3, false, true), "-0.3"));
+  EXPECT_TRUE(Accepts(*NumberGrammar(JsonKind::kNumber, -1, -0.3, false, true), "-0.4"));
+  // No dead ends: under (0, 1], zeros after the point stop while a digit can still follow.
+  auto pos = NumberGrammar(JsonKind::kNumber, 0, 1, true);
+  JsonState z = pos->Start();
+  pos->FeedBytes(&z, "0.");
+  for (int i = 0; i < 40; ++i) {
+    JsonState next = z;
+    pos->FeedBytes(&next, "0");
+    if (next.dead()) break;
+    z = next;
+  }
+  EXPECT_LT(pos->MinBytesToComplete(z), 3);
+  pos->FeedBytes(&z, "7");
+  EXPECT_TRUE(pos->Complete(z));
+}
+
+TEST(JsonGrammarTest, BranchesAndDepthAreBounded) {
+  // {"type": ["array", "array"], "items": {"$ref": "#"}}: two recursive
+  // branches that share every prefix.
+  std::vector<JsonNode> n(3);
+  n[0].kind = JsonKind::kAnyOf;
+  n[0].alternatives = {1, 2};
+  n[1].kind = n[2].kind = JsonKind::kArray;
+  n[1].items = n[2].items = 0;
+  auto g = *JsonGrammar::Create(n, 0);
+  JsonState s = g->Start();
+  for (int i = 0; i < 60; ++i) {
+    JsonState next = s;
+    g->FeedBytes(&next, "[");
+    if (next.dead()) break;
+    s = next;
+    EXPECT_LE(s.stacks.size(), JsonGrammar::kMaxStacks);
+  }
+  EXPECT_LE(s.stacks.front().size(), static_cast<size_t>(JsonGrammar::kMaxDepth));
+  const int64_t close = g->MinBytesToComplete(s);
+  g->FeedBytes(&s, std::string(static_cast<size_t>(close), ']'));
+  EXPECT_TRUE(g->Complete(s)) << "the deepest nesting still closes";
+  // Lone surrogates are refused (parsers reject them); other escapes are fine.
+  auto obj = JsonGrammar::AnyObject();
+  EXPECT_FALSE(Alive(*obj, R"({"a":"\ud8)"));
+  EXPECT_TRUE(Accepts(*obj, R"({"a":"\u00e9\uFFFD\n"})"));
+}
+
 // A vocabulary of every printable byte and some longer pieces.
 std::vector<std::string> SmallVocab() {
   std::vector<std::string> v;
@@ -171,6 +238,18 @@ TEST(GrammarMaskTest, MaskAdmitsWhatTheMatcherAdmits) {
   EXPECT_EQ(MaskFor(*g, *table, s, -1), MaskFor(*g, *table, s, -1));
 }
 
+TEST(GrammarMaskTest, ValuesTheVocabularyCannotWriteAreRefused) {
+  std::vector<JsonNode> n(1);
+  n[0].literals = {"\"caf\xC3\xA9\"", "\"tea\""};
+  auto g = *JsonGrammar::Create(n, 0);
+  std::vector<std::string> vocab = SmallVocab();
+  EXPECT_TRUE(CheckWritable(*g, *TokenTable::FromTexts(vocab)).ok());  // it has \xC3\xA9 whole
+  vocab.erase(std::find(vocab.begin(), vocab.end(), "\xC3\xA9"));
+  Status s = CheckWritable(*g, *TokenTable::FromTexts(vocab));
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("caf"), std::string::npos);
+}
+
 // Random tokens under the mask with a budget always end in a value that parses
 // and fits: free JSON and the schema, from many seeds and budgets.
 TEST(GrammarMaskTest, RandomWalksWithinTheBudgetEndInValidJson) {
@@ -195,9 +274,9 @@ TEST(GrammarMaskTest, RandomWalksWithinTheBudgetEndInValidJson) {
         text += vocab[t];
         g->FeedBytes(&s, vocab[t]);
         ASSERT_FALSE(s.dead()) << text;
-        ended = s.finished();
+        ended = g->Finished(s);
       }
-      ASSERT_TRUE(s.complete()) << "budget " << budget << ": " << text;
+      ASSERT_TRUE(g->Complete(s)) << "budget " << budget << ": " << text;
       Result<boost::json::value> v = ParseJson(text, "output");
       ASSERT_TRUE(v.ok()) << text;
       EXPECT_TRUE(v->is_object()) << text;

@@ -174,6 +174,17 @@ TEST(ApiRequest, ResponseFormat) {
   error(R"({"type":"json_schema","json_schema":{"schema":{"type":"integer","minimum":5,"maximum":1}}})");
   error(R"({"type":"json_schema","json_schema":{"schema":{"type":"object","properties":{"me":{"$ref":"#"}},"required":["me"]}}})");
   error(R"("json_object")");
+  error(R"({"type":"tool_calls","tools":[],"parallel_tool_calls":true})");  // the split's own spec, not a client's
+  EXPECT_NE(error(R"({"type":"json_schema","json_schema":{"schema":{"anyOf":[{"type":"string"}],"minLength":3}}})").find("'minLength'"),
+            std::string::npos);  // a condition beside anyOf would be dropped: refused
+  EXPECT_NE(error(R"({"type":"json_schema","json_schema":{"schema":{"$ref":"#/$defs/A","maxLength":3,"$defs":{"A":{"type":"string"}}}}})")
+                .find("'$ref' beside"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"type":"json_schema","json_schema":{"schema":{"type":"integer","minimum":true}}})").find("'minimum'"),
+            std::string::npos);
+  // enum with a type beside it: the values of that type.
+  ASSERT_NE(Ok(chat(R"({"type":"json_schema","json_schema":{"schema":{"type":"string","enum":["a",1]}}})")).grammar, nullptr);
+  error(R"({"type":"json_schema","json_schema":{"schema":{"type":"string","enum":[1,2]}}})");
   error(R"({"type":"json_schema","json_schema":{"schema":false}})");
 }
 

@@ -54,7 +54,9 @@ void Generation::Submit() {
       ex->Post([self, k, o = std::move(o)]() mutable { self->OnOutput(k, std::move(o)); });
     });
     if (!id.ok()) {
-      std::string param = id.status().code() == StatusCode::kInvalidArgument ? "max_tokens" : "";
+      std::string param = id.status().code() != StatusCode::kInvalidArgument             ? ""
+                          : id.status().message().starts_with("structured output") ? "response_format"
+                                                                                   : "max_tokens";
       Fail(ApiError::FromStatus(id.status(), param));
       CancelAll();
       return;

@@ -36,6 +36,37 @@ const std::set<std::string, std::less<>>& Unsupported() {
   return s;
 }
 
+// Keywords that constrain values (beside a combiner or an enum they would be
+// another condition to meet at once, which the grammar does not intersect).
+const std::set<std::string, std::less<>>& Constraints() {
+  static const std::set<std::string, std::less<>> s = {
+      "type",      "properties", "required", "additionalProperties", "items",   "minItems",         "maxItems",
+      "minLength", "maxLength",  "minimum",  "maximum",              "enum",    "exclusiveMinimum", "exclusiveMaximum",
+      "const",     "anyOf",      "oneOf",    "allOf",                "$ref"};
+  return s;
+}
+
+// The keyword beside `self` that constrains too ("" when none; `allowed` may stand beside it).
+std::string OtherConstraint(const json::object& o, std::string_view self, std::string_view allowed = "") {
+  for (const auto& [k, v] : o) {
+    const std::string_view key(k);
+    if (key != self && key != allowed && Constraints().contains(key)) return std::string(key);
+  }
+  return "";
+}
+
+// Whether a value is of a JSON Schema type.
+bool OfType(const json::value& v, std::string_view type) {
+  if (type == "string") return v.is_string();
+  if (type == "integer") return v.is_int64() || v.is_uint64() || (v.is_double() && std::nearbyint(v.get_double()) == v.get_double());
+  if (type == "number") return v.is_number();
+  if (type == "boolean") return v.is_bool();
+  if (type == "null") return v.is_null();
+  if (type == "object") return v.is_object();
+  if (type == "array") return v.is_array();
+  return false;
+}
+
 // Canonical JSON text of a value: what an enum or const must appear as.
 std::string Literal(const json::value& v) {
   if (v.is_double()) {
@@ -48,12 +79,47 @@ std::string Literal(const json::value& v) {
 
 class SchemaCompiler {
  public:
-  explicit SchemaCompiler(const json::value& root) : root_(root) {}
+  // One schema document (its $refs resolve within it).
+  Result<int32_t> CompileDocument(const json::value& doc, const std::string& where) {
+    const json::value* outer = root_;
+    root_ = &doc;
+    Result<int32_t> r = Compile(doc, where, 0);
+    root_ = outer;
+    return r;
+  }
 
-  Result<std::shared_ptr<const JsonGrammar>> Run() {
-    Result<int32_t> r = Compile(root_, "schema", 0);
-    if (!r.ok()) return r.status();
-    Result<std::shared_ptr<const JsonGrammar>> g = JsonGrammar::Create(std::move(nodes_), *r);
+  // The calls of `tools` ({"name", "parameters"} each; each parameters its own document):
+  // [{"name": N, "arguments": <N's parameters>}, ...], at least one, at most one unless parallel.
+  Result<int32_t> CompileCalls(const json::array& tools, bool parallel) {
+    JsonNode any;
+    any.kind = JsonKind::kAnyOf;
+    for (const json::value& t : tools) {
+      const json::object* o = t.if_object();
+      const json::value* name = o ? o->if_contains("name") : nullptr;
+      const json::value* params = o ? o->if_contains("parameters") : nullptr;
+      if (!name || !name->is_string() || !params) return InvalidArgument("tool_calls: each tool needs a name and parameters");
+      JsonNode lit;
+      lit.literals = {json::serialize(*name)};
+      const int32_t name_node = Add(std::move(lit));
+      Result<int32_t> args = CompileDocument(*params, fmt::format("tools.{}.parameters", std::string_view(name->get_string())));
+      if (!args.ok()) return args.status();
+      JsonNode call;
+      call.kind = JsonKind::kObject;
+      call.properties = {{"name", name_node, true}, {"arguments", *args, true}};
+      any.alternatives.push_back(Add(std::move(call)));
+    }
+    if (any.alternatives.empty()) return InvalidArgument("tool_calls: no tools");
+    const int32_t item = Add(std::move(any));
+    JsonNode array;
+    array.kind = JsonKind::kArray;
+    array.items = item;
+    array.min_items = 1;
+    if (!parallel) array.max_items = 1;
+    return Add(std::move(array));
+  }
+
+  Result<std::shared_ptr<const JsonGrammar>> Finish(int32_t root) {
+    Result<std::shared_ptr<const JsonGrammar>> g = JsonGrammar::Create(std::move(nodes_), root);
     if (!g.ok()) return InvalidArgument("response_format schema: " + g.status().message());
     return g;
   }
@@ -85,12 +151,16 @@ class SchemaCompiler {
         return Fail(where, fmt::format("'{}' is not supported", std::string_view(k)));
       }
     }
-    if (const json::value* ref = o.if_contains("$ref")) return CompileRef(*ref, where, depth);
+    if (const json::value* ref = o.if_contains("$ref")) {
+      if (std::string other = OtherConstraint(o, "$ref"); !other.empty()) {
+        return Fail(where, fmt::format("'$ref' beside '{}' is not supported", other));
+      }
+      return CompileRef(*ref, where, depth);
+    }
     for (const char* combiner : {"anyOf", "oneOf"}) {
       if (const json::value* alts = o.if_contains(combiner)) {
-        if (o.contains("type") || o.contains("properties") || o.contains("enum") || o.contains("const") ||
-            o.contains("items")) {
-          return Fail(where, fmt::format("'{}' beside other constraints is not supported", combiner));
+        if (std::string other = OtherConstraint(o, combiner); !other.empty()) {
+          return Fail(where, fmt::format("'{}' beside '{}' is not supported", combiner, other));
         }
         if (!alts->is_array() || alts->get_array().empty()) return Fail(where, fmt::format("'{}' must be a non-empty array", combiner));
         JsonNode n;
@@ -106,18 +176,41 @@ class SchemaCompiler {
     }
     if (const json::value* all = o.if_contains("allOf")) {
       if (!all->is_array() || all->get_array().size() != 1) return Fail(where, "'allOf' is supported with one schema only");
-      if (o.contains("type") || o.contains("properties")) return Fail(where, "'allOf' beside other constraints is not supported");
+      if (std::string other = OtherConstraint(o, "allOf"); !other.empty()) {
+        return Fail(where, fmt::format("'allOf' beside '{}' is not supported", other));
+      }
       return Compile(all->get_array()[0], where + ".allOf[0]", depth + 1);
     }
-    if (const json::value* c = o.if_contains("const")) {
+    for (const char* key : {"const", "enum"}) {
+      const json::value* e = o.if_contains(key);
+      if (!e) continue;
+      if (std::string other = OtherConstraint(o, key, "type"); !other.empty()) {
+        return Fail(where, fmt::format("'{}' beside '{}' is not supported", key, other));
+      }
+      std::vector<const json::value*> values;
+      if (std::string_view(key) == "const") {
+        values.push_back(e);
+      } else {
+        if (!e->is_array() || e->get_array().empty()) return Fail(where, "'enum' must be a non-empty array");
+        for (const json::value& x : e->get_array()) values.push_back(&x);
+      }
+      // With a type beside it, the values of that type (of one of those types).
+      std::vector<std::string> types;
+      if (const json::value* t = o.if_contains("type")) {
+        if (t->is_string()) types.emplace_back(t->get_string());
+        if (t->is_array()) {
+          for (const json::value& x : t->get_array()) {
+            if (x.is_string()) types.emplace_back(x.get_string());
+          }
+        }
+      }
       JsonNode n;
-      n.literals = {Literal(*c)};
-      return Add(std::move(n));
-    }
-    if (const json::value* e = o.if_contains("enum")) {
-      if (!e->is_array() || e->get_array().empty()) return Fail(where, "'enum' must be a non-empty array");
-      JsonNode n;
-      for (const json::value& x : e->get_array()) n.literals.push_back(Literal(x));
+      for (const json::value* x : values) {
+        if (types.empty() || std::any_of(types.begin(), types.end(), [&](const std::string& t) { return OfType(*x, t); })) {
+          n.literals.push_back(Literal(*x));
+        }
+      }
+      if (n.literals.empty()) return Fail(where, fmt::format("no '{}' value is of the 'type' beside it", key));
       return Add(std::move(n));
     }
     std::vector<std::string> types;
@@ -238,7 +331,7 @@ class SchemaCompiler {
       n.kind = type == "number" ? JsonKind::kNumber : JsonKind::kInteger;
       auto num = [&](const char* key, double* out) -> Status {
         const json::value* v = o.if_contains(key);
-        if (!v || v->is_bool()) return Status::Ok();
+        if (!v) return Status::Ok();
         if (!v->is_number()) return Fail(where, fmt::format("'{}' must be a number", key));
         *out = v->to_number<double>();
         return Status::Ok();
@@ -280,16 +373,16 @@ class SchemaCompiler {
   Result<int32_t> CompileRef(const json::value& ref, const std::string& where, int depth) {
     if (!ref.is_string()) return Fail(where, "'$ref' must be a string");
     const std::string r(ref.get_string());
-    if (auto it = refs_.find(r); it != refs_.end()) return it->second;
+    if (auto it = refs_.find({root_, r}); it != refs_.end()) return it->second;
     const json::value* target = nullptr;
     if (r == "#") {
-      target = &root_;
+      target = root_;
     } else {
       for (const char* prefix : {"#/$defs/", "#/definitions/"}) {
         const std::string p(prefix);
         if (r.compare(0, p.size(), p) != 0) continue;
         const std::string name = r.substr(p.size());
-        const json::value* defs = root_.is_object() ? root_.get_object().if_contains(p.substr(2, p.size() - 3)) : nullptr;
+        const json::value* defs = root_->is_object() ? root_->get_object().if_contains(p.substr(2, p.size() - 3)) : nullptr;
         if (defs && defs->is_object()) target = defs->get_object().if_contains(name);
       }
     }
@@ -298,16 +391,16 @@ class SchemaCompiler {
     JsonNode alias;
     alias.kind = JsonKind::kAnyOf;
     const int32_t slot = Add(std::move(alias));
-    refs_[r] = slot;
+    refs_[{root_, r}] = slot;
     Result<int32_t> c = Compile(*target, r, depth + 1);
     if (!c.ok()) return c.status();
     nodes_[static_cast<size_t>(slot)].alternatives = {*c};
     return slot;
   }
 
-  const json::value& root_;
+  const json::value* root_ = nullptr;  // the document being compiled
   std::vector<JsonNode> nodes_;
-  std::map<std::string, int32_t> refs_;
+  std::map<std::pair<const json::value*, std::string>, int32_t> refs_;
   int32_t any_ = -1;
 };
 
@@ -345,7 +438,11 @@ GrammarCache& Cache() {
 
 }  // namespace
 
-Result<ResponseFormat> CompileResponseFormat(const json::value& v) {
+namespace {
+
+// `internal`: also the split's own spec of forced tool calls,
+// {"type":"tool_calls","tools":[{"name","parameters"}],"parallel_tool_calls":bool}.
+Result<ResponseFormat> Compile(const json::value& v, bool internal) {
   if (!v.is_object()) return InvalidArgument(fmt::format("'response_format' must be an object, got {}", JsonKindName(v)));
   const json::object& o = v.get_object();
   const json::value* type = o.if_contains("type");
@@ -356,6 +453,18 @@ Result<ResponseFormat> CompileResponseFormat(const json::value& v) {
   if (t == "json_object") {
     f.grammar = JsonGrammar::AnyObject();
     f.spec = R"({"type":"json_object"})";
+    return f;
+  }
+  if (t == "tool_calls" && internal) {
+    const json::value* tools = o.if_contains("tools");
+    const json::value* parallel = o.if_contains("parallel_tool_calls");
+    if (!tools || !tools->is_array() || !parallel || !parallel->is_bool()) return InvalidArgument("tool_calls: a malformed spec");
+    f.spec = json::serialize(v);
+    if ((f.grammar = Cache().Get(f.spec))) return f;
+    SchemaCompiler c;
+    ASSIGN_OR_RETURN(int32_t root, c.CompileCalls(tools->get_array(), parallel->get_bool()));
+    ASSIGN_OR_RETURN(f.grammar, c.Finish(root));
+    Cache().Put(f.spec, f.grammar);
     return f;
   }
   if (t != "json_schema") {
@@ -370,17 +479,21 @@ Result<ResponseFormat> CompileResponseFormat(const json::value& v) {
   canonical["json_schema"] = json::object{{"schema", *schema}};
   f.spec = json::serialize(canonical);
   if ((f.grammar = Cache().Get(f.spec))) return f;
-  Result<std::shared_ptr<const JsonGrammar>> g = SchemaCompiler(*schema).Run();
-  if (!g.ok()) return g.status();
-  f.grammar = *g;
+  SchemaCompiler c;
+  ASSIGN_OR_RETURN(int32_t root, c.CompileDocument(*schema, "schema"));
+  ASSIGN_OR_RETURN(f.grammar, c.Finish(root));
   Cache().Put(f.spec, f.grammar);
   return f;
 }
 
+}  // namespace
+
+Result<ResponseFormat> CompileResponseFormat(const json::value& v) { return Compile(v, /*internal=*/false); }
+
 Result<ResponseFormat> CompileResponseFormatSpec(std::string_view spec) {
   Result<json::value> v = ParseJson(spec, "response_format");
   if (!v.ok()) return v.status();
-  return CompileResponseFormat(*v);
+  return Compile(*v, /*internal=*/true);
 }
 
 }  // namespace crescent::server

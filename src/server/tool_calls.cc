@@ -143,25 +143,20 @@ Result<ToolRequest> ParseTools(const json::object& body, std::string* param) {
 }
 
 Result<ResponseFormat> ForcedCallFormat(const ToolRequest& t) {
-  json::value schema;
+  Result<ResponseFormat> f = InvalidArgument("no forced call");
   if (t.choice == ToolChoice::kNamed) {
+    json::value schema;
     for (const ToolSpec& s : t.tools) {
       if (s.name == t.named) schema = *Parse(s.parameters);
     }
+    f = CompileResponseFormat(json::object{{"type", "json_schema"}, {"json_schema", json::object{{"schema", std::move(schema)}}}});
   } else {
-    json::array alternatives;
-    for (const ToolSpec& s : t.tools) {
-      json::object call{{"type", "object"},
-                        {"properties", json::object{{"name", json::object{{"const", s.name}}}, {"arguments", *Parse(s.parameters)}}},
-                        {"required", json::array{"name", "arguments"}}};
-      alternatives.push_back(std::move(call));
-    }
-    json::object array{{"type", "array"}, {"items", json::object{{"anyOf", std::move(alternatives)}}}, {"minItems", 1}};
-    if (!t.parallel) array["maxItems"] = 1;
-    schema = std::move(array);
+    // Each function's parameters stay a document of their own (their $refs resolve within them).
+    json::array tools;
+    for (const ToolSpec& s : t.tools) tools.push_back(json::object{{"name", s.name}, {"parameters", *Parse(s.parameters)}});
+    f = CompileResponseFormatSpec(json::serialize(
+        json::object{{"type", "tool_calls"}, {"tools", std::move(tools)}, {"parallel_tool_calls", t.parallel}}));
   }
-  json::value rf = json::object{{"type", "json_schema"}, {"json_schema", json::object{{"schema", std::move(schema)}}}};
-  Result<ResponseFormat> f = CompileResponseFormat(rf);
   if (!f.ok()) return InvalidArgument("tools: " + f.status().message());
   return f;
 }

@@ -55,7 +55,7 @@ TEST(ToolCallsTest, ParsesToolsAndChoices) {
 bool Accepts(const ResponseFormat& f, std::string_view text) {
   engine::JsonState s = f.grammar->Start();
   f.grammar->FeedBytes(&s, text);
-  return !s.dead() && s.complete();
+  return !s.dead() && f.grammar->Complete(s);
 }
 
 TEST(ToolCallsTest, ForcedCallsAreGrammars) {
@@ -68,6 +68,20 @@ TEST(ToolCallsTest, ForcedCallsAreGrammars) {
   EXPECT_FALSE(Accepts(*required, R"([{"name":"launch","arguments":{}}])"));           // not declared
   Result<ResponseFormat> one = ForcedCallFormat(Parse(R"(,"tool_choice":"required","parallel_tool_calls":false)"));
   EXPECT_FALSE(Accepts(*one, R"([{"name":"get_time","arguments":{}},{"name":"get_time","arguments":{}}])"));
+  // Parameters with their own $defs: each function's schema is its own document.
+  std::string p;
+  const json::value defs = json::parse(R"({"tools":[
+    {"type":"function","function":{"name":"a","parameters":{"type":"object","properties":{"x":{"$ref":"#/$defs/X"}},"required":["x"],
+      "$defs":{"X":{"enum":[1,2]}}}}},
+    {"type":"function","function":{"name":"b","parameters":{"type":"object","properties":{"x":{"$ref":"#/$defs/X"}},"required":["x"],
+      "$defs":{"X":{"type":"boolean"}}}}}],"tool_choice":"required"})");
+  Result<ResponseFormat> both = ForcedCallFormat(*ParseTools(defs.as_object(), &p));
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  EXPECT_TRUE(Accepts(*both, R"([{"name":"a","arguments":{"x":2}},{"name":"b","arguments":{"x":true}}])"));
+  EXPECT_FALSE(Accepts(*both, R"([{"name":"a","arguments":{"x":true}}])"));
+  Result<ResponseFormat> again = CompileResponseFormatSpec(both->spec);  // as a prefill or decode instance compiles it
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->grammar, both->grammar);
   Result<ResponseFormat> named = ForcedCallFormat(Parse(R"(,"tool_choice":{"type":"function","function":{"name":"get_weather"}})"));
   EXPECT_TRUE(Accepts(*named, R"({"city":"Lima"})"));
   EXPECT_FALSE(Accepts(*named, R"({"unit":"c"})"));
