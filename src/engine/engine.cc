@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -200,7 +201,7 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
     }
   }
   if (p.max_tokens < 0) return InvalidArgument("max_tokens must be >= 0");
-  if (n + p.max_tokens > max_model_len) {
+  if (p.max_tokens > max_model_len - n) {  // (n + max_tokens could overflow)
     return InvalidArgument("this model's maximum context length is " + std::to_string(max_model_len) +
                            " tokens; the request asks for " + std::to_string(n + p.max_tokens) + " (" +
                            std::to_string(n) + " in the prompt, " + std::to_string(p.max_tokens) + " to generate)");
@@ -217,6 +218,13 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
     return InvalidArgument("sampling parameters out of range");
   }
   if (p.prompt_logprobs < -1 || p.prompt_logprobs > 20) return InvalidArgument("prompt_logprobs must be in [-1, 20]");
+  for (auto [t, b] : p.sampling.logit_bias) {
+    if (t < 0 || t >= cfg.vocab_size || !std::isfinite(b)) return InvalidArgument("logit_bias: a token outside the vocabulary or a bias that is not finite");
+  }
+  if (!std::isfinite(p.sampling.temperature) || !std::isfinite(p.sampling.presence_penalty) ||
+      !std::isfinite(p.sampling.frequency_penalty) || !std::isfinite(p.sampling.repetition_penalty)) {
+    return InvalidArgument("sampling parameters must be finite");
+  }
   if (p.grammar) {
     if (tokenizer == nullptr) return InvalidArgument("structured output needs a tokenizer");
     std::call_once(token_table_once, [&] { token_table = TokenTable::Build(*tokenizer, runner->config().vocab_size); });
@@ -675,7 +683,14 @@ void Engine::Impl::Step() {
     if (req.first_step_time == 0) req.first_step_time = step_start;
   }
   std::vector<float> logits;
-  Status st = runner->Forward(batch, *pool, &logits, hook);
+  Status st = Status::Ok();
+  // A library that throws (oneDNN, an allocation, a sink) fails this step's
+  // requests, not the process: the engine goes on with the next step.
+  try {
+    st = runner->Forward(batch, *pool, &logits, hook);
+  } catch (const std::exception& e) {
+    st = Internal(std::string("the model step threw: ") + e.what());
+  }
   if (!st.ok()) {
     LOG_ERROR("engine step failed: {}", st.ToString());
     for (const ScheduledSeq& s : out.scheduled) Finish(s.seq->id, FinishReason::kError, st);

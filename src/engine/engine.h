@@ -16,7 +16,9 @@
 //   waiting queue full: ResourceExhausted, which HTTP maps to 429; shutting down:
 //   Unavailable) and returns its id. Nothing is called back for a refused request.
 // - Every accepted request gets exactly one output with finished = true, whatever
-//   happens (completion, Cancel, Shutdown, an internal error).
+//   happens (completion, Cancel, Shutdown, an internal error). A model step that
+//   fails or throws (a library's exception on the step thread) ends the requests
+//   it carried with kError (Internal); the engine goes on with the others.
 // - Callbacks run on the step thread, in order per request; they must be quick and
 //   must not call back into the Engine synchronously except Cancel.
 // - Cancel is thread-safe and idempotent; the request's pages are freed by the

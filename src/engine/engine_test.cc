@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -195,6 +196,49 @@ TEST_F(EngineTest, StructuredOutputIsAlwaysACompleteValue) {
   EngineRequest r = Req(20, 4, 40, 1.0f);
   r.params.grammar = schema;
   EXPECT_EQ(Run(*e, {r})[0].text, Run(*e, {r})[0].text);  // seeded: reproducible
+}
+
+// A library that throws on the step thread (here a request's KV sink, called
+// between layers as a transfer engine's would be) fails the requests of that
+// step, and the engine serves the next ones.
+TEST_F(EngineTest, AnExceptionInAStepFailsItsRequestsAndTheEngineGoesOn) {
+  struct Throwing final : KvLayerSink {
+    void OnLayer(int64_t, int64_t, int64_t, std::span<const int32_t>, KvPageAccess&) override {
+      throw std::runtime_error("a library failed");
+    }
+    void OnFinished(bool, std::span<const int32_t>, KvPageAccess&) override {}
+    bool Idle() const override { return true; }
+  };
+  auto e = Make(EngineOptions{}, DType::kF32);
+  EngineRequest bad = Req(30, 1, 4);
+  bad.kv_sink = std::make_shared<Throwing>();
+  Completion c = Run(*e, {bad})[0];
+  EXPECT_EQ(c.finish_reason, FinishReason::kError);
+  EXPECT_EQ(c.error.code(), StatusCode::kInternal);
+  EXPECT_NE(c.error.message().find("a library failed"), std::string::npos);
+  const Completion after = Run(*e, {Req(30, 2, 6)})[0];
+  EXPECT_TRUE(after.error.ok()) << after.error.ToString();
+  EXPECT_EQ(after.tokens.size(), 6u);
+  EXPECT_EQ(e->Stats().running, 0);
+}
+
+// The engine's own contract, whoever calls it: sizes that would overflow and
+// values that are not numbers are refused, never wrapped around.
+TEST_F(EngineTest, HugeAndNonFiniteParametersAreRefused) {
+  auto e = Make(EngineOptions{}, DType::kF32);
+  OutputQueue q;
+  auto refused = [&](auto edit) {
+    EngineRequest r = Req(8, 1, 4);
+    edit(r);
+    return e->Submit(r, q.Callback()).status().code() == StatusCode::kInvalidArgument;
+  };
+  EXPECT_TRUE(refused([](EngineRequest& r) { r.params.max_tokens = std::numeric_limits<int64_t>::max(); }));
+  EXPECT_TRUE(refused([](EngineRequest& r) { r.params.max_tokens = std::numeric_limits<int64_t>::max() - 3; }));
+  EXPECT_TRUE(refused([](EngineRequest& r) { r.params.sampling.temperature = std::nanf(""); }));
+  EXPECT_TRUE(refused([](EngineRequest& r) { r.params.sampling.logit_bias = {{5, std::numeric_limits<float>::infinity()}}; }));
+  EXPECT_TRUE(refused([](EngineRequest& r) { r.params.sampling.logit_bias = {{1 << 30, 1.0f}}; }));
+  EXPECT_TRUE(refused([](EngineRequest& r) { r.params.sampling.logprobs = 1 << 30; }));
+  EXPECT_EQ(Run(*e, {Req(8, 1, 4)})[0].tokens.size(), 4u);
 }
 
 TEST_F(EngineTest, PrefixCacheHitsGiveSameTokens) {
