@@ -142,28 +142,45 @@ void OpenAiService::Handle(HttpRequest req, std::shared_ptr<HttpExchange> ex) {
     return Reply(*ex, ApiError::ForStatus(415, fmt::format("the request body must be application/json, got '{}'",
                                                            req.content_type.empty() ? "no Content-Type" : req.content_type)));
   }
-  HandleGenerate(is_chat ? ApiKind::kChat : ApiKind::kCompletion, req, std::move(ex));
+  // Off the io thread: counted in flight from here, so a shutdown's grace covers it.
+  const ApiKind kind = is_chat ? ApiKind::kChat : ApiKind::kCompletion;
+  const int64_t start_ns = MonotonicClock::Get().NowNanos();
+  ++in_flight_;
+  auto task = [this, kind, start_ns, req = std::move(req), ex]() mutable {
+    std::variant<ApiError, GenerationSpec> prepared = Prepare(kind, req, start_ns);
+    ex->Post([this, ex, prepared = std::move(prepared)]() mutable {
+      if (auto* e = std::get_if<ApiError>(&prepared)) {
+        Reply(*ex, *e);
+      } else {
+        Generation::Start(engine_, &metrics_, &in_flight_, std::move(std::get<GenerationSpec>(prepared)), ex);
+      }
+      --in_flight_;
+    });
+  };
+  if (!prep_.Submit(std::move(task))) {
+    --in_flight_;
+    Reply(*ex, ApiError::ForStatus(503, "the server is shutting down"));
+  }
 }
 
-void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_ptr<HttpExchange> ex) {
-  const int64_t start_ns = MonotonicClock::Get().NowNanos();
+std::variant<ApiError, GenerationSpec> OpenAiService::Prepare(ApiKind kind, HttpRequest& req, int64_t start_ns) {
   ParseResult parsed = kind == ApiKind::kChat ? ParseChatRequest(req.body) : ParseCompletionRequest(req.body);
-  if (auto* e = std::get_if<ApiError>(&parsed)) return Reply(*ex, *e);
+  if (auto* e = std::get_if<ApiError>(&parsed)) return (*e);
   ApiRequest& r = std::get<ApiRequest>(parsed);
-  if (!r.model.empty() && r.model != options_.served_model) return Reply(*ex, ApiError::ModelNotFound(r.model));
+  if (!r.model.empty() && r.model != options_.served_model) return (ApiError::ModelNotFound(r.model));
 
   const char* prompt_param = kind == ApiKind::kChat ? "messages" : "prompt";
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> echo_texts;  // echo: each prompt as the client gave it (token ids as text)
   if (kind == ApiKind::kChat) {
-    if (!chat_) return Reply(*ex, ApiError::ForStatus(400, "this model has no chat template", "messages"));
+    if (!chat_) return (ApiError::ForStatus(400, "this model has no chat template", "messages"));
     model::ChatTemplateInputs in;
     in.add_generation_prompt = true;
     in.bos_token = tokenizer_->bos_token();
     in.eos_token = tokenizer_->eos_token();
     for (const ToolSpec& t : r.tools.tools) in.tools_json.push_back(t.json);
     auto text = chat_->Render(r.messages, in);
-    if (!text.ok()) return Reply(*ex, ApiError::ForStatus(400, text.status().message(), "messages"));
+    if (!text.ok()) return (ApiError::ForStatus(400, text.status().message(), "messages"));
     prompts.push_back(tokenizer_->Encode(*text, /*add_special_tokens=*/false));
   } else {
     const int64_t vocab = engine_->vocab_size();
@@ -175,7 +192,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
       }
       for (int32_t t : p.tokens) {
         if (t >= vocab) {
-          return Reply(*ex, ApiError::ForStatus(
+          return (ApiError::ForStatus(
                                 400, fmt::format("token id {} is outside the vocabulary ({})", t, vocab), "prompt"));
         }
       }
@@ -186,21 +203,21 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
 
   for (auto [t, b] : r.logit_bias) {
     if (t >= engine_->vocab_size()) {
-      return Reply(*ex, ApiError::ForStatus(400, fmt::format("logit_bias token id {} is outside the vocabulary ({})", t,
+      return (ApiError::ForStatus(400, fmt::format("logit_bias token id {} is outside the vocabulary ({})", t,
                                                              engine_->vocab_size()),
                                             "logit_bias"));
     }
   }
   if (static_cast<int64_t>(prompts.size()) * r.n > kMaxChoices) {
-    return Reply(*ex, ApiError::ForStatus(400, fmt::format("at most {} choices (prompts x n) per request", kMaxChoices), "n"));
+    return (ApiError::ForStatus(400, fmt::format("at most {} choices (prompts x n) per request", kMaxChoices), "n"));
   }
   const int64_t limit = std::min(engine_->max_model_len(), kv_capacity_tokens_);
   GenerationSpec spec;
   for (const auto& p : prompts) {
     const int64_t len = static_cast<int64_t>(p.size());
-    if (len == 0) return Reply(*ex, ApiError::ForStatus(400, "the prompt is empty", prompt_param));
+    if (len == 0) return (ApiError::ForStatus(400, "the prompt is empty", prompt_param));
     if (len >= limit) {
-      return Reply(*ex, ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
+      return (ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
                                                    "the {} has {} tokens",
                                                    limit, prompt_param, len),
                                        prompt_param));
@@ -209,7 +226,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
     const int64_t room = limit - len;
     if (r.max_tokens) {
       if (*r.max_tokens > limit - len) {
-        return Reply(*ex, ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
+        return (ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
                                                      "the request asks for {} ({} in the {}, {} to generate)",
                                                      limit, len + *r.max_tokens, len, prompt_param, *r.max_tokens),
                                          "max_tokens"));
@@ -251,7 +268,7 @@ void OpenAiService::HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_p
   spec.include_usage = r.include_usage;
   spec.tools = std::move(r.tools);
   spec.start_ns = start_ns;
-  Generation::Start(engine_, &metrics_, &in_flight_, std::move(spec), std::move(ex));
+  return spec;
 }
 
 }  // namespace crescent::server

@@ -8,8 +8,10 @@
 //   other methods on these: 405 (with Allow); other paths: 404
 //
 // With an API key, every /v1 route needs "Authorization: Bearer <key>" (401).
-// Requests are parsed into native types (api_request.h), tokenized here, and
-// handed to a Generation; no JSON goes further.
+// Requests are parsed into native types (api_request.h), rendered and
+// tokenized on a small WorkPool (never on an io thread: a 4 MiB prompt must
+// not stall /health or other connections), and handed to a Generation on the
+// connection's strand; no JSON goes further.
 // Ownership: borrows the engine, tokenizer and chat template given to
 // SetReady, which must outlive every request (the Server shuts the engine down
 // before destroying them). Thread-safety: Handle runs on any io thread; state
@@ -21,14 +23,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 
 #include "engine/engine.h"
 #include "server/generation_backend.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 #include "server/api_request.h"
+#include "server/generation.h"
 #include "server/http_types.h"
 #include "server/server_metrics.h"
+#include "server/work_pool.h"
 
 namespace crescent::server {
 
@@ -47,6 +52,8 @@ class OpenAiService {
                 int64_t kv_capacity_tokens);
   void SetLoadFailed(std::string message);
   void SetDraining();
+  // Runs what the pool still holds and joins it (before the tokenizer goes).
+  void StopPreparing() { prep_.Stop(); }
 
   void Handle(HttpRequest request, std::shared_ptr<HttpExchange> exchange);
   ServerMetrics& metrics() { return metrics_; }
@@ -55,7 +62,8 @@ class OpenAiService {
 
  private:
   enum class State { kLoading, kReady, kDraining, kFailed };
-  void HandleGenerate(ApiKind kind, HttpRequest& req, std::shared_ptr<HttpExchange> ex);
+  // Parsing, rendering, tokenization and checks: a Generation's spec, or the error to answer.
+  std::variant<ApiError, GenerationSpec> Prepare(ApiKind kind, HttpRequest& req, int64_t start_ns);
   void Reply(HttpExchange& ex, const ApiError& e);
 
   ServiceOptions options_;
@@ -68,6 +76,7 @@ class OpenAiService {
   const model::Tokenizer* tokenizer_ = nullptr;
   const model::ChatTemplate* chat_ = nullptr;
   int64_t kv_capacity_tokens_ = 0;
+  WorkPool prep_{2};  // last: joined first
 };
 
 }  // namespace crescent::server

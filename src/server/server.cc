@@ -340,6 +340,7 @@ void Server::Shutdown(double grace_s) {
   }
   wait_for(2.0, [&] { return service_->in_flight() == 0 && http_->num_connections() == 0; });
   http_->Stop();
+  service_->StopPreparing();  // nothing tokenizes once the tokenizer may go
   LOG_INFO("crescent serve: stopped");
 }
 
