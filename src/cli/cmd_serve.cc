@@ -48,6 +48,8 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--dummy-dir", o->model.dummy_dir, "Folder for the dummy model (default ~/.cache/crescent/dummy/<preset>)");
   cmd->add_option("--io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 64))->capture_default_str();
   cmd->add_option("--max-body-bytes", o->http.max_body_bytes, "Largest request body (413 beyond)")->capture_default_str();
+  cmd->add_option("--max-connections", o->http.max_connections, "Open connections at most (503 beyond)")
+      ->capture_default_str();
   cmd->add_option("--read-timeout", o->http.read_timeout_s, "Seconds to receive a request (and keep-alive idle)")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();

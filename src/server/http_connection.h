@@ -55,6 +55,9 @@ struct HttpOptions {
   size_t max_header_bytes = 16u << 10;
   double read_timeout_s = 15;   // to receive one whole request, and idle keep-alive
   double write_timeout_s = 60;  // for one write to drain (a client that stops reading)
+  // Open connections at most; one past it is answered 503 and closed at once
+  // (each connection holds a socket, its buffers and a strand).
+  size_t max_connections = 4096;
   std::vector<std::string> allowed_origins;  // CORS; "*" = any; empty = same-origin only
   HttpHandler handler;
   std::function<void(int)> on_status;  // each response's status (may be empty)

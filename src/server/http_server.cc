@@ -66,7 +66,24 @@ void HttpServer::Accept() {
       });
       return;
     }
-    std::make_shared<HttpConnection>(std::move(socket), options_, conns_)->Start();
+    if (conns_->size() >= options_->max_connections) {
+      // Over the cap: a short answer written at once (it fits the socket's
+      // send buffer), then closed; the acceptor keeps going.
+      static const std::string kBusy = [] {
+        const std::string body =
+            R"({"error":{"message":"too many open connections; retry later","type":"server_error","param":null,"code":null}})";
+        return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\n"
+               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+      }();
+      boost::system::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(asio::buffer(kBusy), ignored);
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
+      if (options_->on_status) options_->on_status(503);
+    } else {
+      std::make_shared<HttpConnection>(std::move(socket), options_, conns_)->Start();
+    }
     Accept();
   });
 }

@@ -2,6 +2,8 @@
 // every accepted connection gets its own strand (HttpConnection), so no thread
 // is tied to a connection and engine callbacks only post to a strand.
 //
+// Past options.max_connections open connections, a new one gets a 503 with
+// an OpenAI-style body and is closed (nothing else is read from it).
 // Lifecycle: Start (binds; port 0 picks a free one) -> ... -> StopAccepting
 // (closes the listener and every idle connection; requests in flight finish)
 // -> Stop (stops the io threads, abandoning whatever is left) or destruction.

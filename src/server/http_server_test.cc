@@ -27,8 +27,9 @@ struct Fixture {
   std::mutex mu;
   std::unique_ptr<HttpServer> server;
 
-  Fixture() {
+  explicit Fixture(size_t max_connections = 4096) {
     HttpOptions o;
+    o.max_connections = max_connections;
     o.max_body_bytes = 1000;
     o.read_timeout_s = 0.5;
     o.on_status = [this](int) { ++statuses; };
@@ -144,6 +145,35 @@ TEST(HttpServer, StopAcceptingClosesIdleConnections) {
   f.server->StopAccepting();
   asio::read(s, asio::dynamic_buffer(out), ec);  // returns when the server closes
   EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+}
+
+// Past the cap a new connection gets a 503 (and is closed) while the open
+// ones keep working; once one closes, a new one is served again.
+TEST(HttpServer, ConnectionsPastTheCapGet503) {
+  Fixture f(2);
+  asio::io_context io;
+  const tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(f.server->port()));
+  auto open_one = [&] {
+    auto s = std::make_unique<tcp::socket>(io);
+    s->connect(ep);
+    return s;
+  };
+  auto a = open_one();
+  auto b = open_one();
+  ASSERT_TRUE(WaitFor([&] { return f.server->num_connections() == 2; }));
+  const std::string refused = Exchange(f.server->port(), "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(refused.rfind("HTTP/1.1 503", 0), 0u) << refused;
+  EXPECT_NE(refused.find("too many open connections"), std::string::npos);
+  // The open ones still answer.
+  asio::write(*a, asio::buffer(std::string("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::string out;
+  boost::system::error_code ec;
+  asio::read(*a, asio::dynamic_buffer(out), asio::transfer_at_least(1), ec);
+  EXPECT_NE(out.find("200 OK"), std::string::npos);
+  b.reset();
+  ASSERT_TRUE(WaitFor([&] { return f.server->num_connections() == 1; }));
+  EXPECT_NE(Exchange(f.server->port(), "GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").find("200 OK"),
+            std::string::npos);
 }
 
 }  // namespace
