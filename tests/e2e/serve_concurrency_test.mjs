@@ -1,14 +1,16 @@
-// 256 concurrent streaming clients against a live `crescent serve`: every
+// 1,000 concurrent streaming clients against a live `crescent serve`: every
 // stream must be complete and correct — chunked framing intact, each chat
 // stream opening with the role, greedy text equal to the non-streamed answer,
-// one finish_reason, the usage chunk, and `data: [DONE]` last.
+// one finish_reason, the usage chunk, and `data: [DONE]` last; the server's
+// peak resident memory is printed and bounded, and nothing is left running.
+import fs from 'node:fs';
 import { Checker, parseArgs, parseSse, request, startServer, stopServer } from './serve_util.mjs';
 
 const args = parseArgs();
 const t = new Checker('serve_concurrency');
 const server = await startServer(args, ['--max-num-seqs', '64']);
 const port = server.port;
-const CLIENTS = 256;
+const CLIENTS = 1000;
 const TOKENS = 8;
 
 const completionBody = (i) => ({ prompt: `Client number ${i % 4} says hello`, max_tokens: TOKENS, temperature: 0, ignore_eos: true });
@@ -66,6 +68,14 @@ await t.section(`${CLIENTS} concurrent streams`, async () => {
   console.log(`  ${CLIENTS} streams x ${TOKENS} tokens in ${elapsed} ms`);
   const h = await request(port, 'GET', '/health');
   t.check(h.status === 200, 'healthy afterwards');
+  // Peak resident memory of the server (VmHWM): a stream costs a connection and its buffers, not more.
+  const status = fs.readFileSync(`/proc/${server.proc.pid}/status`, 'utf8');
+  const peakMiB = Number((status.match(/^VmHWM:\s+(\d+) kB/m) || [])[1]) / 1024;
+  console.log(`  server peak RSS ${peakMiB.toFixed(0)} MiB`);
+  t.check(peakMiB > 0 && peakMiB < 1536, 'peak RSS bounded (under 1.5 GiB with a 256 MB KV pool)', `${peakMiB} MiB`);
+  const m = await request(port, 'GET', '/metrics');
+  const running = Number((m.body.match(/^crescent_requests_running (\S+)$/m) || [])[1]);
+  t.check(running === 0, 'nothing left running', String(running));
 });
 
 const { code } = await stopServer(server);
