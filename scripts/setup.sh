@@ -11,7 +11,7 @@ pkgs=(
   libpcre2-dev libicu-dev libxxhash-dev libucx-dev ucx-utils liburing-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   etcd-server etcd-client fio redis-server
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev clang-15 libfuzzer-15-dev libomp-15-dev
   python3 python3-numpy iproute2 procps curl gnuplot-nox
 )
 missing=()

@@ -25,4 +25,10 @@ cd build
 rc=0
 ctest --output-on-failure --timeout 900 -j "$(nproc)" "${select[@]}" "$@" || rc=$?
 echo "$traces_line"
+cd ..
+# The fuzz targets' smoke run (clang-15, ASan + UBSan): a few seconds each
+# from the committed seeds; only on the whole suite (no ctest arguments).
+if [ $# -eq 0 ]; then
+  bash scripts/fuzz.sh all 10 || rc=1
+fi
 exit $rc

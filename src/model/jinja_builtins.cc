@@ -1,6 +1,8 @@
 // GCC 12 reports a false -Wrestrict inside std::string's operator+ (GCC bug
 // 105329); string building here is ordinary.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wrestrict"
+#endif
 
 #include "model/jinja_builtins.h"
 

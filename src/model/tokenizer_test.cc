@@ -2,7 +2,9 @@
 // the real Llama 2 / Llama 3 tokenizers (streaming and edge cases). The corpus
 // comparison with the reference lives in tokenizer_reference_test.cc.
 // GCC 12 reports a false -Wrestrict inside std::string's operator+ (GCC bug 105329).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wrestrict"
+#endif
 
 #include "model/tokenizer.h"
 
