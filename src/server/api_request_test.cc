@@ -126,6 +126,10 @@ TEST(ApiRequest, LogitBias) {
   EXPECT_EQ(r.logit_bias[0], (std::pair<int32_t, float>{0, 100.0f}));
   EXPECT_EQ(r.logit_bias[1], (std::pair<int32_t, float>{3, 2.5f}));
   EXPECT_EQ(r.logit_bias[2], (std::pair<int32_t, float>{7, -100.0f}));
+  // A key of many digits is a 400, not an integer overflow (fuzz_openai_request found it;
+  // fuzz/corpus/fuzz_openai_request/regress_logit_bias_long_key.json).
+  EXPECT_EQ(Err(ParseChatRequest("{" + m + R"(,"logit_bias":{"0000400000000000000000000000000000000000000000005":-100}})")).param,
+            "logit_bias");
   EXPECT_TRUE(Ok(ParseCompletionRequest(R"({"prompt":"x","logit_bias":{}})")).logit_bias.empty());
   EXPECT_EQ(Ok(ParseCompletionRequest(R"({"prompt":"x","logit_bias":{"5":1}})")).logit_bias.size(), 1u);
   for (const char* bad : {R"({"not_a_token_id":50})", R"({"-1":1})", R"({"1.5":1})", R"({"":1})",
