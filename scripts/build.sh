@@ -4,7 +4,9 @@
 #   scripts/build.sh asan       ASan/UBSan build in build-asan/ (run its tests with
 #                               LSAN_OPTIONS=suppressions=$PWD/scripts/lsan.supp: a UCX leak)
 #   scripts/build.sh tsan       ThreadSanitizer build in build-tsan/ (run its tests with
-#                               TSAN_OPTIONS=suppressions=$PWD/scripts/tsan.supp)
+#                               TSAN_OPTIONS=suppressions=$PWD/scripts/tsan.supp and
+#                               UCX_MEM_MMAP_HOOK_MODE=none UCX_MEM_MALLOC_HOOKS=no: UCX's
+#                               madvise hook crashes TSan at thread exit)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-release}
