@@ -139,6 +139,9 @@ class JsonGrammar {
   void Step(JsonStack s, uint8_t c, std::vector<JsonStack>* out) const;
   void PushValue(JsonStack s, int32_t node, uint8_t c, std::vector<JsonStack>* out) const;
   Act StepFrame(JsonFrame& f, uint8_t c, int32_t* child) const;
+  // Whitespace between a container's tokens (where `allowed`): true when `c`
+  // was whitespace, with *act its fate (runs bounded by kMaxWhitespaceRun).
+  bool Whitespace(JsonFrame& f, uint8_t c, bool allowed, Act* act) const;
   Act StepObject(JsonFrame& f, const JsonNode& n, uint8_t c, int32_t* child) const;
   Act StepArray(JsonFrame& f, const JsonNode& n, uint8_t c, int32_t* child) const;
   Act StepString(JsonFrame& f, const JsonNode& n, uint8_t c) const;
