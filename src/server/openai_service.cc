@@ -165,22 +165,22 @@ void OpenAiService::Handle(HttpRequest req, std::shared_ptr<HttpExchange> ex) {
 
 std::variant<ApiError, GenerationSpec> OpenAiService::Prepare(ApiKind kind, HttpRequest& req, int64_t start_ns) {
   ParseResult parsed = kind == ApiKind::kChat ? ParseChatRequest(req.body) : ParseCompletionRequest(req.body);
-  if (auto* e = std::get_if<ApiError>(&parsed)) return (*e);
+  if (auto* e = std::get_if<ApiError>(&parsed)) return *e;
   ApiRequest& r = std::get<ApiRequest>(parsed);
-  if (!r.model.empty() && r.model != options_.served_model) return (ApiError::ModelNotFound(r.model));
+  if (!r.model.empty() && r.model != options_.served_model) return ApiError::ModelNotFound(r.model);
 
   const char* prompt_param = kind == ApiKind::kChat ? "messages" : "prompt";
   std::vector<std::vector<int32_t>> prompts;
   std::vector<std::string> echo_texts;  // echo: each prompt as the client gave it (token ids as text)
   if (kind == ApiKind::kChat) {
-    if (!chat_) return (ApiError::ForStatus(400, "this model has no chat template", "messages"));
+    if (!chat_) return ApiError::ForStatus(400, "this model has no chat template", "messages");
     model::ChatTemplateInputs in;
     in.add_generation_prompt = true;
     in.bos_token = tokenizer_->bos_token();
     in.eos_token = tokenizer_->eos_token();
     for (const ToolSpec& t : r.tools.tools) in.tools_json.push_back(t.json);
     auto text = chat_->Render(r.messages, in);
-    if (!text.ok()) return (ApiError::ForStatus(400, text.status().message(), "messages"));
+    if (!text.ok()) return ApiError::ForStatus(400, text.status().message(), "messages");
     prompts.push_back(tokenizer_->Encode(*text, /*add_special_tokens=*/false));
   } else {
     const int64_t vocab = engine_->vocab_size();
@@ -192,8 +192,8 @@ std::variant<ApiError, GenerationSpec> OpenAiService::Prepare(ApiKind kind, Http
       }
       for (int32_t t : p.tokens) {
         if (t >= vocab) {
-          return (ApiError::ForStatus(
-                                400, fmt::format("token id {} is outside the vocabulary ({})", t, vocab), "prompt"));
+          return ApiError::ForStatus(
+                                400, fmt::format("token id {} is outside the vocabulary ({})", t, vocab), "prompt");
         }
       }
       if (r.echo) echo_texts.push_back(tokenizer_->Decode(p.tokens, r.skip_special_tokens));
@@ -203,33 +203,33 @@ std::variant<ApiError, GenerationSpec> OpenAiService::Prepare(ApiKind kind, Http
 
   for (auto [t, b] : r.logit_bias) {
     if (t >= engine_->vocab_size()) {
-      return (ApiError::ForStatus(400, fmt::format("logit_bias token id {} is outside the vocabulary ({})", t,
+      return ApiError::ForStatus(400, fmt::format("logit_bias token id {} is outside the vocabulary ({})", t,
                                                              engine_->vocab_size()),
-                                            "logit_bias"));
+                                            "logit_bias");
     }
   }
   if (static_cast<int64_t>(prompts.size()) * r.n > kMaxChoices) {
-    return (ApiError::ForStatus(400, fmt::format("at most {} choices (prompts x n) per request", kMaxChoices), "n"));
+    return ApiError::ForStatus(400, fmt::format("at most {} choices (prompts x n) per request", kMaxChoices), "n");
   }
   const int64_t limit = std::min(engine_->max_model_len(), kv_capacity_tokens_);
   GenerationSpec spec;
   for (const auto& p : prompts) {
     const int64_t len = static_cast<int64_t>(p.size());
-    if (len == 0) return (ApiError::ForStatus(400, "the prompt is empty", prompt_param));
+    if (len == 0) return ApiError::ForStatus(400, "the prompt is empty", prompt_param);
     if (len >= limit) {
-      return (ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
+      return ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
                                                    "the {} has {} tokens",
                                                    limit, prompt_param, len),
-                                       prompt_param));
+                                       prompt_param);
     }
     engine::RequestParams params;
     const int64_t room = limit - len;
     if (r.max_tokens) {
       if (*r.max_tokens > limit - len) {
-        return (ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
+        return ContextTooLong(fmt::format("this model's maximum context length is {} tokens; "
                                                      "the request asks for {} ({} in the {}, {} to generate)",
                                                      limit, len + *r.max_tokens, len, prompt_param, *r.max_tokens),
-                                         "max_tokens"));
+                                         "max_tokens");
       }
       params.max_tokens = *r.max_tokens;
     } else {
