@@ -98,10 +98,17 @@ void BM_StreamRead(benchmark::State& st) {
 // 16-token pages): `seqs` sequences with `ctx` tokens in pages, each adding `n` new
 // query tokens (n = 1 is a decode step). The pages span 8 copies of the batch's
 // KV, used in turn, so decode reads them from memory as the engine does (the
-// weights evict them between layers), not from cache. GB/s counts K and V read.
+// weights evict them between layers), not from cache. GB/s counts K and V read,
+// GFLOP/s the QK^T and PV products (4 x head_dim per query head and key seen).
+// The 4th argument picks the kernel: 0 auto, 1 f32, 2 bf16-avx512, 3 bf16-amx.
 void BM_Attention(benchmark::State& st) {
   using namespace crescent::kernels;
   const int64_t seqs = st.range(0), ctx = st.range(1), n = st.range(2);
+  const auto kernel = static_cast<AttentionKernel>(st.range(3));
+  if (!AttentionKernelAvailable(kernel, DType::kBF16, 64)) {
+    st.SkipWithError("kernel not available here");
+    return;
+  }
   const int64_t heads = 32, kvh = 8, hd = 64, page = 16, copies = 8;
   const int64_t pages_per_seq = (ctx + n + page - 1) / page;
   KvLayerView kv;
@@ -124,12 +131,21 @@ void BM_Attention(benchmark::State& st) {
   std::vector<float> q(static_cast<size_t>(seqs * n * heads * hd), 0.01f);
   std::vector<uint16_t> out(q.size());
   AttentionParams p{heads, kvh, hd, 0.125f, 0};
+  p.kernel = kernel;
   int64_t it = 0;
   for (auto _ : st) PagedAttention(p, kv, batches[it++ % copies], q.data(), heads * hd, out.data());
   st.counters["GB/s"] = benchmark::Counter(static_cast<double>(seqs * (ctx + n) * kvh * hd * 2 * 2),
                                            benchmark::Counter::kIsIterationInvariantRate);
+  const double keys = static_cast<double>(n) * static_cast<double>(ctx) + static_cast<double>(n) * (n + 1) / 2.0;
+  st.counters["GFLOP/s"] = benchmark::Counter(4.0 * hd * heads * keys * static_cast<double>(seqs) / 1e9,
+                                              benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_Attention)->Args({32, 600, 1})->Args({1, 4096, 1})->Args({1, 0, 512})->Args({1, 3584, 512})
+BENCHMARK(BM_Attention)
+    ->ArgNames({"seqs", "ctx", "new", "f32"})
+    ->ArgsProduct({{32}, {600}, {1}, {1, 2, 3}})
+    ->ArgsProduct({{1}, {4096, 32768}, {1}, {1, 2, 3}})
+    ->ArgsProduct({{1}, {0}, {512, 1024}, {1, 2, 3}})
+    ->ArgsProduct({{1}, {3584, 15360}, {512, 1024}, {1, 2, 3}})
     ->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // Llama-3.2-1B decode shapes: qkv, o, gate_up, down.

@@ -7,6 +7,7 @@
 #include "base/check.h"
 #include "base/dtype.h"
 #include "base/thread_pool.h"
+#include "kernels/attention_bf16.h"
 #include "kernels/convert.h"
 #include "kernels/vec_math.h"
 
@@ -277,10 +278,15 @@ void Run(const AttentionParams& p, const KvLayerView& kv, std::span<const Attent
   CHECK_EQ(p.num_kv_heads, kv.kv_heads);
   CHECK_EQ(p.head_dim, kv.head_dim);
   CHECK_LE(p.head_dim, 256);
+  AttentionKernel kernel = p.kernel == AttentionKernel::kAuto ? AutoAttentionKernel(kv.dtype, p.head_dim) : p.kernel;
+  CHECK(AttentionKernelAvailable(kernel, kv.dtype, p.head_dim)) << AttentionKernelName(kernel) << " is not available";
+  const bool flash_bf16 = kernel == AttentionKernel::kBf16Avx512 || kernel == AttentionKernel::kBf16Amx;
+  const bool amx = kernel == AttentionKernel::kBf16Amx;
 #if CRESCENT_ATTN_AVX512
-  const int64_t block = kQueryBlock;
+  const int64_t block =
+      flash_bf16 ? internal::Bf16FlashBlockTokens(p.num_heads / p.num_kv_heads) : kQueryBlock;
 #else
-  const int64_t block = 1;
+  const int64_t block = flash_bf16 ? internal::Bf16FlashBlockTokens(p.num_heads / p.num_kv_heads) : 1;
 #endif
   std::vector<Item> items;  // token = first query of a block of `block` tokens
   for (size_t s = 0; s < seqs.size(); ++s) {
@@ -293,8 +299,12 @@ void Run(const AttentionParams& p, const KvLayerView& kv, std::span<const Attent
     thread_local std::vector<float> scratch;
     for (size_t k = static_cast<size_t>(t); k < items.size(); k += static_cast<size_t>(nt)) {
       const Item& it = items[k];
-#if CRESCENT_ATTN_AVX512
       const int64_t end = std::min(it.token + block, seqs[it.seq].num_tokens);
+      if (flash_bf16) {
+        internal::Bf16FlashBlock(p, kv, seqs[it.seq], it.kv_head, it.token, end, q, q_stride, out, scratch, amx);
+        continue;
+      }
+#if CRESCENT_ATTN_AVX512
       if (kv.dtype == DType::kF32) {
         AttendBlock<float>(p, kv, seqs[it.seq], it.kv_head, it.token, end, q, q_stride, out, scratch);
       } else {
@@ -312,6 +322,36 @@ void Run(const AttentionParams& p, const KvLayerView& kv, std::span<const Attent
 }
 
 }  // namespace
+
+bool AttentionKernelAvailable(AttentionKernel k, DType kv_dtype, int64_t head_dim) {
+  switch (k) {
+    case AttentionKernel::kAuto:
+    case AttentionKernel::kF32:
+      return true;
+    case AttentionKernel::kBf16Avx512:
+      return kv_dtype == DType::kBF16 && internal::Bf16FlashApplies(head_dim);
+    case AttentionKernel::kBf16Amx:
+      return kv_dtype == DType::kBF16 && internal::AmxFlashApplies(head_dim);
+  }
+  return false;
+}
+
+AttentionKernel AutoAttentionKernel(DType kv_dtype, int64_t head_dim) {
+  for (AttentionKernel k : {AttentionKernel::kBf16Amx, AttentionKernel::kBf16Avx512}) {
+    if (AttentionKernelAvailable(k, kv_dtype, head_dim)) return k;
+  }
+  return AttentionKernel::kF32;
+}
+
+const char* AttentionKernelName(AttentionKernel k) {
+  switch (k) {
+    case AttentionKernel::kAuto: return "auto";
+    case AttentionKernel::kF32: return "f32";
+    case AttentionKernel::kBf16Avx512: return "bf16-avx512";
+    case AttentionKernel::kBf16Amx: return "bf16-amx";
+  }
+  return "?";
+}
 
 void WriteKvPages(const KvLayerView& kv, std::span<const AttentionSeq> seqs, const float* k, const float* v,
                   int64_t stride) {

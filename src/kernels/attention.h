@@ -11,9 +11,23 @@
 //             prefix or earlier steps)      written to pages before attention)
 //
 // Query token at position p attends to keys [max(0, p-window+1), p]. Query head
-// h uses KV head h / (num_heads / num_kv_heads). Math in f32, softmax with the
-// running max subtracted. Thread-safe for disjoint outputs; parallelizes itself
-// over (sequence, token, kv head) on the default ThreadPool.
+// h uses KV head h / (num_heads / num_kv_heads). Thread-safe for disjoint
+// outputs; parallelizes itself over (sequence, kv head, block of query tokens)
+// on the default ThreadPool.
+//
+// Two kernels, chosen by the KV dtype and the build alone (never by the shape
+// of the step, so a token's result does not depend on how it was batched):
+//  - bf16 KV on a CPU with AVX512-BF16 (head_dim a multiple of 8): the flash
+//    kernel of attention_bf16.h, Q and P rounded to bf16, products in AMX
+//    tiles where the CPU has AMX-BF16 (head_dim a multiple of 32), else in
+//    vdpbf16ps; f32 accumulation and softmax. Its bound against exact attention
+//    on the same K/V, u = 2^-8, A = scale * max over keys of sum_d |q_d k_d|:
+//      |o - o_exact| <= (4 u A + 3 u) * max|v| + u |o_exact|
+//    (tested). A row's output is bitwise independent of the other rows of the
+//    step: prefill in one step or in chunks, after a prefix-cache hit or a
+//    preemption, and on either side of a P/D split give identical bits.
+//  - f32 KV (--dtype float32), or no AVX512-BF16: math in f32 (error ~1e-6),
+//    the reference the bf16 kernel is tested against.
 #pragma once
 
 #include <cstdint>
@@ -40,13 +54,28 @@ struct AttentionSeq {
   int64_t row = 0;  // index of this sequence's first query row in the batch
 };
 
+enum class AttentionKernel : uint8_t {
+  kAuto,
+  kF32,         // f32 math (bf16 or f32 KV)
+  kBf16Avx512,  // bf16 flash, vdpbf16ps
+  kBf16Amx,     // bf16 flash, AMX tiles
+};
+
 struct AttentionParams {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
   float scale = 1.0f;          // usually 1/sqrt(head_dim)
   int64_t sliding_window = 0;  // 0 = unlimited
+  // kAuto picks by the KV dtype and the machine (above); the others force a
+  // kernel (references, tests, benchmarks) and CHECK that it is available.
+  AttentionKernel kernel = AttentionKernel::kAuto;
 };
+
+// Whether `k` runs here for this KV dtype and head_dim; the kernel kAuto picks.
+bool AttentionKernelAvailable(AttentionKernel k, DType kv_dtype, int64_t head_dim);
+AttentionKernel AutoAttentionKernel(DType kv_dtype, int64_t head_dim);
+const char* AttentionKernelName(AttentionKernel k);
 
 // Stores each sequence's new K/V rows into its pages (converted to the KV dtype).
 // k, v: row r at k + r * stride, kv_heads * head_dim values each.

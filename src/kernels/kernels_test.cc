@@ -229,6 +229,7 @@ TEST(AttentionTest, PagedMatchesDenseReference) {
     WriteKvPages(kv, seqs, newk.data(), newv.data(), kvd);
     auto q = Random(static_cast<size_t>(rows * qd), 300);
     AttentionParams p{c.heads, c.kv_heads, hd, 1.0f / std::sqrt(static_cast<float>(hd)), c.window};
+    p.kernel = AttentionKernel::kF32;  // this is the f32 kernel's test (attention_bf16_test.cc has the bf16 one)
     std::vector<float> out(static_cast<size_t>(rows * qd));
     PagedAttentionF32(p, kv, seqs, q.data(), qd, out.data());
     std::vector<uint16_t> outb(out.size());

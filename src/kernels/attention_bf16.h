@@ -1,0 +1,58 @@
+// The bf16 flash-attention kernel behind PagedAttention (kernels-internal: the
+// engine calls PagedAttention, which picks this kernel by the KV dtype alone).
+//
+// One call attends one block of query tokens of one sequence for one KV head:
+// the block's rows (query tokens x the query heads of the group) are packed to
+// bf16, 16 rows to a vector (a lane per row), and the keys stream through in
+// chunks of 32 tokens at fixed positions (multiples of 32), so
+//   S  = Q K^T  is vdpbf16ps with each key's d-pairs broadcast straight from its
+//               page (no repacking of K), or with AMX one tile product of the
+//               page's 16 K rows (A, loaded from the page) by the packed Q (B);
+//   softmax     is vertical (a running max and sum per lane, f32);
+//   O += P V    is vdpbf16ps with P rounded to bf16 and V re-paired per chunk,
+//               or with AMX a tile product of V^T (re-paired and transposed)
+//               by P (B, already in pairs of keys), into O^T.
+// Accumulation is f32 throughout; Q (after scaling) and P are rounded to bf16
+// (round to nearest even), K and V are bf16 already.
+//
+// Error bound (stated in attention.h, tested in kernels_test.cc): against exact
+// attention on the same bf16 K/V, with u = 2^-8 and A_r = scale * sum_d
+// |q_d k_d| maximised over the row's keys,
+//   |o - o_exact| <= (4 u A_r + 3 u) * max|v| + u |o_exact|.
+//
+// Determinism: a row's output depends only on its own query, position and the
+// keys it sees, never on the other rows of its block, its block's size or the
+// step's batch (each lane's arithmetic is the same sequence of operations:
+// chunks at absolute positions, masked keys adding exact zeros, the chunk sum
+// in a fixed tree). So a token's attention is bitwise the same whether it is
+// prefilled in one step, in chunks split anywhere, after a prefix-cache hit,
+// on the prefill instance of a P/D pair, or recomputed after preemption.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/attention.h"
+
+namespace crescent::kernels::internal {
+
+// Whether this build has the kernel (AVX512-BF16 targeted at compile time)
+// and it applies to this head dimension (a multiple of 8, <= 256).
+bool Bf16FlashApplies(int64_t head_dim);
+
+// Whether the AMX variant applies: this build targets AMX-BF16, the kernel
+// granted the tile state, and head_dim is a multiple of 32 (<= 256). It
+// computes S = K x Qp and O^T += V^T x P as tile products (TDPBF16PS) with the
+// same chunks, masks and softmax, so the same bound and determinism hold.
+bool AmxFlashApplies(int64_t head_dim);
+
+// Query tokens per block for a GQA group size: about 64 rows.
+int64_t Bf16FlashBlockTokens(int64_t group);
+
+// Attends query tokens [i0, i1) of `s` for KV head g; out as in PagedAttention.
+void Bf16FlashBlock(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& s, int64_t g, int64_t i0,
+                    int64_t i1, const float* q, int64_t q_stride, uint16_t* out, std::vector<float>& scratch, bool amx);
+void Bf16FlashBlock(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& s, int64_t g, int64_t i0,
+                    int64_t i1, const float* q, int64_t q_stride, float* out, std::vector<float>& scratch, bool amx);
+
+}  // namespace crescent::kernels::internal
