@@ -23,9 +23,10 @@
 //    vdpbf16ps; f32 accumulation and softmax. Its bound against exact attention
 //    on the same K/V, u = 2^-8, A = scale * max over keys of sum_d |q_d k_d|:
 //      |o - o_exact| <= (4 u A + 3 u) * max|v| + u |o_exact|
-//    (tested). A row's output is bitwise independent of the other rows of the
-//    step: prefill in one step or in chunks, after a prefix-cache hit or a
-//    preemption, and on either side of a P/D split give identical bits.
+//    (tested; first order, to ~32K keys). For finite K/V a row's output is
+//    bitwise independent of the other rows of the step: prefill in one step or
+//    in chunks, after a prefix-cache hit or a preemption give identical bits
+//    (and across a P/D split when both sides run the same variant).
 //  - f32 KV (--dtype float32), or no AVX512-BF16: math in f32 (error ~1e-6),
 //    the reference the bf16 kernel is tested against.
 #pragma once

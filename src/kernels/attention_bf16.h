@@ -15,18 +15,25 @@
 // Accumulation is f32 throughout; Q (after scaling) and P are rounded to bf16
 // (round to nearest even), K and V are bf16 already.
 //
-// Error bound (stated in attention.h, tested in kernels_test.cc): against exact
-// attention on the same bf16 K/V, with u = 2^-8 and A_r = scale * sum_d
-// |q_d k_d| maximised over the row's keys,
-//   |o - o_exact| <= (4 u A_r + 3 u) * max|v| + u |o_exact|.
+// Error bound (stated in attention.h, tested in attention_bf16_test.cc):
+// against exact attention on the same bf16 K/V, with u = 2^-8 and A_r = scale
+// * sum_d |q_d k_d| maximised over the row's keys,
+//   |o - o_exact| <= (4 u A_r + 3 u) * max|v| + u |o_exact|
+// (first order in u; the f32 running sums over n keys add at most about
+// n 2^-24 max|v|, inside the bound's slack up to ~32K keys).
 //
-// Determinism: a row's output depends only on its own query, position and the
-// keys it sees, never on the other rows of its block, its block's size or the
-// step's batch (each lane's arithmetic is the same sequence of operations:
-// chunks at absolute positions, masked keys adding exact zeros, the chunk sum
-// in a fixed tree). So a token's attention is bitwise the same whether it is
-// prefilled in one step, in chunks split anywhere, after a prefix-cache hit,
-// on the prefill instance of a P/D pair, or recomputed after preemption.
+// Determinism: for finite K/V, a row's output depends only on its own query,
+// position and the keys it sees, never on the other rows of its block, its
+// block's size or the step's batch (each lane's arithmetic is the same
+// sequence of operations: chunks at absolute positions, masked keys adding
+// exact zeros, sums in a fixed order). So a token's attention is bitwise the
+// same whether it is prefilled in one step, in chunks split anywhere, after a
+// prefix-cache hit, or recomputed after preemption; across a P/D pair it is
+// the same when both machines run the same variant (AMX and vdpbf16ps round
+// alike but are not promised to be bit-equal). Unwritten page slots past the
+// last key may hold anything (NaN included): they are masked or zeroed. A
+// non-finite V of a key that a row does not see can still reach that row
+// (0 x inf), as in the f32 kernel: K/V are finite in a healthy model.
 #pragma once
 
 #include <cstdint>

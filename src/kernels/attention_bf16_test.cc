@@ -2,6 +2,7 @@
 // in double on the same bf16 K/V (its stated bound), against the f32 kernel,
 // and for its determinism promise: a row's bits do not depend on the step.
 #include <gtest/gtest.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <array>
@@ -40,8 +41,10 @@ struct Layer {
     kv.dtype = DType::kBF16;
     int64_t num_pages = 0;
     for (int64_t n : lens) num_pages += (n + s.page_tokens - 1) / s.page_tokens;
-    kbuf.assign(static_cast<size_t>(kv.page_elems() * num_pages), 0);
-    vbuf.assign(kbuf.size(), 0);
+    // Unwritten slots (past each sequence's last token) hold NaN: the kernel
+    // must mask or zero them, never let them reach an output.
+    kbuf.assign(static_cast<size_t>(kv.page_elems() * num_pages), 0x7FC0);
+    vbuf.assign(kbuf.size(), 0x7FC0);
     kv.k = kbuf.data();
     kv.v = vbuf.data();
     std::mt19937 g(seed);
@@ -90,6 +93,15 @@ struct Layer {
     p.kernel = kernel;
     std::vector<float> out(static_cast<size_t>(rows * qd));
     PagedAttentionF32(p, kv, seqs, qs.data(), qd, out.data());
+    // The bf16-output entry point writes the same values rounded once.
+    std::vector<uint16_t> outb(out.size());
+    PagedAttention(p, kv, seqs, qs.data(), qd, outb.data());
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (outb[i] != crescent::F32ToBf16(out[i])) {
+        ADD_FAILURE() << "bf16 output " << i << " differs from the rounded f32 output";
+        break;
+      }
+    }
     return out;
   }
 
@@ -190,7 +202,8 @@ TEST(AttentionBf16Test, WithinTheStatedBoundOfExactAttention) {
   // cached prefix, and decode rows.
   const std::vector<Shape> shapes = {{8, 8, 64, 16, 0},  {8, 4, 64, 16, 0},   {32, 8, 64, 16, 0},
                                      {16, 2, 128, 16, 0}, {8, 1, 128, 8, 0},  {12, 4, 64, 32, 37},
-                                     {6, 2, 80, 16, 0},   {3, 3, 48, 16, 0},  {24, 8, 128, 16, 100}};
+                                     {6, 2, 80, 16, 0},   {3, 3, 48, 16, 0},  {24, 8, 128, 16, 100},
+                                     {4, 2, 40, 16, 0},   {6, 3, 72, 8, 0},   {96, 1, 64, 16, 0}};
   const std::vector<int64_t> lens = {1, 37, 65, 71, 229, 64};
   const std::vector<std::array<int64_t, 3>> parts = {{0, 0, 1},  {1, 0, 37}, {2, 45, 20},
                                                      {3, 70, 1}, {4, 100, 129}, {5, 31, 33}};
@@ -221,7 +234,8 @@ TEST(AttentionBf16Test, ARowsBitsDoNotDependOnTheStep) {
   // The same positions computed in one prefill step, in chunks split at odd
   // places, as decode rows one at a time, and batched beside another sequence
   // at another row offset: every output bit equal.
-  for (const Shape& sh : {Shape{32, 8, 64, 16, 0}, Shape{8, 8, 128, 16, 0}, Shape{12, 4, 64, 8, 45}}) {
+  for (const Shape& sh : {Shape{32, 8, 64, 16, 0}, Shape{8, 8, 128, 16, 0}, Shape{12, 4, 64, 8, 45},
+                          Shape{6, 2, 80, 16, 0}, Shape{96, 1, 64, 16, 0}}) {
     Layer L(sh, {300, 90}, 7);
     const int64_t qd = sh.heads * sh.head_dim;
     for (AttentionKernel k : Bf16Kernels(sh.head_dim)) {
@@ -245,6 +259,32 @@ TEST(AttentionBf16Test, ARowsBitsDoNotDependOnTheStep) {
     }
   }
 }
+
+#if defined(__AMX_TILE__)
+TEST(AttentionBf16Test, AmxPutsBackTheThreadsTileConfiguration) {
+  // oneDNN's matmuls configure tiles on the same threads: the kernel must leave
+  // whatever configuration it found.
+  if (!AttentionKernelAvailable(AttentionKernel::kBf16Amx, DType::kBF16, 64)) {
+    GTEST_SKIP() << "AMX not granted on this machine (the AVX-512 variant runs)";
+  }
+  struct alignas(64) Cfg {
+    uint8_t palette = 1, start = 0, reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+  } mine, after;
+  mine.colsb[0] = 12;
+  mine.rows[0] = 3;
+  mine.colsb[1] = 40;
+  mine.rows[1] = 7;
+  Layer L(Shape{8, 2, 64, 16, 0}, {40}, 3);
+  // The kernel runs on the pool's threads and on this one: check this one.
+  _tile_loadconfig(&mine);
+  L.Run({{0, 0, 40}}, AttentionKernel::kBf16Amx);
+  _tile_storeconfig(&after);
+  EXPECT_EQ(0, std::memcmp(&mine, &after, sizeof(mine)));
+  _tile_release();
+}
+#endif
 
 TEST(AttentionBf16Test, LongPromptsInChunksAgainstExact) {
   // 8K tokens of one sequence, prefilled in 1,024-token steps as the server
