@@ -9,7 +9,6 @@
 
 #include "base/check.h"
 #include "base/dtype.h"
-#include "kernels/vec_math.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512BF16__)
 #define CRESCENT_FLASH_BF16 1
@@ -42,7 +41,7 @@ bool AmxFlashApplies(int64_t head_dim) {
 #endif
 }
 
-int64_t Bf16FlashBlockTokens(int64_t group) { return std::max<int64_t>(1, 64 / std::max<int64_t>(1, group)); }
+int64_t Bf16FlashBlockTokens(int64_t group) { return std::max<int64_t>(1, 128 / std::max<int64_t>(1, group)); }
 
 #if CRESCENT_FLASH_BF16
 namespace {
@@ -54,19 +53,25 @@ alignas(64) const uint16_t kZeroRow[256] = {};
 
 inline __m512bh AsBh(__m512i x) { return (__m512bh)x; }
 
-// Round each lane to bf16 (nearest even; inputs are finite and >= 0 here),
-// kept as f32 whose low 16 bits are zero.
-inline __m512 RoundToBf16(__m512 x) {
-  const __m512i b = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+// 2^x per lane for x <= 0 (scores are in log2 units: log2 e is folded into
+// Q's scale), relative error < 3e-6 (degree-4 fit on [-1/2, 1/2]); below -126
+// it gives denormals then 0. Not for -inf or NaN: callers mask those lanes.
+inline __m512 Exp2(__m512 x) {
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(0.009570066817104816f), f, _mm512_set1_ps(0.05591785907745361f));
+  q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(0.2402474582195282f));
+  q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(0.6931217908859253f));
+  q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(0.9999992847442627f));
+  return _mm512_scalef_ps(q, n);
 }
 
-// Lane i of the result: the bf16 pair (lo[i], hi[i]) of two bf16-exact f32 vectors.
+// Lane i of the result: the bf16 pair (lo[i], hi[i]), each rounded to nearest
+// even (vcvtne2ps2bf16: denormals flush to zero).
 inline __m512i PackPair(__m512 lo, __m512 hi) {
-  return _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(hi), _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))),
-                         _mm512_srli_epi32(_mm512_castps_si512(lo), 16));
+  const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                                              6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(interleave, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
 inline int32_t Pair(const uint16_t* row, int64_t dp) {
@@ -270,6 +275,8 @@ void Block(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& 
   if constexpr (kAmx) tiles.emplace();
 #endif
 
+  // Scores in log2 units: softmax is then 2^(s - max), no multiply per score.
+  const float qscale = p.scale * 1.44269504088896341f;
   // Pack the rows: lane i of vector v is row 16 v + i = (token, head j of the group).
   alignas(64) int32_t pos_l[16], lo_l[16];
   for (int64_t v = 0; v < nv; ++v) {
@@ -279,7 +286,7 @@ void Block(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& 
       if (r < rows) {
         const int64_t tok = i0 + r / group, j = r % group;
         const float* src = q + (s.row + tok) * q_stride + (g * group + j) * hd;
-        for (int64_t d = 0; d < hd; ++d) pk[d] = crescent::F32ToBf16(src[d] * p.scale);
+        for (int64_t d = 0; d < hd; ++d) pk[d] = crescent::F32ToBf16(src[d] * qscale);
         const int64_t pos = s.start_pos + tok;
         pos_l[lane] = static_cast<int32_t>(pos);
         lo_l[lane] = static_cast<int32_t>(p.sliding_window > 0 ? std::max<int64_t>(0, pos - p.sliding_window + 1) : 0);
@@ -300,26 +307,52 @@ void Block(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& 
 
   const int64_t pos_first = s.start_pos + i0, pos_last = s.start_pos + i1 - 1;
   const int64_t lo_first = p.sliding_window > 0 ? std::max<int64_t>(0, pos_first - p.sliding_window + 1) : 0;
-  const uint16_t* krow[kChunk];
-  for (int64_t t0 = lo_first / kChunk * kChunk; t0 <= pos_last; t0 += kChunk) {
-    const int64_t n = std::min<int64_t>(kChunk, pos_last + 1 - t0);  // keys that exist in this chunk
-    // Long contexts stream K/V from beyond L2: fetch the next chunk's rows now.
-    for (int64_t t = t0 + kChunk; t < std::min(t0 + 2 * kChunk, pos_last + 1); ++t) {
-      const char* kr = reinterpret_cast<const char*>(KvRow(kv.k, kv, s.block_table, t, g));
-      const char* vr = reinterpret_cast<const char*>(KvRow(kv.v, kv, s.block_table, t, g));
-      for (int64_t b = 0; b < hd * 2; b += 64) {
-        _mm_prefetch(kr + b, _MM_HINT_T0);
-        _mm_prefetch(vr + b, _MM_HINT_T0);
+  // Row pointers of the chunk at t0 (n of its keys exist). K rows past n in a
+  // 16-key half that exists point into the page (masked, never weighted); V
+  // rows past n, and rows of a half that does not exist, are zeros. With pages
+  // of a multiple of 16 tokens a half lies in one page: one lookup per half.
+  auto chunk_rows = [&](int64_t t0, int64_t n, const uint16_t** kr, const uint16_t** vr) {
+    if (kv.page_tokens % 16 == 0) {
+      for (int64_t h = 0; h < kChunk; h += 16) {
+        const uint16_t* k = h < n ? KvRow(kv.k, kv, s.block_table, t0 + h, g) : nullptr;
+        const uint16_t* v = h < n ? KvRow(kv.v, kv, s.block_table, t0 + h, g) : nullptr;
+        for (int64_t t = 0; t < 16; ++t) {
+          kr[h + t] = k != nullptr ? k + t * hd : kZeroRow;
+          vr[h + t] = h + t < n ? v + t * hd : kZeroRow;
+        }
+      }
+    } else {
+      for (int64_t t = 0; t < kChunk; ++t) {
+        kr[t] = t < n ? KvRow(kv.k, kv, s.block_table, t0 + t, g) : kZeroRow;
+        vr[t] = t < n ? KvRow(kv.v, kv, s.block_table, t0 + t, g) : kZeroRow;
       }
     }
-    if constexpr (!kAmx) {
-      for (int64_t t = 0; t < kChunk; ++t) krow[t] = t < n ? KvRow(kv.k, kv, s.block_table, t0 + t, g) : kZeroRow;
+  };
+  const uint16_t* rows_buf[2][2][kChunk];  // [this/next chunk][K/V][key]
+  int cur = 0;
+  const int64_t t_begin = lo_first / kChunk * kChunk;
+  chunk_rows(t_begin, std::min<int64_t>(kChunk, pos_last + 1 - t_begin), rows_buf[0][0], rows_buf[0][1]);
+  const __m512bh ones = AsBh(_mm512_set1_epi16(0x3F80));  // bf16 1.0 in every half
+  for (int64_t t0 = t_begin; t0 <= pos_last; t0 += kChunk, cur ^= 1) {
+    const int64_t n = std::min<int64_t>(kChunk, pos_last + 1 - t0);  // keys that exist in this chunk
+    const uint16_t* const* krow = rows_buf[cur][0];
+    const uint16_t* const* vrow = rows_buf[cur][1];
+    // Long contexts stream K/V from beyond L2: fetch the next chunk's rows now.
+    if (t0 + kChunk <= pos_last) {
+      const uint16_t** nk = rows_buf[cur ^ 1][0];
+      const uint16_t** nvr = rows_buf[cur ^ 1][1];
+      chunk_rows(t0 + kChunk, std::min<int64_t>(kChunk, pos_last + 1 - t0 - kChunk), nk, nvr);
+      for (int64_t t = 0; t < kChunk; ++t) {
+        for (int64_t b = 0; b < hd * 2; b += 64) {
+          if (nk[t] != kZeroRow) _mm_prefetch(reinterpret_cast<const char*>(nk[t]) + b, _MM_HINT_T0);
+          if (nvr[t] != kZeroRow) _mm_prefetch(reinterpret_cast<const char*>(nvr[t]) + b, _MM_HINT_T0);
+        }
+      }
     }
     // V re-paired: Vp[tp][d] = (V[t0 + 2tp][d], V[t0 + 2tp + 1][d]), zero past n.
     for (int64_t tp = 0; tp < kPairs; ++tp) {
-      const int64_t ta = 2 * tp, tb = ta + 1;
-      const uint16_t* a = ta < n ? KvRow(kv.v, kv, s.block_table, t0 + ta, g) : kZeroRow;
-      const uint16_t* b = tb < n ? KvRow(kv.v, kv, s.block_table, t0 + tb, g) : kZeroRow;
+      const uint16_t* a = vrow[2 * tp];
+      const uint16_t* b = vrow[2 * tp + 1];
       for (int64_t d = 0; d < hd; d += 32) {
         const __mmask32 m = hd - d >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << (hd - d)) - 1);
         const __m512i va = _mm512_maskz_loadu_epi16(m, a + d), vb = _mm512_maskz_loadu_epi16(m, b + d);
@@ -346,16 +379,10 @@ void Block(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& 
         const int64_t k0 = kt * 16;
         if (k0 >= n) continue;
         if (kv.page_tokens % 16 == 0) {
-          ktile[kt] = KvRow(kv.k, kv, s.block_table, t0 + k0, g);
+          ktile[kt] = krow[k0];
         } else {
           uint16_t* st = kstage + kt * 16 * hd;
-          for (int64_t t = 0; t < 16; ++t) {
-            if (k0 + t < n) {
-              std::memcpy(st + t * hd, KvRow(kv.k, kv, s.block_table, t0 + k0 + t, g), static_cast<size_t>(hd) * 2);
-            } else {
-              std::fill(st + t * hd, st + (t + 1) * hd, uint16_t{0});
-            }
-          }
+          for (int64_t t = 0; t < 16; ++t) std::memcpy(st + t * hd, krow[k0 + t], static_cast<size_t>(hd) * 2);
           ktile[kt] = st;
         }
       }
@@ -371,32 +398,50 @@ void Block(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& 
         default: ScoreChunk<4>(Qp, hd2, v0, krow, St, nv); break;
       }
     }
-    // Online softmax, a lane per row; then O += P V.
+    // Online softmax, a lane per row; then O += P V. A chunk that every lane
+    // of the vector sees whole (the usual case far from the diagonal) skips
+    // the masks: masking all-true lanes changes no bit, so both paths agree.
     for (int64_t v = 0; v < nv; ++v) {
+      const bool whole = n == kChunk && t0 + kChunk - 1 <= _mm512_reduce_min_epi32(rowpos[v]) &&
+                         t0 >= _mm512_reduce_max_epi32(rowlo[v]);
       __m512 sc[kChunk];
-      __m512 mx = _mm512_set1_ps(-INFINITY);
       __mmask16 valid[kChunk];
+      __m512 mx = _mm512_set1_ps(-INFINITY);
       for (int64_t t = 0; t < kChunk; ++t) {
-        const __m512i key = _mm512_set1_epi32(static_cast<int32_t>(t0 + t));
-        valid[t] = t < n ? static_cast<__mmask16>(_mm512_cmple_epi32_mask(key, rowpos[v]) &
-                                                  _mm512_cmpge_epi32_mask(key, rowlo[v]))
-                         : __mmask16{0};
-        sc[t] = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid[t], St[t * nv + v]);
+        if (whole) {
+          valid[t] = 0xFFFF;
+          sc[t] = St[t * nv + v];
+        } else {
+          const __m512i key = _mm512_set1_epi32(static_cast<int32_t>(t0 + t));
+          valid[t] = t < n ? static_cast<__mmask16>(_mm512_cmple_epi32_mask(key, rowpos[v]) &
+                                                    _mm512_cmpge_epi32_mask(key, rowlo[v]))
+                           : __mmask16{0};
+          sc[t] = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid[t], St[t * nv + v]);
+        }
         mx = _mm512_max_ps(mx, sc[t]);
       }
       const __m512 m_old = M[v];
       const __m512 m_new = _mm512_max_ps(m_old, mx);
-      // rescale = exp(m_old - m_new), exactly 1 where the max did not move and 0
-      // where nothing was seen before.
-      __m512 rescale = Exp512(_mm512_sub_ps(m_old, m_new));
+      // rescale = 2^(m_old - m_new), exactly 1 where the max did not move and
+      // 0 where nothing was seen before.
+      __m512 rescale = Exp2(_mm512_sub_ps(m_old, m_new));
       rescale = _mm512_mask_mov_ps(rescale, _mm512_cmp_ps_mask(m_old, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ),
                                    _mm512_setzero_ps());
       rescale = _mm512_mask_mov_ps(rescale, _mm512_cmp_ps_mask(m_old, m_new, _CMP_EQ_OQ), _mm512_set1_ps(1.0f));
-      for (int64_t t = 0; t < kChunk; ++t) sc[t] = RoundToBf16(_mm512_maskz_mov_ps(valid[t], Exp512(_mm512_sub_ps(sc[t], m_new))));
-      for (int64_t tp = 0; tp < kPairs; ++tp) Pp[tp * nv + v] = PackPair(sc[2 * tp], sc[2 * tp + 1]);
-      for (int64_t step = kChunk / 2; step >= 1; step /= 2)
-        for (int64_t t = 0; t < step; ++t) sc[t] = _mm512_add_ps(sc[t], sc[t + step]);
-      L[v] = _mm512_fmadd_ps(L[v], rescale, sc[0]);
+      if (whole) {
+        for (int64_t t = 0; t < kChunk; ++t) sc[t] = Exp2(_mm512_sub_ps(sc[t], m_new));
+      } else {
+        for (int64_t t = 0; t < kChunk; ++t) sc[t] = _mm512_maskz_mov_ps(valid[t], Exp2(_mm512_sub_ps(sc[t], m_new)));
+      }
+      // P in bf16 pairs of keys; the running sum adds the rounded P (the
+      // weights P V uses), exactly, through a dot product with ones.
+      __m512 part[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+      for (int64_t tp = 0; tp < kPairs; ++tp) {
+        const __m512i pk = PackPair(sc[2 * tp], sc[2 * tp + 1]);
+        Pp[tp * nv + v] = pk;
+        part[tp % 4] = _mm512_dpbf16_ps(part[tp % 4], AsBh(pk), ones);
+      }
+      L[v] = _mm512_fmadd_ps(L[v], rescale, _mm512_add_ps(_mm512_add_ps(part[0], part[1]), _mm512_add_ps(part[2], part[3])));
       M[v] = m_new;
 #if CRESCENT_FLASH_AMX
       if constexpr (kAmx) {
