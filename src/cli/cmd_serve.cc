@@ -33,6 +33,11 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--max-num-seqs", o->max_num_seqs, "Running sequences at most")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}))
       ->capture_default_str();
+  cmd->add_option("--max-num-batched-tokens", o->max_num_batched_tokens,
+                  "Tokens per engine step, decodes and prefill chunks together: smaller keeps running streams "
+                  "smoother while a long prompt prefills, larger gives that prompt a slightly earlier first token")
+      ->check(CLI::Range(int64_t{16}, int64_t{1} << 20))
+      ->capture_default_str();
   cmd->add_option("--kv-cache-bytes", *kv_cache, "KV cache size, e.g. 268435456 or 256M (0: a share of available memory)");
   cmd->add_option("--max-waiting", o->max_waiting, "Queued requests beyond this get 429")
       ->check(CLI::PositiveNumber)

@@ -44,7 +44,10 @@ namespace crescent::engine {
 
 struct EngineOptions {
   int64_t max_num_seqs = 64;              // running sequences at most
-  int64_t max_num_batched_tokens = 1024;  // tokens per step (decode + prefill chunks)
+  // Tokens per step (decode + prefill chunks). 512 from `crescent bench engine
+  // --chunk-sweep` (docs/engine.md): against 1024 it nearly halves the token
+  // gap of running decodes while a long prompt prefills, for ~2% more TTFT.
+  int64_t max_num_batched_tokens = 512;
   int64_t page_tokens = 16;
   int64_t kv_cache_bytes = 0;             // 0: kv_cache_fraction of available memory
   double kv_cache_fraction = 0.4;

@@ -47,7 +47,7 @@ namespace crescent::engine {
 
 struct SchedulerConfig {
   int64_t max_num_seqs = 64;
-  int64_t max_num_batched_tokens = 1024;
+  int64_t max_num_batched_tokens = 512;  // as EngineOptions
   bool enable_prefix_caching = true;
 };
 

@@ -287,7 +287,7 @@ TEST(AttentionBf16Test, AmxPutsBackTheThreadsTileConfiguration) {
 #endif
 
 TEST(AttentionBf16Test, LongPromptsInChunksAgainstExact) {
-  // 8K tokens of one sequence, prefilled in 1,024-token steps as the server
+  // 8K tokens of one sequence, prefilled in 1,024-token steps as a server
   // does (each attending to all earlier chunks' KV in the pool) and after a
   // cached prefix of 4,103: sampled rows within the bound, and the two equal bit
   // for bit.

@@ -190,6 +190,7 @@ void Server::Load() {
     RETURN_IF_ERROR(LoadTokenizer(dir));
     engine::EngineOptions eo;
     eo.max_num_seqs = options_.max_num_seqs;
+    eo.max_num_batched_tokens = options_.max_num_batched_tokens;
     eo.kv_cache_bytes = options_.kv_cache_bytes;
     eo.max_waiting = options_.max_waiting;
     eo.enable_prefix_caching = options_.enable_prefix_caching;

@@ -43,6 +43,7 @@ struct ServeOptions {
   int port = 8000;
   std::string api_key;
   int64_t max_num_seqs = 64;
+  int64_t max_num_batched_tokens = 512;  // tokens per engine step (EngineOptions)
   int64_t kv_cache_bytes = 0;     // 0 = the engine's default share of memory
   int64_t max_waiting = 1024;
   bool enable_prefix_caching = true;
