@@ -11,6 +11,7 @@
 
 #include "base/logging.h"
 #include "server/api_error.h"
+#include "server/http_request_fields.h"
 
 namespace crescent::server {
 
@@ -136,24 +137,13 @@ void HttpConnection::OnRead(beast::error_code ec) {
 }
 
 void HttpConnection::Dispatch() {
-  auto& msg = parser_->get();
-  HttpRequest req;
-  req.method = std::string(msg.method_string());
-  std::string_view target(msg.target().data(), msg.target().size());
-  req.path = std::string(target.substr(0, target.find('?')));
-  if (auto it = msg.find(http::field::authorization); it != msg.end()) req.authorization = std::string(it->value());
-  if (auto it = msg.find(http::field::content_type); it != msg.end()) req.content_type = std::string(it->value());
-  std::string origin, preflight_method, preflight_headers;
-  if (auto it = msg.find(http::field::origin); it != msg.end()) origin = std::string(it->value());
-  if (auto it = msg.find(http::field::access_control_request_method); it != msg.end()) {
-    preflight_method = std::string(it->value());
-  }
-  if (auto it = msg.find(http::field::access_control_request_headers); it != msg.end()) {
-    preflight_headers = std::string(it->value());
-  }
+  HttpRequestFields f = TakeRequestFields(parser_->get());
+  HttpRequest& req = f.request;
+  const std::string& origin = f.origin;
+  const std::string& preflight_method = f.preflight_method;
+  const std::string& preflight_headers = f.preflight_headers;
   cors_origin_ = !origin.empty() && OriginAllowed(origin) ? origin : std::string();
-  req.body = std::move(msg.body());
-  keep_alive_ = msg.keep_alive();
+  keep_alive_ = f.keep_alive;
   parser_.reset();
   in_flight_ = true;
   responded_ = false;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -21,6 +22,9 @@ struct InstanceRecord {
 };
 
 Status RegisterInstance(transfer::MetadataStore& registry, const InstanceRecord& record);
+// One entry's value: an error unless it is an object whose "role" is
+// "prefill" or "decode" and whose "kv" is a non-empty host:port string.
+Result<InstanceRecord> ParseInstanceRecord(std::string_view value);
 // Entries that do not parse are skipped (logged).
 Result<std::vector<InstanceRecord>> ListInstances(transfer::MetadataStore& registry);
 
