@@ -17,6 +17,13 @@
 
 namespace crescent::model {
 
+namespace {
+// Ids past this are refused: the largest vocabularies are ~262K tokens, and the
+// id tables are sized by the largest id (a 600M id once cost 2 GB and 14 s).
+constexpr int64_t kMaxTokenId = (int64_t{1} << 22) - 1;
+}  // namespace
+
+
 namespace json = boost::json;
 
 namespace {
@@ -291,7 +298,10 @@ Result<Tokenizer> Tokenizer::FromJson(std::string_view tokenizer_json, std::stri
       return InvalidArgument("tokenizer.json: model.vocab values must be integers");
     }
     int64_t id = kv.value().to_number<int64_t>();
-    if (id < 0 || id > (1 << 30)) return InvalidArgument("tokenizer.json: vocab id out of range");
+    if (id < 0 || id > kMaxTokenId) {
+      return InvalidArgument("tokenizer.json: vocab id " + std::to_string(id) + " out of range [0, " +
+                             std::to_string(kMaxTokenId) + "]");
+    }
     vocab.emplace_back(std::string(kv.key()), static_cast<int32_t>(id));
     max_id = std::max(max_id, static_cast<int32_t>(id));
   }
@@ -320,14 +330,18 @@ Result<Tokenizer> Tokenizer::FromJson(std::string_view tokenizer_json, std::stri
       JsonReader ar(a, "tokenizer.json: added_tokens");
       AddedToken t;
       t.content = ar.String("content");
-      t.id = static_cast<int32_t>(ar.Int("id"));
+      const int64_t id = ar.Int("id");
       t.lstrip = ar.BoolOr("lstrip", false);
       t.rstrip = ar.BoolOr("rstrip", false);
       t.normalized = ar.BoolOr("normalized", false);
       t.special = ar.BoolOr("special", false);
       t.single_word = ar.BoolOr("single_word", false);
       RETURN_IF_ERROR(ar.status());
-      if (t.id < 0) return InvalidArgument("tokenizer.json: added token with a negative id");
+      if (id < 0 || id > kMaxTokenId) {
+        return InvalidArgument("tokenizer.json: added token id " + std::to_string(id) + " out of range [0, " +
+                               std::to_string(kMaxTokenId) + "]");
+      }
+      t.id = static_cast<int32_t>(id);
       max_id = std::max(max_id, t.id);
       impl->added.push_back(std::move(t));
     }

@@ -71,6 +71,28 @@ TEST(TokenizerTest, UnsupportedPartsAreLoadErrorsNamingThem) {
   EXPECT_EQ(Tokenizer::FromDirectory("/nonexistent").status().code(), StatusCode::kNotFound);
 }
 
+// Found by fuzz_tokenizer_json: an added token of id 599999999 sized the id
+// tables to 600M entries (2 GB, 14 s) before anything was refused; an id past
+// int32 was truncated to a small one.
+TEST(TokenizerTest, HugeTokenIdsAreRefusedBeforeTablesAreSized) {
+  auto added = [](const std::string& id) {
+    return TinyByteLevelJson("", "null", "", "", "null",
+                             R"([{"id":)" + id + R"(,"content":"<x>","single_word":false,"lstrip":false,"rstrip":false,)"
+                             R"("normalized":false,"special":true}])");
+  };
+  for (const std::string id : {"599999999", "4294967301", "-1"}) {
+    Result<Tokenizer> t = Tokenizer::FromJson(added(id), "");
+    ASSERT_FALSE(t.ok()) << id;
+    EXPECT_NE(t.status().message().find("out of range"), std::string::npos) << t.status().message();
+  }
+  std::string big_vocab = TinyByteLevelJson();
+  big_vocab.replace(big_vocab.find("\"hello\":259"), 11, "\"hello\":5000000");
+  Result<Tokenizer> v = Tokenizer::FromJson(big_vocab, "");
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.status().message().find("out of range"), std::string::npos) << v.status().message();
+  EXPECT_TRUE(Tokenizer::FromJson(added("300"), "").ok());
+}
+
 TEST(TokenizerTest, AddedTokensMatchBeforeBpeWithStrip) {
   std::string added =
       R"([{"id":300,"content":"<x>","lstrip":true,"rstrip":false,"normalized":false,"special":true},)"
