@@ -71,11 +71,20 @@ std::string WrongType(std::string_view want, const json::value& v) {
 }
 }  // namespace
 
+std::optional<int64_t> ExactInt64(const boost::json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(v.get_uint64());
+  return std::nullopt;
+}
+
 int64_t JsonReader::Int(std::string_view key) {
   const json::value* v = Get(key, true);
   if (!v) return 0;
-  if (v->is_int64()) return v->get_int64();
-  if (v->is_uint64() && v->get_uint64() <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(v->get_uint64());
+  if (std::optional<int64_t> i = ExactInt64(*v)) return *i;
+  if (v->is_uint64()) {
+    Fail(key, "integer " + std::to_string(v->get_uint64()) + " out of range");
+    return 0;
+  }
   if (v->is_double()) {
     double d = v->get_double();
     if (std::floor(d) == d && std::fabs(d) < 9e15) return static_cast<int64_t>(d);

@@ -7,6 +7,7 @@
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,6 +18,10 @@ namespace crescent {
 
 Result<boost::json::value> ParseJson(std::string_view text, std::string_view what);
 Result<boost::json::value> ReadJsonFile(const std::string& path);
+
+// The value as an int64 when it is an integer that fits (a uint64 past INT64_MAX
+// is nullopt, where Boost's to_number<int64_t> would throw), else nullopt.
+std::optional<int64_t> ExactInt64(const boost::json::value& v);
 
 // Type name for messages: "string", "integer", "object", ...
 std::string_view JsonKindName(const boost::json::value& v);

@@ -63,19 +63,33 @@ void ParseRopeScaling(JsonReader& r, RopeScaling* out) {
   if (!s.status().ok()) r.Fail("rope_scaling", s.status().message());
 }
 
+// Upper bounds on the sizes, far above any released model, so that every size
+// derived from them (NonEmbeddingParams, weight and KV byte counts) fits in
+// int64 with room to spare: 2^17 * 2^24 * 2^12 layers ~ 2^53.
+constexpr int64_t kMaxVocab = int64_t{1} << 22;         // the tokenizer's id bound
+constexpr int64_t kMaxWidth = int64_t{1} << 17;         // hidden_size
+constexpr int64_t kMaxIntermediate = int64_t{1} << 20;  // intermediate_size
+constexpr int64_t kMaxCount = int64_t{1} << 12;         // layers, heads, head_dim
+constexpr int64_t kMaxPositions = int64_t{1} << 26;     // max_position_embeddings
+
 std::vector<int64_t> ParseEos(JsonReader& r) {
   std::vector<int64_t> out;
   if (!r.Has("eos_token_id")) return out;
   const json::value& v = r.object()->at("eos_token_id");
   if (v.is_int64() || v.is_uint64()) {
-    out.push_back(v.to_number<int64_t>());
+    if (std::optional<int64_t> id = ExactInt64(v); id && *id >= 0 && *id <= kMaxVocab) {
+      out.push_back(*id);
+    } else {
+      r.Fail("eos_token_id", "out of range");
+    }
   } else if (v.is_array()) {
     for (const auto& e : v.get_array()) {
-      if (!e.is_int64() && !e.is_uint64()) {
-        r.Fail("eos_token_id", "expected an integer or a list of integers");
+      std::optional<int64_t> id = ExactInt64(e);
+      if (!id || *id < 0 || *id > kMaxVocab) {
+        r.Fail("eos_token_id", "expected an integer in [0, " + std::to_string(kMaxVocab) + "] or a list of them");
         return {};
       }
-      out.push_back(e.to_number<int64_t>());
+      out.push_back(*id);
     }
   } else {
     r.Fail("eos_token_id", "expected an integer or a list of integers, got " +
@@ -84,8 +98,16 @@ std::vector<int64_t> ParseEos(JsonReader& r) {
   return out;
 }
 
-Status Positive(JsonReader& r, std::string_view field, int64_t v) {
-  if (r.status().ok() && v <= 0) r.Fail(field, "must be positive, got " + std::to_string(v));
+struct SizeField {
+  std::string_view name;
+  int64_t value;
+  int64_t max;
+};
+
+Status InRange(JsonReader& r, std::string_view field, int64_t v, int64_t max) {
+  if (r.status().ok() && (v <= 0 || v > max)) {
+    r.Fail(field, "must be in [1, " + std::to_string(max) + "], got " + std::to_string(v));
+  }
   return r.status();
 }
 
@@ -110,14 +132,15 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_vie
   std::string act = r.StringOr("hidden_act", "silu");
   if (r.status().ok() && act != "silu") r.Fail("hidden_act", "unsupported activation '" + act + "' (supported: silu)");
   RETURN_IF_ERROR(r.status());
-  for (auto [name, v] : {std::pair<std::string_view, int64_t>{"vocab_size", c.vocab_size},
-                         {"hidden_size", c.hidden_size},
-                         {"intermediate_size", c.intermediate_size},
-                         {"num_hidden_layers", c.num_layers},
-                         {"num_attention_heads", c.num_heads},
-                         {"num_key_value_heads", c.num_kv_heads},
-                         {"max_position_embeddings", c.max_position_embeddings}}) {
-    RETURN_IF_ERROR(Positive(r, name, v));
+  for (auto [name, v, max] : std::initializer_list<SizeField>{
+           {"vocab_size", c.vocab_size, kMaxVocab},
+           {"hidden_size", c.hidden_size, kMaxWidth},
+           {"intermediate_size", c.intermediate_size, kMaxIntermediate},
+           {"num_hidden_layers", c.num_layers, kMaxCount},
+           {"num_attention_heads", c.num_heads, kMaxCount},
+           {"num_key_value_heads", c.num_kv_heads, kMaxCount},
+           {"max_position_embeddings", c.max_position_embeddings, kMaxPositions}}) {
+    RETURN_IF_ERROR(InRange(r, name, v, max));
   }
   if (c.num_heads % c.num_kv_heads != 0) {
     r.Fail("num_key_value_heads", "must divide num_attention_heads");
@@ -125,7 +148,7 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_vie
   }
   if (r.Has("head_dim")) {
     c.head_dim = r.Int("head_dim");
-    RETURN_IF_ERROR(Positive(r, "head_dim", c.head_dim));
+    RETURN_IF_ERROR(InRange(r, "head_dim", c.head_dim, kMaxCount));
   } else {
     if (c.hidden_size % c.num_heads != 0) {
       r.Fail("num_attention_heads", "must divide hidden_size when head_dim is absent");
@@ -170,6 +193,22 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_vie
     return r.status();
   }
   if (c.sliding_window < 0) c.sliding_window = 0;
+  if (c.sliding_window > kMaxPositions) {
+    r.Fail("sliding_window", "must be at most " + std::to_string(kMaxPositions));
+    return r.status();
+  }
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.type != RopeScaling::Type::kNone && !(rs.factor > 0)) {
+    r.Fail("rope_scaling", "factor must be positive");
+    return r.status();
+  }
+  if (rs.type == RopeScaling::Type::kLlama3 &&
+      (!(rs.low_freq_factor > 0) || !(rs.high_freq_factor > rs.low_freq_factor) ||
+       rs.original_max_position_embeddings <= 0 || rs.original_max_position_embeddings > kMaxPositions)) {
+    r.Fail("rope_scaling", "llama3 needs 0 < low_freq_factor < high_freq_factor and original_max_position_embeddings in [1, " +
+                               std::to_string(kMaxPositions) + "]");
+    return r.status();
+  }
   return c;
 }
 

@@ -75,6 +75,35 @@ TEST(ModelConfigTest, ErrorsNameTheField) {
   EXPECT_FALSE(ParseModelConfig("[]", "c").ok());
 }
 
+// Found by fuzz_model_config: sizes whose products overflow int64 (a vocab of
+// 1.4e16, a head_dim of 6.4e18) were accepted and NonEmbeddingParams overflowed.
+TEST(ModelConfigTest, SizesPastTheirBoundsAreRefused) {
+  auto vocab = ParseModelConfig(Replace(kLlama, "\"vocab_size\": 1000", "\"vocab_size\": 14000000000001128"), "c");
+  EXPECT_EQ(vocab.status().message(), "c: field 'vocab_size': must be in [1, 4194304], got 14000000000001128");
+  auto head = ParseModelConfig(Replace(kLlama, "\"vocab_size\"", "\"head_dim\": 6422222222222222222, \"vocab_size\""), "c");
+  EXPECT_NE(head.status().message().find("field 'head_dim': must be in [1, 4096]"), std::string::npos);
+  auto width = ParseModelConfig(Replace(kLlama, "\"hidden_size\": 64", "\"hidden_size\": 262144"), "c");
+  EXPECT_NE(width.status().message().find("hidden_size"), std::string::npos);
+  auto pos = ParseModelConfig(Replace(kLlama, "\"vocab_size\"", "\"max_position_embeddings\": 1000000000000, \"vocab_size\""), "c");
+  EXPECT_NE(pos.status().message().find("max_position_embeddings"), std::string::npos);
+  auto factor = ParseModelConfig(Replace(kLlama, "\"factor\": 32.0", "\"factor\": 0"), "c");
+  EXPECT_NE(factor.status().message().find("factor must be positive"), std::string::npos);
+  auto freq = ParseModelConfig(Replace(kLlama, "\"high_freq_factor\": 4.0", "\"high_freq_factor\": 1.0"), "c");
+  EXPECT_NE(freq.status().message().find("low_freq_factor < high_freq_factor"), std::string::npos);
+  // Found by fuzz_model_config: an eos id past INT64_MAX made Boost.JSON throw.
+  auto eos = ParseModelConfig(Replace(kLlama, "[1, 2]", "[1, 17777777777777777770]"), "c");
+  EXPECT_NE(eos.status().message().find("eos_token_id"), std::string::npos);
+  auto eos1 = ParseModelConfig(Replace(kLlama, "[1, 2]", "17777777777777777770"), "c");
+  EXPECT_NE(eos1.status().message().find("eos_token_id"), std::string::npos);
+  // The largest sizes allowed still give a parameter count that fits.
+  auto big = ParseModelConfig(Replace(Replace(Replace(kLlama, "\"hidden_size\": 64", "\"hidden_size\": 131072"),
+                                              "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 4096"),
+                                      "\"intermediate_size\": 128", "\"intermediate_size\": 1048576"),
+                              "c");
+  ASSERT_TRUE(big.ok()) << big.status().message();
+  EXPECT_GT(big->NonEmbeddingParams(), int64_t{1} << 50);
+}
+
 TEST(ModelConfigTest, PresetsRoundTripThroughJson) {
   for (const std::string& name : DummyPresetNames()) {
     auto c = DummyPresetConfig(name);

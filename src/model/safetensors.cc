@@ -84,7 +84,7 @@ Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
     uint64_t numel = 1;
     for (const auto& d : shape_it->value().get_array()) {
       if (!d.is_int64() && !d.is_uint64()) return corrupt("tensor '" + name + "': shape entries must be integers");
-      int64_t v = d.to_number<int64_t>();
+      const int64_t v = ExactInt64(d).value_or(-1);
       if (v < 0 || v > (int64_t{1} << 40)) return corrupt("tensor '" + name + "': bad dimension " + std::to_string(v));
       if (v != 0 && numel > (uint64_t{1} << 62) / static_cast<uint64_t>(v)) return corrupt("tensor '" + name + "': shape too large");
       numel *= static_cast<uint64_t>(v);

@@ -91,6 +91,9 @@ TEST_F(SafetensorsTest, CorruptHeadersAreErrors) {
   EXPECT_NE(OpenError().find("unsupported dtype 'I64'"), std::string::npos);
   WriteRaw(R"({"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 8]}})", 8);
   EXPECT_NE(OpenError().find("bad dimension"), std::string::npos);
+  // Past INT64_MAX Boost.JSON holds a uint64, which to_number<int64_t> throws on.
+  WriteRaw(R"({"a": {"dtype": "F32", "shape": [17777777777777777770], "data_offsets": [0, 8]}})", 8);
+  EXPECT_NE(OpenError().find("bad dimension"), std::string::npos);
   WriteRaw(R"({"a": {"dtype": "F32", "shape": "x", "data_offsets": [0, 8]}})", 8);
   EXPECT_NE(OpenError().find("shape"), std::string::npos);
   WriteRaw(R"({"a": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}})", 8);

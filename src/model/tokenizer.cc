@@ -297,9 +297,11 @@ Result<Tokenizer> Tokenizer::FromJson(std::string_view tokenizer_json, std::stri
     if (!kv.value().is_int64() && !kv.value().is_uint64()) {
       return InvalidArgument("tokenizer.json: model.vocab values must be integers");
     }
-    int64_t id = kv.value().to_number<int64_t>();
+    const std::optional<int64_t> id_or = ExactInt64(kv.value());
+    const int64_t id = id_or.value_or(-1);
     if (id < 0 || id > kMaxTokenId) {
-      return InvalidArgument("tokenizer.json: vocab id " + std::to_string(id) + " out of range [0, " +
+      return InvalidArgument("tokenizer.json: vocab id " +
+                             (id_or ? std::to_string(id) : json::serialize(kv.value())) + " out of range [0, " +
                              std::to_string(kMaxTokenId) + "]");
     }
     vocab.emplace_back(std::string(kv.key()), static_cast<int32_t>(id));

@@ -80,7 +80,7 @@ TEST(TokenizerTest, HugeTokenIdsAreRefusedBeforeTablesAreSized) {
                              R"([{"id":)" + id + R"(,"content":"<x>","single_word":false,"lstrip":false,"rstrip":false,)"
                              R"("normalized":false,"special":true}])");
   };
-  for (const std::string id : {"599999999", "4294967301", "-1"}) {
+  for (const std::string id : {"599999999", "4294967301", "-1", "17777777777777777770"}) {
     Result<Tokenizer> t = Tokenizer::FromJson(added(id), "");
     ASSERT_FALSE(t.ok()) << id;
     EXPECT_NE(t.status().message().find("out of range"), std::string::npos) << t.status().message();
@@ -90,6 +90,13 @@ TEST(TokenizerTest, HugeTokenIdsAreRefusedBeforeTablesAreSized) {
   Result<Tokenizer> v = Tokenizer::FromJson(big_vocab, "");
   ASSERT_FALSE(v.ok());
   EXPECT_NE(v.status().message().find("out of range"), std::string::npos) << v.status().message();
+  // An id past INT64_MAX is a uint64 to Boost.JSON, whose to_number<int64_t> throws.
+  big_vocab = TinyByteLevelJson();
+  big_vocab.replace(big_vocab.find("\"hello\":259"), 11, "\"hello\":17777777777777777770");
+  v = Tokenizer::FromJson(big_vocab, "");
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.status().message().find("vocab id 17777777777777777770 out of range"), std::string::npos)
+      << v.status().message();
   EXPECT_TRUE(Tokenizer::FromJson(added("300"), "").ok());
 }
 
