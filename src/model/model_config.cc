@@ -1,5 +1,7 @@
 #include "model/model_config.h"
 
+#include <cmath>
+
 #include <boost/json.hpp>
 
 #include "base/file.h"
@@ -188,8 +190,13 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_vie
   c.bos_token_id = r.Has("bos_token_id") ? r.Int("bos_token_id") : -1;
   c.eos_token_ids = ParseEos(r);
   RETURN_IF_ERROR(r.status());
-  if (c.rope_theta <= 0) {
-    r.Fail("rope_theta", "must be positive");
+  // Boost.JSON reads a number past double's range (1E8000) as infinity.
+  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta)) {
+    r.Fail("rope_theta", "must be positive and finite");
+    return r.status();
+  }
+  if (!(c.rms_norm_eps > 0) || !std::isfinite(c.rms_norm_eps)) {
+    r.Fail("rms_norm_eps", "must be positive and finite");
     return r.status();
   }
   if (c.sliding_window < 0) c.sliding_window = 0;
@@ -198,8 +205,9 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_vie
     return r.status();
   }
   const RopeScaling& rs = c.rope_scaling;
-  if (rs.type != RopeScaling::Type::kNone && !(rs.factor > 0)) {
-    r.Fail("rope_scaling", "factor must be positive");
+  if (rs.type != RopeScaling::Type::kNone &&
+      (!(rs.factor > 0) || !std::isfinite(rs.factor) || !std::isfinite(rs.high_freq_factor))) {
+    r.Fail("rope_scaling", "factor must be positive and finite");
     return r.status();
   }
   if (rs.type == RopeScaling::Type::kLlama3 &&

@@ -95,6 +95,13 @@ TEST(ModelConfigTest, SizesPastTheirBoundsAreRefused) {
   EXPECT_NE(eos.status().message().find("eos_token_id"), std::string::npos);
   auto eos1 = ParseModelConfig(Replace(kLlama, "[1, 2]", "17777777777777777770"), "c");
   EXPECT_NE(eos1.status().message().find("eos_token_id"), std::string::npos);
+  // Found by fuzz_model_config: 1E8000 reads as infinity and did not write back.
+  auto eps = ParseModelConfig(Replace(kLlama, "\"rms_norm_eps\": 1e-5", "\"rms_norm_eps\": 1E8000"), "c");
+  EXPECT_NE(eps.status().message().find("rms_norm_eps': must be positive and finite"), std::string::npos);
+  auto theta = ParseModelConfig(Replace(kLlama, "\"rope_theta\": 500000.0", "\"rope_theta\": 1E8000"), "c");
+  EXPECT_NE(theta.status().message().find("rope_theta"), std::string::npos);
+  auto inf_factor = ParseModelConfig(Replace(kLlama, "\"factor\": 32.0", "\"factor\": 1E8000"), "c");
+  EXPECT_NE(inf_factor.status().message().find("factor must be positive and finite"), std::string::npos);
   // The largest sizes allowed still give a parameter count that fits.
   auto big = ParseModelConfig(Replace(Replace(Replace(kLlama, "\"hidden_size\": 64", "\"hidden_size\": 131072"),
                                               "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 4096"),
