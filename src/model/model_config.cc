@@ -150,7 +150,6 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_vie
   }
   if (r.Has("head_dim")) {
     c.head_dim = r.Int("head_dim");
-    RETURN_IF_ERROR(InRange(r, "head_dim", c.head_dim, kMaxCount));
   } else {
     if (c.hidden_size % c.num_heads != 0) {
       r.Fail("num_attention_heads", "must divide hidden_size when head_dim is absent");
@@ -158,6 +157,7 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_vie
     }
     c.head_dim = c.hidden_size / c.num_heads;
   }
+  RETURN_IF_ERROR(InRange(r, "head_dim", c.head_dim, kMaxCount));  // given or derived
   if (c.head_dim % 2 != 0) {
     r.Fail("head_dim", "must be even for RoPE");
     return r.status();

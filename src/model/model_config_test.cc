@@ -82,6 +82,12 @@ TEST(ModelConfigTest, SizesPastTheirBoundsAreRefused) {
   EXPECT_EQ(vocab.status().message(), "c: field 'vocab_size': must be in [1, 4194304], got 14000000000001128");
   auto head = ParseModelConfig(Replace(kLlama, "\"vocab_size\"", "\"head_dim\": 6422222222222222222, \"vocab_size\""), "c");
   EXPECT_NE(head.status().message().find("field 'head_dim': must be in [1, 4096]"), std::string::npos);
+  // Derived (hidden_size / num_attention_heads) the same bound holds.
+  auto derived = ParseModelConfig(Replace(Replace(kLlama, "\"hidden_size\": 64", "\"hidden_size\": 8248"),
+                                          "\"num_attention_heads\": 4", "\"num_attention_heads\": 2"),
+                                  "c");
+  EXPECT_NE(derived.status().message().find("field 'head_dim': must be in [1, 4096], got 4124"), std::string::npos)
+      << derived.status().message();
   auto width = ParseModelConfig(Replace(kLlama, "\"hidden_size\": 64", "\"hidden_size\": 262144"), "c");
   EXPECT_NE(width.status().message().find("hidden_size"), std::string::npos);
   auto pos = ParseModelConfig(Replace(kLlama, "\"vocab_size\"", "\"max_position_embeddings\": 1000000000000, \"vocab_size\""), "c");
@@ -103,7 +109,8 @@ TEST(ModelConfigTest, SizesPastTheirBoundsAreRefused) {
   auto inf_factor = ParseModelConfig(Replace(kLlama, "\"factor\": 32.0", "\"factor\": 1E8000"), "c");
   EXPECT_NE(inf_factor.status().message().find("factor must be positive and finite"), std::string::npos);
   // The largest sizes allowed still give a parameter count that fits.
-  auto big = ParseModelConfig(Replace(Replace(Replace(kLlama, "\"hidden_size\": 64", "\"hidden_size\": 131072"),
+  auto big = ParseModelConfig(Replace(Replace(Replace(Replace(kLlama, "\"hidden_size\": 64", "\"hidden_size\": 131072"),
+                                                      "\"num_attention_heads\": 4", "\"num_attention_heads\": 32"),
                                               "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 4096"),
                                       "\"intermediate_size\": 128", "\"intermediate_size\": 1048576"),
                               "c");
