@@ -423,9 +423,11 @@ void Block(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& 
       const __m512 m_old = M[v];
       const __m512 m_new = _mm512_max_ps(m_old, mx);
       // rescale = 2^(m_old - m_new), exactly 1 where the max did not move and
-      // 0 where nothing was seen before.
-      __m512 rescale = Exp2(_mm512_sub_ps(m_old, m_new));
-      rescale = _mm512_mask_mov_ps(rescale, _mm512_cmp_ps_mask(m_old, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ),
+      // 0 where nothing was seen before or where it would be an f32 denormal
+      // (below 2^-126, so no bit depends on a thread's FTZ/DAZ setting).
+      const __m512 drop = _mm512_sub_ps(m_old, m_new);
+      __m512 rescale = Exp2(drop);
+      rescale = _mm512_mask_mov_ps(rescale, _mm512_cmp_ps_mask(drop, _mm512_set1_ps(-126.0f), _CMP_LT_OQ),
                                    _mm512_setzero_ps());
       rescale = _mm512_mask_mov_ps(rescale, _mm512_cmp_ps_mask(m_old, m_new, _CMP_EQ_OQ), _mm512_set1_ps(1.0f));
       if (whole) {
@@ -434,7 +436,7 @@ void Block(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& 
         for (int64_t t = 0; t < kChunk; ++t) sc[t] = _mm512_maskz_mov_ps(valid[t], Exp2(_mm512_sub_ps(sc[t], m_new)));
       }
       // P in bf16 pairs of keys; the running sum adds the rounded P (the
-      // weights P V uses), exactly, through a dot product with ones.
+      // weights P V uses), in f32, through a dot product with ones.
       __m512 part[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
       for (int64_t tp = 0; tp < kPairs; ++tp) {
         const __m512i pk = PackPair(sc[2 * tp], sc[2 * tp + 1]);

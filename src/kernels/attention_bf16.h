@@ -18,7 +18,9 @@
 //               or with AMX a tile product of V^T (re-paired and transposed)
 //               by P (B, already in pairs of keys), into O^T.
 // Accumulation is f32 throughout; Q (after scaling) and P are rounded to bf16
-// (round to nearest even), K and V are bf16 already.
+// (round to nearest even, denormals to zero), K and V are bf16 already; a
+// rescale below 2^-126 is set to 0 rather than left an f32 denormal, so no
+// bit depends on the thread's FTZ/DAZ setting.
 //
 // Error bound (stated in attention.h, tested in attention_bf16_test.cc):
 // against exact attention on the same bf16 K/V, with u = 2^-8 and A_r = scale

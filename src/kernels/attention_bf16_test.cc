@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/dtype.h"
+#include "base/thread_pool.h"
 #include "kernels/attention.h"
 
 namespace crescent::kernels {
@@ -203,7 +204,11 @@ TEST(AttentionBf16Test, WithinTheStatedBoundOfExactAttention) {
   const std::vector<Shape> shapes = {{8, 8, 64, 16, 0},  {8, 4, 64, 16, 0},   {32, 8, 64, 16, 0},
                                      {16, 2, 128, 16, 0}, {8, 1, 128, 8, 0},  {12, 4, 64, 32, 37},
                                      {6, 2, 80, 16, 0},   {3, 3, 48, 16, 0},  {24, 8, 128, 16, 100},
-                                     {4, 2, 40, 16, 0},   {6, 3, 72, 8, 0},   {96, 1, 64, 16, 0}};
+                                     {4, 2, 40, 16, 0},   {6, 3, 72, 8, 0},   {96, 1, 64, 16, 0},
+                                     // AMX at head dims past 128, and page sizes a multiple of 16
+                                     // but not of 32 (48) or of neither (24).
+                                     {8, 2, 96, 48, 0},   {4, 4, 256, 24, 0}, {8, 4, 192, 16, 0},
+                                     {4, 1, 160, 48, 61}};
   const std::vector<int64_t> lens = {1, 37, 65, 71, 229, 64};
   const std::vector<std::array<int64_t, 3>> parts = {{0, 0, 1},  {1, 0, 37}, {2, 45, 20},
                                                      {3, 70, 1}, {4, 100, 129}, {5, 31, 33}};
@@ -257,6 +262,28 @@ TEST(AttentionBf16Test, ARowsBitsDoNotDependOnTheStep) {
     EXPECT_EQ(0, std::memcmp(batched.data() + 90 * qd, whole.data() + 133 * qd, 167 * qd * sizeof(float)))
         << "batched";
     }
+  }
+}
+
+TEST(AttentionBf16Test, NoBitDependsOnTheThreadsFtzDaz) {
+  // Queries 60x larger than usual: scores spread over ~170 log2 units, so the
+  // running max jumps by more than 126 between chunks and the rescale would
+  // be an f32 denormal (flushed or not by MXCSR) if it were not set to 0.
+  const Shape sh{8, 2, 64, 16, 0};
+  Layer L(sh, {400}, 11);
+  for (auto& x : L.q[0]) x *= 60.0f;
+  auto set_csr = [](unsigned bits) {
+    ThreadPool::Default().RunOnAll([bits](int, int) { _mm_setcsr((_mm_getcsr() & ~0x8040u) | bits); });
+  };
+  for (AttentionKernel k : Bf16Kernels(sh.head_dim)) {
+    SCOPED_TRACE(AttentionKernelName(k));
+    set_csr(0);
+    const std::vector<float> plain = L.Run({{0, 0, 400}}, k);
+    set_csr(0x8040);  // FTZ | DAZ
+    const std::vector<float> flushed = L.Run({{0, 0, 400}}, k);
+    set_csr(0);
+    for (float x : plain) ASSERT_TRUE(std::isfinite(x));
+    EXPECT_EQ(0, std::memcmp(plain.data(), flushed.data(), plain.size() * sizeof(float)));
   }
 }
 
