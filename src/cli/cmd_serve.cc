@@ -58,6 +58,10 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--read-timeout", o->http.read_timeout_s, "Seconds to receive a request (and keep-alive idle)")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();
+  cmd->add_option("--write-timeout", o->http.write_timeout_s,
+                  "Seconds for one write to drain (a client that stops reading is dropped)")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
   cmd->add_option("--shutdown-grace", *grace, "Seconds in-flight requests get to finish on SIGINT/SIGTERM")
       ->check(CLI::Range(0.0, 3600.0))
       ->capture_default_str();

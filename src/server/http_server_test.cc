@@ -27,11 +27,12 @@ struct Fixture {
   std::mutex mu;
   std::unique_ptr<HttpServer> server;
 
-  explicit Fixture(size_t max_connections = 4096) {
+  explicit Fixture(size_t max_connections = 4096, double write_timeout_s = 60) {
     HttpOptions o;
     o.max_connections = max_connections;
     o.max_body_bytes = 1000;
     o.read_timeout_s = 0.5;
+    o.write_timeout_s = write_timeout_s;
     o.on_status = [this](int) { ++statuses; };
     o.handler = [this](HttpRequest r, std::shared_ptr<HttpExchange> ex) {
       if (r.path == "/echo") {
@@ -44,6 +45,11 @@ struct Fixture {
           ex->Write("data: 2\n\n");
           ex->End();
         });
+      } else if (r.path == "/flood") {  // 64 MiB, more than the sockets' buffers hold
+        ex->OnDisconnect([this] { ++disconnects; });
+        ex->StartStream(200, "text/event-stream");
+        for (int i = 0; i < 64; ++i) ex->Write(std::string(1u << 20, 'x'));
+        ex->End();
       } else if (r.path == "/park") {
         ex->OnDisconnect([this] { ++disconnects; });
         std::lock_guard<std::mutex> lock(mu);
@@ -145,6 +151,33 @@ TEST(HttpServer, StopAcceptingClosesIdleConnections) {
   f.server->StopAccepting();
   asio::read(s, asio::dynamic_buffer(out), ec);  // returns when the server closes
   EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+}
+
+// A client that sends a request and then never reads: once the kernel's
+// buffers are full the write cannot drain, and at the write deadline the
+// connection is closed and its request's disconnect callback fires (the
+// engine cancels the request), while other clients are served meanwhile.
+TEST(HttpServer, AClientThatStopsReadingIsDroppedAtTheWriteDeadline) {
+  Fixture f(4096, /*write_timeout_s=*/0.5);
+  asio::io_context io;
+  tcp::socket s(io);
+  s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(f.server->port())));
+  s.set_option(asio::socket_base::receive_buffer_size(64 << 10));
+  asio::write(s, asio::buffer(std::string("GET /flood HTTP/1.1\r\nHost: x\r\n\r\n")));
+  const auto t0 = std::chrono::steady_clock::now();
+  // Served meanwhile: the stalled write holds no io thread.
+  EXPECT_NE(Exchange(f.server->port(), "GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n").find("200 OK"),
+            std::string::npos);
+  ASSERT_TRUE(WaitFor([&] { return f.disconnects.load() == 1; })) << "not dropped within 2 s";
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(400)) << "dropped before its deadline";
+  EXPECT_TRUE(WaitFor([&] { return f.server->num_connections() == 0; }));
+  // What reaches the client is a prefix of the stream, then the end.
+  std::string got;
+  boost::system::error_code ec;
+  asio::read(s, asio::dynamic_buffer(got), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
+  EXPECT_EQ(got.rfind("HTTP/1.1 200 OK", 0), 0u);
+  EXPECT_LT(got.size(), size_t{64} << 20);
 }
 
 // Past the cap a new connection gets a 503 (and is closed) while the open
