@@ -140,5 +140,30 @@ TEST(ChatTemplateTest, RaiseExceptionIsAnError) {
   EXPECT_EQ(r.status().message(), "roles must alternate");
 }
 
+// Found by fuzz_chat_template: integer arithmetic past int64 was undefined
+// behaviour (-(-9223372036854775807 - 1) wrapped); each such expression is a
+// template error now, and a template asking for a huge list or padding is
+// refused instead of exhausting memory.
+TEST(ChatTemplateTest, IntegerOverflowAndHugeRequestsAreErrors) {
+  auto render = [](const std::string& src) {
+    Result<ChatTemplate> t = ChatTemplate::Create(src);
+    EXPECT_TRUE(t.ok()) << src;
+    return t.ok() ? t->RenderJson("{}") : Result<std::string>(t.status());
+  };
+  for (const std::string expr :
+       {"-(-9223372036854775807 - 1)", "9223372036854775807 + 1", "(-9223372036854775807 - 1) - 1",
+        "4611686018427387904 * 2", "(-9223372036854775807 - 1) // -1", "2 ** 64", "7 // 0",
+        "(-9223372036854775807 - 1) | abs", "(10.0 ** 300) | int", "range(100000000) | length",
+        "'x' | indent(100000000000)"}) {
+    Result<std::string> r = render("{{ " + expr + " }}");
+    EXPECT_FALSE(r.ok()) << expr << " gave " << (r.ok() ? *r : "");
+  }
+  Result<std::string> ok = render(
+      "{{ 9223372036854775806 + 1 }} {{ -7 // 2 }} {{ 7 // -2 }} {{ (-9223372036854775807 - 1) % -1 }} "
+      "{{ [1, 2, 3][1::9223372036854775807] }} {{ range(3) | length }} {{ -(-9223372036854775807) }}");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(*ok, "9223372036854775807 -4 -4 0 [2] 3 9223372036854775807");
+}
+
 }  // namespace
 }  // namespace crescent::model

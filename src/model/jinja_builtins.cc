@@ -73,7 +73,7 @@ std::vector<T> SliceOfImpl(const std::vector<T>& a, std::optional<int64_t> start
     s = s < 0 ? std::max<int64_t>(n + s, 0) : std::min(s, n);
     e = stop.value_or(n);
     e = e < 0 ? std::max<int64_t>(n + e, 0) : std::min(e, n);
-    for (int64_t i = s; i < e; i += step) out.push_back(a[static_cast<size_t>(i)]);
+    for (int64_t i = s; i < e; i = step < e - i ? i + step : e) out.push_back(a[static_cast<size_t>(i)]);
   } else {
     s = start.value_or(n - 1);
     s = s < 0 ? std::max<int64_t>(n + s, -1) : std::min(s, n - 1);
@@ -346,6 +346,13 @@ void AddGlobals(Environment* env) {
     if (a.empty()) return TemplateError("range expects arguments");
     double start = a.size() > 1 ? a[0] : 0, stop = a.size() > 1 ? a[1] : a[0], step = a.size() > 2 ? a[2] : 1;
     if (step == 0) return TemplateError("range() step must not be zero");
+    // A list of at most 2^20 integers (a template loops over messages, not
+    // billions), each exact in a double.
+    constexpr double kMaxRange = 1 << 20;
+    if (!(std::fabs(start) <= 0x1p53 && std::fabs(stop) <= 0x1p53 && std::fabs(step) <= 0x1p53) ||
+        (stop - start) / step > kMaxRange) {
+      return TemplateError("range() of more than 1048576 items or past 2^53");
+    }
     std::vector<Value> out;
     for (double i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::Int(static_cast<int64_t>(i)));
     return Value::Array(std::move(out));

@@ -108,8 +108,15 @@ Result<Value> ApplyFilter(const Value& v, const std::string& name, Environment& 
       return Err("Unknown StringValue filter: " + name);
     }
     if (v.is_number()) {
-      if (name == "abs") return v.kind == Kind::kInt ? Value::Int(std::llabs(v.i)) : Value::Float(std::fabs(v.f));
-      if (name == "int") return Value::Int(static_cast<int64_t>(std::floor(v.number())));
+      if (name == "abs") {
+        if (v.kind == Kind::kInt && v.i == INT64_MIN) return Err("integer overflow in abs");
+        return v.kind == Kind::kInt ? Value::Int(std::llabs(v.i)) : Value::Float(std::fabs(v.f));
+      }
+      if (name == "int") {
+        const double x = std::floor(v.number());
+        if (!(std::fabs(x) < 9.2e18)) return Err("int: " + v.ToString() + " is not a representable integer");
+        return Value::Int(static_cast<int64_t>(x));
+      }
       if (name == "float") return Value::Float(v.number());
       if (name == "string") return Value::Str(v.ToString());
       return Err("Unknown NumericValue filter: " + name);
@@ -245,6 +252,7 @@ Result<Value> ApplyFilter(const Value& v, const std::string& name, std::vector<V
                       : kwarg("width") && kwarg("width")->kind == Kind::kInt ? kwarg("width")->i : 4;
       bool first = args.size() > 1 ? args[1].Truthy() : kwarg("first") ? kwarg("first")->Truthy() : false;
       bool blank = args.size() > 2 ? args[2].Truthy() : kwarg("blank") ? kwarg("blank")->Truthy() : false;
+      if (width > (int64_t{1} << 16)) return Err("indent: width " + std::to_string(width) + " is too large");
       std::string pad(static_cast<size_t>(std::max<int64_t>(width, 0)), ' '), out;
       size_t b = 0;
       for (int line = 0;; ++line) {

@@ -149,18 +149,43 @@ Result<Value> Interpreter::Binary(const Node& n, Environment& env) {
     double res = std::pow(a, b);
     if (!std::isfinite(res)) return Err("Exponentiation result is not a finite real number");
     bool is_float = l.kind == Kind::kFloat || r.kind == Kind::kFloat || b < 0;
+    if (!is_float && !(std::fabs(res) < 9.2e18)) return Err("integer overflow in '**'");
     return is_float ? Value::Float(res) : Value::Int(static_cast<int64_t>(res));
   }
   if (l.is_number() && r.is_number()) {
     bool is_float = l.kind == Kind::kFloat || r.kind == Kind::kFloat;
     double a = l.number(), b = r.number();
-    auto num = [&](double x) { return is_float ? Value::Float(x) : Value::Int(static_cast<int64_t>(x)); };
-    if (op == "+") return is_float ? Value::Float(a + b) : Value::Int(l.i + r.i);
-    if (op == "-") return is_float ? Value::Float(a - b) : Value::Int(l.i - r.i);
-    if (op == "*") return is_float ? Value::Float(a * b) : Value::Int(l.i * r.i);
+    // Integers are int64 (Python's are unbounded): a result past it is an
+    // error, never a wrapped value.
+    int64_t v = 0;
+    if (op == "+") {
+      if (is_float) return Value::Float(a + b);
+      if (__builtin_add_overflow(l.i, r.i, &v)) return Err("integer overflow in '+'");
+      return Value::Int(v);
+    }
+    if (op == "-") {
+      if (is_float) return Value::Float(a - b);
+      if (__builtin_sub_overflow(l.i, r.i, &v)) return Err("integer overflow in '-'");
+      return Value::Int(v);
+    }
+    if (op == "*") {
+      if (is_float) return Value::Float(a * b);
+      if (__builtin_mul_overflow(l.i, r.i, &v)) return Err("integer overflow in '*'");
+      return Value::Int(v);
+    }
     if (op == "/") return Value::Float(a / b);
-    if (op == "//") return num(std::floor(a / b));
+    if (op == "//") {
+      if (is_float) return Value::Float(std::floor(a / b));
+      if (r.i == 0) return Err("integer division by zero");
+      if (r.i == -1) {
+        if (l.i == INT64_MIN) return Err("integer overflow in '//'");
+        return Value::Int(-l.i);
+      }
+      const int64_t q = l.i / r.i;
+      return Value::Int((l.i % r.i != 0 && ((l.i < 0) != (r.i < 0))) ? q - 1 : q);  // floor
+    }
     if (op == "%") {
+      if (!is_float && r.i == -1) return Value::Int(0);  // INT64_MIN % -1 overflows in C++
       if (!is_float && r.i != 0) return Value::Int(l.i % r.i);
       return Value::Float(std::fmod(a, b));
     }
@@ -463,7 +488,10 @@ Result<Value> Interpreter::Eval(const Node& n, Environment& env) {
       if (n.str == "not") return Value::Bool(!a.Truthy());
       double sign = n.str == "-" ? -1 : 1;
       if (a.kind == Kind::kFloat) return Value::Float(sign * a.f);
-      if (a.kind == Kind::kInt) return Value::Int(static_cast<int64_t>(sign) * a.i);
+      if (a.kind == Kind::kInt) {
+        if (sign < 0 && a.i == INT64_MIN) return Err("integer overflow in unary '-'");
+        return Value::Int(static_cast<int64_t>(sign) * a.i);
+      }
       if (a.kind == Kind::kBool) return Value::Int(static_cast<int64_t>(sign) * (a.b ? 1 : 0));
       return Err("Unknown operator \"" + n.str + "\" for " + a.TypeName());
     }
