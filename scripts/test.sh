@@ -28,7 +28,9 @@ echo "$traces_line"
 cd ..
 # The fuzz targets' smoke run (clang-15, ASan + UBSan): a few seconds each
 # from the committed seeds; only on the whole suite (no ctest arguments).
+# Then clang's thread-safety analysis over the annotated components.
 if [ $# -eq 0 ]; then
   bash scripts/fuzz.sh all 10 || rc=1
+  bash scripts/build.sh thread-safety | tail -1 || rc=1
 fi
 exit $rc

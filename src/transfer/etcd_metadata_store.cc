@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::transfer {
 namespace {
@@ -22,10 +23,10 @@ class EtcdWatch final : public Watch {
     EtcdClient client;
     std::string prefix;
     WatchCallback callback;
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool stop = false;                    // GUARDED_BY(mutex)
-    std::shared_ptr<HttpStream> stream;  // GUARDED_BY(mutex); the open one
+    Mutex mutex;
+    CondVar cv;
+    bool stop GUARDED_BY(mutex) = false;
+    std::shared_ptr<HttpStream> stream GUARDED_BY(mutex);  // the open one
   };
 
   EtcdWatch(EtcdClient client, std::string prefix, int64_t from, WatchCallback callback)
@@ -35,11 +36,11 @@ class EtcdWatch final : public Watch {
 
   ~EtcdWatch() override {
     {
-      std::lock_guard lock(state_->mutex);
+      MutexLock lock(state_->mutex);
       state_->stop = true;
       if (state_->stream) state_->stream->Cancel();
     }
-    state_->cv.notify_all();
+    state_->cv.NotifyAll();
     if (thread_.get_id() == std::this_thread::get_id()) {
       thread_.detach();  // destroyed from our own callback: the thread ends on its own
     } else {
@@ -49,13 +50,13 @@ class EtcdWatch final : public Watch {
 
  private:
   static bool Stopped(State& s) {
-    std::lock_guard lock(s.mutex);
+    MutexLock lock(s.mutex);
     return s.stop;
   }
 
   static void Backoff(State& s, int64_t ms) {
-    std::unique_lock lock(s.mutex);
-    s.cv.wait_for(lock, milliseconds(ms), [&] { return s.stop; });
+    MutexLock lock(s.mutex);
+    s.cv.WaitFor(s.mutex, milliseconds(ms), [&]() REQUIRES(s.mutex) { return s.stop; });
   }
 
   static void Run(State& s, int64_t next) {
@@ -70,7 +71,7 @@ class EtcdWatch final : public Watch {
       }
       std::shared_ptr<HttpStream> stream = std::move(opened).value();
       {
-        std::lock_guard lock(s.mutex);
+        MutexLock lock(s.mutex);
         if (s.stop) return;
         s.stream = stream;
       }
@@ -119,7 +120,7 @@ class EtcdWatch final : public Watch {
         }
       }
       {
-        std::lock_guard lock(s.mutex);
+        MutexLock lock(s.mutex);
         s.stream.reset();
       }
       Backoff(s, backoff_ms);
@@ -139,7 +140,11 @@ Result<std::unique_ptr<EtcdMetadataStore>> EtcdMetadataStore::Connect(const Etcd
   ASSIGN_OR_RETURN(HttpEndpoint endpoint, ParseHttpEndpoint(options.endpoint));
   std::unique_ptr<EtcdMetadataStore> store(
       new EtcdMetadataStore(options, EtcdClient(endpoint, options.request_timeout_ms)));
-  ASSIGN_OR_RETURN(store->lease_, store->client_.LeaseGrant(options.lease_ttl_s));
+  ASSIGN_OR_RETURN(const LeaseId lease, store->client_.LeaseGrant(options.lease_ttl_s));
+  {
+    MutexLock lock(store->mutex_);  // no other thread yet; for the analysis
+    store->lease_ = lease;
+  }
   store->keepalive_ = std::thread([s = store.get()] { s->KeepAliveLoop(); });
   return store;
 }
@@ -153,22 +158,22 @@ EtcdMetadataStore::EtcdMetadataStore(EtcdOptions options, EtcdClient client)
 EtcdMetadataStore::~EtcdMetadataStore() {
   LeaseId lease;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     stop_ = true;
     lease = lease_;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (keepalive_.joinable()) keepalive_.join();
   if (lease != 0) client_.LeaseRevoke(lease).IgnoreError();  // expiry covers a failure
 }
 
 LeaseId EtcdMetadataStore::session_lease() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return lease_;
 }
 
 int64_t EtcdMetadataStore::lease_renewals() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return renewals_;
 }
 
@@ -177,7 +182,7 @@ Status EtcdMetadataStore::Put(std::string_view key, std::string_view value) {
   LeaseId lease;
   std::optional<Owned> previous;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = owned_.find(key);
     if (it != owned_.end()) previous = it->second;
     generation = next_generation_++;
@@ -191,14 +196,15 @@ Status EtcdMetadataStore::Put(std::string_view key, std::string_view value) {
     if (s.ok()) return s;
     if (s.code() != StatusCode::kNotFound || attempt > 0) break;
     // The session lease is gone: have the keep-alive thread take a new one.
-    std::unique_lock lock(mutex_);
+    MutexLock lock(mutex_);
     renew_now_ = true;
-    cv_.notify_all();
-    cv_.wait_for(lock, milliseconds(options_.request_timeout_ms), [&] { return lease_ != lease || stop_; });
+    cv_.NotifyAll();
+    cv_.WaitFor(mutex_, milliseconds(options_.request_timeout_ms),
+                [&]() REQUIRES(mutex_) { return lease_ != lease || stop_; });
     if (lease_ == lease) break;
     lease = lease_;
   }
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = owned_.find(key);
   if (it != owned_.end() && it->second.generation == generation) {
     if (previous) {
@@ -224,7 +230,7 @@ Result<KeyValue> EtcdMetadataStore::GetEntry(std::string_view key) {
 
 Status EtcdMetadataStore::Remove(std::string_view key) {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     auto it = owned_.find(key);
     if (it != owned_.end()) owned_.erase(it);
     if (renewing_) touched_while_renewing_.insert(std::string(key));
@@ -285,7 +291,7 @@ void EtcdMetadataStore::Renew() {
   using Change = std::pair<std::string, std::optional<std::string>>;  // nullopt: delete
   std::vector<Change> pending;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     LOG_WARNING("etcd session lease {} was lost; lease {} replaces it, re-putting {} keys", lease_, *lease,
                 owned_.size());
     lease_ = *lease;
@@ -295,7 +301,7 @@ void EtcdMetadataStore::Renew() {
     unsynced_.clear();
     for (const auto& [k, o] : owned_) pending.emplace_back(k, o.value);
   }
-  cv_.notify_all();  // Puts waiting for the new lease
+  cv_.NotifyAll();  // Puts waiting for the new lease
   std::set<std::string, std::less<>> failed;
   for (;;) {
     for (const auto& [k, v] : pending) {
@@ -309,7 +315,7 @@ void EtcdMetadataStore::Renew() {
     }
     // Keys put or removed meanwhile: their current state wins over the
     // snapshot. Repeat until none changed during a round.
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (touched_while_renewing_.empty()) {
       renewing_ = false;
       unsynced_.insert(failed.begin(), failed.end());  // the keep-alive retries them
@@ -328,7 +334,7 @@ void EtcdMetadataStore::RetryUnsynced() {
   std::vector<std::pair<std::string, std::optional<std::string>>> todo;
   LeaseId lease;
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (unsynced_.empty() || renewing_) return;
     for (const std::string& k : unsynced_) {
       auto it = owned_.find(k);
@@ -349,7 +355,7 @@ void EtcdMetadataStore::RetryUnsynced() {
         failed.insert(k);
       }
     }
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     if (touched_while_renewing_.empty()) {
       renewing_ = false;
       unsynced_.insert(failed.begin(), failed.end());
@@ -368,14 +374,14 @@ void EtcdMetadataStore::KeepAliveLoop() {
   const auto period = milliseconds(options_.lease_ttl_s * 1000 / 3);
   const auto retry = milliseconds(250);
   bool failing = false;
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   for (;;) {
-    cv_.wait_for(lock, failing ? retry : period, [&] { return stop_ || renew_now_; });
+    cv_.WaitFor(mutex_, failing ? retry : period, [&]() REQUIRES(mutex_) { return stop_ || renew_now_; });
     if (stop_) return;
     bool renew = renew_now_;
     renew_now_ = false;
     const LeaseId lease = lease_;
-    lock.unlock();
+    lock.Unlock();
     failing = false;
     if (!renew) {
       Result<int64_t> ttl = keepalive_client_.LeaseKeepAlive(lease);
@@ -392,7 +398,7 @@ void EtcdMetadataStore::KeepAliveLoop() {
       Renew();
       failing = session_lease() == lease;  // the grant failed: try again soon
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 

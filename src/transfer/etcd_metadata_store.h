@@ -26,15 +26,14 @@
 // mutex_ guards the session state only (a leaf; never held across I/O).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 
+#include "base/thread_annotations.h"
 #include "transfer/etcd_client.h"
 #include "transfer/metadata_store.h"
 
@@ -87,17 +86,17 @@ class EtcdMetadataStore final : public MetadataStore {
   // The keep-alive's own client: shorter timeout, so it always retries in time.
   const EtcdClient keepalive_client_;
 
-  mutable std::mutex mutex_;
-  LeaseId lease_ = 0;                              // GUARDED_BY(mutex_)
-  std::map<std::string, Owned, std::less<>> owned_;  // GUARDED_BY(mutex_)
-  uint64_t next_generation_ = 1;                   // GUARDED_BY(mutex_)
-  bool renewing_ = false;                          // GUARDED_BY(mutex_)
-  std::set<std::string, std::less<>> touched_while_renewing_;  // GUARDED_BY(mutex_)
-  std::set<std::string, std::less<>> unsynced_;  // GUARDED_BY(mutex_); re-puts that failed, retried
-  int64_t renewals_ = 0;                           // GUARDED_BY(mutex_)
-  bool renew_now_ = false;                         // GUARDED_BY(mutex_)
-  bool stop_ = false;                              // GUARDED_BY(mutex_)
-  std::condition_variable cv_;
+  mutable Mutex mutex_;
+  LeaseId lease_ GUARDED_BY(mutex_) = 0;
+  std::map<std::string, Owned, std::less<>> owned_ GUARDED_BY(mutex_);
+  uint64_t next_generation_ GUARDED_BY(mutex_) = 1;
+  bool renewing_ GUARDED_BY(mutex_) = false;
+  std::set<std::string, std::less<>> touched_while_renewing_ GUARDED_BY(mutex_);
+  std::set<std::string, std::less<>> unsynced_ GUARDED_BY(mutex_);  // re-puts that failed, retried
+  int64_t renewals_ GUARDED_BY(mutex_) = 0;
+  bool renew_now_ GUARDED_BY(mutex_) = false;
+  bool stop_ GUARDED_BY(mutex_) = false;
+  CondVar cv_;
   std::thread keepalive_;
 };
 

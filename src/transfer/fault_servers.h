@@ -17,10 +17,10 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+#include "base/thread_annotations.h"
 
 namespace crescent::transfer::testing {
 
@@ -61,30 +61,30 @@ class ConnectionSet {
  public:
   ~ConnectionSet() { CloseAll(); }
   void Add(int fd) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     fds_.push_back(fd);
   }
   void Spawn(std::thread t) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     threads_.push_back(std::move(t));
   }
   void CloseAll() {
     std::vector<std::thread> threads;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       for (int fd : fds_) shutdown(fd, SHUT_RDWR);
       threads.swap(threads_);
     }
     for (auto& t : threads) t.join();
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (int fd : fds_) close(fd);
     fds_.clear();
   }
 
  private:
-  std::mutex mu_;
-  std::vector<int> fds_;
-  std::vector<std::thread> threads_;
+  Mutex mu_;
+  std::vector<int> fds_ GUARDED_BY(mu_);
+  std::vector<std::thread> threads_ GUARDED_BY(mu_);
 };
 
 // Reads and drops everything until the peer closes or `stop` is set.
@@ -137,7 +137,7 @@ class StallProxy {
   // Connections whose request line contains `text` are held ("" holds none,
   // "*" holds all). Applies to connections accepted from now on.
   void Stall(const std::string& text) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stall_ = text;
   }
   int stalled() const { return stalled_.load(); }
@@ -165,7 +165,7 @@ class StallProxy {
     }
     std::string stall;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stall = stall_;
     }
     const std::string line = head.substr(0, head.find("\r\n"));
@@ -200,8 +200,8 @@ class StallProxy {
 
   Listener listener_;
   int upstream_port_;
-  std::mutex mu_;
-  std::string stall_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::string stall_ GUARDED_BY(mu_);
   std::atomic<int> stalled_{0};
   std::atomic<bool> stop_{false};
   ConnectionSet conns_;

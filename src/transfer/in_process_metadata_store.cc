@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "base/clock.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::transfer {
 namespace {
@@ -18,30 +19,30 @@ bool HasPrefix(std::string_view key, std::string_view prefix) { return key.subst
 struct WatchState {
   std::string prefix;
   WatchCallback callback;
-  std::mutex mutex;
-  std::condition_variable cv;
-  std::deque<WatchEvent> queue;  // GUARDED_BY(mutex)
-  bool stop = false;             // GUARDED_BY(mutex)
+  Mutex mutex;
+  CondVar cv;
+  std::deque<WatchEvent> queue GUARDED_BY(mutex);
+  bool stop GUARDED_BY(mutex) = false;
   int64_t min_revision = 0;      // set under the store's mutex; live events below it are not delivered
 
   void Push(WatchEvent ev) {
     {
-      std::lock_guard lock(mutex);
+      MutexLock lock(mutex);
       queue.push_back(std::move(ev));
     }
-    cv.notify_one();
+    cv.NotifyOne();
   }
 
   void Run() {
-    std::unique_lock lock(mutex);
+    MutexLock lock(mutex);
     for (;;) {
-      cv.wait(lock, [&] { return stop || !queue.empty(); });
+      cv.Wait(mutex, [&]() REQUIRES(mutex) { return stop || !queue.empty(); });
       if (stop) return;
       WatchEvent ev = std::move(queue.front());
       queue.pop_front();
-      lock.unlock();
+      lock.Unlock();
       callback(ev);
-      lock.lock();
+      lock.Lock();
     }
   }
 };
@@ -55,10 +56,10 @@ class InProcessMetadataStore::Watcher final : public Watch {
   ~Watcher() override {
     store_->Unregister(this);
     {
-      std::lock_guard lock(state_->mutex);
+      MutexLock lock(state_->mutex);
       state_->stop = true;
     }
-    state_->cv.notify_all();
+    state_->cv.NotifyAll();
     if (thread_.get_id() == std::this_thread::get_id()) {
       thread_.detach();
     } else {
@@ -77,10 +78,10 @@ InProcessMetadataStore::InProcessMetadataStore() : reaper_([this] { ReapLoop(); 
 
 InProcessMetadataStore::~InProcessMetadataStore() {
   {
-    std::lock_guard lock(mutex_);
+    MutexLock lock(mutex_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   reaper_.join();
 }
 
@@ -124,7 +125,7 @@ Status InProcessMetadataStore::CheckLeaseLocked(LeaseId lease) const {
 }
 
 Status InProcessMetadataStore::Put(std::string_view key, std::string_view value) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   PutLocked(key, value, 0);
   return Status::Ok();
 }
@@ -135,20 +136,20 @@ Result<std::string> InProcessMetadataStore::Get(std::string_view key) {
 }
 
 Result<KeyValue> InProcessMetadataStore::GetEntry(std::string_view key) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = kv_.find(key);
   if (it == kv_.end()) return NotFound("no metadata key '" + std::string(key) + "'");
   return it->second;
 }
 
 Status InProcessMetadataStore::Remove(std::string_view key) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   DeleteLocked(key);
   return Status::Ok();
 }
 
 Result<ListResult> InProcessMetadataStore::List(std::string_view prefix) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   ListResult out;
   out.revision = revision_;
   for (auto it = kv_.lower_bound(prefix); it != kv_.end() && HasPrefix(it->first, prefix); ++it) {
@@ -160,7 +161,7 @@ Result<ListResult> InProcessMetadataStore::List(std::string_view prefix) {
 Result<int64_t> InProcessMetadataStore::CompareAndSwap(std::string_view key, int64_t expected, std::string_view value,
                                                        LeaseId lease) {
   if (expected < kAnyRevision) return InvalidArgument("compare-and-swap: bad expected revision");
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   RETURN_IF_ERROR(CheckLeaseLocked(lease));
   auto it = kv_.find(key);
   const int64_t current = it == kv_.end() ? 0 : it->second.mod_revision;
@@ -173,7 +174,7 @@ Result<int64_t> InProcessMetadataStore::CompareAndSwap(std::string_view key, int
 
 Status InProcessMetadataStore::CompareAndDelete(std::string_view key, int64_t expected) {
   if (expected <= 0) return InvalidArgument("compare-and-delete: expected revision must be > 0");
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   auto it = kv_.find(key);
   if (it == kv_.end() || it->second.mod_revision != expected) {
     return FailedPrecondition("compare-and-delete of '" + std::string(key) + "': it did not last change at revision " +
@@ -185,15 +186,15 @@ Status InProcessMetadataStore::CompareAndDelete(std::string_view key, int64_t ex
 
 Result<LeaseId> InProcessMetadataStore::GrantLease(int64_t ttl_s) {
   if (ttl_s < 1) return InvalidArgument("lease TTL must be >= 1 s");
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   const LeaseId id = next_lease_++;
   leases_[id] = Lease{ttl_s, Now() + ttl_s * 1'000'000'000};
-  cv_.notify_all();
+  cv_.NotifyAll();
   return id;
 }
 
 Result<int64_t> InProcessMetadataStore::KeepAliveLease(LeaseId lease) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   RETURN_IF_ERROR(CheckLeaseLocked(lease));
   Lease& l = leases_[lease];
   l.expires_ns = Now() + l.ttl_s * 1'000'000'000;
@@ -201,7 +202,7 @@ Result<int64_t> InProcessMetadataStore::KeepAliveLease(LeaseId lease) {
 }
 
 Status InProcessMetadataStore::RevokeLease(LeaseId lease) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (leases_.erase(lease) == 0) return Status::Ok();
   std::vector<std::string> keys;
   for (const auto& [k, kv] : kv_) {
@@ -212,7 +213,7 @@ Status InProcessMetadataStore::RevokeLease(LeaseId lease) {
 }
 
 void InProcessMetadataStore::ReapLoop() {
-  std::unique_lock lock(mutex_);
+  MutexLock lock(mutex_);
   while (!stop_) {
     int64_t next = Now() + 1'000'000'000;
     std::vector<LeaseId> expired;
@@ -232,7 +233,8 @@ void InProcessMetadataStore::ReapLoop() {
       }
       for (const std::string& k : keys) DeleteLocked(k);
     }
-    cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(next - Now(), 1'000'000)));
+    cv_.WaitUntil(mutex_, std::chrono::steady_clock::now() +
+                              std::chrono::nanoseconds(std::max<int64_t>(next - Now(), 1'000'000)));
   }
 }
 
@@ -244,7 +246,7 @@ Result<std::unique_ptr<Watch>> InProcessMetadataStore::WatchPrefix(std::string_v
   state->prefix = std::string(prefix);
   state->callback = std::move(callback);
   auto w = std::make_unique<Watcher>(this, state);
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   if (from_revision > 0 && from_revision <= revision_) {
     // The oldest change still in the history; anything before it is gone.
     const int64_t oldest = history_.empty() ? revision_ + 1 : history_.front().revision;
@@ -261,7 +263,7 @@ Result<std::unique_ptr<Watch>> InProcessMetadataStore::WatchPrefix(std::string_v
 }
 
 void InProcessMetadataStore::Unregister(Watcher* w) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   watchers_.erase(std::remove(watchers_.begin(), watchers_.end(), w), watchers_.end());
 }
 

@@ -12,16 +12,15 @@
 // run on the watch's thread with no lock held.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "transfer/metadata_store.h"
 
 namespace crescent::transfer {
@@ -54,23 +53,23 @@ class InProcessMetadataStore final : public MetadataStore {
     int64_t expires_ns = 0;
   };
 
-  // REQUIRES: mutex_ held. Each records the change and hands it to watchers.
-  int64_t PutLocked(std::string_view key, std::string_view value, LeaseId lease);
-  void DeleteLocked(std::string_view key);
-  void Publish(WatchEvent ev);
-  Status CheckLeaseLocked(LeaseId lease) const;
+  // Each records the change and hands it to watchers.
+  int64_t PutLocked(std::string_view key, std::string_view value, LeaseId lease) REQUIRES(mutex_);
+  void DeleteLocked(std::string_view key) REQUIRES(mutex_);
+  void Publish(WatchEvent ev) REQUIRES(mutex_);
+  Status CheckLeaseLocked(LeaseId lease) const REQUIRES(mutex_);
   void ReapLoop();
   void Unregister(Watcher* w);
 
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  int64_t revision_ = 1;                                // GUARDED_BY(mutex_)
-  std::map<std::string, KeyValue, std::less<>> kv_;      // GUARDED_BY(mutex_)
-  std::map<LeaseId, Lease> leases_;                      // GUARDED_BY(mutex_)
-  LeaseId next_lease_ = 1;                               // GUARDED_BY(mutex_)
-  std::deque<WatchEvent> history_;                       // GUARDED_BY(mutex_); the last kHistory changes
-  std::vector<Watcher*> watchers_;                       // GUARDED_BY(mutex_)
-  bool stop_ = false;                                    // GUARDED_BY(mutex_)
+  Mutex mutex_;
+  CondVar cv_;
+  int64_t revision_ GUARDED_BY(mutex_) = 1;
+  std::map<std::string, KeyValue, std::less<>> kv_ GUARDED_BY(mutex_);
+  std::map<LeaseId, Lease> leases_ GUARDED_BY(mutex_);
+  LeaseId next_lease_ GUARDED_BY(mutex_) = 1;
+  std::deque<WatchEvent> history_ GUARDED_BY(mutex_);  // the last kHistory changes
+  std::vector<Watcher*> watchers_ GUARDED_BY(mutex_);
+  bool stop_ GUARDED_BY(mutex_) = false;
   std::thread reaper_;
 };
 

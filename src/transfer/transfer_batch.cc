@@ -3,16 +3,17 @@
 #include <string>
 
 #include "base/check.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::transfer {
 
 size_t BatchState::size() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return size_;
 }
 
 size_t BatchState::Append(const std::vector<int>& parts, int64_t submit_ns) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   CHECK_LE(size_ + parts.size(), entries_.size());
   size_t first = size_;
   for (int p : parts) {
@@ -28,7 +29,7 @@ size_t BatchState::Append(const std::vector<int>& parts, int64_t submit_ns) {
 }
 
 void BatchState::FinishPart(size_t index, const Status& s, int64_t now_ns) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   CHECK_LT(index, size_);
   Entry& e = entries_[index];
   CHECK_GT(e.parts_left, 0);
@@ -36,56 +37,56 @@ void BatchState::FinishPart(size_t index, const Status& s, int64_t now_ns) {
   if (--e.parts_left > 0) return;
   e.state = e.error.ok() ? EntryState::kDone : EntryState::kFailed;
   e.done_ns = now_ns;
-  if (--pending_ == 0) cv_.notify_all();
+  if (--pending_ == 0) cv_.NotifyAll();
 }
 
 void BatchState::ReleasePart(size_t index) {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   CHECK_LT(index, size_);
   Entry& e = entries_[index];
   CHECK_GT(e.parts_held, 0);
   CHECK_LT(e.parts_left, e.parts_held) << "released before it ended";
   --e.parts_held;
-  if (--held_ == 0) cv_.notify_all();
+  if (--held_ == 0) cv_.NotifyAll();
 }
 
 EntryStatus BatchState::status(size_t index) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   CHECK_LT(index, size_);
   return {entries_[index].state, entries_[index].error};
 }
 
 int64_t BatchState::latency_ns(size_t index) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   CHECK_LT(index, size_);
   const Entry& e = entries_[index];
   return e.done_ns < 0 ? -1 : e.done_ns - e.submit_ns;
 }
 
 int64_t BatchState::done_ns(size_t index) const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   CHECK_LT(index, size_);
   return entries_[index].done_ns;
 }
 
 bool BatchState::AllFinished() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return pending_ == 0;
 }
 
 void BatchState::WaitAll() const {
-  std::unique_lock lock(mutex_);
-  cv_.wait(lock, [&] { return pending_ == 0; });
+  MutexLock lock(mutex_);
+  cv_.Wait(mutex_, [&]() REQUIRES(mutex_) { return pending_ == 0; });
 }
 
 bool BatchState::AllReleased() const {
-  std::lock_guard lock(mutex_);
+  MutexLock lock(mutex_);
   return held_ == 0;
 }
 
 void BatchState::WaitReleased() const {
-  std::unique_lock lock(mutex_);
-  cv_.wait(lock, [&] { return held_ == 0; });
+  MutexLock lock(mutex_);
+  cv_.Wait(mutex_, [&]() REQUIRES(mutex_) { return held_ == 0; });
 }
 
 TransferBatch::~TransferBatch() {

@@ -16,13 +16,12 @@
 // Submit (on the engine) for one batch from one thread at a time.
 #pragma once
 
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <vector>
 
+#include "base/thread_annotations.h"
 #include "transfer/transfer_types.h"
 
 namespace crescent::transfer {
@@ -31,9 +30,9 @@ namespace crescent::transfer {
 // Lock order: BatchState::mutex_ is a leaf (taken after any worker or engine lock).
 class BatchState {
  public:
-  explicit BatchState(size_t capacity) : entries_(capacity) {}
+  explicit BatchState(size_t capacity) : capacity_(capacity), entries_(capacity) {}
 
-  size_t capacity() const { return entries_.size(); }
+  size_t capacity() const { return capacity_; }
   size_t size() const;
 
   // Appends `n` pending entries, each split into `parts[i]` work items; returns
@@ -62,12 +61,13 @@ class BatchState {
     int64_t submit_ns = 0;
     int64_t done_ns = -1;
   };
-  mutable std::mutex mutex_;
-  mutable std::condition_variable cv_;
-  std::vector<Entry> entries_;  // GUARDED_BY(mutex_); [capacity]
-  size_t size_ = 0;             // GUARDED_BY(mutex_)
-  size_t pending_ = 0;          // GUARDED_BY(mutex_); entries not ended
-  size_t held_ = 0;             // GUARDED_BY(mutex_); work items not released
+  const size_t capacity_;
+  mutable Mutex mutex_;
+  mutable CondVar cv_;
+  std::vector<Entry> entries_ GUARDED_BY(mutex_);  // [capacity]
+  size_t size_ GUARDED_BY(mutex_) = 0;
+  size_t pending_ GUARDED_BY(mutex_) = 0;  // entries not ended
+  size_t held_ GUARDED_BY(mutex_) = 0;  // work items not released
 };
 
 class TransferBatch {

@@ -4,15 +4,14 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <thread>
 #include <map>
-#include <mutex>
 #include <random>
 #include <vector>
 
 #include "base/clock.h"
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 #include "transfer/segment_descriptor.h"
 #include "transfer/ucx_context.h"
 #include "transfer/ucx_worker.h"
@@ -56,9 +55,10 @@ class TransferEngine::Impl {
     std::shared_ptr<const SegmentDescriptor> descriptor;  // null: re-read before use
   };
 
-  // REQUIRES: publish_mutex_ held and the segment registered.
-  Status Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length);
-  Status PublishIfRegistered(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length);
+  // Publish: the segment registered. PublishIfRegistered takes publish_mutex_.
+  Status Publish(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length) REQUIRES(publish_mutex_);
+  Status PublishIfRegistered(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length)
+      EXCLUDES(publish_mutex_);
   Result<std::string> Describe(std::string_view name, ucp_mem_h memh, uint64_t base, uint64_t length);
   Result<std::shared_ptr<const SegmentDescriptor>> Fetch(const std::string& name);
   Result<std::shared_ptr<const SegmentDescriptor>> Descriptor(SegmentId id);
@@ -72,24 +72,24 @@ class TransferEngine::Impl {
   // unregister, republish), so a republish never revives a segment being
   // unregistered nor uses its unmapped memh. Held across MetadataStore calls;
   // taken before local_mutex_, never under it or remote_mutex_.
-  std::mutex publish_mutex_;
-  std::mutex republish_mu_;
-  std::condition_variable republish_cv_;
-  bool republish_pending_ = false;  // GUARDED_BY(republish_mu_)
-  bool republish_stop_ = false;     // GUARDED_BY(republish_mu_)
+  Mutex publish_mutex_;
+  Mutex republish_mu_;
+  CondVar republish_cv_;
+  bool republish_pending_ GUARDED_BY(republish_mu_) = false;
+  bool republish_stop_ GUARDED_BY(republish_mu_) = false;
   std::thread republisher_;
 
   UcxContext context_;  // destroyed after workers_
   std::vector<std::unique_ptr<UcxWorker>> workers_;
   std::atomic<uint64_t> next_worker_{0};
 
-  std::mutex local_mutex_;
-  std::map<std::string, LocalSegment, std::less<>> local_;  // GUARDED_BY(local_mutex_)
-  std::map<uint64_t, std::string> local_by_base_;           // GUARDED_BY(local_mutex_)
+  Mutex local_mutex_;
+  std::map<std::string, LocalSegment, std::less<>> local_ GUARDED_BY(local_mutex_);
+  std::map<uint64_t, std::string> local_by_base_ GUARDED_BY(local_mutex_);
 
-  std::mutex remote_mutex_;
-  std::vector<RemoteSegment> remote_;                        // GUARDED_BY(remote_mutex_); id - 1
-  std::map<std::string, SegmentId, std::less<>> remote_ids_;  // GUARDED_BY(remote_mutex_)
+  Mutex remote_mutex_;
+  std::vector<RemoteSegment> remote_ GUARDED_BY(remote_mutex_);  // id - 1
+  std::map<std::string, SegmentId, std::less<>> remote_ids_ GUARDED_BY(remote_mutex_);
 };
 
 namespace {
@@ -170,10 +170,10 @@ Status TransferEngine::Impl::Init() {
     wo.on_peer_failure = [this](const std::string& owner) { OnPeerFailure(owner); };
     wo.on_address_change = [this] {
       {
-        std::lock_guard lock(republish_mu_);
+        MutexLock lock(republish_mu_);
         republish_pending_ = true;
       }
-      republish_cv_.notify_all();
+      republish_cv_.NotifyAll();
     };
     ASSIGN_OR_RETURN(auto worker, UcxWorker::Create(context_.get(), std::move(wo)));
     workers_.push_back(std::move(worker));
@@ -183,29 +183,29 @@ Status TransferEngine::Impl::Init() {
 }
 
 void TransferEngine::Impl::RepublishLoop() {
-  std::unique_lock lock(republish_mu_);
+  MutexLock lock(republish_mu_);
   for (;;) {
-    republish_cv_.wait(lock, [&] { return republish_stop_ || republish_pending_; });
+    republish_cv_.Wait(republish_mu_, [&]() REQUIRES(republish_mu_) { return republish_stop_ || republish_pending_; });
     if (republish_stop_) return;
     republish_pending_ = false;
-    lock.unlock();
+    lock.Unlock();
     RepublishAll();
-    lock.lock();
+    lock.Lock();
   }
 }
 
 TransferEngine::Impl::~Impl() {
   {
-    std::lock_guard lock(republish_mu_);
+    MutexLock lock(republish_mu_);
     republish_stop_ = true;
   }
-  republish_cv_.notify_all();
+  republish_cv_.NotifyAll();
   if (republisher_.joinable()) republisher_.join();
   workers_.clear();  // finishes in-flight entries, closes endpoints
-  std::lock_guard publish(publish_mutex_);
+  MutexLock publish(publish_mutex_);
   std::map<std::string, LocalSegment, std::less<>> segs;
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     segs.swap(local_);
     local_by_base_.clear();
   }
@@ -243,7 +243,7 @@ Result<std::string> TransferEngine::Impl::Describe(std::string_view name, ucp_me
 Result<std::string> TransferEngine::Impl::LocalDescriptor(std::string_view name) {
   LocalSegment seg;
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     auto it = local_.find(name);
     if (it == local_.end()) return NotFound("no local segment '" + std::string(name) + "'");
     seg = it->second;
@@ -253,9 +253,9 @@ Result<std::string> TransferEngine::Impl::LocalDescriptor(std::string_view name)
 
 Status TransferEngine::Impl::PublishIfRegistered(std::string_view name, ucp_mem_h memh, uint64_t base,
                                                  uint64_t length) {
-  std::lock_guard publish(publish_mutex_);
+  MutexLock publish(publish_mutex_);
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     auto it = local_.find(name);
     if (it == local_.end() || it->second.memh != memh) {
       return FailedPrecondition("segment '" + std::string(name) + "' was unregistered while it was being registered");
@@ -275,7 +275,7 @@ Status TransferEngine::Impl::RegisterLocalMemory(std::string_view name, void* ad
   if (addr == nullptr || length == 0) return InvalidArgument("segment '" + std::string(name) + "': null or empty memory");
   uint64_t base = reinterpret_cast<uint64_t>(addr);
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     if (local_.count(name)) return InvalidArgument("segment '" + std::string(name) + "' is already registered");
     auto next = local_by_base_.lower_bound(base);
     bool overlaps = (next != local_by_base_.end() && next->first < base + length);
@@ -293,7 +293,7 @@ Status TransferEngine::Impl::RegisterLocalMemory(std::string_view name, void* ad
   ucs_status_t st = ucp_mem_map(context_.get(), &params, &memh);
   if (st != UCS_OK) return UcxError("mem_map of segment '" + std::string(name) + "'", st);
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     if (local_.count(name)) {  // lost a race with a concurrent registration
       ucp_mem_unmap(context_.get(), memh);
       return InvalidArgument("segment '" + std::string(name) + "' is already registered");
@@ -311,7 +311,7 @@ Result<void*> TransferEngine::Impl::AllocateLocalMemory(std::string_view name, u
   if (name.empty()) return InvalidArgument("segment name is empty");
   if (length == 0) return InvalidArgument("segment '" + std::string(name) + "': zero length");
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     if (local_.count(name)) return InvalidArgument("segment '" + std::string(name) + "' is already registered");
   }
   ucp_mem_map_params_t params{};
@@ -330,7 +330,7 @@ Result<void*> TransferEngine::Impl::AllocateLocalMemory(std::string_view name, u
   }
   uint64_t base = reinterpret_cast<uint64_t>(attr.address);
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     if (local_.count(name)) {
       ucp_mem_unmap(context_.get(), memh);
       return InvalidArgument("segment '" + std::string(name) + "' is already registered");
@@ -347,10 +347,10 @@ Result<void*> TransferEngine::Impl::AllocateLocalMemory(std::string_view name, u
 }
 
 Status TransferEngine::Impl::UnregisterLocalMemory(std::string_view name) {
-  std::lock_guard publish(publish_mutex_);
+  MutexLock publish(publish_mutex_);
   LocalSegment seg;
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     auto it = local_.find(name);
     if (it == local_.end()) return NotFound("no local segment '" + std::string(name) + "'");
     seg = it->second;
@@ -374,12 +374,12 @@ Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Impl::Fetch(con
 
 Result<SegmentId> TransferEngine::Impl::OpenSegment(std::string_view name) {
   {
-    std::lock_guard lock(remote_mutex_);
+    MutexLock lock(remote_mutex_);
     auto it = remote_ids_.find(name);
     if (it != remote_ids_.end()) return it->second;
   }
   ASSIGN_OR_RETURN(auto desc, Fetch(std::string(name)));
-  std::lock_guard lock(remote_mutex_);
+  MutexLock lock(remote_mutex_);
   auto it = remote_ids_.find(name);
   if (it != remote_ids_.end()) return it->second;
   remote_.push_back(RemoteSegment{std::string(name), std::move(desc)});
@@ -391,14 +391,14 @@ Result<SegmentId> TransferEngine::Impl::OpenSegment(std::string_view name) {
 Result<std::shared_ptr<const SegmentDescriptor>> TransferEngine::Impl::Descriptor(SegmentId id) {
   std::string name;
   {
-    std::lock_guard lock(remote_mutex_);
+    MutexLock lock(remote_mutex_);
     if (id == 0 || id > remote_.size()) return NotFound("unknown segment id " + std::to_string(id));
     const RemoteSegment& r = remote_[id - 1];
     if (r.descriptor) return r.descriptor;
     name = r.name;
   }
   ASSIGN_OR_RETURN(auto desc, Fetch(name));
-  std::lock_guard lock(remote_mutex_);
+  MutexLock lock(remote_mutex_);
   remote_[id - 1].descriptor = desc;
   return desc;
 }
@@ -409,10 +409,10 @@ Result<uint64_t> TransferEngine::Impl::SegmentLength(SegmentId id) {
 }
 
 void TransferEngine::Impl::RepublishAll() {
-  std::lock_guard publish(publish_mutex_);
+  MutexLock publish(publish_mutex_);
   std::vector<std::pair<std::string, LocalSegment>> segs;
   {
-    std::lock_guard lock(local_mutex_);
+    MutexLock lock(local_mutex_);
     for (const auto& [name, seg] : local_) {
       if (seg.published) segs.emplace_back(name, seg);
     }
@@ -425,7 +425,7 @@ void TransferEngine::Impl::RepublishAll() {
 }
 
 void TransferEngine::Impl::OnPeerFailure(const std::string& owner) {
-  std::lock_guard lock(remote_mutex_);
+  MutexLock lock(remote_mutex_);
   for (RemoteSegment& r : remote_) {
     if (r.descriptor && r.descriptor->owner == owner) r.descriptor = nullptr;
   }
@@ -458,7 +458,7 @@ Status TransferEngine::Impl::Submit(TransferBatch& batch, std::span<const Transf
     }
     uint64_t local = reinterpret_cast<uint64_t>(r.local);
     {
-      std::lock_guard lock(local_mutex_);
+      MutexLock lock(local_mutex_);
       auto it = local_by_base_.upper_bound(local);
       const LocalSegment* seg = nullptr;
       if (it != local_by_base_.begin()) seg = &local_.find(std::prev(it)->second)->second;

@@ -9,6 +9,7 @@
 #include "base/check.h"
 #include "base/clock.h"
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 #include "transfer/ucx_context.h"
 
 namespace crescent::transfer {
@@ -107,11 +108,11 @@ Status UcxWorker::Open() {
     return Internal("epoll_ctl failed");
   }
   {
-    std::lock_guard lock(queue_mutex_);
+    MutexLock lock(queue_mutex_);
     worker_ = worker;
     efd_ = efd;
   }
-  std::lock_guard lock(address_mutex_);
+  MutexLock lock(address_mutex_);
   address_ = std::move(address);
   return Status::Ok();
 }
@@ -132,7 +133,7 @@ UcxWorker::~UcxWorker() {
   stop_.store(true);
   if (thread_.joinable()) {
     {
-      std::lock_guard lock(queue_mutex_);
+      MutexLock lock(queue_mutex_);
       if (worker_) ucp_worker_signal(worker_);
     }
     thread_.join();
@@ -144,7 +145,7 @@ UcxWorker::~UcxWorker() {
 }
 
 std::string UcxWorker::address() const {
-  std::lock_guard lock(address_mutex_);
+  MutexLock lock(address_mutex_);
   return address_;
 }
 
@@ -156,7 +157,7 @@ void UcxWorker::Rebuild() {
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, efd_, nullptr);
   ucp_worker_h old;
   {
-    std::lock_guard lock(queue_mutex_);
+    MutexLock lock(queue_mutex_);
     old = worker_;
     worker_ = nullptr;
   }
@@ -177,7 +178,7 @@ void UcxWorker::Rebuild() {
 }
 
 void UcxWorker::Post(std::unique_ptr<WorkItem> item) {
-  std::lock_guard lock(queue_mutex_);
+  MutexLock lock(queue_mutex_);
   queue_.push_back(std::move(item));
   has_queued_.store(true, std::memory_order_release);
   if (worker_) ucp_worker_signal(worker_);  // null only while the worker thread rebuilds it
@@ -187,7 +188,7 @@ bool UcxWorker::DrainQueue() {
   if (!has_queued_.load(std::memory_order_acquire)) return false;
   std::deque<std::unique_ptr<WorkItem>> items;
   {
-    std::lock_guard lock(queue_mutex_);
+    MutexLock lock(queue_mutex_);
     items.swap(queue_);
     has_queued_.store(false, std::memory_order_relaxed);
   }

@@ -44,13 +44,13 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
+#include "base/thread_annotations.h"
 #include "transfer/segment_descriptor.h"
 #include "transfer/transfer_batch.h"
 
@@ -142,11 +142,11 @@ class UcxWorker {
   int efd_ = -1;  // the worker's event fd
   int epoll_fd_ = -1;
   WorkerOptions options_;
-  mutable std::mutex address_mutex_;
-  std::string address_;  // GUARDED_BY(address_mutex_)
+  mutable Mutex address_mutex_;
+  std::string address_ GUARDED_BY(address_mutex_);
 
-  std::mutex queue_mutex_;
-  std::deque<std::unique_ptr<WorkItem>> queue_;  // GUARDED_BY(queue_mutex_)
+  Mutex queue_mutex_;
+  std::deque<std::unique_ptr<WorkItem>> queue_ GUARDED_BY(queue_mutex_);
   std::atomic<bool> has_queued_{false};
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> endpoints_created_{0};
