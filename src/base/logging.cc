@@ -1,16 +1,16 @@
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <mutex>
 #include <string>
 
 namespace crescent {
 namespace {
 std::atomic<LogLevel> g_level{LogLevel::kInfo};
-std::mutex g_mu;
+Mutex g_mu;
 }  // namespace
 
 void SetLogLevel(LogLevel level) { g_level.store(level, std::memory_order_relaxed); }
@@ -30,7 +30,7 @@ void LogLine(LogLevel level, std::string_view message) {
   std::string line(head);
   line.append(message);
   line.push_back('\n');
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(g_mu);
   std::fwrite(line.data(), 1, line.size(), stderr);
 }
 

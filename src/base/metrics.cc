@@ -53,14 +53,14 @@ MetricsRegistry::Series& MetricsRegistry::GetSeries(const std::string& name, con
 }
 
 Counter* MetricsRegistry::AddCounter(const std::string& name, const std::string& help, const MetricLabels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Series& s = GetSeries(name, help, Kind::kCounter, labels);
   if (!s.counter) s.counter = std::make_unique<Counter>();
   return s.counter.get();
 }
 
 Gauge* MetricsRegistry::AddGauge(const std::string& name, const std::string& help, const MetricLabels& labels) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Series& s = GetSeries(name, help, Kind::kGauge, labels);
   if (!s.gauge) s.gauge = std::make_unique<Gauge>();
   return s.gauge.get();
@@ -68,7 +68,7 @@ Gauge* MetricsRegistry::AddGauge(const std::string& name, const std::string& hel
 
 Histogram* MetricsRegistry::AddHistogram(const std::string& name, const std::string& help, const MetricLabels& labels,
                                          std::vector<double> bounds) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   Series& s = GetSeries(name, help, Kind::kHistogram, labels);
   if (!s.histogram) s.histogram = std::make_unique<Histogram>(std::move(bounds));
   return s.histogram.get();
@@ -113,7 +113,7 @@ std::string Number(double v) {
 }  // namespace
 
 std::string MetricsRegistry::Render() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::string out;
   for (const auto& [name, fam] : families_) {
     const char* type = fam.kind == Kind::kCounter ? "counter" : fam.kind == Kind::kGauge ? "gauge" : "histogram";

@@ -18,10 +18,10 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+#include "base/thread_annotations.h"
 
 namespace crescent {
 
@@ -89,10 +89,11 @@ class MetricsRegistry {
     std::string help;
     std::map<MetricLabels, Series> series;
   };
-  Series& GetSeries(const std::string& name, const std::string& help, Kind kind, const MetricLabels& labels);
+  Series& GetSeries(const std::string& name, const std::string& help, Kind kind, const MetricLabels& labels)
+      REQUIRES(mu_);
 
-  mutable std::mutex mu_;
-  std::map<std::string, Family> families_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::string, Family> families_ GUARDED_BY(mu_);
 };
 
 // Histogram bounds: `count` values from `start`, each `factor` times the last.

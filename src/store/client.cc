@@ -4,18 +4,17 @@
 #include <sys/mman.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "base/clock.h"
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 #include "proto/store.grpc.pb.h"
 #include "store/grpc_status.h"
 #include "store/range_allocator.h"
@@ -45,10 +44,10 @@ class Client::Impl {
   }
   ~Impl() {
     {
-      std::lock_guard lock(work_mu_);
+      MutexLock lock(work_mu_);
       stop_ = true;
     }
-    work_cv_.notify_all();
+    work_cv_.NotifyAll();
     for (auto& t : workers_) t.join();
     if (scratch_) {
       engine_->UnregisterBuffer(scratch_).IgnoreError();
@@ -65,7 +64,7 @@ class Client::Impl {
   // ---- registered memory and the bounce area ----
 
   bool Registered(const void* p, uint64_t len) {
-    std::lock_guard lock(mem_mu_);
+    MutexLock lock(mem_mu_);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     auto it = regions_.upper_bound(a);
     if (it == regions_.begin()) return false;
@@ -75,14 +74,14 @@ class Client::Impl {
 
   Status Register(void* base, uint64_t len) {
     RETURN_IF_ERROR(engine_->RegisterBuffer(base, len));
-    std::lock_guard lock(mem_mu_);
+    MutexLock lock(mem_mu_);
     regions_[reinterpret_cast<uintptr_t>(base)] = len;
     return Status::Ok();
   }
 
   Status Unregister(void* base) {
     {
-      std::lock_guard lock(mem_mu_);
+      MutexLock lock(mem_mu_);
       regions_.erase(reinterpret_cast<uintptr_t>(base));
     }
     return engine_->UnregisterBuffer(base);
@@ -90,7 +89,7 @@ class Client::Impl {
 
   // `bytes` of the bounce area, waiting up to `deadline_ns` for room.
   Result<std::byte*> Scratch(uint64_t bytes, int64_t deadline_ns) {
-    std::unique_lock lock(scratch_mu_);
+    MutexLock lock(scratch_mu_);
     if (!scratch_) {
       scratch_bytes_ = RoundUpBlock(options_.scratch_bytes);
       void* p = mmap(nullptr, scratch_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -111,8 +110,8 @@ class Client::Impl {
     for (;;) {
       std::optional<uint64_t> off = scratch_alloc_.Allocate(bytes);
       if (off) return scratch_ + *off;
-      if (scratch_cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(0, deadline_ns - NowNs()))) ==
-          std::cv_status::timeout) {
+      if (!scratch_cv_.WaitUntil(scratch_mu_, std::chrono::steady_clock::now() +
+                                                  std::chrono::nanoseconds(std::max<int64_t>(0, deadline_ns - NowNs())))) {
         return DeadlineExceeded("store client: its bounce area stayed full");
       }
     }
@@ -121,17 +120,17 @@ class Client::Impl {
   // (its wave is not empty) never waits for more, or two calls, or one
   // alone, could each wait on space they hold themselves.
   std::byte* TryScratch(uint64_t bytes) {
-    std::lock_guard lock(scratch_mu_);
+    MutexLock lock(scratch_mu_);
     if (!scratch_ || RoundUpBlock(bytes) > scratch_bytes_) return nullptr;
     std::optional<uint64_t> off = scratch_alloc_.Allocate(bytes);
     return off ? scratch_ + *off : nullptr;
   }
   void FreeScratch(std::byte* p, uint64_t bytes) {
     {
-      std::lock_guard lock(scratch_mu_);
+      MutexLock lock(scratch_mu_);
       scratch_alloc_.Free(static_cast<uint64_t>(p - scratch_), bytes);
     }
-    scratch_cv_.notify_all();
+    scratch_cv_.NotifyAll();
   }
 
   // ---- put ----
@@ -588,7 +587,7 @@ class Client::Impl {
   }
 
   proto::StoreNode::Stub* NodeStub(const std::string& address) {
-    std::lock_guard lock(stub_mu_);
+    MutexLock lock(stub_mu_);
     auto it = stubs_.find(address);
     if (it != stubs_.end()) return it->second.get();
     grpc::ChannelArguments args;
@@ -633,21 +632,21 @@ class Client::Impl {
 
   void Post(std::function<void()> fn) {
     {
-      std::lock_guard lock(work_mu_);
+      MutexLock lock(work_mu_);
       queue_.push_back(std::move(fn));
     }
-    work_cv_.notify_one();
+    work_cv_.NotifyOne();
   }
   void Work() {
-    std::unique_lock lock(work_mu_);
+    MutexLock lock(work_mu_);
     for (;;) {
-      work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      work_cv_.Wait(work_mu_, [&]() REQUIRES(work_mu_) { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, nothing left
       auto fn = std::move(queue_.front());
       queue_.pop_front();
-      lock.unlock();
+      lock.Unlock();
       fn();
-      lock.lock();
+      lock.Lock();
     }
   }
 
@@ -657,22 +656,22 @@ class Client::Impl {
   StoreNode* local_;
   ClientCounters counters_;
 
-  std::mutex mem_mu_;
-  std::map<uintptr_t, uint64_t> regions_;  // GUARDED_BY(mem_mu_)
+  Mutex mem_mu_;
+  std::map<uintptr_t, uint64_t> regions_ GUARDED_BY(mem_mu_);
 
-  std::mutex scratch_mu_;
-  std::condition_variable scratch_cv_;
-  std::byte* scratch_ = nullptr;  // GUARDED_BY(scratch_mu_)
+  Mutex scratch_mu_;
+  CondVar scratch_cv_;
+  std::byte* scratch_ GUARDED_BY(scratch_mu_) = nullptr;
   uint64_t scratch_bytes_ = 0;
-  RangeAllocator scratch_alloc_;  // GUARDED_BY(scratch_mu_)
+  RangeAllocator scratch_alloc_ GUARDED_BY(scratch_mu_);
 
-  std::mutex stub_mu_;
-  std::map<std::string, std::unique_ptr<proto::StoreNode::Stub>> stubs_;  // GUARDED_BY(stub_mu_)
+  Mutex stub_mu_;
+  std::map<std::string, std::unique_ptr<proto::StoreNode::Stub>> stubs_ GUARDED_BY(stub_mu_);
 
-  std::mutex work_mu_;
-  std::condition_variable work_cv_;
-  std::deque<std::function<void()>> queue_;  // GUARDED_BY(work_mu_)
-  bool stop_ = false;                        // GUARDED_BY(work_mu_)
+  Mutex work_mu_;
+  CondVar work_cv_;
+  std::deque<std::function<void()>> queue_ GUARDED_BY(work_mu_);
+  bool stop_ GUARDED_BY(work_mu_) = false;
   std::vector<std::thread> workers_;
 };
 

@@ -4,6 +4,7 @@
 
 #include "base/clock.h"
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::store {
 
@@ -24,16 +25,16 @@ void LeaderElection::Start() { thread_ = std::thread([this] { Run(); }); }
 
 void LeaderElection::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   if (thread_.joinable()) thread_.join();
 }
 
 bool LeaderElection::Sleep(int64_t ms) {
-  std::unique_lock lock(mu_);
-  return !cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stop_; });
+  MutexLock lock(mu_);
+  return !cv_.WaitFor(mu_, std::chrono::milliseconds(ms), [&]() REQUIRES(mu_) { return stop_; });
 }
 
 void LeaderElection::Run() {

@@ -16,14 +16,13 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "base/thread_annotations.h"
 #include "transfer/metadata_store.h"
 
 namespace crescent::store {
@@ -61,9 +60,9 @@ class LeaderElection {
   std::function<void()> on_deposed_;
   std::atomic<uint64_t> term_{0};
   std::atomic<int64_t> confirmed_until_ns_{0};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

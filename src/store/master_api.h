@@ -8,13 +8,12 @@
 // Thread-safety: implementations are safe to call from any thread.
 #pragma once
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "base/clock.h"
 #include "base/status.h"
+#include "base/thread_annotations.h"
 #include "proto/store.pb.h"
 #include "store/master.h"
 
@@ -56,15 +55,15 @@ class LocalMaster final : public MasterApi {
   // Runs `fn` on the master under its lock (tests, metrics).
   template <typename Fn>
   auto With(Fn&& fn) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return fn(master_);
   }
 
  private:
-  std::mutex mu_;
-  Master master_;  // GUARDED_BY(mu_)
-  std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  Master master_ GUARDED_BY(mu_);
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread ticker_;
 };
 

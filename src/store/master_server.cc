@@ -3,11 +3,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 #include "proto/store.grpc.pb.h"
 #include "store/grpc_status.h"
 #include "store/leader_election.h"
@@ -23,10 +22,10 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     if (election_) election_->Stop();
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     if (ticker_.joinable()) ticker_.join();
   }
 
@@ -42,8 +41,8 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
     address_ = options_.listen.substr(0, options_.listen.rfind(':')) + ":" + std::to_string(port);
     if (options_.advertise.empty()) options_.advertise = address_;
     ticker_ = std::thread([this] {
-      std::unique_lock lock(mu_);
-      while (!cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_; })) {
+      MutexLock lock(mu_);
+      while (!cv_.WaitFor(mu_, std::chrono::milliseconds(100), [&]() REQUIRES(mu_) { return stop_; })) {
         if (master_) master_->Tick();
       }
     });
@@ -64,7 +63,7 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
         [this](uint64_t term) { Elected(term); }, [this] { Deposed(); });
     LeaderElection* e = election.get();
     {
-      std::lock_guard lock(mu_);  // Serve reads it
+      MutexLock lock(mu_);  // Serve reads it
       election_ = std::move(election);
     }
     e->Start();
@@ -72,7 +71,7 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
   }
 
   void Elected(uint64_t term) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     master_ = std::make_unique<Master>(options_.master, &MonotonicClock::Get());
     master_->SetTerm(term);
     term_ = term;
@@ -81,14 +80,14 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
   }
 
   void Deposed() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     master_.reset();
     LOG_WARNING("store master {}: deposed from term {}", options_.advertise, term_);
   }
 
   template <typename Fn>
   grpc::Status Serve(grpc::ServerContext* ctx, Fn&& fn) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ctx->AddTrailingMetadata("crescent-term", std::to_string(term_));
     if (!master_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "this store master is not the leader");
     if (election_ && !election_->confirmed()) {
@@ -123,11 +122,11 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
   }
 
   bool leader() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return master_ != nullptr;
   }
   uint64_t term() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     return term_;
   }
 
@@ -136,11 +135,11 @@ class MasterServer::Impl final : public proto::StoreMaster::Service {
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<transfer::MetadataStore> etcd_;
   std::unique_ptr<LeaderElection> election_;  // set once under mu_, before it starts
-  mutable std::mutex mu_;
-  std::unique_ptr<Master> master_;  // GUARDED_BY(mu_); null unless leading
-  uint64_t term_ = 0;               // GUARDED_BY(mu_)
-  std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unique_ptr<Master> master_ GUARDED_BY(mu_);  // null unless leading
+  uint64_t term_ GUARDED_BY(mu_) = 0;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread ticker_;
 };
 

@@ -373,7 +373,7 @@ void Master::Tick() {
   for (auto& [name, seg] : segments_) {
     if (!seg.alive || seg.capacity() == 0) continue;
     const double cap = static_cast<double>(seg.capacity());
-    auto level = [&] { return static_cast<double>(seg.used() - std::min(seg.used(), seg.demoting_bytes)); };
+    auto level = [&s = seg] { return static_cast<double>(s.used() - std::min(s.used(), s.demoting_bytes)); };
     if (level() <= options_.high_watermark * cap) continue;
     while (level() > options_.low_watermark * cap) {
       if (!EvictOne(seg, /*may_demote=*/true)) {

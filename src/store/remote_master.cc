@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/thread_annotations.h"
 #include "proto/store.grpc.pb.h"
 #include "store/grpc_status.h"
 #include "transfer/etcd_metadata_store.h"
@@ -51,19 +52,20 @@ Result<std::unique_ptr<RemoteMaster>> RemoteMaster::Connect(const RemoteMasterOp
     ASSIGN_OR_RETURN(auto etcd, transfer::EtcdMetadataStore::Connect(eo));
     m->etcd_ = std::move(etcd);
   } else {
+    MutexLock lock(m->mu_);  // not yet shared
     m->channel_ = MakeChannel(options.target);
   }
   return m;
 }
 
 std::string RemoteMaster::leader() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return channel_ ? channel_->address : "";
 }
 
 Result<std::shared_ptr<RemoteMaster::Channel>> RemoteMaster::Current() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (channel_) return channel_;
   }
   Result<std::string> addr = etcd_->Get(options_.election_key);
@@ -71,14 +73,14 @@ Result<std::shared_ptr<RemoteMaster::Channel>> RemoteMaster::Current() {
     return Unavailable("no store master leads now (" + addr.status().ToString() + ")");
   }
   auto c = MakeChannel(*addr);
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (!channel_) channel_ = c;
   return channel_;
 }
 
 void RemoteMaster::Forget(const std::shared_ptr<Channel>& c) {
   if (!etcd_) return;  // a fixed address: keep it, gRPC reconnects
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (channel_ == c) channel_.reset();
 }
 

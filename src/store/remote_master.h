@@ -12,9 +12,9 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "base/thread_annotations.h"
 #include "store/master_api.h"
 #include "transfer/metadata_store.h"
 
@@ -55,8 +55,8 @@ class RemoteMaster final : public MasterApi {
   const RemoteMasterOptions options_;
   std::shared_ptr<transfer::MetadataStore> etcd_;  // null for a fixed address
   std::atomic<uint64_t> term_{0};
-  mutable std::mutex mu_;
-  std::shared_ptr<Channel> channel_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::shared_ptr<Channel> channel_ GUARDED_BY(mu_);
 };
 
 }  // namespace crescent::store

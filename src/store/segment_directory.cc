@@ -1,4 +1,5 @@
 #include "store/segment_directory.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::store {
 
@@ -7,7 +8,7 @@ SegmentDirectory::SegmentDirectory(std::shared_ptr<MasterApi> master, std::strin
 
 Status SegmentDirectory::Put(std::string_view key, std::string_view value) {
   if (!key.starts_with(prefix_)) return Unimplemented("the store's segment directory holds segment descriptors only");
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   own_.insert_or_assign(std::string(key), std::string(value));
   return Status::Ok();
 }
@@ -15,7 +16,7 @@ Status SegmentDirectory::Put(std::string_view key, std::string_view value) {
 Result<std::string> SegmentDirectory::Get(std::string_view key) {
   if (!key.starts_with(prefix_)) return Unimplemented("the store's segment directory holds segment descriptors only");
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = own_.find(key);
     if (it != own_.end()) return it->second;
   }
@@ -27,7 +28,7 @@ Result<std::string> SegmentDirectory::Get(std::string_view key) {
 }
 
 Status SegmentDirectory::Remove(std::string_view key) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = own_.find(key);
   if (it != own_.end()) own_.erase(it);
   return Status::Ok();

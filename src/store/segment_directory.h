@@ -14,9 +14,9 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "base/thread_annotations.h"
 #include "store/master_api.h"
 #include "transfer/metadata_store.h"
 
@@ -43,8 +43,8 @@ class SegmentDirectory final : public transfer::MetadataStore {
  private:
   std::shared_ptr<MasterApi> master_;
   const std::string prefix_;
-  std::mutex mu_;
-  std::map<std::string, std::string, std::less<>> own_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, std::string, std::less<>> own_ GUARDED_BY(mu_);
 };
 
 }  // namespace crescent::store

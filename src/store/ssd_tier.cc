@@ -15,6 +15,7 @@
 
 #include "base/file.h"
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::store {
 namespace {
@@ -91,6 +92,7 @@ Status SsdTier::Scan() {
   std::vector<std::string> names;
   while (dirent* e = readdir(d)) names.emplace_back(e->d_name);
   closedir(d);
+  MutexLock lock(mu_);  // at open, before any other thread has the tier
   AlignedBuf head = Aligned(kBlock);
   std::map<Key, uint64_t, bool (*)(const Key&, const Key&)> newest(
       [](const Key& a, const Key& b) { return a.hi != b.hi ? a.hi < b.hi : a.lo < b.lo; });
@@ -146,19 +148,19 @@ Status SsdTier::Scan() {
 }
 
 uint64_t SsdTier::used() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return used_;
 }
 
 std::vector<SsdObject> SsdTier::Objects() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<SsdObject> out;
   for (const auto& [loc, o] : objects_) out.push_back(o);
   return out;
 }
 
 Status SsdTier::Io(int fd, bool write, void* buf, uint64_t len, uint64_t file_offset) {
-  std::lock_guard lock(ring_mu_);
+  MutexLock lock(ring_mu_);
   uint64_t submitted = 0, done = 0;
   unsigned inflight = 0;
   Status err;
@@ -213,7 +215,7 @@ Result<uint64_t> SsdTier::WriteRecord(const void* record) {
   const uint64_t bytes = RecordBytes(h.size);
   uint64_t loc;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (used_ + bytes > options_.capacity) {
       return ResourceExhausted(fmt::format("SSD tier full ({} of {} bytes used)", used_, options_.capacity));
     }
@@ -221,7 +223,7 @@ Result<uint64_t> SsdTier::WriteRecord(const void* record) {
     used_ += bytes;
   }
   auto undo = [&] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     used_ -= bytes;
   };
   // The header names the SSD location as its generation.
@@ -254,14 +256,14 @@ Result<uint64_t> SsdTier::WriteRecord(const void* record) {
     undo();
     return s;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   objects_[loc] = SsdObject{h.key(), h.size, h.checksum, loc};
   return loc;
 }
 
 Status SsdTier::ReadRecord(uint64_t location, const Key& key, void* dst, uint64_t size) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = objects_.find(location);
     if (it == objects_.end() || it->second.key != key || it->second.size != size) {
       return NotFound(fmt::format("no SSD record {} of that object", location));
@@ -311,7 +313,7 @@ Status SsdTier::Read(uint64_t location, const Key& key, uint64_t size, std::span
 
 void SsdTier::Remove(uint64_t location) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = objects_.find(location);
     if (it == objects_.end()) return;
     used_ -= RecordBytes(it->second.size);

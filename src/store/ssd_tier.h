@@ -20,13 +20,13 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
+#include "base/thread_annotations.h"
 #include "store/record.h"
 
 namespace crescent::store {
@@ -90,7 +90,7 @@ class SsdTier {
 
  private:
   explicit SsdTier(SsdTierOptions options);
-  Status Scan();
+  Status Scan() EXCLUDES(mu_);
   // Runs one read or write of `len` bytes at `file_offset` through the ring,
   // as io_bytes pieces with up to queue_depth in flight.
   Status Io(int fd, bool write, void* buf, uint64_t len, uint64_t file_offset);
@@ -101,13 +101,13 @@ class SsdTier {
   bool direct_ = true;
   SsdScanReport scan_;
 
-  mutable std::mutex mu_;
-  std::map<uint64_t, SsdObject> objects_;  // GUARDED_BY(mu_); by location
-  uint64_t used_ = 0;                      // GUARDED_BY(mu_)
-  uint64_t next_location_ = 1;             // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<uint64_t, SsdObject> objects_ GUARDED_BY(mu_);  // by location
+  uint64_t used_ GUARDED_BY(mu_) = 0;
+  uint64_t next_location_ GUARDED_BY(mu_) = 1;
 
-  std::mutex ring_mu_;
-  io_uring ring_;  // GUARDED_BY(ring_mu_)
+  Mutex ring_mu_;
+  io_uring ring_ GUARDED_BY(ring_mu_);
   bool ring_ok_ = false;
 };
 

@@ -4,11 +4,9 @@
 #include <sys/mman.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
-#include <mutex>
 #include <random>
 #include <thread>
 
@@ -16,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/logging.h"
+#include "base/thread_annotations.h"
 #include "proto/store.grpc.pb.h"
 #include "store/grpc_status.h"
 #include "store/range_allocator.h"
@@ -39,10 +38,10 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
 
   ~Impl() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     stopping_.store(true);
     if (prefaulter_.joinable()) prefaulter_.join();
     if (heartbeat_.joinable()) heartbeat_.join();
@@ -80,7 +79,10 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
     const uint64_t staging = ssd_ ? RoundUpBlock(options_.staging_bytes) : 0;
     ASSIGN_OR_RETURN(void* mem, engine_->AllocateLocalMemory(dram_name_, options_.dram_bytes + staging));
     base_ = static_cast<std::byte*>(mem);
-    staging_ = RangeAllocator(staging, kBlock);
+    {
+      MutexLock lock(mu_);  // before the node serves
+      staging_ = RangeAllocator(staging, kBlock);
+    }
     if (ssd_) {
       grpc::ServerBuilder b;
       int port = 0;
@@ -106,12 +108,12 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
         for (uint64_t off = 0; off < bytes && !stopping_.load(); off += kStep) {
           madvise(base_ + off, std::min(kStep, bytes - off), MADV_POPULATE_WRITE);
         }
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         prefaulted_ = true;
-        cv_.notify_all();
+        cv_.NotifyAll();
       });
     } else {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       prefaulted_ = true;
     }
     return Status::Ok();
@@ -184,7 +186,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
     proto::MountReply rep;
     RETURN_IF_ERROR(master_->Mount(req, &rep));
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       heartbeat_ms_ = rep.heartbeat_ms() > 0 ? static_cast<int64_t>(rep.heartbeat_ms()) : 1000;
       acked_seq_ = 0;
       results_.clear();  // the new master knows nothing of earlier demotions
@@ -198,9 +200,9 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   }
 
   void HeartbeatLoop() {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     for (;;) {
-      cv_.wait_for(lock, std::chrono::milliseconds(heartbeat_ms_), [&] { return stop_ || beat_now_; });
+      cv_.WaitFor(mu_, std::chrono::milliseconds(heartbeat_ms_), [&]() REQUIRES(mu_) { return stop_ || beat_now_; });
       if (stop_) break;
       beat_now_ = false;
       const uint64_t my_beat = ++beats_built_;
@@ -212,7 +214,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
       for (auto& r : results_) *req.add_demoted() = r;
       const size_t sent = results_.size();
       ExpireStages();
-      lock.unlock();
+      lock.Unlock();
       proto::HeartbeatReply rep;
       Status s = mounted_ ? master_->Heartbeat(req, &rep) : Status(Unavailable("not mounted"));
       if (!s.ok() && mounted_) LOG_DEBUG("store node {}: heartbeat: {}", id_, s.ToString());
@@ -220,11 +222,11 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
         counters_.remounts += mounted_ ? 1 : 0;
         Status m = Mount(/*scan_dram=*/true);
         if (!m.ok()) LOG_WARNING("store node {}: remount: {}", id_, m.ToString());
-        lock.lock();
+        lock.Lock();
         continue;
       }
       if (s.ok()) Apply(rep);
-      lock.lock();
+      lock.Lock();
       if (s.ok()) {
         results_.erase(results_.begin(), results_.begin() + static_cast<std::ptrdiff_t>(std::min(sent, results_.size())));
         acked_seq_ = rep.seq();
@@ -232,7 +234,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
         last_demotes_ = rep.demote_size();
         last_ok_beat_ = my_beat;
       }
-      cv_.notify_all();
+      cv_.NotifyAll();
     }
   }
 
@@ -256,14 +258,14 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   }
 
   void DemoteLoop() {
-    std::unique_lock lock(mu_);
+    MutexLock lock(mu_);
     for (;;) {
-      cv_.wait(lock, [&] { return stop_ || !tasks_.empty(); });
+      cv_.Wait(mu_, [&]() REQUIRES(mu_) { return stop_ || !tasks_.empty(); });
       if (stop_) return;
       proto::DemoteTask t = std::move(tasks_.front());
       tasks_.pop_front();
       demoting_now_ = true;
-      lock.unlock();
+      lock.Unlock();
       proto::DemoteResult r;
       *r.mutable_key() = t.key();
       r.set_dram_generation(t.generation());
@@ -298,15 +300,14 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
         if (copy != MAP_FAILED) munmap(copy, rec_bytes);
       }
       (r.ok() ? counters_.demotions : counters_.demotions_failed)++;
-      lock.lock();
+      lock.Lock();
       results_.push_back(std::move(r));
       demoting_now_ = false;
-      cv_.notify_all();
+      cv_.NotifyAll();
     }
   }
 
-  // REQUIRES: mu_ held.
-  void ExpireStages() {
+  void ExpireStages() REQUIRES(mu_) {
     const int64_t now = NowNs();
     for (auto it = stages_.begin(); it != stages_.end();) {
       if (it->second.expires_ns <= now) {
@@ -325,7 +326,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
     }
     uint64_t off, id;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       ExpireStages();
       std::optional<uint64_t> o = staging_.Allocate(RecordBytes(req->size()));
       if (!o) {
@@ -353,7 +354,7 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   }
 
   void Release(uint64_t id) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = stages_.find(id);
     if (it == stages_.end()) return;
     staging_.Free(it->second.offset, RecordBytes(it->second.size));
@@ -382,22 +383,22 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   bool mounted_once_ = false;  // heartbeat thread (and Start, before it runs)
   StoreNodeCounters counters_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;                         // GUARDED_BY(mu_)
-  bool prefaulted_ = false;                   // GUARDED_BY(mu_)
-  bool beat_now_ = false;                     // GUARDED_BY(mu_)
-  bool demoting_now_ = false;                 // GUARDED_BY(mu_)
-  uint64_t beats_built_ = 0;                  // GUARDED_BY(mu_): heartbeat requests built
-  uint64_t last_ok_beat_ = 0;                 // GUARDED_BY(mu_): the last one answered
-  int last_demotes_ = 0;                      // GUARDED_BY(mu_): tasks in the last reply
-  int64_t heartbeat_ms_ = 1000;               // GUARDED_BY(mu_)
-  uint64_t acked_seq_ = 0;                    // GUARDED_BY(mu_)
-  std::vector<proto::DemoteResult> results_;  // GUARDED_BY(mu_); to report
-  std::deque<proto::DemoteTask> tasks_;       // GUARDED_BY(mu_)
-  RangeAllocator staging_;                    // GUARDED_BY(mu_)
-  std::map<uint64_t, Stage> stages_;          // GUARDED_BY(mu_)
-  uint64_t next_stage_ = 1;                   // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
+  bool prefaulted_ GUARDED_BY(mu_) = false;
+  bool beat_now_ GUARDED_BY(mu_) = false;
+  bool demoting_now_ GUARDED_BY(mu_) = false;
+  uint64_t beats_built_ GUARDED_BY(mu_) = 0;  // : heartbeat requests built
+  uint64_t last_ok_beat_ GUARDED_BY(mu_) = 0;  // : the last one answered
+  int last_demotes_ GUARDED_BY(mu_) = 0;  // : tasks in the last reply
+  int64_t heartbeat_ms_ GUARDED_BY(mu_) = 1000;
+  uint64_t acked_seq_ GUARDED_BY(mu_) = 0;
+  std::vector<proto::DemoteResult> results_ GUARDED_BY(mu_);  // to report
+  std::deque<proto::DemoteTask> tasks_ GUARDED_BY(mu_);
+  RangeAllocator staging_ GUARDED_BY(mu_);
+  std::map<uint64_t, Stage> stages_ GUARDED_BY(mu_);
+  uint64_t next_stage_ GUARDED_BY(mu_) = 1;
   std::thread heartbeat_, demoter_, prefaulter_;
   std::atomic<bool> stopping_{false};
 };
@@ -422,7 +423,7 @@ SsdTier* StoreNode::ssd() const { return impl_->ssd_.get(); }
 bool StoreNode::Flush(int64_t timeout_ms) {
   Impl& im = *impl_;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  std::unique_lock lock(im.mu_);
+  MutexLock lock(im.mu_);
   for (;;) {
     // Settled: nothing queued or being copied, nothing unreported, and the
     // last heartbeat, sent after all of that, brought no new task.
@@ -430,9 +431,9 @@ bool StoreNode::Flush(int64_t timeout_ms) {
     // left the master before the last copies were queued.
     const uint64_t after = im.beats_built_;
     im.beat_now_ = true;
-    im.cv_.notify_all();
-    if (!im.cv_.wait_until(lock, deadline, [&] { return im.stop_ || im.last_ok_beat_ > after; })) return false;
-    if (!im.cv_.wait_until(lock, deadline, [&] { return im.stop_ || (im.tasks_.empty() && !im.demoting_now_); })) {
+    im.cv_.NotifyAll();
+    if (!im.cv_.WaitUntil(im.mu_, deadline, [&]() REQUIRES(im.mu_) { return im.stop_ || im.last_ok_beat_ > after; })) return false;
+    if (!im.cv_.WaitUntil(im.mu_, deadline, [&]() REQUIRES(im.mu_) { return im.stop_ || (im.tasks_.empty() && !im.demoting_now_); })) {
       return false;
     }
     if (im.stop_) return false;
@@ -441,8 +442,8 @@ bool StoreNode::Flush(int64_t timeout_ms) {
 }
 
 void StoreNode::WaitForPrefault() const {
-  std::unique_lock lock(impl_->mu_);
-  impl_->cv_.wait(lock, [&] { return impl_->prefaulted_ || impl_->stop_; });
+  MutexLock lock(impl_->mu_);
+  impl_->cv_.Wait(impl_->mu_, [&]() REQUIRES(impl_->mu_) { return impl_->prefaulted_ || impl_->stop_; });
 }
 const StoreNodeCounters& StoreNode::counters() const { return impl_->counters_; }
 
