@@ -21,7 +21,7 @@ case "$kind" in
     bash scripts/setup.sh >/dev/null
     CC=clang-15 CXX=clang++-15 cmake -S . -B build-tsa -G Ninja -DCMAKE_BUILD_TYPE=Release -DCRESCENT_THREAD_SAFETY=ON \
       -DCRESCENT_TESTS=OFF >/dev/null
-    ninja -C build-tsa -j "$(nproc)" crescent_base crescent_transfer crescent_store
+    ninja -C build-tsa -j "$(nproc)" crescent_base crescent_transfer crescent_store crescent_engine crescent_server
     # The analysis must bite: a guarded field written without its lock fails.
     probe='#include "base/thread_annotations.h"
 struct P { crescent::Mutex mu; int x GUARDED_BY(mu) = 0; void F() { x = 1; } };'
@@ -29,7 +29,7 @@ struct P { crescent::Mutex mu; int x GUARDED_BY(mu) = 0; void F() { x = 1; } };'
       echo "build: -Wthread-safety did not flag an unguarded write" >&2
       exit 1
     fi
-    echo "build: thread-safety analysis clean (base, transfer, store)"
+    echo "build: thread-safety analysis clean (base, transfer, store, engine, server)"
     exit 0 ;;
   *) echo "usage: $0 [release|asan|tsan|thread-safety]" >&2; exit 2 ;;
 esac

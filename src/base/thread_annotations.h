@@ -115,6 +115,11 @@ class CondVar {
     }
     return true;
   }
+  // False when `d` passed without a notification.
+  template <class Rep, class Period>
+  bool WaitFor(Mutex& mu, std::chrono::duration<Rep, Period> d) REQUIRES(mu) {
+    return WaitUntil(mu, std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+  }
   template <class Rep, class Period, class Pred>
   bool WaitFor(Mutex& mu, std::chrono::duration<Rep, Period> d, Pred pred) REQUIRES(mu) NO_THREAD_SAFETY_ANALYSIS {
     return WaitUntil(mu, std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(d),

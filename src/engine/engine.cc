@@ -4,9 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
@@ -20,6 +18,7 @@
 #include "engine/json_grammar.h"
 #include "model/detokenizer.h"
 #include "model/tokenizer.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::engine {
 
@@ -82,8 +81,8 @@ struct Engine::Impl {
   std::atomic<uint64_t> next_id{1};
 
   // Guarded by mu.
-  std::mutex mu;
-  std::condition_variable cv;
+  Mutex mu;
+  CondVar cv;
   std::vector<std::unique_ptr<Request>> incoming;
   std::vector<uint64_t> cancels;
   std::vector<std::function<void()>> tasks;  // run on the step thread
@@ -185,7 +184,7 @@ const KvEventLog& Engine::kv_events() const { return impl_->kv_events; }
 Hash128 Engine::model_hash() const { return ModelHash(impl_->runner->config(), impl_->runner->weights_hash()); }
 
 EngineStats Engine::Stats() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   return impl_->stats;
 }
 
@@ -259,7 +258,7 @@ Result<std::unique_ptr<Request>> Engine::Impl::MakeRequest(EngineRequest request
 Result<uint64_t> Engine::Submit(EngineRequest request, OutputCallback callback) {
   Impl& im = *impl_;
   ASSIGN_OR_RETURN(std::unique_ptr<Request> r, im.MakeRequest(std::move(request), std::move(callback)));
-  std::lock_guard<std::mutex> lock(im.mu);
+  MutexLock lock(im.mu);
   if (im.stopping) return Unavailable("the engine is shutting down");
   if (im.queued >= im.options.max_waiting) {
     return ResourceExhausted("too many requests waiting (" + std::to_string(im.queued) + ")");
@@ -268,27 +267,27 @@ Result<uint64_t> Engine::Submit(EngineRequest request, OutputCallback callback) 
   r->seq.id = id;
   im.incoming.push_back(std::move(r));
   ++im.queued;
-  im.cv.notify_one();
+  im.cv.NotifyOne();
   return id;
 }
 
 bool Engine::Impl::OnStepThread(std::function<void()> fn) {
-  auto done = std::make_shared<std::pair<std::mutex, bool>>();
-  auto cv_done = std::make_shared<std::condition_variable>();
+  auto done = std::make_shared<std::pair<Mutex, bool>>();
+  auto cv_done = std::make_shared<CondVar>();
   {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(mu);
     if (stopping) return false;
     tasks.push_back([fn = std::move(fn), done, cv_done] {
       fn();
-      std::lock_guard<std::mutex> l(done->first);
+      MutexLock l(done->first);
       done->second = true;
-      cv_done->notify_all();
+      cv_done->NotifyAll();
     });
-    cv.notify_one();
+    cv.NotifyOne();
   }
-  std::unique_lock<std::mutex> l(done->first);
+  MutexLock l(done->first);
   // The step thread runs tasks between steps; at shutdown it runs what is queued.
-  cv_done->wait(l, [&] { return done->second; });
+  cv_done->Wait(done->first, [&] { return done->second; });
   return true;
 }
 
@@ -397,16 +396,16 @@ Result<uint64_t> Engine::SubmitPrefilled(EngineRequest request, const KvCommit& 
 }
 
 void Engine::Cancel(uint64_t request_id) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   impl_->cancels.push_back(request_id);
-  impl_->cv.notify_one();
+  impl_->cv.NotifyOne();
 }
 
 void Engine::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->stopping = true;
-    impl_->cv.notify_one();
+    impl_->cv.NotifyOne();
   }
   if (impl_->thread.joinable()) impl_->thread.join();
 }
@@ -553,7 +552,7 @@ void Engine::Impl::UnpinIdleSinks(bool wait) {
 bool Engine::Impl::KvBusy() const { return !pinned.empty() || reservations->active() > 0 || reservations->stats().quarantined_pages > 0; }
 
 void Engine::Impl::PublishStats() {
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(mu);
   stats.running = scheduler->num_running();
   stats.waiting = scheduler->num_waiting() + static_cast<int64_t>(incoming.size());
   stats.kv_pages_cached = pool->num_cached_pages();
@@ -587,7 +586,7 @@ void Engine::Impl::Loop() {
     std::vector<std::function<void()>> todo;
     bool stop;
     {
-      std::unique_lock<std::mutex> lock(mu);
+      MutexLock lock(mu);
       // Loads and saves still in flight are collected by Step (it polls);
       // pinned pages and reservations are looked at every few ms.
       auto ready = [&] {
@@ -595,9 +594,9 @@ void Engine::Impl::Loop() {
                scheduler->has_pending_kv();
       };
       if (KvBusy()) {
-        cv.wait_for(lock, std::chrono::milliseconds(5), ready);
+        cv.WaitFor(mu, std::chrono::milliseconds(5), ready);
       } else {
-        cv.wait(lock, ready);
+        cv.Wait(mu, ready);
       }
       fresh.swap(incoming);
       cancelled.swap(cancels);
@@ -625,7 +624,7 @@ void Engine::Impl::Loop() {
       UnpinIdleSinks(true);     // nor a sink's write
       draining = true;          // tasks queued before `stopping` admit nothing now
       {
-        std::lock_guard<std::mutex> lock(mu);  // a task queued before `stopping` still gets its answer
+        MutexLock lock(mu);  // a task queued before `stopping` still gets its answer
         todo.swap(tasks);
       }
       for (auto& fn : todo) fn();
@@ -643,8 +642,8 @@ void Engine::Impl::Step() {
   SchedulerOutput out = scheduler->Schedule();
   if (out.scheduled.empty()) {
     // Nothing fits now (Submit refuses what can never fit); wait for a change.
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait_for(lock, std::chrono::milliseconds(5));
+    MutexLock lock(mu);
+    cv.WaitFor(mu, std::chrono::milliseconds(5));
     return;
   }
   std::vector<ForwardSeq> batch;
@@ -733,7 +732,7 @@ void Engine::Impl::Step() {
     ++generated;
   }
   const double step_seconds = NowSeconds() - step_start;
-  std::lock_guard<std::mutex> lock(mu);
+  MutexLock lock(mu);
   ++stats.steps;
   stats.generation_tokens += generated;
   stats.prompt_tokens += prompt;

@@ -5,6 +5,7 @@
 #include <climits>
 
 #include "model/tokenizer.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::engine {
 
@@ -169,7 +170,7 @@ std::shared_ptr<const GrammarMask> MaskFor(const JsonGrammar& grammar, const Tok
   const std::string key = state.Key();
   std::shared_ptr<const GrammarMask> mask;
   {
-    std::lock_guard<std::mutex> l(cache.mu);
+    MutexLock l(cache.mu);
     if (cache.table != table.id()) {
       cache.Clear();
       cache.table = table.id();
@@ -182,7 +183,7 @@ std::shared_ptr<const GrammarMask> MaskFor(const JsonGrammar& grammar, const Tok
   }
   if (!mask) {
     mask = ComputeMask(grammar, table, state, -1);
-    std::lock_guard<std::mutex> l(cache.mu);
+    MutexLock l(cache.mu);
     ++cache.misses;
     const int64_t size = static_cast<int64_t>(mask->bits.size() * sizeof(uint64_t) + key.size());
     if (cache.masks.size() >= JsonGrammar::MaskCache::kMaxCachedStates ||

@@ -22,13 +22,13 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "engine/json_grammar.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::model {
 class Tokenizer;
@@ -83,7 +83,7 @@ struct JsonGrammar::MaskCache {
   static constexpr int64_t kMaxCachedBytes = int64_t{256} << 20;  // all grammars together
   ~MaskCache();
   void Clear();  // mu held
-  std::mutex mu;
+  Mutex mu;
   uint64_t table = 0;  // TokenTable::id() of the masks below
   std::unordered_map<std::string, std::shared_ptr<const GrammarMask>> masks;
   int64_t bytes = 0;  // of the masks held

@@ -2,16 +2,17 @@
 
 #include "base/check.h"
 #include "engine/kv_chunk_layout.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::engine {
 
 int64_t InProcessKvChunks::num_chunks() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return static_cast<int64_t>(chunks_.size());
 }
 
 int64_t InProcessKvChunks::loads() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return loads_;
 }
 
@@ -25,16 +26,16 @@ InProcessKvConnector::InProcessKvConnector(std::shared_ptr<InProcessKvChunks> ch
 
 InProcessKvConnector::~InProcessKvConnector() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   thread_.join();
 }
 
 int64_t InProcessKvConnector::ExternalPrefixTokens(std::span<const int32_t> tokens,
                                                    std::span<const Hash128> chunk_keys, int64_t local_hit_tokens) {
-  std::lock_guard<std::mutex> lock(chunks_->mu_);
+  MutexLock lock(chunks_->mu_);
   int64_t n = 0;
   while (n < static_cast<int64_t>(chunk_keys.size()) && chunks_->chunks_.count(chunk_keys[n])) ++n;
   const int64_t found = n * chunk_tokens_;
@@ -50,7 +51,7 @@ void InProcessKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess
 }
 
 std::vector<KvCompletion> InProcessKvConnector::PollCompletions() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<KvCompletion> out;
   out.swap(done_);
   return out;
@@ -58,22 +59,22 @@ std::vector<KvCompletion> InProcessKvConnector::PollCompletions() {
 
 void InProcessKvConnector::Post(std::function<KvCompletion()> job) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     jobs_.push_back(std::move(job));
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void InProcessKvConnector::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    cv_.Wait(mu_, [&]() REQUIRES(mu_) { return stop_ || !jobs_.empty(); });
     if (jobs_.empty()) return;  // stopping, nothing left
     auto job = std::move(jobs_.front());
     jobs_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     KvCompletion c = job();
-    lock.lock();
+    lock.Lock();
     done_.push_back(std::move(c));
   }
 }
@@ -83,7 +84,7 @@ Status InProcessKvConnector::Load(const std::vector<KvChunkRef>& chunks, KvPageA
   for (const KvChunkRef& c : chunks) {
     std::shared_ptr<const std::vector<std::byte>> bytes;
     {
-      std::lock_guard<std::mutex> lock(chunks_->mu_);
+      MutexLock lock(chunks_->mu_);
       auto it = chunks_->chunks_.find(c.key);
       if (it == chunks_->chunks_.end()) return NotFound("KV chunk " + c.key.ToHex() + " is gone");
       bytes = it->second;
@@ -100,12 +101,12 @@ Status InProcessKvConnector::Save(const KvChunkRef& chunk, KvPageAccess& pages) 
     return InvalidArgument("a saved chunk must cover its whole chunk");
   }
   {
-    std::lock_guard<std::mutex> lock(chunks_->mu_);
+    MutexLock lock(chunks_->mu_);
     if (chunks_->chunks_.count(chunk.key)) return Status::Ok();
   }
   std::vector<std::byte> bytes(static_cast<size_t>(KvChunkBytes(pages, pages_per_chunk)));
   GatherKvChunk(chunk, pages, bytes.data());
-  std::lock_guard<std::mutex> lock(chunks_->mu_);
+  MutexLock lock(chunks_->mu_);
   chunks_->chunks_.emplace(chunk.key, std::make_shared<const std::vector<std::byte>>(std::move(bytes)));
   return Status::Ok();
 }

@@ -12,17 +12,16 @@
 // shared under its own mutex.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "engine/kv_connector.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::engine {
 
@@ -33,10 +32,10 @@ class InProcessKvChunks {
 
  private:
   friend class InProcessKvConnector;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   // Immutable once stored: copies run outside the lock.
-  std::unordered_map<Hash128, std::shared_ptr<const std::vector<std::byte>>, Hash128Hasher> chunks_;  // GUARDED_BY(mu_)
-  int64_t loads_ = 0;                                                           // GUARDED_BY(mu_)
+  std::unordered_map<Hash128, std::shared_ptr<const std::vector<std::byte>>, Hash128Hasher> chunks_ GUARDED_BY(mu_);
+  int64_t loads_ GUARDED_BY(mu_) = 0;
 };
 
 class InProcessKvConnector final : public KvConnector {
@@ -62,11 +61,11 @@ class InProcessKvConnector final : public KvConnector {
 
   const std::shared_ptr<InProcessKvChunks> chunks_;
   const int64_t chunk_tokens_, page_tokens_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<KvCompletion()>> jobs_;  // GUARDED_BY(mu_)
-  std::vector<KvCompletion> done_;                  // GUARDED_BY(mu_)
-  bool stop_ = false;                               // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::function<KvCompletion()>> jobs_ GUARDED_BY(mu_);
+  std::vector<KvCompletion> done_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

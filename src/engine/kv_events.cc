@@ -1,4 +1,5 @@
 #include "engine/kv_events.h"
+#include "base/thread_annotations.h"
 
 #include <chrono>
 #include <random>
@@ -18,14 +19,14 @@ uint64_t DrawEpoch() {
 KvEventLog::KvEventLog(size_t ring) : epoch_(DrawEpoch()), ring_(ring < 1 ? 1 : ring) {}
 
 void KvEventLog::Record(bool stored, const Hash128& key) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   if (stored ? !held_.insert(key).second : held_.erase(key) == 0) return;  // no change: no event
   events_.push_back({++seq_, stored, key});
   if (events_.size() > ring_) events_.pop_front();
 }
 
 KvEventBatch KvEventLog::Since(uint64_t epoch, uint64_t after_seq, size_t max_events) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   KvEventBatch b;
   b.epoch = epoch_;
   b.last_seq = seq_;
@@ -43,7 +44,7 @@ KvEventBatch KvEventLog::Since(uint64_t epoch, uint64_t after_seq, size_t max_ev
 }
 
 size_t KvEventLog::num_held() const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   return held_.size();
 }
 

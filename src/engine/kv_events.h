@@ -18,11 +18,11 @@
 
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <unordered_set>
 #include <vector>
 
 #include "base/hash.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::engine {
 
@@ -54,10 +54,10 @@ class KvEventLog {
  private:
   const uint64_t epoch_;
   const size_t ring_;
-  mutable std::mutex mu_;
-  uint64_t seq_ = 0;                                     // GUARDED_BY(mu_)
-  std::deque<KvEvent> events_;                           // GUARDED_BY(mu_)
-  std::unordered_set<Hash128, Hash128Hasher> held_;      // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  uint64_t seq_ GUARDED_BY(mu_) = 0;
+  std::deque<KvEvent> events_ GUARDED_BY(mu_);
+  std::unordered_set<Hash128, Hash128Hasher> held_ GUARDED_BY(mu_);
 };
 
 }  // namespace crescent::engine

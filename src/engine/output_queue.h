@@ -5,12 +5,11 @@
 // Thread-safe: the engine thread pushes, any thread pops.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <vector>
 
 #include "engine/engine.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::engine {
 
@@ -18,15 +17,15 @@ class OutputQueue {
  public:
   OutputCallback Callback() {
     return [this](RequestOutput o) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       queue_.push_back(std::move(o));
-      cv_.notify_all();
+      cv_.NotifyAll();
     };
   }
 
   RequestOutput Next() {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return !queue_.empty(); });
+    MutexLock lock(mu_);
+    cv_.Wait(mu_, [&]() REQUIRES(mu_) { return !queue_.empty(); });
     RequestOutput o = std::move(queue_.front());
     queue_.pop_front();
     return o;
@@ -52,8 +51,8 @@ class OutputQueue {
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;
+  CondVar cv_;
   std::deque<RequestOutput> queue_;
 };
 

@@ -35,10 +35,10 @@ inline KvT* Row(void* base, const KvLayerView& kv, const int32_t* table, int64_t
   return static_cast<KvT*>(base) + page * kv.page_elems() + (g * kv.page_tokens + slot) * kv.head_dim;
 }
 
-inline void LoadRow(const uint16_t* r, int64_t n, float* out) {
+[[maybe_unused]] inline void LoadRow(const uint16_t* r, int64_t n, float* out) {
   for (int64_t d = 0; d < n; ++d) out[d] = crescent::Bf16ToF32(r[d]);
 }
-inline void LoadRow(const float* r, int64_t n, float* out) { std::copy(r, r + n, out); }
+[[maybe_unused]] inline void LoadRow(const float* r, int64_t n, float* out) { std::copy(r, r + n, out); }
 inline void StoreRow(const float* in, int64_t n, uint16_t* r) { F32ToBf16(in, r, n); }
 inline void StoreRow(const float* in, int64_t n, float* r) { std::copy(in, in + n, r); }
 

@@ -269,7 +269,7 @@ void Block(const AttentionParams& p, const KvLayerView& kv, const AttentionSeq& 
   __m512i* rowlo = rowpos + nv;                                // first key it sees
   auto* Vp = reinterpret_cast<int32_t*>(rowlo + nv);
   int32_t* Vt = Vp + kPairs * hd;
-  auto* kstage = reinterpret_cast<uint16_t*>(Vt + kPairs * hd);  // [32][hd]
+  [[maybe_unused]] auto* kstage = reinterpret_cast<uint16_t*>(Vt + kPairs * hd);  // [32][hd] (AMX)
 #if CRESCENT_FLASH_AMX
   std::optional<TileScope> tiles;
   if constexpr (kAmx) tiles.emplace();

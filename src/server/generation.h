@@ -93,7 +93,6 @@ class Generation : public std::enable_shared_from_this<Generation> {
   bool done_ = false;  // answered (fully, or with an error)
   bool gone_ = false;  // the client disconnected
   bool started_ = false;  // stream headers sent
-  bool first_token_seen_ = false;
 };
 
 }  // namespace crescent::server

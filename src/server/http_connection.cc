@@ -12,6 +12,7 @@
 #include "base/logging.h"
 #include "server/api_error.h"
 #include "server/http_request_fields.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -40,24 +41,24 @@ const char* HttpReason(int status) {
 }
 
 void ConnectionSet::Add(HttpConnection* c, std::weak_ptr<HttpConnection> w) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   conns_[c] = std::move(w);
 }
 
 void ConnectionSet::Remove(HttpConnection* c) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   conns_.erase(c);
 }
 
 size_t ConnectionSet::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return conns_.size();
 }
 
 void ConnectionSet::CloseAllWhenIdle() {
   std::vector<std::shared_ptr<HttpConnection>> live;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (auto& [c, w] : conns_) {
       if (auto s = w.lock()) live.push_back(std::move(s));
     }

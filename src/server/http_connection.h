@@ -40,13 +40,13 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "server/http_types.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -75,8 +75,8 @@ class ConnectionSet {
   void CloseAllWhenIdle();
 
  private:
-  mutable std::mutex mu_;
-  std::unordered_map<HttpConnection*, std::weak_ptr<HttpConnection>> conns_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_map<HttpConnection*, std::weak_ptr<HttpConnection>> conns_ GUARDED_BY(mu_);
 };
 
 class HttpConnection final : public HttpExchange, public std::enable_shared_from_this<HttpConnection> {

@@ -4,12 +4,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <thread>
-#include <mutex>
 
 #include <fmt/format.h>
 
@@ -21,6 +19,7 @@
 #include "server/prefill_jobs.h"
 #include "server/response_format.h"
 #include "server/transfer_kv_sink.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 namespace {
@@ -38,20 +37,20 @@ Status CompileGrammar(engine::RequestParams& p) {
 // Outputs of one engine request, handed from the engine's callback to the
 // gRPC thread that serves it.
 struct OutputStream {
-  std::mutex mu;
-  std::condition_variable cv;
+  Mutex mu;
+  CondVar cv;
   std::deque<engine::RequestOutput> q;
   engine::OutputCallback Callback() {
     return [this](engine::RequestOutput o) {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(mu);
       q.push_back(std::move(o));
-      cv.notify_all();
+      cv.NotifyAll();
     };
   }
   // The next output, or nullopt after `wait` without one.
   std::optional<engine::RequestOutput> Next(std::chrono::milliseconds wait) {
-    std::unique_lock<std::mutex> l(mu);
-    if (!cv.wait_for(l, wait, [&] { return !q.empty(); })) return std::nullopt;
+    MutexLock l(mu);
+    if (!cv.WaitFor(mu, wait, [&]() REQUIRES(mu) { return !q.empty(); })) return std::nullopt;
     engine::RequestOutput o = std::move(q.front());
     q.pop_front();
     return o;
@@ -87,20 +86,20 @@ class LeaseKeeper {
   }
   void Start() {
     thread_ = std::thread([this] {
-      std::unique_lock<std::mutex> l(mu_);
-      while (!cv_.wait_for(l, std::chrono::milliseconds(std::max<int64_t>(lease_ms_ / 3, 1)), [&] { return stop_; })) {
-        l.unlock();
+      MutexLock l(mu_);
+      while (!cv_.WaitFor(mu_, std::chrono::milliseconds(std::max<int64_t>(lease_ms_ / 3, 1)), [&]() REQUIRES(mu_) { return stop_; })) {
+        l.Unlock();
         ExtendOnce().IgnoreError();  // a transient failure: the issue-by deadline lapses on its own
-        l.lock();
+        l.Lock();
       }
     });
   }
   void Stop() {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     if (thread_.joinable()) thread_.join();
   }
   bool lost() const { return lost_.load(); }
@@ -111,9 +110,9 @@ class LeaseKeeper {
   const int64_t lease_ms_;
   TransferKvSink* sink_;
   std::atomic<bool> lost_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -398,13 +397,13 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
   // A stub to a decode instance, kept per address (null for "").
   proto::KvInstance::Stub* Stub(const std::string& address) {
     if (address.empty()) return nullptr;
-    std::lock_guard<std::mutex> l(stubs_mu_);
+    MutexLock l(stubs_mu_);
     auto& s = stubs_[address];
     if (!s) s = proto::KvInstance::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
     return s.get();
   }
-  std::mutex stubs_mu_;
-  std::map<std::string, std::unique_ptr<proto::KvInstance::Stub>> stubs_;  // GUARDED_BY(stubs_mu_)
+  Mutex stubs_mu_;
+  std::map<std::string, std::unique_ptr<proto::KvInstance::Stub>> stubs_ GUARDED_BY(stubs_mu_);
   std::atomic<int64_t> prefills_{0}, bytes_written_{0}, write_wait_us_{0}, leases_lost_{0};
   PrefillJobs jobs_;
   KvInstanceOptions options_;

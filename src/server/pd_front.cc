@@ -6,11 +6,9 @@
 #include <cstring>
 #include <functional>
 #include <chrono>
-#include <condition_variable>
 #include <limits>
 #include <map>
 #include <set>
-#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -22,6 +20,7 @@
 #include "server/instance_registry.h"
 #include "server/kv_instance_proto.h"
 #include "store/grpc_status.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 namespace {
@@ -85,7 +84,7 @@ class PdFront::Impl {
       return Admission::kRefused;
     }
     const Hash128 fp = as_hash(info.kv_fingerprint());
-    std::unique_lock<std::mutex> l(inst_mu_);
+    MutexLock l(inst_mu_);
     if (!have_fp_) {
       fingerprint_ = fp;
       have_fp_ = true;
@@ -104,7 +103,7 @@ class PdFront::Impl {
     slots_[i->slot] = i;
     (is_prefill ? prefill_ : decode_).push_back(i);
     LOG_INFO("pd front: {} instance {} joined", is_prefill ? "prefill" : "decode", address);
-    l.unlock();    // never held across a call
+    l.Unlock();    // never held across a call
     ReportNow(i);  // a candidate from its first report on
     return Admission::kAdmitted;
   }
@@ -125,13 +124,13 @@ class PdFront::Impl {
   // A thread that runs `fn` every `ms` until the front stops.
   std::thread Every(int64_t ms, std::function<void()> fn) {
     return std::thread([this, ms, fn = std::move(fn)] {
-      std::unique_lock<std::mutex> l(mu_);
+      MutexLock l(mu_);
       while (!stopping_) {
-        cv_.wait_for(l, std::chrono::milliseconds(ms));
+        cv_.WaitFor(mu_, std::chrono::milliseconds(ms));
         if (stopping_) break;
-        l.unlock();
+        l.Unlock();
         fn();
-        l.lock();
+        l.Lock();
       }
     });
   }
@@ -147,7 +146,7 @@ class PdFront::Impl {
       refresher_ = Every(options_.refresh_ms, [this] { Refresh(); });
       return Status::Ok();  // instances may come later: until then requests get 503
     }
-    std::lock_guard<std::mutex> l(inst_mu_);
+    MutexLock l(inst_mu_);
     if (prefill_.empty() || decode_.empty()) {
       return Unavailable(fmt::format("no usable {} instance", prefill_.empty() ? "prefill" : "decode"));
     }
@@ -176,7 +175,7 @@ class PdFront::Impl {
       }
       std::set<std::string> have;
       {
-        std::lock_guard<std::mutex> l(inst_mu_);
+        MutexLock l(inst_mu_);
         auto& v = is_prefill ? prefill_ : decode_;
         for (auto it = v.begin(); it != v.end();) {
           if (options_.registry && !want.contains((*it)->address) && !Static((*it)->address)) {
@@ -202,7 +201,7 @@ class PdFront::Impl {
     // keeps its sockets open) is cancelled, so it is retried elsewhere or
     // fails now rather than at its deadline; the prober no longer sees it.
     if (!left.empty()) {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       for (const std::shared_ptr<Instance>& i : left) {
         for (auto& [id, r] : live_) r->Lose(i.get(), fmt::format("the instance {} left the registry", i->address));
       }
@@ -218,7 +217,7 @@ class PdFront::Impl {
   void Probe() {
     std::vector<std::shared_ptr<Instance>> all;
     {
-      std::lock_guard<std::mutex> l(inst_mu_);
+      MutexLock l(inst_mu_);
       all = prefill_;
       all.insert(all.end(), decode_.begin(), decode_.end());
     }
@@ -235,7 +234,7 @@ class PdFront::Impl {
       // The callback holds the instance (its stub) and the call until it
       // ran; the front outlives it (its destructor waits for the probes).
       {
-        std::lock_guard<std::mutex> l(probes_mu_);
+        MutexLock l(probes_mu_);
         probes_.insert(&call->ctx);  // the destructor cancels what is still in flight
         probes_in_flight_++;
       }
@@ -245,7 +244,7 @@ class PdFront::Impl {
           placement_.OnReport(i->slot, call->reply);
         }
         i->probing = false;
-        std::lock_guard<std::mutex> l(probes_mu_);
+        MutexLock l(probes_mu_);
         probes_.erase(&call->ctx);
         probes_in_flight_--;
       });
@@ -265,7 +264,7 @@ class PdFront::Impl {
       const std::string why = fmt::format("the instance {} has not answered for {} ms", i.address,
                                           std::chrono::duration_cast<std::chrono::milliseconds>(silent).count());
       if (!i.unresponsive.exchange(true)) LOG_WARNING("pd front: {}: not picked, and its calls are cancelled", why);
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       for (auto& [id, r] : live_) r->Lose(&i, why);
     }
   }
@@ -275,36 +274,36 @@ class PdFront::Impl {
   }
 
   Hash128 fingerprint() const {
-    std::lock_guard<std::mutex> l(inst_mu_);
+    MutexLock l(inst_mu_);
     return fingerprint_;
   }
   int64_t max_model_len() const {  // before any instance answered: no limit here (Submit answers 503)
-    std::lock_guard<std::mutex> l(inst_mu_);
+    MutexLock l(inst_mu_);
     const int64_t m = options_.max_model_len > 0 && max_model_len_ > 0 ? std::min(options_.max_model_len, max_model_len_)
                                                                       : std::max(options_.max_model_len, max_model_len_);
     return m > 0 ? m : std::numeric_limits<int32_t>::max();
   }
   int64_t vocab_size() const {
-    std::lock_guard<std::mutex> l(inst_mu_);
+    MutexLock l(inst_mu_);
     return vocab_size_;
   }
   ~Impl() {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       stopping_ = true;
       for (auto& [id, r] : live_) r->Cancel();
-      cv_.notify_all();
+      cv_.NotifyAll();
     }
     if (refresher_.joinable()) refresher_.join();
     if (prober_.joinable()) prober_.join();
     {
-      std::lock_guard<std::mutex> l(probes_mu_);
+      MutexLock l(probes_mu_);
       for (grpc::ClientContext* c : probes_) c->TryCancel();
     }
     while (probes_in_flight_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::map<uint64_t, std::thread> ts;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       ts.swap(threads_);
     }
     for (auto& [id, t] : ts) t.join();
@@ -324,7 +323,7 @@ class PdFront::Impl {
       if (t < 0 || (vocab > 0 && t >= vocab)) return InvalidArgument(fmt::format("token id {} is outside the vocabulary", t));
     }
     {
-      std::lock_guard<std::mutex> l(inst_mu_);
+      MutexLock l(inst_mu_);
       if (prefill_.empty() || (decode_.empty() && req.params.max_tokens > 1)) {
         return Unavailable("no prefill or no decode instance");
       }
@@ -333,7 +332,7 @@ class PdFront::Impl {
     ASSIGN_OR_RETURN(PlacementTicket ticket, placement_.Place(req.prompt, req.params.max_tokens));
     auto r = std::make_shared<Running>();
     r->ticket = ticket;
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     if (stopping_) {
       placement_.PrefillEnded(ticket);
       placement_.DecodeFailed(ticket);
@@ -351,7 +350,7 @@ class PdFront::Impl {
     live_[id] = r;
     threads_.emplace(id, std::thread([this, r, req = std::move(req), cb = std::move(cb)]() mutable {
       Drive(*r, std::move(req), cb);
-      std::lock_guard<std::mutex> l2(mu_);
+      MutexLock l2(mu_);
       live_.erase(r->id);
       done_.push_back(r->id);
     }));
@@ -359,7 +358,7 @@ class PdFront::Impl {
   }
 
   void Cancel(uint64_t id) {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     auto it = live_.find(id);
     if (it != live_.end()) it->second->Cancel();
   }
@@ -367,7 +366,7 @@ class PdFront::Impl {
   const PdPlacement& placement() const { return placement_; }
   int64_t kv_waits() const { return kv_waits_.load(); }
   int64_t in_flight() const {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     return static_cast<int64_t>(live_.size());
   }
   engine::EngineStats Stats() const {
@@ -385,25 +384,25 @@ class PdFront::Impl {
     uint64_t id = 0;
     PlacementTicket ticket;
     std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
-    std::mutex mu;
+    Mutex mu;
     grpc::ClientContext* ctx = nullptr;  // the call in flight
     Instance* on = nullptr;              // the instance it is on
     bool cancelled = false;
     std::string lost;  // why the prober cancelled the call in flight (its instance went silent)
     void Cancel() {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(mu);
       cancelled = true;
       if (ctx) ctx->TryCancel();
     }
     // Cancels the call in flight when it is on `i`.
     void Lose(const Instance* i, const std::string& why) {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(mu);
       if (ctx == nullptr || on != i) return;
       lost = why;
       ctx->TryCancel();
     }
     bool Enter(grpc::ClientContext* c, Instance* i) {  // false: cancelled already (and `c` not kept)
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(mu);
       if (cancelled) return false;
       ctx = c;
       on = i;
@@ -412,13 +411,13 @@ class PdFront::Impl {
     }
     // Ends the call; a non-empty answer: the prober cancelled it, and why.
     std::string Leave() {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(mu);
       ctx = nullptr;
       on = nullptr;
       return std::exchange(lost, {});
     }
     bool is_cancelled() {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(mu);
       return cancelled;
     }
   };
@@ -438,7 +437,7 @@ class PdFront::Impl {
   // The answering instance with the fewest requests in flight, other than
   // `not_this` where there is another (else `not_this` itself, if it answers).
   std::shared_ptr<Instance> Pick(bool prefill, const Instance* not_this) {
-    std::lock_guard<std::mutex> l(inst_mu_);
+    MutexLock l(inst_mu_);
     auto& from = prefill ? prefill_ : decode_;
     std::shared_ptr<Instance> best, fallback;
     for (auto& i : from) {
@@ -483,7 +482,7 @@ class PdFront::Impl {
   }
 
   std::shared_ptr<Instance> BySlot(int slot) {
-    std::lock_guard<std::mutex> l(inst_mu_);
+    MutexLock l(inst_mu_);
     auto it = slots_.find(slot);
     return it == slots_.end() ? nullptr : it->second;
   }
@@ -708,28 +707,28 @@ class PdFront::Impl {
   }
 
   PdFrontOptions options_;
-  mutable std::mutex inst_mu_;  // never held across a call; taken before PdPlacement's lock
-  Hash128 fingerprint_;         // GUARDED_BY(inst_mu_): the instances' KV fingerprint
-  bool have_fp_ = false;        // GUARDED_BY(inst_mu_)
-  int64_t max_model_len_ = 0, vocab_size_ = 0;                  // GUARDED_BY(inst_mu_)
-  std::vector<std::shared_ptr<Instance>> prefill_, decode_;     // GUARDED_BY(inst_mu_)
-  std::map<int, std::shared_ptr<Instance>> slots_;              // GUARDED_BY(inst_mu_): by view slot
-  bool have_geometry_ = false;                                  // GUARDED_BY(inst_mu_)
+  mutable Mutex inst_mu_;  // never held across a call; taken before PdPlacement's lock
+  Hash128 fingerprint_ GUARDED_BY(inst_mu_);  // the instances' KV fingerprint
+  bool have_fp_ GUARDED_BY(inst_mu_) = false;
+  int64_t max_model_len_ GUARDED_BY(inst_mu_) = 0, vocab_size_ = 0;
+  std::vector<std::shared_ptr<Instance>> prefill_, decode_ GUARDED_BY(inst_mu_);
+  std::map<int, std::shared_ptr<Instance>> slots_ GUARDED_BY(inst_mu_);  // by view slot
+  bool have_geometry_ GUARDED_BY(inst_mu_) = false;
   PdPlacement placement_;
   std::atomic<int64_t> probes_in_flight_{0};
-  std::mutex probes_mu_;                   // a leaf
-  std::set<grpc::ClientContext*> probes_;  // GUARDED_BY(probes_mu_): probe calls in flight
+  Mutex probes_mu_;                   // a leaf
+  std::set<grpc::ClientContext*> probes_ GUARDED_BY(probes_mu_);  // probe calls in flight
   std::atomic<int64_t> kv_waits_{0};  // requests that waited for a decode pool's room
   std::set<std::string> refused_;  // refresher thread only
   std::thread refresher_, prober_;
   std::atomic<int64_t> prefix_query_tokens_{0}, prefix_hit_tokens_{0}, generation_tokens_{0};
-  std::condition_variable cv_;     // with mu_
-  mutable std::mutex mu_;
-  std::map<uint64_t, std::shared_ptr<Running>> live_;  // GUARDED_BY(mu_)
-  std::map<uint64_t, std::thread> threads_;            // GUARDED_BY(mu_)
-  std::vector<uint64_t> done_;                         // GUARDED_BY(mu_); ended, not joined
-  uint64_t next_id_ = 1;                               // GUARDED_BY(mu_)
-  bool stopping_ = false;                              // GUARDED_BY(mu_)
+  CondVar cv_;     // with mu_
+  mutable Mutex mu_;
+  std::map<uint64_t, std::shared_ptr<Running>> live_ GUARDED_BY(mu_);
+  std::map<uint64_t, std::thread> threads_ GUARDED_BY(mu_);
+  std::vector<uint64_t> done_ GUARDED_BY(mu_);  // ended, not joined
+  uint64_t next_id_ GUARDED_BY(mu_) = 1;
+  bool stopping_ GUARDED_BY(mu_) = false;
 };
 
 Result<std::unique_ptr<PdFront>> PdFront::Create(PdFrontOptions options) {

@@ -9,6 +9,7 @@
 
 #include "base/logging.h"
 #include "engine/kv_cache.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 namespace {
@@ -40,12 +41,12 @@ PdPlacement::PdPlacement(PdPlacementOptions options)
       view_(ViewOptions(options_)),
       estimators_(EstimatorOptions(options_), options_.profile),
       conductor_(options_.policy, options_.policy_options, estimators_.current()) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   UpdateAdmission();
 }
 
 void PdPlacement::SetGeometry(const Hash128& fingerprint, int64_t page_tokens, int64_t chunk_tokens) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   fingerprint_ = fingerprint;
   page_tokens_ = std::max<int64_t>(page_tokens, 1);
   chunk_tokens_ = chunk_tokens;
@@ -62,14 +63,14 @@ void PdPlacement::SetGeometry(const Hash128& fingerprint, int64_t page_tokens, i
 }
 
 int PdPlacement::AddInstance(bool prefill, const std::string& name) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   const int slot = view_.AddInstance(prefill, name);
   names_[slot] = name;
   return slot;
 }
 
 void PdPlacement::RemoveInstance(int slot) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   view_.RemoveInstance(slot);
   samples_after_.erase(slot);
   decode_step_.erase(slot);
@@ -80,12 +81,12 @@ void PdPlacement::RemoveInstance(int slot) {
 }
 
 void PdPlacement::SetResponsive(int slot, bool responsive) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   view_.SetResponsive(slot, responsive);
 }
 
 proto::ReportRequest PdPlacement::ReportRequestFor(int slot) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   proto::ReportRequest r;
   const auto [epoch, seq] = view_.Cursor(slot);
   r.set_epoch(epoch);
@@ -110,7 +111,7 @@ void PdPlacement::OnReport(int slot, const proto::ReportReply& rep) {
   }
   r.decode = {rep.batch_size(), rep.context_tokens(), rep.free_kv_tokens()};
   const double now = NowS();
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   if (!view_.known(slot)) return;  // left meanwhile
   view_.Apply(slot, r, now);
   if (uint64_t& e = epoch_[slot]; e != r.epoch) {  // a restarted process counts its timings from 1 again
@@ -183,7 +184,7 @@ int64_t PdPlacement::StoreBlocks(std::span<const conductor::BlockKey> keys) {
   proto::ExistsRequest req;
   Hash128 fp;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     fp = fingerprint_;
     ++stats_.store_queries;
   }
@@ -199,7 +200,7 @@ int64_t PdPlacement::StoreBlocks(std::span<const conductor::BlockKey> keys) {
     LOG_WARNING("conductor: the store master does not answer ({}); placing on the instances' caches for 5 s",
                 s.ToString());
     store_skip_until_ns_ = now + std::chrono::nanoseconds(std::chrono::seconds(5)).count();
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     ++stats_.store_failures;
     return 0;
   }
@@ -212,7 +213,7 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   Hash128 fingerprint;
   int64_t page_tokens, block_tokens, chunk_tokens;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     fingerprint = fingerprint_, page_tokens = page_tokens_, block_tokens = block_tokens_, chunk_tokens = chunk_tokens_;
   }
   // The prompt's page keys once, outside the lock; the view's blocks and the store's chunks are among them.
@@ -228,7 +229,7 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
   // The store indexes chunks: its prefix in the view's blocks. An RPC: outside the lock.
   const int64_t store_blocks = StoreBlocks(chunks) * blocks_per_chunk;
   const double now = NowS();
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   UpdateCorrection(now);  // misses older than the window fade even while every request is refused
   view_.Freeze(now);
   const bool decodes = max_tokens > 1;  // one token: the prefill instance alone answers it
@@ -295,13 +296,13 @@ Result<PlacementTicket> PdPlacement::Place(std::span<const int32_t> prompt, int6
 }
 
 void PdPlacement::PrefillEnded(const PlacementTicket& t) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   view_.EndPrefill(t.prefill_slot, t.id);
 }
 
 void PdPlacement::FirstToken(const PlacementTicket& t, double ttft_s) {
   const double now = NowS();
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   ttft_misses_.push_back({now, ttft_s - t.predicted_ttft_s});
   UpdateCorrection(now);
 }
@@ -325,22 +326,22 @@ void PdPlacement::UpdateCorrection(double now) {
 }
 
 void PdPlacement::DecodeReserved(const PlacementTicket& t) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   view_.DecodeReserved(t.decode_slot, t.id);
 }
 
 void PdPlacement::DecodeStarted(const PlacementTicket& t) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   view_.DecodeStarted(t.decode_slot, t.id);
 }
 
 void PdPlacement::DecodeFailed(const PlacementTicket& t) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   view_.EndDecode(t.decode_slot, t.id);
 }
 
 PlacementStats PdPlacement::Stats() const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   PlacementStats s = stats_;
   s.prefill_fitted = estimators_.fitted_prefill();
   s.decode_fitted = estimators_.fitted_decode();

@@ -25,7 +25,6 @@
 #include <unordered_map>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +36,7 @@
 #include "conductor/online_estimators.h"
 #include "proto/instance.pb.h"
 #include "store/master_api.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -116,35 +116,35 @@ class PdPlacement {
   // The key of every whole block of `per_block` pages (the page key at each block's end).
   static std::vector<conductor::BlockKey> BlockKeys(std::span<const Hash128> pages, int64_t per_block);
   int64_t StoreBlocks(std::span<const conductor::BlockKey> keys);
-  void UpdateAdmission();  // under mu_
+  void UpdateAdmission() REQUIRES(mu_);
 
   PdPlacementOptions options_;
-  mutable std::mutex mu_;
-  Hash128 fingerprint_;            // GUARDED_BY(mu_)
-  int64_t page_tokens_ = 16;       // GUARDED_BY(mu_)
-  int64_t block_tokens_ = 64;      // GUARDED_BY(mu_): the view's block
-  int64_t chunk_tokens_ = 0;       // GUARDED_BY(mu_): the store's chunk (0: no store)
-  conductor::LiveClusterView view_;       // GUARDED_BY(mu_)
-  conductor::OnlineEstimators estimators_;  // GUARDED_BY(mu_)
-  conductor::Conductor conductor_;        // GUARDED_BY(mu_)
-  std::map<int, uint64_t> samples_after_;  // GUARDED_BY(mu_): prefill timings seen per slot
-  std::map<int, int64_t> decode_step_;     // GUARDED_BY(mu_): last decode step seen per slot
-  std::map<int, std::pair<int64_t, double>> store_loads_;  // GUARDED_BY(mu_)
-  std::map<int, std::string> names_;       // GUARDED_BY(mu_)
-  std::map<int, int64_t> placed_on_;       // GUARDED_BY(mu_)
-  PlacementStats stats_;                   // GUARDED_BY(mu_): counters
+  mutable Mutex mu_;
+  Hash128 fingerprint_ GUARDED_BY(mu_);
+  int64_t page_tokens_ GUARDED_BY(mu_) = 16;
+  int64_t block_tokens_ GUARDED_BY(mu_) = 64;  // the view's block
+  int64_t chunk_tokens_ GUARDED_BY(mu_) = 0;  // the store's chunk (0: no store)
+  conductor::LiveClusterView view_ GUARDED_BY(mu_);
+  conductor::OnlineEstimators estimators_ GUARDED_BY(mu_);
+  conductor::Conductor conductor_ GUARDED_BY(mu_);
+  std::map<int, uint64_t> samples_after_ GUARDED_BY(mu_);  // prefill timings seen per slot
+  std::map<int, int64_t> decode_step_ GUARDED_BY(mu_);  // last decode step seen per slot
+  std::map<int, std::pair<int64_t, double>> store_loads_ GUARDED_BY(mu_);
+  std::map<int, std::string> names_ GUARDED_BY(mu_);
+  std::map<int, int64_t> placed_on_ GUARDED_BY(mu_);
+  PlacementStats stats_ GUARDED_BY(mu_);  // counters
   // The TTFT correction: the 90th percentile of the misses of the last 30 s
-  // (at most 64, at least 16 or none), within [0, SLO / 2]. mu_ held.
-  void UpdateCorrection(double now);
-  std::deque<std::pair<double, double>> ttft_misses_;  // GUARDED_BY(mu_): (when, measured - predicted TTFT)
-  std::map<int, uint64_t> epoch_;          // GUARDED_BY(mu_): each slot's last reported epoch
+  // (at most 64, at least 16 or none), within [0, SLO / 2].
+  void UpdateCorrection(double now) REQUIRES(mu_);
+  std::deque<std::pair<double, double>> ttft_misses_ GUARDED_BY(mu_);  // (when, measured - predicted TTFT)
+  std::map<int, uint64_t> epoch_ GUARDED_BY(mu_);  // each slot's last reported epoch
   struct Heat {
     double requests = 0, at_s = 0;
     bool in_store = false;
   };
-  std::unordered_map<conductor::BlockKey, Heat, conductor::BlockKeyHasher> heat_;  // GUARDED_BY(mu_)
-  uint64_t next_id_ = 1;                   // GUARDED_BY(mu_)
-  bool logged_admission_ = false;          // GUARDED_BY(mu_)
+  std::unordered_map<conductor::BlockKey, Heat, conductor::BlockKeyHasher> heat_ GUARDED_BY(mu_);
+  uint64_t next_id_ GUARDED_BY(mu_) = 1;
+  bool logged_admission_ GUARDED_BY(mu_) = false;
   std::atomic<int64_t> retry_after_s_{1};
   std::atomic<int64_t> store_skip_until_ns_{0};
 };

@@ -1,4 +1,5 @@
 #include "server/prefill_jobs.h"
+#include "base/thread_annotations.h"
 
 #include <algorithm>
 #include <chrono>
@@ -14,7 +15,7 @@ int64_t NowUs() {
 }  // namespace
 
 PrefillJobs::Handle PrefillJobs::Add(uint64_t placement_id, int64_t input_tokens, int64_t expected_prefix_tokens) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   Job j;
   j.v.placement_id = placement_id;
   j.v.input_tokens = input_tokens;
@@ -25,7 +26,7 @@ PrefillJobs::Handle PrefillJobs::Add(uint64_t placement_id, int64_t input_tokens
 }
 
 void PrefillJobs::End(Handle h, int64_t prefix_tokens, double seconds) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   if (seconds >= 0) {
     timings_.push_back({next_index_++, h->v.input_tokens, std::clamp<int64_t>(prefix_tokens, 0, h->v.input_tokens),
                         seconds});
@@ -36,7 +37,7 @@ void PrefillJobs::End(Handle h, int64_t prefix_tokens, double seconds) {
 }
 
 std::vector<PrefillJobView> PrefillJobs::Jobs() const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   std::vector<PrefillJobView> out;
   out.reserve(jobs_.size());
   const int64_t now = NowUs();
@@ -51,7 +52,7 @@ std::vector<PrefillJobView> PrefillJobs::Jobs() const {
 }
 
 std::vector<PrefillTimingRecord> PrefillJobs::TimingsAfter(uint64_t index) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(mu_);
   std::vector<PrefillTimingRecord> out;
   for (const PrefillTimingRecord& t : timings_) {
     if (t.index > index) out.push_back(t);

@@ -13,8 +13,8 @@
 #include <cstdint>
 #include <deque>
 #include <list>
-#include <mutex>
 #include <vector>
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -48,11 +48,11 @@ class PrefillJobs {
 
  private:
   const size_t kept_;
-  mutable std::mutex mu_;
-  std::list<Job> jobs_;             // GUARDED_BY(mu_), FIFO
-  int64_t last_end_us_ = 0;         // GUARDED_BY(mu_)
-  std::deque<PrefillTimingRecord> timings_;  // GUARDED_BY(mu_)
-  uint64_t next_index_ = 1;                  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::list<Job> jobs_ GUARDED_BY(mu_);  // , FIFO
+  int64_t last_end_us_ GUARDED_BY(mu_) = 0;
+  std::deque<PrefillTimingRecord> timings_ GUARDED_BY(mu_);
+  uint64_t next_index_ GUARDED_BY(mu_) = 1;
 };
 
 }  // namespace crescent::server

@@ -6,12 +6,12 @@
 #include <cmath>
 #include <list>
 #include <map>
-#include <mutex>
 #include <set>
 #include <unordered_map>
 
 #include "base/json.h"
 #include "engine/json_grammar.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 namespace json = boost::json;
@@ -408,14 +408,14 @@ class SchemaCompiler {
 class GrammarCache {
  public:
   std::shared_ptr<const JsonGrammar> Get(const std::string& spec) {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     auto it = map_.find(spec);
     if (it == map_.end()) return nullptr;
     order_.splice(order_.begin(), order_, it->second.second);
     return it->second.first;
   }
   void Put(const std::string& spec, std::shared_ptr<const JsonGrammar> g) {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(mu_);
     if (map_.contains(spec)) return;
     order_.push_front(spec);
     map_.emplace(spec, std::make_pair(std::move(g), order_.begin()));
@@ -426,7 +426,7 @@ class GrammarCache {
   }
 
  private:
-  std::mutex mu_;
+  Mutex mu_;
   std::list<std::string> order_;
   std::unordered_map<std::string, std::pair<std::shared_ptr<const JsonGrammar>, std::list<std::string>::iterator>> map_;
 };

@@ -1,4 +1,5 @@
 #include "server/server_metrics.h"
+#include "base/thread_annotations.h"
 
 #include <string>
 
@@ -42,12 +43,12 @@ ServerMetrics::ServerMetrics() {
 }
 
 void ServerMetrics::SetOffloadSource(std::function<OffloadStats()> source) {
-  std::lock_guard lock(source_mu_);
+  MutexLock lock(source_mu_);
   offload_source_ = std::move(source);
 }
 
 void ServerMetrics::SetPdSource(std::function<PdStats()> source) {
-  std::lock_guard lock(source_mu_);
+  MutexLock lock(source_mu_);
   pd_source_ = std::move(source);
 }
 
@@ -62,7 +63,7 @@ void ServerMetrics::SetFigure(const char* name, const char* help, int64_t v, con
 void ServerMetrics::RenderPd() {
   PdStats p;
   {
-    std::lock_guard lock(source_mu_);  // held while it reads: SetPdSource(nullptr) waits for it
+    MutexLock lock(source_mu_);  // held while it reads: SetPdSource(nullptr) waits for it
     if (!pd_source_) return;
     p = pd_source_();
   }
@@ -89,7 +90,7 @@ void ServerMetrics::RenderPd() {
 void ServerMetrics::RenderOffload(const engine::EngineStats* s) {
   std::function<OffloadStats()> source;
   {
-    std::lock_guard lock(source_mu_);
+    MutexLock lock(source_mu_);
     source = offload_source_;
   }
   if (!source) return;

@@ -25,10 +25,10 @@
 
 #include <array>
 #include <functional>
-#include <mutex>
 
 #include "base/metrics.h"
 #include "engine/engine.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -86,9 +86,9 @@ class ServerMetrics {
   void RenderPd();
   // Names ending in _total are counters (they only grow); the rest gauges.
   void SetFigure(const char* name, const char* help, int64_t v, const MetricLabels& labels = {});
-  std::mutex source_mu_;
-  std::function<OffloadStats()> offload_source_;  // GUARDED_BY(source_mu_)
-  std::function<PdStats()> pd_source_;            // GUARDED_BY(source_mu_)
+  Mutex source_mu_;
+  std::function<OffloadStats()> offload_source_ GUARDED_BY(source_mu_);
+  std::function<PdStats()> pd_source_ GUARDED_BY(source_mu_);
 };
 
 }  // namespace crescent::server

@@ -10,6 +10,7 @@
 #include "base/clock.h"
 #include "base/logging.h"
 #include "engine/kv_chunk_layout.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -54,10 +55,10 @@ StoreKvConnector::StoreKvConnector(StoreKvConnectorOptions options, store::Clien
 
 StoreKvConnector::~StoreKvConnector() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
   for (auto& t : threads_) t.join();
   if (staging_) {
     client_->UnregisterMemory(staging_).IgnoreError();
@@ -105,16 +106,16 @@ void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, Kv
   struct Shared {
     std::atomic<int> left{0};
     std::atomic<int64_t> start_ns{0};
-    std::mutex mu;
-    Status status;    // GUARDED_BY(mu)
-    LoadTally tally;  // GUARDED_BY(mu)
+    Mutex mu;
+    Status status GUARDED_BY(mu);
+    LoadTally tally GUARDED_BY(mu);
   };
   auto shared = std::make_shared<Shared>();
   const size_t parts = std::max<size_t>(1, std::min(chunks.size(), static_cast<size_t>(threads_.size())));
   shared->left = static_cast<int>(parts);
   auto all = std::make_shared<std::vector<KvChunkRef>>(std::move(chunks));
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (size_t k = 0; k < parts; ++k) {
       const size_t b = all->size() * k / parts, e = all->size() * (k + 1) / parts;
       loads_.push_back([this, id, all, b, e, shared, &pages]() -> std::optional<KvCompletion> {
@@ -123,7 +124,7 @@ void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, Kv
         LoadTally part;
         Status s = Load(std::span<const KvChunkRef>(all->data() + b, e - b), pages, part);
         {
-          std::lock_guard<std::mutex> l(shared->mu);
+          MutexLock l(shared->mu);
           if (!s.ok() && shared->status.ok()) shared->status = s;
           shared->tally.chunks += part.chunks;
           shared->tally.bytes += part.bytes;
@@ -131,7 +132,7 @@ void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, Kv
         }
         if (--shared->left > 0) return std::nullopt;
         const int64_t us = (MonoNs() - shared->start_ns.load()) / 1000;
-        std::lock_guard<std::mutex> l(shared->mu);
+        MutexLock l(shared->mu);
         if (shared->status.ok()) {  // counted only when the whole prefix arrived (else it is recomputed)
           counters_.chunks_loaded += shared->tally.chunks;
           counters_.bytes_loaded += shared->tally.bytes;
@@ -145,12 +146,12 @@ void StoreKvConnector::StartLoad(uint64_t id, std::vector<KvChunkRef> chunks, Kv
       });
     }
   }
-  cv_.notify_all();
+  cv_.NotifyAll();
 }
 
 void StoreKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pages) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (static_cast<int64_t>(saves_.size()) >= options_.max_queued_saves) {
       counters_.save_failures++;
       done_.push_back({KvOp::kSave, id, ResourceExhausted("the store connector's save queue is full")});
@@ -160,28 +161,28 @@ void StoreKvConnector::StartSave(uint64_t id, KvChunkRef chunk, KvPageAccess& pa
       return KvCompletion{KvOp::kSave, id, Save(chunk, pages, staging_)};
     });
   }
-  cv_.notify_all();  // the worker that takes saves may not be the one woken by notify_one
+  cv_.NotifyAll();  // the worker that takes saves may not be the one woken by notify_one
 }
 
 std::vector<KvCompletion> StoreKvConnector::PollCompletions() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   std::vector<KvCompletion> out;
   out.swap(done_);
   return out;
 }
 
 void StoreKvConnector::Run(bool takes_saves) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (;;) {
-    cv_.wait(lock, [&] { return stop_ || !loads_.empty() || (takes_saves && !saves_.empty()); });
+    cv_.Wait(mu_, [&]() REQUIRES(mu_) { return stop_ || !loads_.empty() || (takes_saves && !saves_.empty()); });
     if (loads_.empty() && (!takes_saves || saves_.empty())) return;  // stopping, nothing left for it
     // Loads first: a request waits for them; a save only offers a copy.
     auto& q = !loads_.empty() ? loads_ : saves_;
     auto job = std::move(q.front());
     q.pop_front();
-    lock.unlock();
+    lock.Unlock();
     std::optional<KvCompletion> c = job();
-    lock.lock();
+    lock.Lock();
     if (c) done_.push_back(std::move(*c));
   }
 }

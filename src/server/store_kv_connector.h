@@ -26,18 +26,17 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <optional>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "engine/kv_connector.h"
 #include "store/client.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -106,12 +105,12 @@ class StoreKvConnector final : public engine::KvConnector {
   StoreKvCounters counters_;
   std::atomic<int64_t> away_until_ns_{0};
 
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;
+  CondVar cv_;
   // A job returns its completion, or nothing (one part of a split load).
-  std::deque<std::function<std::optional<engine::KvCompletion>()>> loads_, saves_;  // GUARDED_BY(mu_)
-  std::vector<engine::KvCompletion> done_;                                       // GUARDED_BY(mu_)
-  bool stop_ = false;                                                            // GUARDED_BY(mu_)
+  std::deque<std::function<std::optional<engine::KvCompletion>()>> loads_, saves_ GUARDED_BY(mu_);
+  std::vector<engine::KvCompletion> done_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 namespace {
@@ -29,7 +30,7 @@ TransferKvSink::TransferKvSink(transfer::TransferEngine* transfer, const engine:
     : transfer_(transfer), shape_(shape), target_(std::move(target)), pages_per_checksum_(pages_per_checksum) {}
 
 TransferKvSink::~TransferKvSink() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   batches_.clear();  // each batch's destructor waits until UCX released its memory
 }
 
@@ -40,7 +41,7 @@ void TransferKvSink::Send(int64_t layer, int64_t end_page, std::span<const int32
   end_page = std::min({end_page, static_cast<int64_t>(pages.size()), static_cast<int64_t>(r.pages.size())});
   if (from >= end_page) return;
   if (MonotonicClock::Get().NowNanos() >= issue_by_ns_.load()) {  // the lease may have lapsed: never write
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     if (submit_error_.ok()) submit_error_ = Unavailable("the decode instance's lease lapsed: writes stopped");
     return;
   }
@@ -60,7 +61,7 @@ void TransferKvSink::Send(int64_t layer, int64_t end_page, std::span<const int32
   from = end_page;
   transfer::TransferBatch batch = transfer_->NewBatch(reqs.size());
   Status s = transfer_->Submit(batch, reqs);
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   if (!s.ok()) {
     if (submit_error_.ok()) submit_error_ = s;
     return;
@@ -85,13 +86,13 @@ void TransferKvSink::OnFinished(bool ok, std::span<const int32_t> pages, engine:
     sums = engine::KvCommitChecksums(kv, shape_, pages, target_.reservation.held_tokens,
                                      target_.reservation.written_tokens, pages_per_checksum_);
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   sums_ = std::move(sums);
   finished_ok_ = ok;
 }
 
 bool TransferKvSink::Idle() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   for (const auto& b : batches_) {
     if (!b.Released()) return false;
   }
@@ -102,7 +103,7 @@ Status TransferKvSink::Wait() const {
   std::vector<const transfer::TransferBatch*> batches;
   Status first;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     first = submit_error_;  // reported after every write submitted has ended
     for (const auto& b : batches_) batches.push_back(&b);  // a deque: stable addresses
   }
@@ -114,17 +115,17 @@ Status TransferKvSink::Wait() const {
 }
 
 std::vector<uint64_t> TransferKvSink::checksums() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return sums_;
 }
 
 bool TransferKvSink::finished_ok() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return finished_ok_;
 }
 
 int64_t TransferKvSink::bytes_submitted() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   return bytes_;
 }
 

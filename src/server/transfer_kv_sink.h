@@ -29,13 +29,13 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <vector>
 
 #include "engine/kv_cache.h"
 #include "engine/kv_connector.h"
 #include "engine/kv_reservations.h"
 #include "transfer/transfer_engine.h"
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -78,12 +78,12 @@ class TransferKvSink final : public engine::KvLayerSink {
 
   std::atomic<int64_t> issue_by_ns_{std::numeric_limits<int64_t>::max()};
   std::vector<int64_t> sent_pages_;  // step thread: per layer, the pages [0, n) sent (or held)
-  mutable std::mutex mu_;
-  std::deque<transfer::TransferBatch> batches_;   // GUARDED_BY(mu_); never shrinks while the sink lives
-  Status submit_error_;                            // GUARDED_BY(mu_)
-  std::vector<uint64_t> sums_;                     // GUARDED_BY(mu_)
-  bool finished_ok_ = false;                       // GUARDED_BY(mu_)
-  int64_t bytes_ = 0;                              // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::deque<transfer::TransferBatch> batches_ GUARDED_BY(mu_);  // never shrinks while the sink lives
+  Status submit_error_ GUARDED_BY(mu_);
+  std::vector<uint64_t> sums_ GUARDED_BY(mu_);
+  bool finished_ok_ GUARDED_BY(mu_) = false;
+  int64_t bytes_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace crescent::server

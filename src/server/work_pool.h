@@ -6,12 +6,11 @@
 // then joins. Thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+#include "base/thread_annotations.h"
 
 namespace crescent::server {
 
@@ -23,8 +22,8 @@ class WorkPool {
         for (;;) {
           std::function<void()> fn;
           {
-            std::unique_lock<std::mutex> l(mu_);
-            cv_.wait(l, [&] { return stopping_ || !queue_.empty(); });
+            MutexLock l(mu_);
+            cv_.Wait(mu_, [&]() REQUIRES(mu_) { return stopping_ || !queue_.empty(); });
             if (queue_.empty()) return;  // stopping, and nothing left
             fn = std::move(queue_.front());
             queue_.pop_front();
@@ -41,27 +40,27 @@ class WorkPool {
   // False once stopping (the task is not run).
   bool Submit(std::function<void()> fn) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       if (stopping_) return false;
       queue_.push_back(std::move(fn));
     }
-    cv_.notify_one();
+    cv_.NotifyOne();
     return true;
   }
   void Stop() {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(mu_);
       stopping_ = true;
     }
-    cv_.notify_all();
+    cv_.NotifyAll();
     for (std::thread& t : threads_) {
       if (t.joinable()) t.join();
     }
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;
+  CondVar cv_;
   std::deque<std::function<void()>> queue_;  // guarded by mu_
   bool stopping_ = false;                    // guarded by mu_
   std::vector<std::thread> threads_;

@@ -389,9 +389,9 @@ class StoreNode::Impl final : public proto::StoreNode::Service {
   bool prefaulted_ GUARDED_BY(mu_) = false;
   bool beat_now_ GUARDED_BY(mu_) = false;
   bool demoting_now_ GUARDED_BY(mu_) = false;
-  uint64_t beats_built_ GUARDED_BY(mu_) = 0;  // : heartbeat requests built
-  uint64_t last_ok_beat_ GUARDED_BY(mu_) = 0;  // : the last one answered
-  int last_demotes_ GUARDED_BY(mu_) = 0;  // : tasks in the last reply
+  uint64_t beats_built_ GUARDED_BY(mu_) = 0;  // heartbeat requests built
+  uint64_t last_ok_beat_ GUARDED_BY(mu_) = 0;  // the last one answered
+  int last_demotes_ GUARDED_BY(mu_) = 0;  // tasks in the last reply
   int64_t heartbeat_ms_ GUARDED_BY(mu_) = 1000;
   uint64_t acked_seq_ GUARDED_BY(mu_) = 0;
   std::vector<proto::DemoteResult> results_ GUARDED_BY(mu_);  // to report
