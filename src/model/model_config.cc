@@ -1,6 +1,7 @@
 #include "model/model_config.h"
 
 #include <cmath>
+#include <span>
 
 #include <boost/json.hpp>
 
@@ -78,24 +79,18 @@ std::vector<int64_t> ParseEos(JsonReader& r) {
   std::vector<int64_t> out;
   if (!r.Has("eos_token_id")) return out;
   const json::value& v = r.object()->at("eos_token_id");
-  if (v.is_int64() || v.is_uint64()) {
-    if (std::optional<int64_t> id = ExactInt64(v); id && *id >= 0 && *id <= kMaxVocab) {
-      out.push_back(*id);
-    } else {
-      r.Fail("eos_token_id", "out of range");
+  if (!v.is_int64() && !v.is_uint64() && !v.is_array()) {
+    r.Fail("eos_token_id", "expected an integer or a list of integers, got " + std::string(JsonKindName(v)));
+    return out;
+  }
+  // One id or a list of them, each a token id.
+  for (const json::value& e : v.is_array() ? std::span<const json::value>(v.get_array()) : std::span(&v, 1)) {
+    std::optional<int64_t> id = ExactInt64(e);
+    if (!id || *id < 0 || *id > kMaxVocab) {
+      r.Fail("eos_token_id", "expected an integer in [0, " + std::to_string(kMaxVocab) + "] or a list of them");
+      return {};
     }
-  } else if (v.is_array()) {
-    for (const auto& e : v.get_array()) {
-      std::optional<int64_t> id = ExactInt64(e);
-      if (!id || *id < 0 || *id > kMaxVocab) {
-        r.Fail("eos_token_id", "expected an integer in [0, " + std::to_string(kMaxVocab) + "] or a list of them");
-        return {};
-      }
-      out.push_back(*id);
-    }
-  } else {
-    r.Fail("eos_token_id", "expected an integer or a list of integers, got " +
-                               std::string(JsonKindName(v)));
+    out.push_back(*id);
   }
   return out;
 }
