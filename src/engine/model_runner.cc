@@ -28,11 +28,22 @@ struct Layer {
   Linear qkv, o, gate_up, down;
 };
 
-// Converts a tensor to `dtype` (bf16 bits or f32) appended to `out`.
+// Converts a tensor to `dtype` (bf16 bits or f32) appended to `out`; block-
+// quantized tensors are dequantized row by row.
 void AppendAs(const TensorView& t, DType dtype, std::vector<uint8_t>& out) {
   const int64_t n = t.numel();
   const size_t at = out.size();
   out.resize(at + static_cast<size_t>(n) * DTypeSize(dtype));
+  if (t.quantized()) {
+    const int64_t k = t.shape.back(), rows = n / k;
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t r = 0; r < rows; ++r) {
+      float* dst = dtype == DType::kF32 ? reinterpret_cast<float*>(out.data() + at) + r * k : row.data();
+      t.Row(r, dst);
+      if (dtype == DType::kBF16) kernels::F32ToBf16(row.data(), reinterpret_cast<uint16_t*>(out.data() + at) + r * k, k);
+    }
+    return;
+  }
   if (dtype == t.dtype) {
     std::memcpy(out.data() + at, t.bytes.data(), t.bytes.size());
     return;
@@ -53,6 +64,8 @@ std::vector<float> ToF32(const TensorView& t) {
   std::vector<float> v(static_cast<size_t>(n));
   if (t.dtype == DType::kBF16) {
     kernels::Bf16ToF32(reinterpret_cast<const uint16_t*>(t.bytes.data()), v.data(), n);
+  } else if (t.quantized()) {
+    for (int64_t r = 0; r < n / t.shape.back(); ++r) t.Row(r, v.data() + r * t.shape.back());
   } else {
     for (int64_t i = 0; i < n; ++i) v[i] = t.At(i);
   }
@@ -121,11 +134,13 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
   Impl& im = *r->impl_;
   im.cfg = cfg;
   im.weights_hash = weights_hash;
-  // bf16 compute when every matrix is bf16; otherwise f32.
+  // bf16 compute when every matrix is bf16 or block-quantized (GGUF); f32
+  // when one is f16 or f32.
   im.act = DType::kBF16;
   for (const auto& spec : model::ExpectedTensors(cfg)) {
     if (spec.init == model::TensorSpec::Init::kMatrix || spec.init == model::TensorSpec::Init::kEmbedding) {
-      if (files.Get(spec.name)->dtype != DType::kBF16) im.act = DType::kF32;
+      const TensorView t = files.Get(spec.name).value();
+      if (!t.quantized() && t.dtype != DType::kBF16) im.act = DType::kF32;
     }
   }
   if (options.dtype) {
@@ -182,8 +197,11 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
   im.final_norm = ToF32(get("model.norm.weight"));
   TensorView embed = get("model.embed_tokens.weight");
   if (im.act == DType::kBF16) {
+    // Converted unless it is bf16 already (an f32 model run in bf16, a GGUF).
+    std::vector<uint8_t> bytes;
+    AppendAs(embed, DType::kBF16, bytes);
     im.embed_bf16.resize(static_cast<size_t>(embed.numel()));
-    std::memcpy(im.embed_bf16.data(), embed.bytes.data(), embed.bytes.size());
+    std::memcpy(im.embed_bf16.data(), bytes.data(), bytes.size());
   } else {
     im.embed_f32 = ToF32(embed);
   }

@@ -1,5 +1,7 @@
 #include "model/model_config.h"
 
+#include "model/gguf_model.h"
+
 #include <cmath>
 #include <span>
 
@@ -216,6 +218,11 @@ Result<ModelConfig> ParseModelConfig(std::string_view json_text, std::string_vie
 }
 
 Result<ModelConfig> LoadModelConfig(const std::string& dir) {
+  ASSIGN_OR_RETURN(auto gguf, FindGgufModel(dir));
+  if (gguf) {
+    ASSIGN_OR_RETURN(std::vector<GgufFile> parts, OpenGgufModel(*gguf));
+    return GgufModelConfig(parts);
+  }
   std::string path = JoinPath(dir, "config.json");
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   return ParseModelConfig(text, path);

@@ -6,6 +6,8 @@
 #include <cstring>
 
 #include "base/json.h"
+#include "model/gguf.h"
+#include "model/gguf_model.h"
 
 namespace crescent::model {
 
@@ -25,6 +27,12 @@ int64_t TensorView::numel() const {
 }
 
 float TensorView::At(int64_t i) const {
+  if (quantized()) {
+    const int64_t be = QuantBlockElems(quant);
+    float block[256];
+    DequantizeRow(quant, bytes.data() + (i / be) * QuantBlockBytes(quant), block, be);
+    return block[i % be];
+  }
   const std::byte* p = bytes.data() + i * static_cast<int64_t>(DTypeSize(dtype));
   if (dtype == DType::kF32) {
     float f;
@@ -34,6 +42,12 @@ float TensorView::At(int64_t i) const {
   uint16_t h;
   std::memcpy(&h, p, 2);
   return dtype == DType::kBF16 ? Bf16ToF32(h) : F16ToF32(h);
+}
+
+void TensorView::Row(int64_t r, float* out) const {
+  const int64_t k = shape.empty() ? 1 : shape.back();
+  const int64_t row_bytes = QuantBytes(quant, k).value();  // whole blocks: checked at open
+  DequantizeRow(quant, bytes.data() + r * row_bytes, out, k);
 }
 
 std::string TensorView::ShapeString() const {
@@ -128,6 +142,7 @@ Result<TensorView> SafetensorsFile::Get(const std::string& name) const {
   TensorView v;
   v.name = name;
   v.dtype = info.dtype;
+  v.quant = info.dtype == DType::kBF16 ? QuantType::kBF16 : info.dtype == DType::kF16 ? QuantType::kF16 : QuantType::kF32;
   v.shape = info.shape;
   v.bytes = {data_ + info.begin, static_cast<size_t>(info.end - info.begin)};
   return v;
@@ -139,7 +154,14 @@ std::vector<std::string> SafetensorsFile::Names() const {
   return out;
 }
 
+WeightFiles::WeightFiles() = default;
+WeightFiles::~WeightFiles() = default;
+WeightFiles::WeightFiles(WeightFiles&&) noexcept = default;
+WeightFiles& WeightFiles::operator=(WeightFiles&&) noexcept = default;
+
 Result<WeightFiles> WeightFiles::Open(const std::string& dir) {
+  ASSIGN_OR_RETURN(auto gguf, FindGgufModel(dir));
+  if (gguf) return OpenGguf(*gguf);
   WeightFiles w;
   std::vector<std::string> files;
   std::string index = JoinPath(dir, "model.safetensors.index.json");
@@ -164,6 +186,7 @@ Result<WeightFiles> WeightFiles::Open(const std::string& dir) {
   std::map<std::string, const SafetensorsFile*> by_file;
   for (const std::string& file : files) {
     ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::Open(JoinPath(dir, file)));
+    w.paths_.push_back(JoinPath(dir, file));
     w.files_.push_back(std::make_unique<SafetensorsFile>(std::move(f)));
     by_file[file] = w.files_.back().get();
   }
@@ -188,10 +211,12 @@ Result<WeightFiles> WeightFiles::Open(const std::string& dir) {
 std::vector<std::string> WeightFiles::Names() const {
   std::vector<std::string> out;
   for (const auto& kv : where_) out.push_back(kv.first);
+  for (const auto& kv : views_) out.push_back(kv.first);
   return out;
 }
 
 Result<TensorView> WeightFiles::Get(const std::string& name) const {
+  if (auto v = views_.find(name); v != views_.end()) return v->second;
   auto it = where_.find(name);
   if (it == where_.end()) return NotFound("missing tensor '" + name + "'");
   return it->second->Get(name);

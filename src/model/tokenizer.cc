@@ -1,5 +1,8 @@
 #include "model/tokenizer.h"
 
+#include "model/gguf_model.h"
+#include "model/gguf_tokenizer.h"
+
 #include <boost/json.hpp>
 
 #include <mutex>
@@ -205,6 +208,15 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
 Result<Tokenizer> Tokenizer::FromDirectory(const std::string& dir) {
+  ASSIGN_OR_RETURN(auto gguf, FindGgufModel(dir));
+  if (gguf) {
+    // Only the first part of a split set carries the metadata.
+    ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(gguf->front()));
+    ASSIGN_OR_RETURN(TokenizerJson tj, GgufTokenizerJson(g));
+    Result<Tokenizer> t = FromJson(tj.tokenizer_json, tj.config_json);
+    if (!t.ok()) return t.status().WithContext(g.path());
+    return t;
+  }
   std::string tj = JoinPath(dir, "tokenizer.json");
   if (!FileExists(tj)) return NotFound(tj + ": no such file (the model folder needs a Hugging Face tokenizer.json)");
   ASSIGN_OR_RETURN(std::string tokenizer_json, ReadFileToString(tj));

@@ -32,7 +32,8 @@ namespace crescent::model {
 
 class Tokenizer {
  public:
-  // Reads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json.
+  // Reads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json; for a
+  // GGUF model (model/gguf_model.h) the tokenizer in its metadata.
   static Result<Tokenizer> FromDirectory(const std::string& dir);
   // `config_json` may be empty (no tokenizer_config.json).
   static Result<Tokenizer> FromJson(std::string_view tokenizer_json, std::string_view config_json);

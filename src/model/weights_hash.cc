@@ -14,14 +14,22 @@ namespace crescent::model {
 namespace {
 
 // "name size mtime_ns" of every weight file, sorted: what the cache is valid for.
-std::string FilesStamp(const std::string& dir) {
+std::string FilesStamp(const std::string& dir, const WeightFiles& files) {
   std::vector<std::string> lines;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = e.path().filename().string();
-    if (!name.ends_with(".safetensors") && name != "model.safetensors.index.json") continue;
+  std::vector<std::filesystem::path> paths;
+  if (files.is_gguf()) {
+    for (const auto& p : files.paths()) paths.emplace_back(p);
+  } else {
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.ends_with(".safetensors") || name == "model.safetensors.index.json") paths.push_back(e.path());
+    }
+  }
+  for (const auto& path : paths) {
+    const std::string name = path.filename().string();
     struct stat st{};
-    if (stat(e.path().c_str(), &st) != 0) continue;
+    if (stat(path.c_str(), &st) != 0) continue;
     lines.push_back(fmt::format("{} {} {}", name, st.st_size,
                                 static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec));
   }
@@ -41,8 +49,13 @@ bool ParseHex128(const std::string& hex, Hash128* out) {
 }  // namespace
 
 Result<Hash128> WeightsContentHash(const std::string& dir, const WeightFiles& files) {
-  const std::string cache = JoinPath(dir, ".crescent-weights-hash");
-  const std::string stamp = FilesStamp(dir);
+  // Beside the weights: in the folder, or ".<file>.crescent-weights-hash" beside a GGUF file.
+  const std::string cache =
+      files.is_gguf() ? JoinPath(DirName(files.paths()[0]),
+                                 fmt::format(".{}.crescent-weights-hash",
+                                             std::filesystem::path(files.paths()[0]).filename().string()))
+                      : JoinPath(dir, ".crescent-weights-hash");
+  const std::string stamp = FilesStamp(dir, files);
   Result<std::string> cached = ReadFileToString(cache);
   if (cached.ok() && cached->size() > 33 && cached->substr(33) == stamp) {
     Hash128 h;
@@ -52,7 +65,8 @@ Result<Hash128> WeightsContentHash(const std::string& dir, const WeightFiles& fi
   for (const std::string& name : files.Names()) {
     ASSIGN_OR_RETURN(TensorView t, files.Get(name));
     hasher.Update(name.data(), name.size() + 1);
-    const int64_t dtype = static_cast<int64_t>(t.dtype);
+    // Plain tensors as before (cached hashes stay valid); quantized ones by their ggml type.
+    const int64_t dtype = t.quantized() ? 1000 + GgmlTypeId(t.quant) : static_cast<int64_t>(t.dtype);
     hasher.Update(&dtype, sizeof(dtype));
     hasher.Update(t.shape.data(), t.shape.size() * sizeof(int64_t));
     hasher.Update(t.bytes.data(), t.bytes.size());

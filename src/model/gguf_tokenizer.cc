@@ -1,0 +1,250 @@
+#include "model/gguf_tokenizer.h"
+
+#include <boost/json.hpp>
+
+#include <map>
+#include <set>
+
+#include "base/json.h"
+
+namespace crescent::model {
+
+namespace json = boost::json;
+
+namespace {
+
+// llama.cpp's pre-tokenizer names and the Hugging Face split regex each stands for.
+struct PreTokenizer {
+  std::vector<std::string_view> names;  // the first is what the writer uses
+  std::string_view regex;
+  bool ignore_merges, add_bos, nfc;
+};
+
+const PreTokenizer kPre[] = {
+    {{"llama-bpe", "llama3", "llama-v3", "falcon3", "pixtral", "smaug-bpe", "dbrx"},
+     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+     true, true, false},
+    {{"qwen2", "deepseek-r1-qwen", "megrez"},
+     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+     false, false, true},
+    {{"gpt-2", "phi-2", "mpt", "olmo", "jais"}, R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)",
+     false, false, false},
+};
+
+enum TokenType : int64_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+
+}  // namespace
+
+Result<TokenizerJson> GgufTokenizerJson(const GgufFile& g) {
+  const std::string& w = g.path();
+  ASSIGN_OR_RETURN(std::string model, g.String("tokenizer.ggml.model"));
+  if (model != "gpt2") {
+    return Status(StatusCode::kUnimplemented,
+                  w + ": tokenizer.ggml.model '" + model + "' is not supported (gpt2: byte-level BPE)");
+  }
+  ASSIGN_OR_RETURN(const GgufArray* tokens, g.Array("tokenizer.ggml.tokens"));
+  if (tokens->type != GgufType::kString) return InvalidArgument(w + ": tokenizer.ggml.tokens must be strings");
+  const int64_t n = static_cast<int64_t>(tokens->strings.size());
+  std::vector<int64_t> types(static_cast<size_t>(n), kNormal);
+  if (g.Has("tokenizer.ggml.token_type")) {
+    ASSIGN_OR_RETURN(const GgufArray* t, g.Array("tokenizer.ggml.token_type"));
+    if (t->ints.size() != tokens->strings.size()) {
+      return InvalidArgument(w + ": tokenizer.ggml.token_type has " + std::to_string(t->size()) + " entries for " +
+                             std::to_string(n) + " tokens");
+    }
+    types = t->ints;
+  }
+  ASSIGN_OR_RETURN(const GgufArray* merges, g.Array("tokenizer.ggml.merges"));
+  if (merges->type != GgufType::kString) return InvalidArgument(w + ": tokenizer.ggml.merges must be strings");
+  std::string pre_name = "default";
+  if (g.Has("tokenizer.ggml.pre")) {
+    ASSIGN_OR_RETURN(pre_name, g.String("tokenizer.ggml.pre"));
+  }
+  const PreTokenizer* pre = nullptr;
+  for (const auto& p : kPre) {
+    for (auto name : p.names) {
+      if (name == pre_name) pre = &p;
+    }
+  }
+  if (!pre) {
+    return Status(StatusCode::kUnimplemented, w + ": tokenizer.ggml.pre '" + pre_name +
+                                                  "' is not supported (llama-bpe, qwen2, gpt-2 and their aliases)");
+  }
+  json::object vocab;
+  json::array added;
+  for (int64_t id = 0; id < n; ++id) {
+    const std::string& tok = tokens->strings[static_cast<size_t>(id)];
+    const int64_t type = types[static_cast<size_t>(id)];
+    if (type == kControl || type == kUserDefined || type == kUnknown) {
+      added.push_back(json::object{{"id", id}, {"content", tok}, {"single_word", false}, {"lstrip", false},
+                                   {"rstrip", false}, {"normalized", type == kUserDefined}, {"special", type != kUserDefined}});
+    } else if (!vocab.contains(tok)) {
+      vocab[tok] = id;  // a repeated text keeps its first id
+    }
+  }
+  json::array merge_list;
+  for (const std::string& m : merges->strings) {
+    // "a b": split at the first space after the first character.
+    const size_t sp = m.find(' ', 1);
+    if (sp == std::string::npos) return InvalidArgument(w + ": merge '" + m + "' is not 'left right'");
+    merge_list.push_back(json::string(m));
+  }
+  auto id_key = [&](const char* key) -> int64_t {
+    auto v = g.Int(key);
+    return v.ok() && *v >= 0 && *v < n ? *v : -1;
+  };
+  const int64_t bos = id_key("tokenizer.ggml.bos_token_id"), eos = id_key("tokenizer.ggml.eos_token_id"),
+                pad = id_key("tokenizer.ggml.padding_token_id");
+  bool add_bos = pre->add_bos;
+  if (g.Has("tokenizer.ggml.add_bos_token")) {
+    ASSIGN_OR_RETURN(int64_t b, g.Int("tokenizer.ggml.add_bos_token"));
+    add_bos = b != 0;
+  }
+  if (add_bos && bos < 0) return InvalidArgument(w + ": add_bos_token without a bos_token_id");
+
+  json::object t;
+  t["version"] = "1.0";
+  t["added_tokens"] = std::move(added);
+  t["normalizer"] = pre->nfc ? json::value(json::object{{"type", "NFC"}}) : json::value(nullptr);
+  t["pre_tokenizer"] = json::object{
+      {"type", "Sequence"},
+      {"pretokenizers", json::array{json::object{{"type", "Split"},
+                                                 {"pattern", json::object{{"Regex", pre->regex}}},
+                                                 {"behavior", "Isolated"},
+                                                 {"invert", false}},
+                                    json::object{{"type", "ByteLevel"},
+                                                 {"add_prefix_space", false},
+                                                 {"trim_offsets", false},
+                                                 {"use_regex", false}}}}};
+  if (add_bos) {
+    const std::string& b = tokens->strings[static_cast<size_t>(bos)];
+    t["post_processor"] = json::object{
+        {"type", "TemplateProcessing"},
+        {"single", json::array{json::object{{"SpecialToken", json::object{{"id", b}, {"type_id", 0}}}},
+                               json::object{{"Sequence", json::object{{"id", "A"}, {"type_id", 0}}}}}},
+        {"pair", json::array{json::object{{"SpecialToken", json::object{{"id", b}, {"type_id", 0}}}},
+                             json::object{{"Sequence", json::object{{"id", "A"}, {"type_id", 0}}}},
+                             json::object{{"Sequence", json::object{{"id", "B"}, {"type_id", 1}}}}}},
+        {"special_tokens", json::object{{b, json::object{{"id", b}, {"ids", json::array{bos}}, {"tokens", json::array{b}}}}}}};
+  } else {
+    t["post_processor"] = json::object{
+        {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  }
+  t["decoder"] = json::object{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  t["model"] = json::object{{"type", "BPE"},          {"dropout", nullptr},       {"unk_token", nullptr},
+                            {"fuse_unk", false},      {"byte_fallback", false},   {"ignore_merges", pre->ignore_merges},
+                            {"vocab", std::move(vocab)}, {"merges", std::move(merge_list)}};
+
+  json::object c;
+  c["clean_up_tokenization_spaces"] = false;  // llama.cpp does not clean up
+  c["add_bos_token"] = add_bos;
+  if (bos >= 0) c["bos_token"] = tokens->strings[static_cast<size_t>(bos)];
+  if (eos >= 0) c["eos_token"] = tokens->strings[static_cast<size_t>(eos)];
+  if (pad >= 0) c["pad_token"] = tokens->strings[static_cast<size_t>(pad)];
+  if (g.Has("tokenizer.chat_template")) {
+    ASSIGN_OR_RETURN(std::string ct, g.String("tokenizer.chat_template"));
+    c["chat_template"] = ct;
+  }
+  return TokenizerJson{json::serialize(t), json::serialize(c)};
+}
+
+Result<TokenizerIds> AddTokenizerToGguf(std::string_view tokenizer_json, std::string_view config_json, GgufWriter& w) {
+  ASSIGN_OR_RETURN(json::value root, ParseJson(tokenizer_json, "tokenizer.json"));
+  json::value cfg_root = json::object();
+  if (!config_json.empty()) {
+    ASSIGN_OR_RETURN(cfg_root, ParseJson(config_json, "tokenizer_config.json"));
+  }
+  if (!root.is_object() || !cfg_root.is_object()) return InvalidArgument("tokenizer.json: expected an object");
+  const json::object& o = root.get_object();
+  const json::value* model = o.if_contains("model");
+  if (!model || !model->is_object() || !model->get_object().contains("vocab") ||
+      model->get_object().at("type") != "BPE") {
+    return Unimplemented("tokenizer.json: only BPE models can be written to GGUF");
+  }
+  // The split regex names the pre-tokenizer.
+  const std::string pre_text = json::serialize(o.contains("pre_tokenizer") ? o.at("pre_tokenizer") : json::value());
+  const PreTokenizer* pre = nullptr;
+  for (const auto& p : kPre) {
+    if (pre_text.find(json::serialize(json::value(p.regex))) != std::string::npos &&
+        pre_text.find("ByteLevel") != std::string::npos) {
+      pre = &p;
+    }
+  }
+  if (!pre) return Unimplemented("tokenizer.json: its pre-tokenizer is not one GGUF names (Llama 3, Qwen2, GPT-2)");
+  std::map<int64_t, std::pair<std::string, int64_t>> by_id;  // id -> (text, type)
+  for (const auto& kv : model->get_object().at("vocab").as_object()) {
+    by_id[kv.value().to_number<int64_t>()] = {std::string(kv.key()), kNormal};
+  }
+  if (const json::value* a = o.if_contains("added_tokens"); a && a->is_array()) {
+    for (const auto& t : a->get_array()) {
+      const auto& to = t.as_object();
+      by_id[to.at("id").to_number<int64_t>()] = {std::string(to.at("content").as_string()),
+                                                 to.at("special").as_bool() ? kControl : kUserDefined};
+    }
+  }
+  const int64_t n = by_id.empty() ? 0 : by_id.rbegin()->first + 1;
+  if (n > (int64_t{1} << 24) || (!by_id.empty() && by_id.begin()->first < 0)) {
+    return InvalidArgument("tokenizer.json: token ids out of range");
+  }
+  std::vector<std::string> tokens(static_cast<size_t>(n));
+  std::vector<int32_t> types(static_cast<size_t>(n), static_cast<int32_t>(kUnused));
+  std::map<std::string, int64_t> ids;
+  for (int64_t i = 0; i < n; ++i) {
+    auto it = by_id.find(i);
+    if (it == by_id.end()) {
+      tokens[static_cast<size_t>(i)] = "[PAD" + std::to_string(i) + "]";
+      continue;
+    }
+    tokens[static_cast<size_t>(i)] = it->second.first;
+    types[static_cast<size_t>(i)] = static_cast<int32_t>(it->second.second);
+    ids.emplace(it->second.first, i);
+  }
+  std::vector<std::string> merges;
+  for (const auto& m : model->get_object().at("merges").as_array()) {
+    if (m.is_string()) {
+      merges.emplace_back(m.get_string());
+    } else {
+      const auto& pair = m.as_array();
+      merges.push_back(std::string(pair.at(0).as_string()) + " " + std::string(pair.at(1).as_string()));
+    }
+  }
+  const json::object& cfg = cfg_root.get_object();
+  auto token_of = [&](const char* key) -> std::string {
+    const json::value* v = cfg.if_contains(key);
+    if (!v) return "";
+    if (v->is_string()) return std::string(v->get_string());
+    if (v->is_object() && v->get_object().contains("content")) return std::string(v->get_object().at("content").as_string());
+    return "";
+  };
+  // BOS is added when the post-processor puts a special token before the sequence.
+  bool add_bos = false;
+  if (const json::value* pp = o.if_contains("post_processor"); pp && pp->is_object()) {
+    const json::value* single = pp->get_object().if_contains("single");
+    add_bos = pp->get_object().contains("type") && pp->get_object().at("type") == "TemplateProcessing" && single &&
+              single->is_array() && !single->get_array().empty() &&
+              single->get_array()[0].is_object() && single->get_array()[0].get_object().contains("SpecialToken");
+  }
+  w.AddString("tokenizer.ggml.model", "gpt2");
+  w.AddString("tokenizer.ggml.pre", pre->names[0]);
+  w.AddStrings("tokenizer.ggml.tokens", tokens);  // moved into the result below
+  w.AddI32s("tokenizer.ggml.token_type", types);
+  w.AddStrings("tokenizer.ggml.merges", merges);
+  TokenizerIds out;
+  for (auto [key, name] : {std::pair{"bos_token", "tokenizer.ggml.bos_token_id"},
+                           std::pair{"eos_token", "tokenizer.ggml.eos_token_id"},
+                           std::pair{"pad_token", "tokenizer.ggml.padding_token_id"}}) {
+    auto it = ids.find(token_of(key));
+    if (it == ids.end()) continue;
+    w.AddU32(name, static_cast<uint32_t>(it->second));
+    if (std::string_view(key) == "bos_token") out.bos = it->second;
+    if (std::string_view(key) == "eos_token") out.eos = it->second;
+  }
+  w.AddBool("tokenizer.ggml.add_bos_token", add_bos);
+  if (const json::value* ct = cfg.if_contains("chat_template"); ct && ct->is_string()) {
+    w.AddString("tokenizer.chat_template", ct->get_string());
+  }
+  out.tokens = std::move(tokens);
+  return out;
+}
+
+}  // namespace crescent::model
