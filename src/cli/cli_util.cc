@@ -88,11 +88,13 @@ Result<std::vector<int64_t>> ParseIntList(const std::string& text, const std::st
   return ParseList<int64_t>(text, flag, 1);
 }
 
-Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, const std::string& dtype) {
+Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, const std::string& dtype,
+                                                       const std::string& quantization) {
   auto t0 = std::chrono::steady_clock::now();
   int last_pct = -1;
   engine::RunnerOptions opts;
   ASSIGN_OR_RETURN(opts.dtype, engine::ParseComputeDType(dtype));
+  opts.quantization = quantization;
   opts.progress = [&](int64_t done, int64_t total) {
     int pct = static_cast<int>(100 * done / total);
     if (pct / 25 != last_pct / 25 || done == total) {

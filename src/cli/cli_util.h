@@ -27,7 +27,9 @@ int WaitForTermination(const std::function<void()>& tick = {});
 // A port on 127.0.0.1 free a moment ago (for children the CLI starts);
 // throws CommandError when none can be bound.
 int FreeLocalPort();
-// Loads a model folder, logging progress to stderr. dtype: auto|bfloat16|float32.
-Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, const std::string& dtype = "auto");
+// Loads a model folder or GGUF file, logging progress to stderr.
+// dtype: auto|bfloat16|float32; quantization: "" or q8_0, q4_k_m, ...
+Result<std::unique_ptr<engine::ModelRunner>> LoadModel(const std::string& dir, const std::string& dtype = "auto",
+                                                       const std::string& quantization = "");
 
 }  // namespace crescent::cli

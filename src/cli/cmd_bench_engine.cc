@@ -32,7 +32,7 @@ namespace crescent::cli {
 namespace {
 
 struct BenchOpts {
-  std::string model, dtype = "auto", batch = "1", prefix_hit = "0,0.9", ttft_lens = "4096", chunk_sweep;
+  std::string model, dtype = "auto", quantization, batch = "1", prefix_hit = "0,0.9", ttft_lens = "4096", chunk_sweep;
   int64_t prompt_len = 512, gen_len = 64, sweep_prompt = 8192, decode_attention_ctx = 32768;
   uint64_t seed = 1;
   bool json = false;
@@ -44,8 +44,9 @@ struct BenchOpts {
 void RegisterBenchEngine(CLI::App& bench) {
   auto o = std::make_shared<BenchOpts>();
   CLI::App* cmd = bench.add_subcommand("engine", "Prefill and decode throughput vs memory bandwidth and matmul peak");
-  cmd->add_option("--model", o->model, "Model folder")->required();
+  cmd->add_option("--model", o->model, "Model folder or .gguf file")->required();
   cmd->add_option("--dtype", o->dtype, "auto | bfloat16 | float32");
+  cmd->add_option("--quantization", o->quantization, "Quantize the weights at load: q8_0 | q4_k_m | q5_k_m | q4_0 | q4_k | q5_k | q6_k (GGUF tensors keep their types)");
   cmd->add_option("--prompt-len", o->prompt_len, "Prompt tokens")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--gen-len", o->gen_len, "Generated tokens per request")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--batch", o->batch, "Decode batch sizes, comma-separated (e.g. 1,8,32)");
@@ -84,7 +85,7 @@ void RegisterBenchEngine(CLI::App& bench) {
     if (!o->chunk_sweep.empty()) sweep = ValueOrThrow(ParseIntList(o->chunk_sweep, "--chunk-sweep"));
     const int64_t ttft_max = ttft_lens.empty() ? 0 : *std::max_element(ttft_lens.begin(), ttft_lens.end());
     const int64_t ttft_first = ttft_lens.empty() ? 0 : ttft_lens.front();
-    auto runner = ValueOrThrow(LoadModel(o->model, o->dtype));
+    auto runner = ValueOrThrow(LoadModel(o->model, o->dtype, o->quantization));
     const auto cfg = runner->config();
     const int64_t max_b = *std::max_element(batches.begin(), batches.end());
     const int64_t longest = std::max({o->prompt_len + o->gen_len + 1, ttft_max + 1,
@@ -164,7 +165,7 @@ void RegisterBenchEngine(CLI::App& bench) {
       so.max_num_seqs = 8;
       so.max_num_batched_tokens = budget;
       so.kv_cache_bytes = (tokens_held / 16 + 64) * page_bytes;
-      e = ValueOrThrow(engine::Engine::Create(ValueOrThrow(LoadModel(o->model, o->dtype)), nullptr, so));
+      e = ValueOrThrow(engine::Engine::Create(ValueOrThrow(LoadModel(o->model, o->dtype, o->quantization)), nullptr, so));
       TimeToFirstToken(*e, pm.Make(std::min<int64_t>(budget, 512)));  // warm-up
     };
     std::vector<double> served(ttft_lens.size(), 0);  // TTFT of each length in server-sized steps

@@ -16,7 +16,7 @@ namespace crescent::cli {
 
 void RegisterGenerate(CLI::App& app) {
   struct Opts {
-    std::string model, dtype = "auto", prompt, prompt_tokens;
+    std::string model, dtype = "auto", quantization, prompt, prompt_tokens;
     int64_t max_tokens = 16;
     float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f;
     float repetition_penalty = 1.0f, presence_penalty = 0.0f, frequency_penalty = 0.0f;
@@ -27,8 +27,9 @@ void RegisterGenerate(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate a completion for one prompt");
-  cmd->add_option("--model", o->model, "Model folder (config.json, safetensors, tokenizer)")->required();
+  cmd->add_option("--model", o->model, "Model folder (config.json, safetensors, tokenizer) or a .gguf file")->required();
   cmd->add_option("--dtype", o->dtype, "Compute and KV dtype: auto | bfloat16 | float32");
+  cmd->add_option("--quantization", o->quantization, "Quantize the weights at load: q8_0 | q4_k_m | q5_k_m | q4_0 | q4_k | q5_k | q6_k (GGUF tensors keep their types)");
   auto* p1 = cmd->add_option("--prompt", o->prompt, "Prompt text (tokenized with the model's tokenizer)");
   auto* p2 = cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prompt token ids, comma-separated");
   p1->excludes(p2);
@@ -57,7 +58,7 @@ void RegisterGenerate(CLI::App& app) {
     engine::EngineRequest req;
     req.prompt = o->prompt.empty() ? ValueOrThrow(ParseIdList(o->prompt_tokens, "--prompt-tokens"))
                                    : tok->Encode(o->prompt, /*add_special_tokens=*/true);
-    auto runner = ValueOrThrow(LoadModel(o->model, o->dtype));
+    auto runner = ValueOrThrow(LoadModel(o->model, o->dtype, o->quantization));
     engine::RequestParams& p = req.params;
     p.max_tokens = o->max_tokens;
     p.seed = o->seed;

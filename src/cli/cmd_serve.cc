@@ -49,6 +49,7 @@ void RegisterServe(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--served-model-name", o->served_model_name, "Model name clients use (default: --model)");
   cmd->add_option("--dtype", o->dtype, "Compute and KV dtype: auto | bfloat16 | float32")->capture_default_str();
+  cmd->add_option("--quantization", o->quantization, "Quantize the weights at load: q8_0 | q4_k_m | q5_k_m | q4_0 | q4_k | q5_k | q6_k (GGUF tensors keep their types)");
   cmd->add_option("--tokenizer-dir", o->model.tokenizer_dir, "Tokenizer folder for dummy models");
   cmd->add_option("--dummy-dir", o->model.dummy_dir, "Folder for the dummy model (default ~/.cache/crescent/dummy/<preset>)");
   cmd->add_option("--io-threads", o->io_threads, "HTTP io threads")->check(CLI::Range(1, 64))->capture_default_str();

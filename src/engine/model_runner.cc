@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "base/hash.h"
 #include "base/kv_identity.h"
 #include "base/logging.h"
 #include "base/thread_pool.h"
@@ -12,6 +13,7 @@
 #include "kernels/linear.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
+#include "model/gguf_convert.h"
 #include "model/safetensors.h"
 #include "model/weight_layout.h"
 #include "model/weights_hash.h"
@@ -150,19 +152,93 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
   auto get = [&](const std::string& name) { return files.Get(name).value(); };  // validated above
   const int64_t hs = cfg.hidden_size, total = cfg.num_layers + 2;
   std::vector<uint8_t> buf;
+  if (!options.quantization.empty()) {
+    RETURN_IF_ERROR(model::TensorTypeFor(options.quantization, "", {}, cfg).status());
+    // Other weights, other outputs: the KV of a quantized model is its own.
+    Hasher128 h;
+    h.Update(&weights_hash, sizeof(weights_hash));
+    h.Update(options.quantization.data(), options.quantization.size());
+    im.weights_hash = h.Finish();
+  }
+  std::vector<std::vector<uint8_t>> qbufs;  // quantized at load; live until packed
   auto make_linear = [&](std::initializer_list<std::string> names, std::initializer_list<std::string> biases,
                          int64_t k) -> Result<Linear> {
-    buf.clear();
-    int64_t n = 0;
-    for (const auto& name : names) {
-      TensorView t = get(name);
-      AppendAs(t, im.act, buf);
-      n += t.shape[0];
-    }
     std::vector<float> bias;
     for (const auto& name : biases) {
       std::vector<float> b = ToF32(get(name));
       bias.insert(bias.end(), b.begin(), b.end());
+    }
+    // Block-quantized when any part is (a GGUF) or when asked to quantize.
+    std::vector<TensorView> parts;
+    std::vector<QuantType> types;
+    bool quantized = false;
+    for (const auto& name : names) {
+      parts.push_back(get(name));
+      QuantType t = parts.back().quant;
+      if (!parts.back().quantized() && !options.quantization.empty()) {
+        ASSIGN_OR_RETURN(t, model::TensorTypeFor(options.quantization, name, parts.back().shape, cfg));
+      }
+      types.push_back(t);
+      quantized = quantized || IsBlockQuantized(t);
+    }
+    if (quantized && options.dequantize) {
+      // The reference: each part through its block type's values, then dense.
+      buf.clear();
+      int64_t n = 0;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const TensorView& t = parts[i];
+        n += t.shape[0];
+        if (t.quantized() || !IsBlockQuantized(types[i])) {
+          AppendAs(t, im.act, buf);
+          continue;
+        }
+        ASSIGN_OR_RETURN(int64_t row_bytes, QuantBytes(types[i], k));
+        std::vector<uint8_t> q(static_cast<size_t>(row_bytes));
+        std::vector<float> row(static_cast<size_t>(k));
+        const size_t at = buf.size();
+        buf.resize(at + static_cast<size_t>(t.shape[0] * k) * DTypeSize(im.act));
+        for (int64_t r = 0; r < t.shape[0]; ++r) {
+          t.Row(r, row.data());
+          QuantizeRow(types[i], row.data(), q.data(), k);
+          DequantizeRow(types[i], q.data(), row.data(), k);
+          if (im.act == DType::kF32) {
+            std::memcpy(buf.data() + at + static_cast<size_t>(r * k) * 4, row.data(), static_cast<size_t>(k) * 4);
+          } else {
+            kernels::F32ToBf16(row.data(), reinterpret_cast<uint16_t*>(buf.data() + at) + r * k, k);
+          }
+        }
+      }
+      return Linear::Create(n, k, im.act, buf.data(), bias.empty() ? nullptr : bias.data());
+    }
+    if (quantized) {
+      qbufs.clear();
+      std::vector<kernels::QuantSegment> segs;
+      for (size_t i = 0; i < parts.size(); ++i) {
+        const TensorView& t = parts[i];
+        const int64_t rows = t.shape[0];
+        if (t.quantized()) {
+          segs.push_back({t.quant, rows, t.bytes.data()});
+          continue;
+        }
+        // A plain part beside quantized ones (or asked to be quantized): Q8_0
+        // unless its type was chosen above.
+        const QuantType qt = IsBlockQuantized(types[i]) ? types[i] : QuantType::kQ8_0;
+        ASSIGN_OR_RETURN(int64_t row_bytes, QuantBytes(qt, k));
+        std::vector<uint8_t>& buf = qbufs.emplace_back(static_cast<size_t>(row_bytes * rows));
+        std::vector<float> row(static_cast<size_t>(k));
+        for (int64_t r = 0; r < rows; ++r) {
+          t.Row(r, row.data());
+          QuantizeRow(qt, row.data(), buf.data() + r * row_bytes, k);
+        }
+        segs.push_back({qt, rows, buf.data()});
+      }
+      return Linear::CreateQuantized(k, segs, bias.empty() ? nullptr : bias.data(), im.act);
+    }
+    buf.clear();
+    int64_t n = 0;
+    for (const TensorView& t : parts) {
+      AppendAs(t, im.act, buf);
+      n += t.shape[0];
     }
     return Linear::Create(n, k, im.act, buf.data(), bias.empty() ? nullptr : bias.data());
   };

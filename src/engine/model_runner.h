@@ -16,7 +16,9 @@
 //   logits for the last token of each sequence that asks: rmsnorm -> lm_head.
 //
 // Weights are copied out of the mapped files at Load into oneDNN's reordered
-// buffers (anonymous memory). The compute dtype (vLLM's --dtype) is bf16 for bf16
+// buffers (anonymous memory); block-quantized weights (a GGUF file, or
+// RunnerOptions::quantization) into kernels/quant_matmul.h's tiles, which
+// compute on int8-quantized activations. The compute dtype (vLLM's --dtype) is bf16 for bf16
 // models by default: bf16 matmul inputs, bf16 KV pages, f32 accumulation and f32
 // everywhere else. float32 runs weights, activations and KV in f32 (half the
 // speed, for reference checks and f16/f32 models).
@@ -49,6 +51,13 @@ struct ForwardSeq {
 struct RunnerOptions {
   // nullopt = auto: bf16 when every matrix in the files is bf16, else f32.
   std::optional<DType> dtype;
+  // Quantize the matrices at load as a GGUF of this type would hold them
+  // ("q8_0", "q4_k_m", ...; model/gguf_convert.h); "" keeps the files' types.
+  // Tensors already block-quantized (a GGUF) are kept as they are.
+  std::string quantization;
+  // The reference path: block-quantized weights dequantized at load and run
+  // by the dense kernels in `dtype` (f32 for checks), no integer arithmetic.
+  bool dequantize = false;
   // Called as tensors load: (done, total). May be empty.
   std::function<void(int64_t, int64_t)> progress;
 };

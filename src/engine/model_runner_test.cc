@@ -10,6 +10,7 @@
 #include "base/file.h"
 #include "engine/sampler.h"
 #include "model/dummy_model.h"
+#include "model/gguf_convert.h"
 
 namespace crescent::engine {
 namespace {
@@ -31,9 +32,12 @@ class RunnerTest : public ::testing::Test {
     std::filesystem::remove_all(*dir_);
     delete dir_;
   }
-  static std::unique_ptr<ModelRunner> Load(const char* name, std::optional<DType> dtype = std::nullopt) {
+  static std::unique_ptr<ModelRunner> Load(const std::string& name, std::optional<DType> dtype = std::nullopt,
+                                           std::string quantization = "", bool dequantize = false) {
     RunnerOptions o;
     o.dtype = dtype;
+    o.quantization = std::move(quantization);
+    o.dequantize = dequantize;
     auto r = ModelRunner::Load(*dir_ + "/" + name, o);
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? std::move(r).value() : nullptr;
@@ -57,6 +61,78 @@ std::vector<float> FullPrefill(ModelRunner& r, KvPagePool& pool, const std::vect
   EXPECT_TRUE(r.Forward({&s, 1}, pool, &logits).ok());
   pool.Release(kv);
   return logits;
+}
+
+// Greedy tokens from a prompt, decoding through the KV cache.
+std::vector<int32_t> Greedy(ModelRunner& r, const std::vector<int32_t>& prompt, int steps) {
+  KvPagePool pool(r.kv_shape(), 64);
+  SequenceKv kv;
+  EXPECT_TRUE(pool.Reserve(kv, static_cast<int64_t>(prompt.size()) + steps).ok());
+  std::vector<int32_t> out, cur = prompt;
+  int64_t pos = 0;
+  for (int s = 0; s < steps; ++s) {
+    std::vector<float> logits;
+    ForwardSeq f{cur, pos, &kv, true};
+    EXPECT_TRUE(r.Forward({&f, 1}, pool, &logits).ok());
+    pos += static_cast<int64_t>(cur.size());
+    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out.push_back(next);
+    cur = {next};
+  }
+  pool.Release(kv);
+  return out;
+}
+
+TEST_F(RunnerTest, AGgufIsTheSameModelAsItsSafetensors) {
+  for (const char* name : {"tiny-llama3", "tiny-qwen3"}) {
+    SCOPED_TRACE(name);
+    const std::string hf = *dir_ + "/" + name;
+    ASSERT_TRUE(model::ConvertToGguf(hf, hf + "-f32.gguf", "f32").ok());
+    auto a = Load(name, DType::kF32), b = Load(std::string(name) + "-f32.gguf", DType::kF32);
+    ASSERT_TRUE(a && b);
+    KvPagePool pa(a->kv_shape(), 64), pb(b->kv_shape(), 64);
+    const auto prompt = Prompt(37, 3);
+    EXPECT_EQ(FullPrefill(*a, pa, prompt), FullPrefill(*b, pb, prompt)) << "bit for bit: the same f32 weights";
+  }
+}
+
+// Quantized weights: a GGUF file and the same safetensors quantized at load
+// hold the same bytes, so they decode identically; both stay close to the
+// f32 reference that dequantizes the same weights (the difference is the
+// activations' 8-bit rounding in the integer kernels).
+TEST_F(RunnerTest, QuantizedGgufEqualsQuantizationAtLoadAndTracksTheReference) {
+  for (const char* type : {"q8_0", "q4_k_m"}) {
+    for (const char* name : {"tiny-llama3", "tiny-qwen3"}) {
+      SCOPED_TRACE(std::string(name) + " " + type);
+      const std::string hf = *dir_ + "/" + name, file = std::string(name) + "-" + type + ".gguf";
+      ASSERT_TRUE(model::ConvertToGguf(hf, *dir_ + "/" + file, type).ok());
+      auto g = Load(file), q = Load(name, std::nullopt, type), ref = Load(file, DType::kF32, "", true);
+      ASSERT_TRUE(g && q && ref);
+      EXPECT_LT(g->weight_bytes_per_step(), Load(name)->weight_bytes_per_step() * (std::string(type) == "q8_0" ? 0.6 : 0.58));
+      const auto prompt = Prompt(29, 5);
+      EXPECT_EQ(Greedy(*g, prompt, 12), Greedy(*q, prompt, 12));
+      KvPagePool pg(g->kv_shape(), 64), pr(ref->kv_shape(), 64);
+      const std::vector<float> lg = FullPrefill(*g, pg, prompt), lr = FullPrefill(*ref, pr, prompt);
+      ASSERT_EQ(lg.size(), lr.size());
+      // Log-probs of the reference's distribution against the kernels'.
+      auto log_softmax = [](const std::vector<float>& l) {
+        const double mx = *std::max_element(l.begin(), l.end());
+        double s = 0;
+        for (float v : l) s += std::exp(v - mx);
+        std::vector<double> o(l.size());
+        for (size_t i = 0; i < l.size(); ++i) o[i] = l[i] - mx - std::log(s);
+        return o;
+      };
+      const auto a = log_softmax(lg), b = log_softmax(lr);
+      double kl = 0, max_top = 0;
+      const size_t top = std::max_element(lr.begin(), lr.end()) - lr.begin();
+      for (size_t i = 0; i < a.size(); ++i) kl += std::exp(b[i]) * (b[i] - a[i]);
+      max_top = std::fabs(a[top] - b[top]);
+      std::printf("%s %s: KL(reference || kernels) = %.2e nats, top-1 log-prob differs by %.3f\n", name, type, kl, max_top);
+      EXPECT_LT(kl, 0.02);
+      EXPECT_LT(max_top, 0.2);
+    }
+  }
 }
 
 TEST_F(RunnerTest, GreedyDecodeThroughKvCacheEqualsRecompute) {

@@ -38,6 +38,7 @@ struct Linear::Impl {
   dnnl::memory bias;  // [1, N] f32, or empty
   bool has_bias = false;
   bool gemv = false;  // weights are BA16a64b2a bf16: small M uses GemvBf16
+  std::unique_ptr<QuantMatmul> quant;  // block-quantized weights (CreateQuantized)
   struct Prim {
     dnnl::matmul prim;
     dnnl::memory::desc src, dst;
@@ -116,10 +117,33 @@ Result<Linear> Linear::Create(int64_t n, int64_t k, DType dtype, const void* wei
 int64_t Linear::n() const { return impl_->n; }
 int64_t Linear::k() const { return impl_->k; }
 DType Linear::dtype() const { return impl_->dtype; }
-int64_t Linear::weight_bytes() const { return static_cast<int64_t>(impl_->w_desc.get_size()); }
+int64_t Linear::weight_bytes() const {
+  return impl_->quant ? impl_->quant->weight_bytes() : static_cast<int64_t>(impl_->w_desc.get_size());
+}
+
+Result<Linear> Linear::CreateQuantized(int64_t k, std::span<const QuantSegment> segments, const float* bias,
+                                       DType act) {
+  if (act == DType::kF16) return Unimplemented("f16 activations for quantized weights");
+  ASSIGN_OR_RETURN(QuantMatmul q, QuantMatmul::Pack(k, segments, bias));
+  Linear l;
+  l.impl_ = std::make_unique<Impl>();
+  l.impl_->n = q.n();
+  l.impl_->k = k;
+  l.impl_->dtype = act;
+  l.impl_->quant = std::make_unique<QuantMatmul>(std::move(q));
+  return l;
+}
 
 void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const {
   if (m <= 0) return;
+  if (impl_->quant) {
+    if (impl_->dtype == DType::kF32) {
+      impl_->quant->ForwardF32(static_cast<const float*>(x), m, y, accumulate);
+    } else {
+      impl_->quant->Forward(static_cast<const uint16_t*>(x), m, y, accumulate);
+    }
+    return;
+  }
 #if defined(__AVX512BF16__)
   if (impl_->gemv && m <= kGemvMaxRows) {
     GemvBf16Blocked(static_cast<const uint16_t*>(impl_->weights.get_data_handle()), impl_->n, impl_->k,

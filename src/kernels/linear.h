@@ -8,15 +8,21 @@
 // bf16 weights and f32 for f32 weights; y is always f32; accumulation is f32.
 //
 // Primitives are built lazily per (M, accumulate) and cached.
+//
+// CreateQuantized holds ggml block-quantized weights instead (kernels/
+// quant_matmul.h: integer dot products on int8-quantized activations, every
+// M); its dtype() is the activations' (bf16 or f32).
 // Thread-safety: Forward may be called from one thread at a time (the engine's
 // step thread); it runs on all cores through the OpenMP team.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 
 #include "base/dtype.h"
 #include "base/status.h"
+#include "kernels/quant_matmul.h"
 
 namespace crescent::kernels {
 
@@ -24,6 +30,10 @@ class Linear {
  public:
   // weights: [N, K] row-major in `dtype`; bias: [N] f32 or nullptr.
   static Result<Linear> Create(int64_t n, int64_t k, DType dtype, const void* weights, const float* bias);
+  // segments: consecutive groups of output rows, each in one block type;
+  // activations in `act` (bf16 or f32).
+  static Result<Linear> CreateQuantized(int64_t k, std::span<const QuantSegment> segments, const float* bias,
+                                        DType act = DType::kBF16);
   Linear();
   ~Linear();
   Linear(Linear&&) noexcept;

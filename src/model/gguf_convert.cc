@@ -1,5 +1,6 @@
 #include "model/gguf_convert.h"
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <vector>
@@ -50,17 +51,46 @@ std::string ArchName(Architecture a) {
   }
 }
 
+const FileType* FindFileType(std::string_view name) {
+  for (const auto& f : kFileTypes) {
+    if (f.name == name) return &f;
+  }
+  return nullptr;
+}
+
+// The layer of "model.layers.N.<...>", or -1.
+int64_t LayerOf(const std::string& hf) {
+  const std::string prefix = "model.layers.";
+  if (!hf.starts_with(prefix)) return -1;
+  return std::strtoll(hf.c_str() + prefix.size(), nullptr, 10);
+}
+
 }  // namespace
 
-Status ConvertToGguf(const std::string& model_dir, const std::string& out_path, std::string_view file_type) {
-  const FileType* ft = nullptr;
-  for (const auto& f : kFileTypes) {
-    if (f.name == file_type) ft = &f;
-  }
+Result<QuantType> TensorTypeFor(std::string_view file_type, const std::string& hf_name,
+                                const std::vector<int64_t>& shape, const ModelConfig& c) {
+  const FileType* ft = FindFileType(file_type);
   if (!ft) {
-    return InvalidArgument("unknown GGUF type '" + std::string(file_type) +
+    return InvalidArgument("unknown quantization '" + std::string(file_type) +
                            "' (f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q4_k, q5_k, q6_k)");
   }
+  if (shape.size() < 2) return QuantType::kF32;
+  QuantType type = ft->base;
+  if (ft->mixed) {
+    const bool tied_embed = hf_name == "model.embed_tokens.weight" && c.tie_word_embeddings;
+    if (hf_name == "lm_head.weight" || tied_embed) type = QuantType::kQ6_K;
+    const int64_t layer = LayerOf(hf_name);
+    if ((hf_name.ends_with("v_proj.weight") || hf_name.ends_with("down_proj.weight")) &&
+        UseMoreBits(layer, c.num_layers)) {
+      type = QuantType::kQ6_K;
+    }
+  }
+  return Fallback(type, shape.back());
+}
+
+Status ConvertToGguf(const std::string& model_dir, const std::string& out_path, std::string_view file_type) {
+  const FileType* ft = FindFileType(file_type);
+  if (!ft) RETURN_IF_ERROR(TensorTypeFor(file_type, "", {}, ModelConfig()).status());
   ASSIGN_OR_RETURN(ModelConfig c, LoadModelConfig(model_dir));
   ASSIGN_OR_RETURN(WeightFiles files, WeightFiles::Open(model_dir));
   RETURN_IF_ERROR(ValidateWeights(c, files));
@@ -134,23 +164,12 @@ Status ConvertToGguf(const std::string& model_dir, const std::string& out_path, 
                 {reinterpret_cast<const std::byte*>(freqs.data()), freqs.size() * 4});
   }
   const bool permute = GgufPermutesQk(c.architecture);
-  int64_t n_attn_v = 0, n_ffn_down = 0;
   std::vector<TensorSpec> specs = ExpectedTensors(c);
   for (const TensorSpec& spec : specs) {
     ASSIGN_OR_RETURN(TensorView t, files.Get(spec.name));
     const std::string gname = HfToGgufName(spec.name);
     const int64_t row = t.shape.back(), rows = t.numel() / row;
-    QuantType type = QuantType::kF32;
-    if (t.shape.size() >= 2) {
-      type = ft->base;
-      if (ft->mixed) {
-        const bool tied_embed = gname == "token_embd.weight" && c.tie_word_embeddings;
-        if (gname == "output.weight" || tied_embed) type = QuantType::kQ6_K;
-        if (gname.ends_with("attn_v.weight") && UseMoreBits(n_attn_v++, c.num_layers)) type = QuantType::kQ6_K;
-        if (gname.ends_with("ffn_down.weight") && UseMoreBits(n_ffn_down++, c.num_layers)) type = QuantType::kQ6_K;
-      }
-      type = Fallback(type, row);
-    }
+    ASSIGN_OR_RETURN(QuantType type, TensorTypeFor(file_type, spec.name, t.shape, c));
     ASSIGN_OR_RETURN(int64_t row_bytes, QuantBytes(type, row));
     auto buf = std::make_unique<std::byte[]>(static_cast<size_t>(row_bytes * rows));
     std::vector<float> x(static_cast<size_t>(row));

@@ -15,11 +15,20 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "base/quant.h"
 #include "base/status.h"
+#include "model/model_config.h"
 
 namespace crescent::model {
 
 Status ConvertToGguf(const std::string& model_dir, const std::string& out_path, std::string_view file_type);
+
+// The type a tensor (Hugging Face name and shape) gets in `file_type`, by the
+// rules above; InvalidArgument for an unknown file type. The same choice for
+// a GGUF file and for `--quantization` at load, so both hold the same bytes.
+Result<QuantType> TensorTypeFor(std::string_view file_type, const std::string& hf_name,
+                                const std::vector<int64_t>& shape, const ModelConfig& c);
 
 }  // namespace crescent::model

@@ -65,8 +65,9 @@ Result<std::string> FindTokenizerDir(const std::string& preset) {
 Result<std::string> ResolveModelDir(const ModelSource& source) {
   constexpr std::string_view kDummy = "dummy:";
   if (source.spec.rfind(kDummy, 0) != 0) {
-    if (!IsDirectory(source.spec)) return NotFound("--model: '" + source.spec + "' is not a folder");
-    return source.spec;
+    if (IsDirectory(source.spec)) return source.spec;
+    if (source.spec.ends_with(".gguf") && FileExists(source.spec)) return source.spec;  // a GGUF file
+    return NotFound("--model: '" + source.spec + "' is not a model folder or a .gguf file");
   }
   const std::string preset = source.spec.substr(kDummy.size());
   model::DummyModelSpec spec;

@@ -172,6 +172,7 @@ void Server::Load() {
     auto t0 = std::chrono::steady_clock::now();
     engine::RunnerOptions ro;
     ASSIGN_OR_RETURN(ro.dtype, engine::ParseComputeDType(options_.dtype));
+    ro.quantization = options_.quantization;
     int last = -1;
     ro.progress = [&](int64_t done, int64_t total) {
       const int pct = total > 0 ? static_cast<int>(100 * done / total) : 100;

@@ -39,6 +39,7 @@ struct ServeOptions {
   ModelSource model;
   std::string served_model_name;  // "" = the --model value
   std::string dtype = "auto";
+  std::string quantization;  // "" or a GGUF type to quantize to at load (engine/model_runner.h)
   std::string host = "127.0.0.1";
   int port = 8000;
   std::string api_key;

@@ -1,0 +1,409 @@
+#include "kernels/quant_matmul.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+#include "base/check.h"
+#include "base/dtype.h"
+#include "base/thread_pool.h"
+
+namespace crescent::kernels {
+
+namespace {
+
+constexpr int64_t kTile = 64;  // output rows per tile
+constexpr int kMaxMt = 4;      // activation rows per kernel call
+
+enum class Kind { kS8, kU8, kU4 };
+
+struct Format {
+  Kind kind;
+  int s;         // sub-block elements
+  bool has_min;
+};
+
+Format FormatOf(QuantType t) {
+  switch (t) {
+    case QuantType::kQ8_0: return {Kind::kS8, 32, false};
+    case QuantType::kQ6_K: return {Kind::kS8, 16, false};
+    case QuantType::kQ4_0: return {Kind::kU4, 32, true};
+    case QuantType::kQ4_K: return {Kind::kU4, 32, true};
+    case QuantType::kQ5_K: return {Kind::kU8, 32, true};
+    default: CHECK(false) << "not a block type"; return {};
+  }
+}
+
+// One row of `t` as stored values (the packed form's bytes before
+// interleaving), and f32 scale and min per sub-block: x = scale * v - min for
+// kU8/kU4, x = scale * (v - 128) for kS8.
+void DecodeRow(QuantType t, const uint8_t* src, int64_t k, uint8_t* v, float* scale, float* min) {
+  const int64_t be = QuantBlockElems(t), bb = QuantBlockBytes(t);
+  for (int64_t blk = 0; blk < k / be; ++blk, src += bb) {
+    uint8_t* vb = v + blk * be;
+    switch (t) {
+      case QuantType::kQ8_0: {
+        const auto* b = reinterpret_cast<const BlockQ8_0*>(src);
+        for (int i = 0; i < 32; ++i) vb[i] = static_cast<uint8_t>(b->qs[i] + 128);
+        scale[blk] = F16ToF32(b->d);
+        break;
+      }
+      case QuantType::kQ4_0: {
+        const auto* b = reinterpret_cast<const BlockQ4_0*>(src);
+        for (int j = 0; j < 16; ++j) vb[j] = b->qs[j] & 15, vb[j + 16] = b->qs[j] >> 4;
+        scale[blk] = F16ToF32(b->d);
+        min[blk] = 8.0f * scale[blk];
+        break;
+      }
+      case QuantType::kQ4_K:
+      case QuantType::kQ5_K: {
+        const bool five = t == QuantType::kQ5_K;
+        const auto* b4 = reinterpret_cast<const BlockQ4K*>(src);
+        const auto* b5 = reinterpret_cast<const BlockQ5K*>(src);
+        const uint8_t* scales = five ? b5->scales : b4->scales;
+        const uint8_t* qs = five ? b5->qs : b4->qs;
+        const float d = F16ToF32(five ? b5->d : b4->d), dmin = F16ToF32(five ? b5->dmin : b4->dmin);
+        for (int j = 0; j < 8; ++j) {
+          uint8_t sc, m;
+          KQuantScaleMin(scales, j, &sc, &m);
+          scale[blk * 8 + j] = d * sc;
+          min[blk * 8 + j] = dmin * m;
+          const uint8_t* q = qs + 32 * (j / 2);
+          for (int l = 0; l < 32; ++l) {
+            int val = j % 2 == 0 ? q[l] & 15 : q[l] >> 4;
+            if (five && (b5->qh[l] >> j) & 1) val += 16;
+            vb[32 * j + l] = static_cast<uint8_t>(val);
+          }
+        }
+        break;
+      }
+      case QuantType::kQ6_K: {
+        const auto* b = reinterpret_cast<const BlockQ6K*>(src);
+        const float d = F16ToF32(b->d);
+        for (int s = 0; s < 16; ++s) scale[blk * 16 + s] = d * b->scales[s];
+        for (int h = 0; h < 2; ++h) {
+          const uint8_t* ql = b->ql + 64 * h;
+          const uint8_t* qh = b->qh + 32 * h;
+          for (int l = 0; l < 32; ++l) {
+            const int q1 = (ql[l] & 15) | (((qh[l] >> 0) & 3) << 4), q2 = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+            const int q3 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4), q4 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+            uint8_t* o = vb + 128 * h;
+            o[l] = static_cast<uint8_t>(q1 + 96);  // (q - 32) + 128
+            o[l + 32] = static_cast<uint8_t>(q2 + 96);
+            o[l + 64] = static_cast<uint8_t>(q3 + 96);
+            o[l + 96] = static_cast<uint8_t>(q4 + 96);
+          }
+        }
+        break;
+      }
+      default: CHECK(false) << "not a block type";
+    }
+  }
+}
+
+struct Segment {
+  Format f;
+  int64_t n0 = 0, rows = 0, tiles = 0;
+  int64_t vbytes = 0, sub_stride = 0, tile_stride = 0;
+  std::unique_ptr<uint8_t[], void (*)(uint8_t*)> packed{nullptr, [](uint8_t* p) { std::free(p); }};
+};
+
+// One activation row, quantized per block of 32.
+struct ActRow {
+  const int8_t* xq;
+  const float* dx;     // [k / 32]
+  const int32_t* xs;   // [k / 16] sums of xq
+};
+
+void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32_t* xs) {
+  for (int64_t b = 0; b < k / 32; ++b) {
+    const float* xb = x + b * 32;
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    dx[b] = d;
+    int32_t s0 = 0, s1 = 0;
+    for (int i = 0; i < 32; ++i) {
+      const int q = static_cast<int>(std::nearbyint(xb[i] * id));
+      xq[b * 32 + i] = static_cast<int8_t>(std::clamp(q, -127, 127));
+      (i < 16 ? s0 : s1) += xq[b * 32 + i];
+    }
+    xs[2 * b] = s0;
+    xs[2 * b + 1] = s1;
+  }
+}
+
+// The portable kernel: out[m][r] for the tile's 64 rows.
+void TileScalar(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+  const int s = g.f.s;
+  const int64_t nsub = k / s;
+  for (int m = 0; m < mt; ++m) std::fill(out + m * kTile, out + (m + 1) * kTile, 0.0f);
+  for (int64_t b = 0; b < nsub; ++b) {
+    const uint8_t* p = tile + b * g.sub_stride;
+    const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
+    const uint16_t* mins = scales + kTile;
+    for (int r = 0; r < kTile; ++r) {
+      const int q = r / 16, lane = r % 16;
+      const float sc = F16ToF32(scales[r]), mn = g.f.has_min ? F16ToF32(mins[r]) : 0.0f;
+      for (int m = 0; m < mt; ++m) {
+        const int8_t* x = a[m].xq + b * s;
+        int32_t dot = 0;
+        if (g.f.kind == Kind::kU4) {
+          for (int j = 0; j < s / 8; ++j) {
+            const uint8_t* w = p + q * 8 * s + j * 64 + lane * 4;
+            for (int i = 0; i < 4; ++i) dot += (w[i] & 15) * x[8 * j + i] + (w[i] >> 4) * x[8 * j + 4 + i];
+          }
+        } else {
+          for (int j = 0; j < s / 4; ++j) {
+            const uint8_t* w = p + q * 16 * s + j * 64 + lane * 4;
+            for (int i = 0; i < 4; ++i) dot += w[i] * x[4 * j + i];
+          }
+        }
+        const int32_t xsum = s == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
+        const float dx = a[m].dx[(b * s) / 32];
+        float v;
+        if (g.f.kind == Kind::kS8) {
+          v = sc * static_cast<float>(dot - 128 * xsum);
+        } else {
+          v = sc * static_cast<float>(dot) - mn * static_cast<float>(xsum);
+        }
+        out[m * kTile + r] += v * dx;
+      }
+    }
+  }
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+template <Kind K, int S, int MT>
+void TileVnni(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, float* out) {
+  constexpr int kRegs = K == Kind::kU4 ? S / 8 : S / 4;  // 64-byte registers per group of 16 rows
+  constexpr int64_t kGroupBytes = kRegs * 64;
+  const int64_t nsub = k / S;
+  __m512 acc[MT][4];
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) acc[m][q] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nsub; ++b) {
+    const uint8_t* p = tile + b * g.sub_stride;
+    const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
+    _mm_prefetch(reinterpret_cast<const char*>(p + 8 * g.sub_stride), _MM_HINT_T0);
+    float dxv[MT];
+    int32_t xsum[MT];
+    for (int m = 0; m < MT; ++m) {
+      dxv[m] = a[m].dx[(b * S) / 32];
+      xsum[m] = S == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
+      __m512 mn = _mm512_setzero_ps();
+      if constexpr (K != Kind::kS8) {
+        mn = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)));
+      }
+      __m512i w[K == Kind::kU4 ? 2 * kRegs : kRegs];
+      const uint8_t* wq = p + q * kGroupBytes;
+      for (int j = 0; j < kRegs; ++j) {
+        const __m512i v = _mm512_load_si512(wq + j * 64);
+        if constexpr (K == Kind::kU4) {
+          w[2 * j] = _mm512_and_si512(v, low4);
+          w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        } else {
+          w[j] = v;
+        }
+      }
+      for (int m = 0; m < MT; ++m) {
+        const int8_t* x = a[m].xq + b * S;
+        __m512i ia = _mm512_setzero_si512();
+        for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); ++j) {
+          int32_t x4;
+          std::memcpy(&x4, x + 4 * j, 4);  // kU4: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
+          ia = _mm512_dpbusd_epi32(ia, w[j], _mm512_set1_epi32(x4));
+        }
+        if constexpr (K == Kind::kS8) {
+          ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum[m]));
+          acc[m][q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dxv[m])), sc, acc[m][q]);
+        } else {
+          const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia), sc,
+                                           _mm512_mul_ps(mn, _mm512_set1_ps(static_cast<float>(xsum[m]))));
+          acc[m][q] = _mm512_fmadd_ps(t, _mm512_set1_ps(dxv[m]), acc[m][q]);
+        }
+      }
+    }
+  }
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m][q]);
+}
+
+template <Kind K, int S>
+void TileVnniM(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+  switch (mt) {
+    case 1: TileVnni<K, S, 1>(g, tile, k, a, out); break;
+    case 2: TileVnni<K, S, 2>(g, tile, k, a, out); break;
+    case 3: TileVnni<K, S, 3>(g, tile, k, a, out); break;
+    default: TileVnni<K, S, 4>(g, tile, k, a, out); break;
+  }
+}
+
+std::atomic<bool> g_portable{false};
+
+void Tile(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+  if (g_portable.load(std::memory_order_relaxed)) return TileScalar(g, tile, k, a, mt, out);
+  if (g.f.kind == Kind::kS8 && g.f.s == 32) return TileVnniM<Kind::kS8, 32>(g, tile, k, a, mt, out);
+  if (g.f.kind == Kind::kS8 && g.f.s == 16) return TileVnniM<Kind::kS8, 16>(g, tile, k, a, mt, out);
+  if (g.f.kind == Kind::kU8) return TileVnniM<Kind::kU8, 32>(g, tile, k, a, mt, out);
+  return TileVnniM<Kind::kU4, 32>(g, tile, k, a, mt, out);
+}
+constexpr bool kVectorized = true;
+#else
+std::atomic<bool> g_portable{false};
+void Tile(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+  TileScalar(g, tile, k, a, mt, out);
+}
+constexpr bool kVectorized = false;
+#endif
+
+}  // namespace
+
+bool QuantMatmulVectorized() { return kVectorized; }
+void SetQuantMatmulPortableForTesting(bool portable) { g_portable = portable; }
+
+struct QuantMatmul::Impl {
+  int64_t n = 0, k = 0, bytes = 0;
+  std::vector<Segment> segments;
+  std::vector<float> bias;
+
+  void Run(const float* xf, const uint16_t* xb, int64_t m, float* y, bool accumulate) const;
+};
+
+QuantMatmul::QuantMatmul() : impl_(std::make_unique<Impl>()) {}
+QuantMatmul::~QuantMatmul() = default;
+QuantMatmul::QuantMatmul(QuantMatmul&&) noexcept = default;
+QuantMatmul& QuantMatmul::operator=(QuantMatmul&&) noexcept = default;
+
+int64_t QuantMatmul::n() const { return impl_->n; }
+int64_t QuantMatmul::k() const { return impl_->k; }
+int64_t QuantMatmul::weight_bytes() const { return impl_->bytes; }
+
+Result<QuantMatmul> QuantMatmul::Pack(int64_t k, std::span<const QuantSegment> segments, const float* bias) {
+  QuantMatmul qm;
+  Impl& im = *qm.impl_;
+  im.k = k;
+  for (const QuantSegment& src : segments) {
+    if (!IsBlockQuantized(src.type)) return InvalidArgument("QuantMatmul: segment of a plain type");
+    if (k <= 0 || k % QuantBlockElems(src.type) != 0) {
+      return InvalidArgument("QuantMatmul: k = " + std::to_string(k) + " is not whole " +
+                             std::string(QuantTypeName(src.type)) + " blocks");
+    }
+    Segment g;
+    g.f = FormatOf(src.type);
+    g.n0 = im.n;
+    g.rows = src.rows;
+    g.tiles = (src.rows + kTile - 1) / kTile;
+    const int s = g.f.s;
+    g.vbytes = g.f.kind == Kind::kU4 ? kTile * s / 2 : kTile * s;
+    g.sub_stride = g.vbytes + (g.f.has_min ? 4 : 2) * kTile;
+    g.tile_stride = (k / s) * g.sub_stride;
+    const size_t total = static_cast<size_t>(g.tiles * g.tile_stride);
+    g.packed.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (total + 63) / 64 * 64)));
+    std::memset(g.packed.get(), 0, total);
+    const int64_t row_bytes = QuantBytes(src.type, k).value();
+    std::vector<uint8_t> v(static_cast<size_t>(k));
+    std::vector<float> scale(static_cast<size_t>(k / s)), min(static_cast<size_t>(k / s));
+    for (int64_t r = 0; r < src.rows; ++r) {
+      DecodeRow(src.type, static_cast<const uint8_t*>(src.data) + r * row_bytes, k, v.data(), scale.data(), min.data());
+      const int64_t t = r / kTile, rt = r % kTile, q = rt / 16, lane = rt % 16;
+      for (int64_t b = 0; b < k / s; ++b) {
+        uint8_t* p = g.packed.get() + t * g.tile_stride + b * g.sub_stride;
+        const uint8_t* vb = v.data() + b * s;
+        if (g.f.kind == Kind::kU4) {
+          for (int j = 0; j < s / 8; ++j)
+            for (int i = 0; i < 4; ++i)
+              p[q * 8 * s + j * 64 + lane * 4 + i] = static_cast<uint8_t>(vb[8 * j + i] | (vb[8 * j + 4 + i] << 4));
+        } else {
+          for (int j = 0; j < s / 4; ++j)
+            for (int i = 0; i < 4; ++i) p[q * 16 * s + j * 64 + lane * 4 + i] = vb[4 * j + i];
+        }
+        uint16_t* sc = reinterpret_cast<uint16_t*>(p + g.vbytes);
+        sc[rt] = F32ToF16(scale[b]);
+        if (g.f.has_min) sc[kTile + rt] = F32ToF16(min[b]);
+      }
+    }
+    im.bytes += static_cast<int64_t>(total);
+    im.n += src.rows;
+    im.segments.push_back(std::move(g));
+  }
+  if (bias) im.bias.assign(bias, bias + im.n);
+  return qm;
+}
+
+void QuantMatmul::Impl::Run(const float* xf, const uint16_t* xb, int64_t m, float* y, bool accumulate) const {
+  // Activations: int8 per block of 32, with scales and sums.
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> dx;
+  thread_local std::vector<int32_t> xs;
+  xq.resize(static_cast<size_t>(m * k));
+  dx.resize(static_cast<size_t>(m * k / 32));
+  xs.resize(static_cast<size_t>(m * k / 16));
+  int8_t* xqp = xq.data();
+  float* dxp = dx.data();
+  int32_t* xsp = xs.data();
+  ThreadPool::Default().ParallelFor(m, [&](int64_t b, int64_t e) {
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t r = b; r < e; ++r) {
+      const float* x = xf ? xf + r * k : row.data();
+      if (!xf) {
+        for (int64_t i = 0; i < k; ++i) row[static_cast<size_t>(i)] = Bf16ToF32(xb[r * k + i]);
+      }
+      QuantizeActivations(x, k, xqp + r * k, dxp + r * k / 32, xsp + r * k / 16);
+    }
+  }, 1);
+  int64_t total_tiles = 0;
+  for (const Segment& g : segments) total_tiles += g.tiles;
+  // Rows of x in blocks of 64: a block's activations stay in cache while the
+  // thread's tiles stream past them.
+  constexpr int64_t kMBlock = 64;
+  ThreadPool::Default().RunOnAll([&](int t, int nt) {
+    alignas(64) float out[kMaxMt * kTile];
+    const int64_t t0 = total_tiles * t / nt, t1 = total_tiles * (t + 1) / nt;
+    for (int64_t mb = 0; mb < m; mb += kMBlock) {
+      const int64_t me = std::min(m, mb + kMBlock);
+      int64_t base = 0;
+      for (const Segment& g : segments) {
+        for (int64_t ti = std::max(t0, base); ti < std::min(t1, base + g.tiles); ++ti) {
+          const int64_t tile = ti - base;
+          const uint8_t* tp = g.packed.get() + tile * g.tile_stride;
+          for (int64_t m0 = mb; m0 < me; m0 += kMaxMt) {
+            const int mt = static_cast<int>(std::min<int64_t>(kMaxMt, me - m0));
+            ActRow a[kMaxMt];
+            for (int i = 0; i < mt; ++i) a[i] = {xqp + (m0 + i) * k, dxp + (m0 + i) * k / 32, xsp + (m0 + i) * k / 16};
+            Tile(g, tp, k, a, mt, out);
+            const int64_t r0 = tile * kTile, len = std::min(kTile, g.rows - r0);
+            for (int i = 0; i < mt; ++i) {
+              float* yr = y + (m0 + i) * n + g.n0 + r0;
+              const float* o = out + i * kTile;
+              const float* bs = bias.empty() ? nullptr : bias.data() + g.n0 + r0;
+              for (int64_t j = 0; j < len; ++j) {
+                const float v = o[j] + (bs ? bs[j] : 0.0f);
+                yr[j] = accumulate ? yr[j] + v : v;
+              }
+            }
+          }
+        }
+        base += g.tiles;
+      }
+    }
+  });
+}
+
+void QuantMatmul::Forward(const uint16_t* x, int64_t m, float* y, bool accumulate) const {
+  impl_->Run(nullptr, x, m, y, accumulate);
+}
+
+void QuantMatmul::ForwardF32(const float* x, int64_t m, float* y, bool accumulate) const {
+  impl_->Run(x, nullptr, m, y, accumulate);
+}
+
+}  // namespace crescent::kernels

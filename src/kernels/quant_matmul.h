@@ -1,0 +1,71 @@
+// QuantMatmul: y[M, N] (+)= x[M, K] · Wᵀ (+ bias) with W in a ggml block type
+// (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; base/quant.h), computed in integers as ggml
+// does: each row of x is quantized to int8 per block of 32 (scale max|x|/127,
+// round to nearest) and each weight sub-block's integer dot product is scaled
+// once. The result therefore differs from a dequantize-then-multiply in f32 by
+// the activations' 8-bit rounding (the tests bound it), never by the weights:
+// their values are ggml's up to the f16 rounding of each sub-block's scale
+// product (d * sc for the K-quants; see below).
+//
+// Layout (repacked at Pack, owned anonymous memory): W's rows in tiles of 64.
+// Within a tile, for each K sub-block of S elements (S = 32, or 16 for Q6_K):
+//   values  4 groups of 16 rows; a 64-byte register holds 16 rows x 4 k bytes
+//           (int8 + 128 for signed types, 0..31 for Q5_K) or 16 rows x 8 k
+//           nibbles (Q4_0, Q4_K: byte i of a row holds k = i and k = i + 4)
+//   scales  64 f16: the sub-block's scale per row (Q4_K: d * sc)
+//   mins    64 f16 for the types with a min (Q4_0: 8 d; Q4_K, Q5_K: dmin * m)
+// so one vpdpbusd multiplies 16 rows by 4 k against a broadcast of 4
+// activation bytes, all of one tile's K streams contiguously, and threads
+// split the tiles. A matrix may be made of segments of different types along
+// N (a fused q|k|v whose v is Q6_K in a Q4_K_M file).
+//
+// AVX512-VNNI where the build targets it; a portable loop otherwise (same
+// layout, same results up to f32 summation order). Thread-safe after Pack;
+// Forward runs on the default pool.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/quant.h"
+#include "base/status.h"
+
+namespace crescent::kernels {
+
+struct QuantSegment {
+  QuantType type;
+  int64_t rows;        // output rows (N) of this segment
+  const void* data;    // rows x QuantBytes(type, k), ggml block rows
+};
+
+class QuantMatmul {
+ public:
+  // Every segment's type must be block-quantized and k a multiple of its block.
+  static Result<QuantMatmul> Pack(int64_t k, std::span<const QuantSegment> segments, const float* bias);
+  QuantMatmul();
+  ~QuantMatmul();
+  QuantMatmul(QuantMatmul&&) noexcept;
+  QuantMatmul& operator=(QuantMatmul&&) noexcept;
+
+  int64_t n() const;
+  int64_t k() const;
+  // Bytes one Forward reads of weights (the packed tiles).
+  int64_t weight_bytes() const;
+
+  // x: [m, k] bf16 bits (or f32 with x_f32); y: [m, n] f32. With accumulate, y += x·Wᵀ + b.
+  void Forward(const uint16_t* x, int64_t m, float* y, bool accumulate = false) const;
+  void ForwardF32(const float* x, int64_t m, float* y, bool accumulate = false) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Whether this build has the VNNI kernel (else the portable loop runs).
+bool QuantMatmulVectorized();
+// Tests: run the portable loop even where the VNNI kernel exists (process-wide).
+void SetQuantMatmulPortableForTesting(bool portable);
+
+}  // namespace crescent::kernels

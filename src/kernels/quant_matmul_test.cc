@@ -1,0 +1,185 @@
+// QuantMatmul against a scalar dequantize-then-multiply reference, for every
+// block type and shape class (decode M = 1..32, prefill M in the hundreds, N
+// not a whole tile), the VNNI kernel against the portable loop, mixed-type
+// segments, bias and accumulate, and the bound on the activations' rounding.
+#include "kernels/quant_matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "base/dtype.h"
+#include "kernels/linear.h"
+
+namespace crescent::kernels {
+namespace {
+
+struct Weights {
+  QuantType type;
+  int64_t n, k;
+  std::vector<uint8_t> bytes;
+  std::vector<float> deq;  // [n, k] as ggml dequantizes it
+};
+
+Weights MakeWeights(QuantType t, int64_t n, int64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  Weights w{t, n, k, {}, {}};
+  const int64_t rb = QuantBytes(t, k).value();
+  w.bytes.resize(static_cast<size_t>(rb * n));
+  w.deq.resize(static_cast<size_t>(n * k));
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t r = 0; r < n; ++r) {
+    for (auto& v : row) v = dist(rng);
+    row[static_cast<size_t>(r % k)] += 0.5f;  // an outlier per row
+    QuantizeRow(t, row.data(), w.bytes.data() + r * rb, k);
+    DequantizeRow(t, w.bytes.data() + r * rb, w.deq.data() + r * k, k);
+  }
+  return w;
+}
+
+std::vector<float> Activations(int64_t m, int64_t k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (auto& v : x) v = dist(rng);
+  return x;
+}
+
+// x quantized per block of 32 exactly as the kernel does, then dequantized.
+std::vector<float> RoundedActivations(const std::vector<float>& x, int64_t k) {
+  std::vector<float> out(x.size());
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
+    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    for (int i = 0; i < 32; ++i) {
+      out[b * 32 + i] = d * static_cast<float>(std::clamp(static_cast<int>(std::nearbyint(x[b * 32 + i] * id)), -127, 127));
+    }
+  }
+  return out;
+}
+
+// y = x · Wᵀ in double; also sum |x||w| per output for a tolerance.
+void Reference(const std::vector<float>& x, const std::vector<float>& w, int64_t m, int64_t n, int64_t k,
+               std::vector<double>* y, std::vector<double>* mag) {
+  y->assign(static_cast<size_t>(m * n), 0.0);
+  mag->assign(static_cast<size_t>(m * n), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0, a = 0;
+      for (int64_t l = 0; l < k; ++l) {
+        s += static_cast<double>(x[i * k + l]) * w[j * k + l];
+        a += std::fabs(static_cast<double>(x[i * k + l]) * w[j * k + l]);
+      }
+      (*y)[i * n + j] = s;
+      (*mag)[i * n + j] = a;
+    }
+}
+
+class QuantMatmulTest : public ::testing::TestWithParam<QuantType> {
+ protected:
+  void TearDown() override { SetQuantMatmulPortableForTesting(false); }
+};
+
+TEST_P(QuantMatmulTest, MatchesDequantizeThenMultiplyForEveryShapeClass) {
+  const QuantType t = GetParam();
+  const int64_t k = 512, n = 100;  // n: one whole tile and a part
+  Weights w = MakeWeights(t, n, k, 11);
+  QuantSegment seg{t, n, w.bytes.data()};
+  auto qm = QuantMatmul::Pack(k, {&seg, 1}, nullptr);
+  ASSERT_TRUE(qm.ok()) << qm.status().ToString();
+  EXPECT_EQ(qm->n(), n);
+  for (int64_t m : {1, 2, 3, 4, 5, 17, 32, 70, 130}) {
+    SCOPED_TRACE("m = " + std::to_string(m));
+    const std::vector<float> x = Activations(m, k, static_cast<uint32_t>(m));
+    std::vector<double> ref, mag, ref_exact, mag_exact;
+    // Against the activations as the kernel rounds them: only summation order
+    // and the f16 rounding of per-sub-block scales remain.
+    Reference(RoundedActivations(x, k), w.deq, m, n, k, &ref, &mag);
+    Reference(x, w.deq, m, n, k, &ref_exact, &mag_exact);
+    for (bool portable : {false, true}) {
+      SetQuantMatmulPortableForTesting(portable);
+      std::vector<float> y(static_cast<size_t>(m * n), -1.0f);
+      qm->ForwardF32(x.data(), m, y.data());
+      double err_exact = 0, norm = 0;
+      for (int64_t i = 0; i < m * n; ++i) {
+        ASSERT_NEAR(y[i], ref[i], 2e-3 * mag[i] + 1e-5) << (portable ? "portable " : "vnni ") << i;
+        err_exact += (y[i] - ref_exact[i]) * (y[i] - ref_exact[i]);
+        norm += ref_exact[i] * ref_exact[i];
+      }
+      // 8-bit activations cost well under a percent of the output.
+      EXPECT_LT(std::sqrt(err_exact / norm), 0.01);
+    }
+  }
+}
+
+TEST_P(QuantMatmulTest, BiasAccumulateAndBf16Inputs) {
+  const QuantType t = GetParam();
+  const int64_t k = 256, n = 64, m = 3;
+  Weights w = MakeWeights(t, n, k, 5);
+  std::vector<float> bias(n);
+  for (int64_t j = 0; j < n; ++j) bias[j] = static_cast<float>(j) * 0.01f;
+  QuantSegment seg{t, n, w.bytes.data()};
+  auto qm = QuantMatmul::Pack(k, {&seg, 1}, bias.data());
+  ASSERT_TRUE(qm.ok());
+  std::vector<float> x = Activations(m, k, 9);
+  std::vector<uint16_t> xb(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xb[i] = F32ToBf16(x[i]), x[i] = Bf16ToF32(xb[i]);
+  std::vector<float> a(m * n), b(m * n, 1.0f);
+  qm->ForwardF32(x.data(), m, a.data());
+  qm->Forward(xb.data(), m, b.data(), /*accumulate=*/true);
+  for (int64_t i = 0; i < m * n; ++i) EXPECT_FLOAT_EQ(b[i], a[i] + 1.0f) << i;
+  std::vector<double> ref, mag;
+  Reference(RoundedActivations(x, k), w.deq, m, n, k, &ref, &mag);
+  for (int64_t i = 0; i < m * n; ++i) EXPECT_NEAR(a[i], ref[i] + bias[i % n], 2e-3 * mag[i] + 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, QuantMatmulTest,
+                         ::testing::Values(QuantType::kQ8_0, QuantType::kQ4_0, QuantType::kQ4_K, QuantType::kQ5_K,
+                                           QuantType::kQ6_K),
+                         [](const auto& info) { return std::string(QuantTypeName(info.param)); });
+
+TEST(QuantMatmulSegmentsTest, MixedTypesAlongNAreOneMatmul) {
+  // A Q4_K_M q|k|v: q and k in Q4_K, v in Q6_K; 70 + 30 + 50 rows.
+  const int64_t k = 512;
+  Weights q = MakeWeights(QuantType::kQ4_K, 70, k, 1), kk = MakeWeights(QuantType::kQ4_K, 30, k, 2),
+          v = MakeWeights(QuantType::kQ6_K, 50, k, 3);
+  const QuantSegment segs[] = {{q.type, 70, q.bytes.data()}, {kk.type, 30, kk.bytes.data()}, {v.type, 50, v.bytes.data()}};
+  auto lin = Linear::CreateQuantized(k, segs, nullptr, DType::kF32);
+  ASSERT_TRUE(lin.ok()) << lin.status().ToString();
+  EXPECT_EQ(lin->n(), 150);
+  std::vector<float> all;
+  for (const Weights* w : {&q, &kk, &v}) all.insert(all.end(), w->deq.begin(), w->deq.end());
+  const int64_t m = 6;
+  const std::vector<float> x = Activations(m, k, 4);
+  std::vector<float> y(m * 150);
+  lin->Forward(x.data(), m, y.data());
+  std::vector<double> ref, mag;
+  Reference(RoundedActivations(x, k), all, m, 150, k, &ref, &mag);
+  for (int64_t i = 0; i < m * 150; ++i) EXPECT_NEAR(y[i], ref[i], 2e-3 * mag[i] + 1e-5) << i;
+}
+
+TEST(QuantMatmulSegmentsTest, BadShapesAreErrors) {
+  std::vector<uint8_t> bytes(34 * 4);
+  const QuantSegment plain{QuantType::kBF16, 1, bytes.data()};
+  EXPECT_FALSE(QuantMatmul::Pack(32, {&plain, 1}, nullptr).ok());
+  const QuantSegment q4k{QuantType::kQ4_K, 1, bytes.data()};
+  EXPECT_FALSE(QuantMatmul::Pack(128, {&q4k, 1}, nullptr).ok()) << "k = 128 is half a Q4_K block";
+}
+
+TEST(QuantMatmulSegmentsTest, ZeroActivationsGiveBiasOnly) {
+  Weights w = MakeWeights(QuantType::kQ8_0, 64, 64, 8);
+  std::vector<float> bias(64, 0.5f);
+  QuantSegment seg{w.type, 64, w.bytes.data()};
+  auto qm = QuantMatmul::Pack(64, {&seg, 1}, bias.data());
+  ASSERT_TRUE(qm.ok());
+  std::vector<float> x(64, 0.0f), y(64);
+  qm->ForwardF32(x.data(), 1, y.data());
+  for (float v : y) EXPECT_EQ(v, 0.5f);
+}
+
+}  // namespace
+}  // namespace crescent::kernels
