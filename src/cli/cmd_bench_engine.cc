@@ -18,6 +18,7 @@
 
 #include "base/logging.h"
 #include "base/file.h"
+#include "cli/cli_decode_ratio.h"
 #include "cli/cli_engine_probe.h"
 #include "cli/cli_long_context.h"
 #include "cli/cli_util.h"
@@ -37,6 +38,7 @@ struct BenchOpts {
   uint64_t seed = 1;
   bool json = false;
   std::string profile_out;
+  int ratio_pairs = 5;
 };
 
 }  // namespace
@@ -47,6 +49,8 @@ void RegisterBenchEngine(CLI::App& bench) {
   cmd->add_option("--model", o->model, "Model folder or .gguf file")->required();
   cmd->add_option("--dtype", o->dtype, "auto | bfloat16 | float32");
   cmd->add_option("--quantization", o->quantization, "Quantize the weights at load: q8_0 | q4_k_m | q5_k_m | q4_0 | q4_k | q5_k | q6_k (GGUF tensors keep their types)");
+  cmd->add_option("--ratio-pairs", o->ratio_pairs, "Decode runs, each between two bandwidth probes, for the decode ratio")
+      ->check(CLI::Range(1, 50));
   cmd->add_option("--prompt-len", o->prompt_len, "Prompt tokens")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--gen-len", o->gen_len, "Generated tokens per request")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd->add_option("--batch", o->batch, "Decode batch sizes, comma-separated (e.g. 1,8,32)");
@@ -116,18 +120,19 @@ void RegisterBenchEngine(CLI::App& bench) {
     double prefill_s = 1e30;
     for (int i = 0; i < 2; ++i) prefill_s = std::min(prefill_s, TimeToFirstToken(*e, pm.Make(o->prompt_len)).first);
     std::vector<std::pair<int64_t, double>> decode;
+    DecodeRatio ratio;
     for (int64_t b : batches) {
       LOG_INFO("decode batch {}", b);
-      double rate = DecodeRate(*e, pm, b, o->prompt_len, o->gen_len);
       if (b == batches.front()) {
-        // The ratio's two sides drift with the host's memory speed (a shared
-        // machine varies by tens of percent from second to second): run this
-        // point twice, probe the bandwidth next to each run, keep the best of each.
-        bw = std::max(bw, kernels::MeasureReadBandwidthGBs());
-        rate = std::max(rate, DecodeRate(*e, pm, b, o->prompt_len, o->gen_len));
-        bw = std::max(bw, kernels::MeasureReadBandwidthGBs());
+        // The ratio's two sides drift with the host's memory speed: pairs of a
+        // run and the probes right beside it, the median of their ratios
+        // (cli/cli_decode_ratio.h).
+        ratio = MeasureDecodeRatio(*e, pm, b, o->prompt_len, o->gen_len, wbytes, o->ratio_pairs);
+        decode.emplace_back(b, ratio.tokens_per_s);
+        bw = ratio.bandwidth;
+        continue;
       }
-      decode.emplace_back(b, rate);
+      decode.emplace_back(b, DecodeRate(*e, pm, b, o->prompt_len, o->gen_len));
     }
     std::vector<std::tuple<double, double, int64_t>> ttft;  // hit, seconds, cached tokens
     std::vector<double> one_step(ttft_lens.size(), 0);       // TTFT of each length in one step
@@ -198,7 +203,7 @@ void RegisterBenchEngine(CLI::App& bench) {
     const double rate512 = static_cast<double>(o->prompt_len) / prefill_s;  // tokens/s at --prompt-len
     const int64_t b0 = decode.front().first;
     const double steps_per_s = decode.front().second / static_cast<double>(b0);
-    const double decode_ratio = steps_per_s * wbytes / (bw * 1e9);
+    const double decode_ratio = ratio.median;
     const double prefill_ratio = prefill_flops / prefill_s / (peak * 1e9);
     const double prefill_tps = static_cast<double>(o->prompt_len) / prefill_s;
 
@@ -248,14 +253,27 @@ void RegisterBenchEngine(CLI::App& bench) {
       out["weight_bytes_per_step"] = wbytes;
       out["bandwidth_gb_per_s"] = bw;
       out["matmul_bf16_gflops"] = peak;
-      out["decode_bandwidth_ratio"] = decode_ratio;
+      out["decode_bandwidth_ratio"] = ratio.trusted ? boost::json::value(decode_ratio) : boost::json::value(nullptr);
+      out["decode_ratio_trusted"] = ratio.trusted;
+      if (!ratio.trusted) out["decode_ratio_why"] = ratio.why;
+      boost::json::array pairs;
+      for (const auto& p : ratio.pairs) {
+        pairs.push_back(boost::json::object{{"tokens_per_s", p.tokens_per_s}, {"bw_before", p.bw_before},
+                                            {"bw_after", p.bw_after}, {"ratio", p.ratio}});
+      }
+      out["decode_ratio_pairs"] = pairs;
+      out["decode_ratio_min"] = ratio.min;
+      out["decode_ratio_max"] = ratio.max;
+      out["other_load_cores"] = ratio.other_load_cores;
       out["prefill_peak_ratio"] = prefill_ratio;
       std::printf("%s\n", boost::json::serialize(out).c_str());
       return;
     }
     std::printf("model                  %s (%s, %.2f GB of weights per decode step)\n", o->model.c_str(),
                 std::string(model::ArchitectureName(cfg.architecture)).c_str(), wbytes / 1e9);
-    std::printf("memory bandwidth       %.1f GB/s (streaming read, 1 GiB, all cores, best of the probes around the first decode runs)\n", bw);
+    std::printf("memory bandwidth       %.1f GB/s (streaming read, all cores; median of the probes beside the batch-%lld "
+                "decode runs)\n",
+                bw, static_cast<long long>(batches.front()));
     std::printf("bf16 matmul peak       %.1f GFLOP/s (oneDNN, 4096^3)\n", peak);
     std::printf("prefill                %.1f tokens/s (%lld tokens in %.3f s, %.1f GFLOP/s)\n", prefill_tps,
                 static_cast<long long>(o->prompt_len), prefill_s, prefill_flops / prefill_s / 1e9);
@@ -297,8 +315,20 @@ void RegisterBenchEngine(CLI::App& bench) {
       std::printf("decode attention       %.1f GB/s of KV read at %lld tokens (%.2f of the %.1f GB/s probe beside it)\n",
                   attn_gbs, static_cast<long long>(o->decode_attention_ctx), attn_gbs / attn_bw, attn_bw);
     }
-    std::printf("decode_bandwidth_ratio %.3f  (batch %lld: %.2f steps/s x %.2f GB / %.1f GB/s)\n", decode_ratio,
-                static_cast<long long>(b0), steps_per_s, wbytes / 1e9, bw);
+    std::printf("decode ratio pairs     ");
+    for (const auto& p : ratio.pairs) {
+      std::printf("%.3f (%.1f tok/s, %.0f|%.0f GB/s) ", p.ratio, p.tokens_per_s, p.bw_before, p.bw_after);
+    }
+    std::printf("\n");
+    if (ratio.trusted) {
+      std::printf("decode_bandwidth_ratio %.3f  (median of %zu pairs, %.3f-%.3f; batch %lld: %.2f steps/s x %.3f GB / "
+                  "%.1f GB/s; probes agree within %.0f%%, other load %.2f cores)\n",
+                  decode_ratio, ratio.pairs.size(), ratio.min, ratio.max, static_cast<long long>(b0), steps_per_s,
+                  wbytes / 1e9, bw, 100 * ratio.probe_disagreement, ratio.other_load_cores);
+    } else {
+      std::printf("decode_bandwidth_ratio untrusted: %s (pairs' ratios %.3f-%.3f)\n", ratio.why.c_str(), ratio.min,
+                  ratio.max);
+    }
     std::printf("prefill_peak_ratio     %.3f  (%.1f / %.1f GFLOP/s)\n", prefill_ratio, prefill_flops / prefill_s / 1e9,
                 peak);
   });

@@ -18,7 +18,10 @@ namespace {
 constexpr int64_t kTile = 64;  // output rows per tile
 constexpr int kMaxMt = 4;      // activation rows per kernel call
 
-enum class Kind { kS8, kU8, kU4 };
+// kS8: int8 + 128 per byte; kU8: 0..255 with a min; kU4: nibbles with a min;
+// kQ6: Q6_K as ggml stores it, 6-bit values (a nibble plane and a 2-bit
+// plane), int8 scales per 16 and an f16 d per 256 (6.5625 bits per weight).
+enum class Kind { kS8, kU8, kU4, kQ6 };
 
 struct Format {
   Kind kind;
@@ -29,7 +32,7 @@ struct Format {
 Format FormatOf(QuantType t) {
   switch (t) {
     case QuantType::kQ8_0: return {Kind::kS8, 32, false};
-    case QuantType::kQ6_K: return {Kind::kS8, 16, false};
+    case QuantType::kQ6_K: return {Kind::kQ6, 256, false};
     case QuantType::kQ4_0: return {Kind::kU4, 32, true};
     case QuantType::kQ4_K: return {Kind::kU4, 32, true};
     case QuantType::kQ5_K: return {Kind::kU8, 32, true};
@@ -80,29 +83,36 @@ void DecodeRow(QuantType t, const uint8_t* src, int64_t k, uint8_t* v, float* sc
         }
         break;
       }
-      case QuantType::kQ6_K: {
-        const auto* b = reinterpret_cast<const BlockQ6K*>(src);
-        const float d = F16ToF32(b->d);
-        for (int s = 0; s < 16; ++s) scale[blk * 16 + s] = d * b->scales[s];
-        for (int h = 0; h < 2; ++h) {
-          const uint8_t* ql = b->ql + 64 * h;
-          const uint8_t* qh = b->qh + 32 * h;
-          for (int l = 0; l < 32; ++l) {
-            const int q1 = (ql[l] & 15) | (((qh[l] >> 0) & 3) << 4), q2 = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
-            const int q3 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4), q4 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
-            uint8_t* o = vb + 128 * h;
-            o[l] = static_cast<uint8_t>(q1 + 96);  // (q - 32) + 128
-            o[l + 32] = static_cast<uint8_t>(q2 + 96);
-            o[l + 64] = static_cast<uint8_t>(q3 + 96);
-            o[l + 96] = static_cast<uint8_t>(q4 + 96);
-          }
-        }
-        break;
-      }
       default: CHECK(false) << "not a block type";
     }
   }
 }
+
+// Q6_K's raw parts of one row: q (0..63) per element, int8 scale per 16, d per 256.
+void DecodeQ6Row(const uint8_t* src, int64_t k, uint8_t* q, int8_t* sc, float* d) {
+  for (int64_t blk = 0; blk < k / 256; ++blk, src += sizeof(BlockQ6K)) {
+    const auto* b = reinterpret_cast<const BlockQ6K*>(src);
+    d[blk] = F16ToF32(b->d);
+    for (int s = 0; s < 16; ++s) sc[blk * 16 + s] = b->scales[s];
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* ql = b->ql + 64 * h;
+      const uint8_t* qh = b->qh + 32 * h;
+      uint8_t* o = q + blk * 256 + 128 * h;
+      for (int l = 0; l < 32; ++l) {
+        o[l] = static_cast<uint8_t>((ql[l] & 15) | (((qh[l] >> 0) & 3) << 4));
+        o[l + 32] = static_cast<uint8_t>((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4));
+        o[l + 64] = static_cast<uint8_t>((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+        o[l + 96] = static_cast<uint8_t>((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+      }
+    }
+  }
+}
+
+// kQ6 layout inside one 256-element block of a tile: 8 units of 32 k; per
+// unit and group of 16 rows 4 nibble registers (k 8j..8j+7: low nibble k,
+// high k + 4) then 2 plane registers (k 16h..16h+15: byte i holds k = i + 4t
+// at bits 2t); then int8 scales [16 sub-blocks][64 rows]; then f16 d [64].
+constexpr int64_t kQ6Unit = 4 * 384, kQ6Values = 8 * kQ6Unit, kQ6Scales = 16 * 64, kQ6Block = kQ6Values + kQ6Scales + 128;
 
 struct Segment {
   Format f;
@@ -136,8 +146,48 @@ void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32
   }
 }
 
+// A kQ6 value back from the packed planes.
+int Q6Value(const uint8_t* block, int64_t kk, int r) {
+  const int u = static_cast<int>(kk / 32), e = static_cast<int>(kk % 32), q = r / 16, lane = r % 16;
+  const uint8_t* base = block + u * kQ6Unit + q * 384;
+  const int j = e / 8, i = e % 4, hi = (e % 8) / 4;
+  const uint8_t nib = base[j * 64 + lane * 4 + i];
+  const int low = hi ? nib >> 4 : nib & 15;
+  const int h = e / 16, t = (e % 16) / 4;
+  const int top = (base[256 + h * 64 + lane * 4 + (e % 4)] >> (2 * t)) & 3;
+  return low | (top << 4);
+}
+
+void TileScalarQ6(const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+  for (int m = 0; m < mt; ++m) std::fill(out + m * kTile, out + (m + 1) * kTile, 0.0f);
+  for (int64_t blk = 0; blk < k / 256; ++blk) {
+    const uint8_t* p = tile + blk * kQ6Block;
+    const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
+    const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
+    for (int r = 0; r < kTile; ++r) {
+      const float d = F16ToF32(ds[r]);
+      for (int m = 0; m < mt; ++m) {
+        for (int u = 0; u < 8; ++u) {
+          int32_t t = 0;
+          for (int sb = 0; sb < 2; ++sb) {
+            int32_t dot = 0;
+            for (int e = 0; e < 16; ++e) {
+              const int64_t kk = 32 * u + 16 * sb + e;
+              dot += Q6Value(p, kk, r) * a[m].xq[blk * 256 + kk];
+            }
+            dot -= 32 * a[m].xs[blk * 16 + 2 * u + sb];
+            t += dot * scs[(2 * u + sb) * 64 + r];
+          }
+          out[m * kTile + r] += static_cast<float>(t) * d * a[m].dx[blk * 8 + u];
+        }
+      }
+    }
+  }
+}
+
 // The portable kernel: out[m][r] for the tile's 64 rows.
 void TileScalar(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+  if (g.f.kind == Kind::kQ6) return TileScalarQ6(tile, k, a, mt, out);
   const int s = g.f.s;
   const int64_t nsub = k / s;
   for (int m = 0; m < mt; ++m) std::fill(out + m * kTile, out + (m + 1) * kTile, 0.0f);
@@ -237,6 +287,80 @@ void TileVnni(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a,
     for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m][q]);
 }
 
+template <int MT>
+void TileVnniQ6(const uint8_t* tile, int64_t k, const ActRow* a, float* out) {
+  __m512 acc[MT][4];
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) acc[m][q] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  for (int64_t blk = 0; blk < k / 256; ++blk) {
+    const uint8_t* p = tile + blk * kQ6Block;
+    const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
+    const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
+    _mm_prefetch(reinterpret_cast<const char*>(p + 2 * kQ6Block), _MM_HINT_T0);
+    for (int u = 0; u < 8; ++u) {
+      float dxv[MT];
+      int32_t xa[MT], xb[MT];
+      for (int m = 0; m < MT; ++m) {
+        dxv[m] = a[m].dx[blk * 8 + u];
+        xa[m] = 32 * a[m].xs[blk * 16 + 2 * u];
+        xb[m] = 32 * a[m].xs[blk * 16 + 2 * u + 1];
+      }
+      for (int q = 0; q < 4; ++q) {
+        const uint8_t* base = p + u * kQ6Unit + q * 384;
+        __m512i v[8];
+        const __m512i pl0 = _mm512_load_si512(base + 256), pl1 = _mm512_load_si512(base + 320);
+        for (int j = 0; j < 4; ++j) {
+          const __m512i nib = _mm512_load_si512(base + j * 64);
+          for (int half = 0; half < 2; ++half) {
+            const int jj = 2 * j + half;  // k 4jj .. 4jj+3 of the unit
+            const __m512i lo = half ? _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4) : _mm512_and_si512(nib, low4);
+            const __m512i plane = jj < 4 ? pl0 : pl1;
+            __m512i top;
+            switch (jj % 4) {
+              case 0: top = _mm512_and_si512(plane, low2); break;
+              case 1: top = _mm512_and_si512(_mm512_srli_epi16(plane, 2), low2); break;
+              case 2: top = _mm512_and_si512(_mm512_srli_epi16(plane, 4), low2); break;
+              default: top = _mm512_and_si512(_mm512_srli_epi16(plane, 6), low2); break;
+            }
+            v[jj] = _mm512_or_si512(lo, _mm512_slli_epi16(top, 4));
+          }
+        }
+        const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
+        const __m512i scb =
+            _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u + 1) * 64 + 16 * q)));
+        const __m512 dq = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ds + 16 * q)));
+        for (int m = 0; m < MT; ++m) {
+          const int8_t* x = a[m].xq + blk * 256 + 32 * u;
+          __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
+          for (int j = 0; j < 4; ++j) {
+            int32_t x4;
+            std::memcpy(&x4, x + 4 * j, 4);
+            ia = _mm512_dpbusd_epi32(ia, v[j], _mm512_set1_epi32(x4));
+            std::memcpy(&x4, x + 16 + 4 * j, 4);
+            ib = _mm512_dpbusd_epi32(ib, v[4 + j], _mm512_set1_epi32(x4));
+          }
+          ia = _mm512_mullo_epi32(_mm512_sub_epi32(ia, _mm512_set1_epi32(xa[m])), sca);
+          ib = _mm512_mullo_epi32(_mm512_sub_epi32(ib, _mm512_set1_epi32(xb[m])), scb);
+          acc[m][q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)),
+                                      _mm512_mul_ps(dq, _mm512_set1_ps(dxv[m])), acc[m][q]);
+        }
+      }
+    }
+  }
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m][q]);
+}
+
+void TileVnniQ6M(const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+  switch (mt) {
+    case 1: TileVnniQ6<1>(tile, k, a, out); break;
+    case 2: TileVnniQ6<2>(tile, k, a, out); break;
+    case 3: TileVnniQ6<3>(tile, k, a, out); break;
+    default: TileVnniQ6<4>(tile, k, a, out); break;
+  }
+}
+
 template <Kind K, int S>
 void TileVnniM(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
   switch (mt) {
@@ -252,7 +376,7 @@ std::atomic<bool> g_portable{false};
 void Tile(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
   if (g_portable.load(std::memory_order_relaxed)) return TileScalar(g, tile, k, a, mt, out);
   if (g.f.kind == Kind::kS8 && g.f.s == 32) return TileVnniM<Kind::kS8, 32>(g, tile, k, a, mt, out);
-  if (g.f.kind == Kind::kS8 && g.f.s == 16) return TileVnniM<Kind::kS8, 16>(g, tile, k, a, mt, out);
+  if (g.f.kind == Kind::kQ6) return TileVnniQ6M(tile, k, a, mt, out);
   if (g.f.kind == Kind::kU8) return TileVnniM<Kind::kU8, 32>(g, tile, k, a, mt, out);
   return TileVnniM<Kind::kU4, 32>(g, tile, k, a, mt, out);
 }
@@ -305,6 +429,7 @@ Result<QuantMatmul> QuantMatmul::Pack(int64_t k, std::span<const QuantSegment> s
     const int s = g.f.s;
     g.vbytes = g.f.kind == Kind::kU4 ? kTile * s / 2 : kTile * s;
     g.sub_stride = g.vbytes + (g.f.has_min ? 4 : 2) * kTile;
+    if (g.f.kind == Kind::kQ6) g.vbytes = kQ6Values, g.sub_stride = kQ6Block;
     g.tile_stride = (k / s) * g.sub_stride;
     const size_t total = static_cast<size_t>(g.tiles * g.tile_stride);
     g.packed.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (total + 63) / 64 * 64)));
@@ -312,7 +437,31 @@ Result<QuantMatmul> QuantMatmul::Pack(int64_t k, std::span<const QuantSegment> s
     const int64_t row_bytes = QuantBytes(src.type, k).value();
     std::vector<uint8_t> v(static_cast<size_t>(k));
     std::vector<float> scale(static_cast<size_t>(k / s)), min(static_cast<size_t>(k / s));
-    for (int64_t r = 0; r < src.rows; ++r) {
+    std::vector<int8_t> q6sc(static_cast<size_t>(k / 16));
+    for (int64_t r = 0; r < src.rows && g.f.kind == Kind::kQ6; ++r) {
+      DecodeQ6Row(static_cast<const uint8_t*>(src.data) + r * row_bytes, k, v.data(), q6sc.data(), scale.data());
+      const int64_t t = r / kTile, rt = r % kTile, q = rt / 16, lane = rt % 16;
+      for (int64_t blk = 0; blk < k / 256; ++blk) {
+        uint8_t* p = g.packed.get() + t * g.tile_stride + blk * kQ6Block;
+        const uint8_t* vb = v.data() + blk * 256;
+        for (int u = 0; u < 8; ++u) {
+          uint8_t* base = p + u * kQ6Unit + q * 384;
+          const uint8_t* vu = vb + 32 * u;
+          for (int j = 0; j < 4; ++j)
+            for (int i = 0; i < 4; ++i)
+              base[j * 64 + lane * 4 + i] = static_cast<uint8_t>((vu[8 * j + i] & 15) | ((vu[8 * j + 4 + i] & 15) << 4));
+          for (int h = 0; h < 2; ++h)
+            for (int i = 0; i < 4; ++i) {
+              uint8_t bits = 0;
+              for (int tt = 0; tt < 4; ++tt) bits |= static_cast<uint8_t>(((vu[16 * h + i + 4 * tt] >> 4) & 3) << (2 * tt));
+              base[256 + h * 64 + lane * 4 + i] = bits;
+            }
+        }
+        for (int sb = 0; sb < 16; ++sb) reinterpret_cast<int8_t*>(p + kQ6Values)[sb * 64 + rt] = q6sc[blk * 16 + sb];
+        reinterpret_cast<uint16_t*>(p + kQ6Values + kQ6Scales)[rt] = F32ToF16(scale[blk]);
+      }
+    }
+    for (int64_t r = 0; r < src.rows && g.f.kind != Kind::kQ6; ++r) {
       DecodeRow(src.type, static_cast<const uint8_t*>(src.data) + r * row_bytes, k, v.data(), scale.data(), min.data());
       const int64_t t = r / kTile, rt = r % kTile, q = rt / 16, lane = rt % 16;
       for (int64_t b = 0; b < k / s; ++b) {

@@ -8,12 +8,15 @@
 // product (d * sc for the K-quants; see below).
 //
 // Layout (repacked at Pack, owned anonymous memory): W's rows in tiles of 64.
-// Within a tile, for each K sub-block of S elements (S = 32, or 16 for Q6_K):
+// Within a tile, for each K sub-block of 32 elements:
 //   values  4 groups of 16 rows; a 64-byte register holds 16 rows x 4 k bytes
-//           (int8 + 128 for signed types, 0..31 for Q5_K) or 16 rows x 8 k
-//           nibbles (Q4_0, Q4_K: byte i of a row holds k = i and k = i + 4)
+//           (int8 + 128 for Q8_0, 0..31 for Q5_K) or 16 rows x 8 k nibbles
+//           (Q4_0, Q4_K: byte i of a row holds k = i and k = i + 4)
 //   scales  64 f16: the sub-block's scale per row (Q4_K: d * sc)
 //   mins    64 f16 for the types with a min (Q4_0: 8 d; Q4_K, Q5_K: dmin * m)
+// Q6_K keeps ggml's own parts per 256 elements: the 6-bit values as a nibble
+// plane and a 2-bit plane in the same register order, the int8 scales per 16
+// and d, so it reads 6.5625 bits per weight as ggml does.
 // so one vpdpbusd multiplies 16 rows by 4 k against a broadcast of 4
 // activation bytes, all of one tile's K streams contiguously, and threads
 // split the tiles. A matrix may be made of segments of different types along

@@ -289,6 +289,8 @@ class KvInstanceService::Impl final : public proto::KvInstance::Service {
                             std::vector<uint64_t>(req->checksums().begin(), req->checksums().end()), req->first_token(),
                             req->first_text_sent()};
     OutputStream outs;
+    // The prefill instance sent this after its writes completed: see them.
+    transfer_->AcquireIncoming();
     Result<uint64_t> id = engine_->SubmitPrefilled(std::move(er), commit, outs.Callback());
     if (!id.ok()) return ToGrpc(id.status());
     bool cancelled = false;

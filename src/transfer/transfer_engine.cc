@@ -42,6 +42,9 @@ class TransferEngine::Impl {
     for (const auto& w : workers_) n += w->rebuilds();
     return n;
   }
+  void AcquireIncoming() const {
+    for (const auto& w : workers_) w->AcquireIncoming();
+  }
 
  private:
   struct LocalSegment {
@@ -216,6 +219,10 @@ TransferEngine::Impl::~Impl() {
 }
 
 int64_t TransferEngine::worker_rebuilds() const { return impl_->worker_rebuilds(); }
+
+void TransferEngine::AcquireIncoming() const {
+  impl_->AcquireIncoming();
+}
 
 int64_t TransferEngine::Impl::endpoints_created() const {
   int64_t n = 0;

@@ -93,6 +93,15 @@ class TransferEngine {
   // (TransferBatch::Released(), or the batch's destruction).
   Status Submit(TransferBatch& batch, std::span<const TransferRequest> requests);
 
+  // Makes a peer's WRITEs into this engine's segments visible to the caller
+  // once it has learned, through any other channel (an RPC from the writer,
+  // sent after its batch completed), that they finished. Over UCX TCP the
+  // bytes are stored by this engine's progress threads; this acquire pairs
+  // with the release each of them does after every progress round, so the
+  // order is one a thread sanitizer sees as well as the CPU. Cheap (one
+  // atomic load per worker); any thread.
+  void AcquireIncoming() const;
+
   const std::string& instance_id() const;
   const EngineOptions& options() const;
   int64_t endpoints_created() const;

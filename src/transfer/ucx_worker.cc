@@ -217,6 +217,7 @@ void UcxWorker::Run() {
     posted |= Pump();
     FlushEndpoints();
     unsigned progressed = ucp_worker_progress(worker_);
+    progress_epoch_.fetch_add(1, std::memory_order_release);
     int64_t now = Now();
     Sweep(now);
     ReapEndpoints();

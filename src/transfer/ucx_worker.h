@@ -104,6 +104,8 @@ class UcxWorker {
   // Counters for tests: endpoints made; times the worker was rebuilt.
   int64_t endpoints_created() const { return endpoints_created_.load(); }
   int64_t rebuilds() const { return rebuilds_.load(); }
+  // Pairs with the release after each progress round (TransferEngine::AcquireIncoming).
+  void AcquireIncoming() const { (void)progress_epoch_.load(std::memory_order_acquire); }
 
  private:
   struct Endpoint;
@@ -151,6 +153,9 @@ class UcxWorker {
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> endpoints_created_{0};
   std::atomic<int64_t> rebuilds_{0};
+  // Bumped (release) after every ucp_worker_progress: what the progress
+  // thread stored for remote peers happens-before an acquire that reads it.
+  std::atomic<uint64_t> progress_epoch_{0};
   bool poisoned_ = false;  // an expired item's operations were not returned: rebuild
   bool dead_ = false;      // a rebuild failed: every item fails
 
