@@ -18,6 +18,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/gemv.h"
+#include "base/quant.h"
 #include "kernels/linear.h"
 #include "kernels/roofline.h"
 
@@ -48,6 +49,30 @@ void BM_Linear(benchmark::State& st) {
   std::vector<Linear> lins;
   for (int64_t c = 0; c < Copies(n, k); ++c) lins.push_back(Linear::Create(n, k, DType::kBF16, w.data(), nullptr).value());
   w = {};
+  std::vector<uint16_t> x(static_cast<size_t>(m * k), 0x3f80);
+  std::vector<float> y(static_cast<size_t>(m * n));
+  size_t it = 0;
+  for (auto _ : st) lins[it++ % lins.size()].Forward(x.data(), m, y.data());
+  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(lins[0].weight_bytes()), benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(2e-9 * static_cast<double>(m * n * k), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Quantized weights (kernels/quant_matmul.h through Linear): type, m, n, k;
+// weight GB/s of the packed bytes, the figure decode is bound by.
+void BM_Quant(benchmark::State& st) {
+  const auto type = static_cast<crescent::QuantType>(st.range(0));
+  const int64_t m = st.range(1), n = st.range(2), k = st.range(3);
+  std::vector<float> row(static_cast<size_t>(k));
+  const int64_t rb = crescent::QuantBytes(type, k).value();
+  std::vector<uint8_t> q(static_cast<size_t>(rb * n));
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t i = 0; i < k; ++i) row[static_cast<size_t>(i)] = static_cast<float>((r * 31 + i * 17) % 97) / 97.0f - 0.5f;
+    crescent::QuantizeRow(type, row.data(), q.data() + r * rb, k);
+  }
+  const crescent::kernels::QuantSegment seg{type, n, q.data()};
+  std::vector<Linear> lins;
+  const int64_t copies = std::max<int64_t>(1, ColdBytes() / (rb * n) + 1);
+  for (int64_t c = 0; c < copies; ++c) lins.push_back(Linear::CreateQuantized(k, {&seg, 1}, nullptr).value());
   std::vector<uint16_t> x(static_cast<size_t>(m * k), 0x3f80);
   std::vector<float> y(static_cast<size_t>(m * n));
   size_t it = 0;
@@ -158,6 +183,11 @@ void Shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_StreamRead)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Linear)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_OneDnn)->Apply(Shapes)->UseRealTime()->Unit(benchmark::kMicrosecond);
+// Q8_0 (3), Q4_0 (4), Q4_K (5), Q5_K (6), Q6_K (7): the down shape at decode M and at prefill M.
+BENCHMARK(BM_Quant)
+    ->ArgNames({"type", "m", "n", "k"})
+    ->ArgsProduct({{3, 4, 5, 6, 7}, {1, 8, 512}, {2048}, {8192}})
+    ->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 

@@ -27,6 +27,8 @@ dnnl::stream& Stream() {
   static dnnl::stream* s = new dnnl::stream(Engine());
   return *s;
 }
+// Quantized weights: up to this many rows the integer kernel, beyond it bf16 tiles.
+constexpr int64_t kQuantDecodeRows = 32;
 dt ToDnnl(DType t) { return t == DType::kF32 ? dt::f32 : t == DType::kBF16 ? dt::bf16 : dt::f16; }
 }  // namespace
 
@@ -39,6 +41,7 @@ struct Linear::Impl {
   bool has_bias = false;
   bool gemv = false;  // weights are BA16a64b2a bf16: small M uses GemvBf16
   std::unique_ptr<QuantMatmul> quant;  // block-quantized weights (CreateQuantized)
+  bool prefill_dequant = false;         // quant: M > kGemvMaxRows runs bf16 tiles through oneDNN
   struct Prim {
     dnnl::matmul prim;
     dnnl::memory::desc src, dst;
@@ -131,11 +134,50 @@ Result<Linear> Linear::CreateQuantized(int64_t k, std::span<const QuantSegment> 
   l.impl_->k = k;
   l.impl_->dtype = act;
   l.impl_->quant = std::make_unique<QuantMatmul>(std::move(q));
+  Impl& im = *l.impl_;
+  // Prefill shapes: the weights dequantized into bf16 tiles per call, through
+  // oneDNN's matmul (AMX or AVX512-BF16) in its blocked layout.
+  if (act == DType::kBF16) {
+    if (im.quant->CanDequantizeBf16Blocked()) {
+      try {
+        im.w_desc = dnnl::memory::desc({k, im.n}, dt::bf16, tag::BA16a64b2a);
+        im.has_bias = im.quant->bias() != nullptr;
+        if (im.has_bias) {
+          im.bias = dnnl::memory(dnnl::memory::desc({1, im.n}, dt::f32, tag::ab), Engine());
+          std::memcpy(im.bias.get_data_handle(), im.quant->bias(), static_cast<size_t>(im.n) * 4);
+        }
+        im.prefill_dequant = true;
+      } catch (const dnnl::error& e) {
+        return Internal(std::string("oneDNN: ") + e.what());
+      }
+    }
+  }
   return l;
 }
 
 void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const {
   if (m <= 0) return;
+  if (impl_->quant && impl_->prefill_dequant && m > kQuantDecodeRows) {
+    // One buffer per calling thread, grown to the largest matrix, 64-byte
+    // aligned (AMX tile loads and 64-byte stores must not straddle lines).
+    thread_local std::unique_ptr<uint16_t[], void (*)(uint16_t*)> tiles{nullptr, [](uint16_t* p) { std::free(p); }};
+    thread_local int64_t tiles_elems = 0;
+    const int64_t need = impl_->quant->BlockedBf16Elems();
+    if (need > tiles_elems) {
+      tiles.reset(static_cast<uint16_t*>(std::aligned_alloc(64, static_cast<size_t>((need * 2 + 63) / 64 * 64))));
+      tiles_elems = need;
+    }
+    impl_->quant->DequantizeBf16Blocked(tiles.get());
+    const Impl::Prim& p = impl_->Get(m, accumulate);
+    dnnl::memory src(p.src, Engine(), const_cast<void*>(x));
+    dnnl::memory dst(p.dst, Engine(), y);
+    dnnl::memory w(impl_->w_desc, Engine(), tiles.get());
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}};
+    if (impl_->has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
+    p.prim.execute(Stream(), args);
+    Stream().wait();
+    return;
+  }
   if (impl_->quant) {
     if (impl_->dtype == DType::kF32) {
       impl_->quant->ForwardF32(static_cast<const float*>(x), m, y, accumulate);

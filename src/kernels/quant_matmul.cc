@@ -239,7 +239,7 @@ void TileVnni(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a,
   for (int64_t b = 0; b < nsub; ++b) {
     const uint8_t* p = tile + b * g.sub_stride;
     const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
-    _mm_prefetch(reinterpret_cast<const char*>(p + 8 * g.sub_stride), _MM_HINT_T0);
+    // (no software prefetch: the stream is sequential)
     float dxv[MT];
     int32_t xsum[MT];
     for (int m = 0; m < MT; ++m) {
@@ -266,12 +266,16 @@ void TileVnni(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a,
       }
       for (int m = 0; m < MT; ++m) {
         const int8_t* x = a[m].xq + b * S;
-        __m512i ia = _mm512_setzero_si512();
-        for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); ++j) {
-          int32_t x4;
+        // Two chains of dot products (even and odd registers) for latency.
+        __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
+        for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); j += 2) {
+          int32_t x4, x5;
           std::memcpy(&x4, x + 4 * j, 4);  // kU4: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
+          std::memcpy(&x5, x + 4 * j + 4, 4);
           ia = _mm512_dpbusd_epi32(ia, w[j], _mm512_set1_epi32(x4));
+          ib = _mm512_dpbusd_epi32(ib, w[j + 1], _mm512_set1_epi32(x5));
         }
+        ia = _mm512_add_epi32(ia, ib);
         if constexpr (K == Kind::kS8) {
           ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum[m]));
           acc[m][q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dxv[m])), sc, acc[m][q]);
@@ -297,7 +301,7 @@ void TileVnniQ6(const uint8_t* tile, int64_t k, const ActRow* a, float* out) {
     const uint8_t* p = tile + blk * kQ6Block;
     const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
     const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
-    _mm_prefetch(reinterpret_cast<const char*>(p + 2 * kQ6Block), _MM_HINT_T0);
+    // (no software prefetch: the stream is sequential)
     for (int u = 0; u < 8; ++u) {
       float dxv[MT];
       int32_t xa[MT], xb[MT];
@@ -546,6 +550,130 @@ void QuantMatmul::Impl::Run(const float* xf, const uint16_t* xb, int64_t m, floa
     }
   });
 }
+
+int64_t QuantMatmul::BlockedBf16Elems() const { return (impl_->n + kTile - 1) / kTile * kTile * impl_->k; }
+const float* QuantMatmul::bias() const { return impl_->bias.empty() ? nullptr : impl_->bias.data(); }
+
+#if defined(__AVX512BF16__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__)
+namespace {
+
+// A register of 16 rows x 4 k bytes (lane = row) as 4 vectors of 16 rows,
+// k by k, the bytes sign- or zero-extended: one vpermb makes it k-major.
+inline void SplitK4(__m512i v, bool is_signed, __m512i* out) {
+  const __m512i kmajor = _mm512_set_epi8(63, 59, 55, 51, 47, 43, 39, 35, 31, 27, 23, 19, 15, 11, 7, 3,   //
+                                         62, 58, 54, 50, 46, 42, 38, 34, 30, 26, 22, 18, 14, 10, 6, 2,   //
+                                         61, 57, 53, 49, 45, 41, 37, 33, 29, 25, 21, 17, 13, 9, 5, 1,    //
+                                         60, 56, 52, 48, 44, 40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
+  const __m512i t = _mm512_permutexvar_epi8(kmajor, v);
+  out[0] = is_signed ? _mm512_cvtepi8_epi32(_mm512_castsi512_si128(t)) : _mm512_cvtepu8_epi32(_mm512_castsi512_si128(t));
+  out[1] = is_signed ? _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(t, 1)) : _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(t, 1));
+  out[2] = is_signed ? _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(t, 2)) : _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(t, 2));
+  out[3] = is_signed ? _mm512_cvtepi8_epi32(_mm512_extracti32x4_epi32(t, 3)) : _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(t, 3));
+}
+
+// The 32 k values (f32, 16 rows each) of group q of a tile's 32-k block kb.
+void GroupValues(const Segment& g, const uint8_t* tile, int64_t kb, int q, __m512* vals) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  __m512i w[4];
+  if (g.f.kind == Kind::kQ6) {
+    const int64_t blk = kb / 8;
+    const int u = static_cast<int>(kb % 8);
+    const uint8_t* p = tile + blk * kQ6Block;
+    const uint8_t* base = p + u * kQ6Unit + q * 384;
+    const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p + kQ6Values + kQ6Scales) + q));
+    __m512 sc[2];
+    for (int h = 0; h < 2; ++h) {
+      sc[h] = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                   _mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u + h) * 64 + 16 * q)))));
+    }
+    const __m512i pl[2] = {_mm512_load_si512(base + 256), _mm512_load_si512(base + 320)};
+    const __m512i m32 = _mm512_set1_epi32(32);
+    for (int jj = 0; jj < 8; ++jj) {  // k 4jj .. 4jj+3
+      const __m512i nib = _mm512_load_si512(base + (jj / 2) * 64);
+      const __m512i lo = jj % 2 ? _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4) : _mm512_and_si512(nib, low4);
+      const __m512i top = _mm512_and_si512(_mm512_srli_epi16(pl[jj / 4], static_cast<unsigned>(2 * (jj % 4))), low2);
+      SplitK4(_mm512_or_si512(lo, _mm512_slli_epi16(top, 4)), false, w);
+      for (int i = 0; i < 4; ++i) vals[4 * jj + i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(w[i], m32)), sc[jj / 4]);
+    }
+    return;
+  }
+  const uint8_t* p = tile + kb * g.sub_stride;
+  const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
+  const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
+  const __m512 mn = g.f.has_min ? _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)))
+                                : _mm512_setzero_ps();
+  if (g.f.kind == Kind::kU4) {
+    const uint8_t* wq = p + q * 8 * 32;
+    for (int j = 0; j < 4; ++j) {
+      const __m512i v = _mm512_load_si512(wq + j * 64);
+      SplitK4(_mm512_and_si512(v, low4), false, w);
+      for (int i = 0; i < 4; ++i) vals[8 * j + i] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(w[i]), sc, mn);
+      SplitK4(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), false, w);
+      for (int i = 0; i < 4; ++i) vals[8 * j + 4 + i] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(w[i]), sc, mn);
+    }
+    return;
+  }
+  const uint8_t* wq = p + q * 16 * 32;
+  const bool s8 = g.f.kind == Kind::kS8;
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int j = 0; j < 8; ++j) {
+    const __m512i v = _mm512_load_si512(wq + j * 64);
+    SplitK4(s8 ? _mm512_xor_si512(v, flip) : v, s8, w);  // int8 + 128, back to int8
+    for (int i = 0; i < 4; ++i) vals[4 * j + i] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(w[i]), sc, mn);
+  }
+}
+
+}  // namespace
+
+bool QuantMatmul::CanDequantizeBf16Blocked() const {
+  for (size_t i = 0; i + 1 < impl_->segments.size(); ++i) {
+    if (impl_->segments[i].rows % kTile != 0) return false;
+  }
+  return true;
+}
+
+bool QuantMatmul::DequantizeBf16Blocked(uint16_t* out) const {
+  const Impl& im = *impl_;
+  if (!CanDequantizeBf16Blocked()) return false;
+  const int64_t kbs = im.k / 32;
+  int64_t total = 0;
+  for (const Segment& g : im.segments) total += g.tiles;
+  // out[(nb * KB + kb) * 16 + kp][64 n][2 k]: the (even, odd) k pair of 16
+  // rows is one 64-byte store.
+  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
+                                         5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  ThreadPool::Default().ParallelFor(total, [&](int64_t t0, int64_t t1) {
+    for (int64_t ti = t0; ti < t1; ++ti) {
+      int64_t base = 0;
+      const Segment* g = nullptr;
+      for (const Segment& s : im.segments) {
+        if (ti < base + s.tiles) {
+          g = &s;
+          break;
+        }
+        base += s.tiles;
+      }
+      const uint8_t* tile = g->packed.get() + (ti - base) * g->tile_stride;
+      __m512 vals[32];
+      for (int64_t kb = 0; kb < kbs; ++kb) {
+        uint16_t* blk = out + (ti * kbs + kb) * 2048;
+        for (int q = 0; q < 4; ++q) {
+          GroupValues(*g, tile, kb, q, vals);
+          for (int kp = 0; kp < 16; ++kp) {
+            const __m512i bf = (__m512i)_mm512_cvtne2ps_pbh(vals[2 * kp + 1], vals[2 * kp]);
+            _mm512_storeu_si512(blk + kp * 128 + q * 32, _mm512_permutexvar_epi16(pairs, bf));
+          }
+        }
+      }
+    }
+  }, 1);
+  return true;
+}
+#else
+bool QuantMatmul::CanDequantizeBf16Blocked() const { return false; }
+bool QuantMatmul::DequantizeBf16Blocked(uint16_t*) const { return false; }
+#endif
 
 void QuantMatmul::Forward(const uint16_t* x, int64_t m, float* y, bool accumulate) const {
   impl_->Run(nullptr, x, m, y, accumulate);

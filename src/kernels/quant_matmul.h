@@ -57,6 +57,16 @@ class QuantMatmul {
   // Bytes one Forward reads of weights (the packed tiles).
   int64_t weight_bytes() const;
 
+  // Writes W as bf16 in oneDNN's blocked layout BA16a64b2a for [K, N] (N
+  // padded to 64; see kernels/gemv.h), the weights of a bf16 matmul: prefill
+  // shapes run there (kernels/linear.h). False (nothing written) when the
+  // build has no AVX512-BF16 or a segment other than the last is not whole
+  // tiles of 64 rows.
+  bool DequantizeBf16Blocked(uint16_t* out) const;
+  bool CanDequantizeBf16Blocked() const;
+  int64_t BlockedBf16Elems() const;  // of DequantizeBf16Blocked's output
+  const float* bias() const;         // [n] or null
+
   // x: [m, k] bf16 bits (or f32 with x_f32); y: [m, n] f32. With accumulate, y += x·Wᵀ + b.
   void Forward(const uint16_t* x, int64_t m, float* y, bool accumulate = false) const;
   void ForwardF32(const float* x, int64_t m, float* y, bool accumulate = false) const;

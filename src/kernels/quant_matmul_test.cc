@@ -162,6 +162,34 @@ TEST(QuantMatmulSegmentsTest, MixedTypesAlongNAreOneMatmul) {
   for (int64_t i = 0; i < m * 150; ++i) EXPECT_NEAR(y[i], ref[i], 2e-3 * mag[i] + 1e-5) << i;
 }
 
+// Prefill shapes through Linear: the weights dequantized into bf16 tiles and
+// multiplied by oneDNN (M > 32), against the same reference; decode shapes
+// through the integer kernel; both for a Q4_K_M-like q|k|v.
+TEST(QuantMatmulSegmentsTest, PrefillShapesRunOnBf16TilesOfTheSameValues) {
+  const int64_t k = 512;
+  Weights q = MakeWeights(QuantType::kQ4_K, 128, k, 1), kk = MakeWeights(QuantType::kQ8_0, 64, k, 2),
+          v = MakeWeights(QuantType::kQ6_K, 64, k, 3);
+  const QuantSegment segs[] = {{q.type, 128, q.bytes.data()}, {kk.type, 64, kk.bytes.data()}, {v.type, 64, v.bytes.data()}};
+  std::vector<float> bias(256);
+  for (int i = 0; i < 256; ++i) bias[i] = 0.001f * i;
+  auto lin = Linear::CreateQuantized(k, segs, bias.data(), DType::kBF16);
+  ASSERT_TRUE(lin.ok()) << lin.status().ToString();
+  std::vector<float> all;
+  for (const Weights* w : {&q, &kk, &v}) all.insert(all.end(), w->deq.begin(), w->deq.end());
+  for (int64_t m : {1, 32, 33, 100}) {
+    SCOPED_TRACE("m = " + std::to_string(m));
+    std::vector<float> x = Activations(m, k, 4);
+    std::vector<uint16_t> xb(x.size());
+    for (size_t i = 0; i < x.size(); ++i) xb[i] = F32ToBf16(x[i]), x[i] = Bf16ToF32(xb[i]);
+    std::vector<float> y(m * 256, 2.0f);
+    lin->Forward(xb.data(), m, y.data(), /*accumulate=*/true);
+    std::vector<double> ref, mag;
+    Reference(x, all, m, 256, k, &ref, &mag);
+    // bf16 weights (prefill) or int8 activations (decode): within 1% of |x||w|.
+    for (int64_t i = 0; i < m * 256; ++i) ASSERT_NEAR(y[i], ref[i] + bias[i % 256] + 2.0, 1e-2 * mag[i] + 1e-4) << i;
+  }
+}
+
 TEST(QuantMatmulSegmentsTest, BadShapesAreErrors) {
   std::vector<uint8_t> bytes(34 * 4);
   const QuantSegment plain{QuantType::kBF16, 1, bytes.data()};
