@@ -157,7 +157,11 @@ Result<Linear> Linear::CreateQuantized(int64_t k, std::span<const QuantSegment> 
 
 void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const {
   if (m <= 0) return;
-  if (impl_->quant && impl_->prefill_dequant && m > kQuantDecodeRows) {
+  // A matrix past kMaxTileElems (an lm_head asked for every prompt row's
+  // logits) stays on the integer kernel rather than a 500 MB bf16 buffer.
+  constexpr int64_t kMaxTileElems = int64_t{64} << 20;
+  if (impl_->quant && impl_->prefill_dequant && m > kQuantDecodeRows &&
+      impl_->quant->BlockedBf16Elems() <= kMaxTileElems) {
     // One buffer per calling thread, grown to the largest matrix, 64-byte
     // aligned (AMX tile loads and 64-byte stores must not straddle lines).
     thread_local std::unique_ptr<uint16_t[], void (*)(uint16_t*)> tiles{nullptr, [](uint16_t* p) { std::free(p); }};
