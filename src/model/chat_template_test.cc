@@ -144,6 +144,38 @@ TEST(ChatTemplateTest, RaiseExceptionIsAnError) {
 // behaviour (-(-9223372036854775807 - 1) wrapped); each such expression is a
 // template error now, and a template asking for a huge list or padding is
 // refused instead of exhausting memory.
+// Found by fuzz_chat_template: 800 nested parentheses overflowed the parser's
+// stack. Nesting of every kind is bounded at parse time, and a macro that
+// calls itself without end at render time; each is an error.
+TEST(ChatTemplateTest, DeepNestingAndUnboundedRecursionAreErrors) {
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  for (const std::string& src : std::vector<std::string>{
+           "{{ " + repeat("(", 5000) + "1" + repeat(")", 5000) + " }}", "{{ " + repeat("1 + ", 20000) + "1 }}",
+        "{{ " + repeat("not ", 5000) + "x }}", "{{ " + repeat("-", 5000) + "1 }}", "{{ x" + repeat(".a", 5000) + " }}",
+        "{{ x" + repeat("|upper", 5000) + " }}", "{{ f" + repeat("()", 5000) + " }}",
+        repeat("{% if x %}", 3000) + "y" + repeat("{% endif %}", 3000), "{{ [" + repeat("[", 5000) + "]" + " }}"}) {
+    Result<ChatTemplate> t = ChatTemplate::Create(src);
+    ASSERT_FALSE(t.ok()) << src.substr(0, 40);
+    EXPECT_NE(t.status().message().find("nested deeper"), std::string::npos) << t.status().message();
+  }
+  // Ordinary templates are far from the bound: 100 levels and a 100-term chain parse.
+  EXPECT_TRUE(ChatTemplate::Create("{{ " + repeat("(", 100) + "1" + repeat(")", 100) + " }}").ok());
+  EXPECT_TRUE(ChatTemplate::Create("{{ " + repeat("'a' + ", 100) + "'b' }}").ok());
+  Result<ChatTemplate> rec = ChatTemplate::Create("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+  ASSERT_TRUE(rec.ok()) << rec.status().ToString();
+  Result<std::string> r = rec->RenderJson("{}");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("macros nested deeper"), std::string::npos) << r.status().message();
+  Result<ChatTemplate> ok = ChatTemplate::Create(
+      "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{% endif %}{{ n }}{% endmacro %}{{ f(10) }}");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->RenderJson("{}").value(), "012345678910") << "bounded recursion renders";
+}
+
 TEST(ChatTemplateTest, IntegerOverflowAndHugeRequestsAreErrors) {
   auto render = [](const std::string& src) {
     Result<ChatTemplate> t = ChatTemplate::Create(src);

@@ -81,6 +81,7 @@ class Interpreter {
  private:
   enum class Flow { kNormal, kBreak, kContinue };
   Flow flow_ = Flow::kNormal;
+  int macro_depth_ = 0;  // macro calls in progress (a macro may call itself)
 
   Result<Value> Eval(const Node& n, Environment& env);
   Result<Value> EvalOpt(const Node* n, Environment& env) {
@@ -390,6 +391,14 @@ Result<Value> Interpreter::For(const Node& n, Environment& env) {
 Result<Value> Interpreter::MakeMacro(const Node& n, Environment& env) {
   const Node* node = &n;
   env.Set(n.str, Value::Func([this, node](std::vector<Value>& args, Environment& caller) -> Result<Value> {
+    // A macro that calls itself without end is an error, not a stack overflow.
+    constexpr int kMaxMacroDepth = 64;
+    if (macro_depth_ >= kMaxMacroDepth) return Err("macros nested deeper than 64 calls (unbounded recursion?)");
+    ++macro_depth_;
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{macro_depth_};
     Environment scope(&caller);
     std::vector<Value> pos = args;
     std::shared_ptr<Object> kw = std::make_shared<Object>();

@@ -24,6 +24,31 @@ class Parser {
 
  private:
   Status Fail(const std::string& m) const { return InvalidArgument("chat template: " + m); }
+
+  // Nesting: every recursive rule (a block, an expression in parentheses,
+  // not/-/+, a call) and every further link of a left-leaning chain (a + b +
+  // ..., a.b.c, x|f|g) counts one level while it is being parsed, so the AST
+  // is at most about twice kMaxDepth deep and neither this parser nor the
+  // interpreter's recursion can run out of stack on any template.
+  static constexpr int kMaxDepth = 128;
+  int depth_ = 0;
+  class Nest {
+   public:
+    explicit Nest(int& d, int n = 1) : d_(d), n_(n) { d_ += n; }
+    ~Nest() { d_ -= n_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+    void More() { ++d_, ++n_; }
+
+   private:
+    int& d_;
+    int n_;
+  };
+  Status Deep() const {
+    return depth_ > kMaxDepth ? Fail("nested deeper than " + std::to_string(kMaxDepth) +
+                                     " levels (blocks, parentheses, chains of operators, filters or members)")
+                              : Status::Ok();
+  }
   bool Is(std::initializer_list<T> types) const {
     size_t k = 0;
     for (T type : types) {
@@ -57,6 +82,8 @@ class Parser {
   static NodePtr Make(NodeType t) { return std::make_unique<Node>(t); }
 
   Result<NodePtr> Any() {
+    Nest nest(depth_);
+    RETURN_IF_ERROR(Deep());
     if (cur_ >= t_.size()) return Fail("unexpected end of template");
     const Token& tok = t_[cur_];
     switch (tok.type) {
@@ -210,7 +237,11 @@ class Parser {
     return t;
   }
 
-  Result<NodePtr> Expression() { return IfExpression(); }
+  Result<NodePtr> Expression() {
+    Nest nest(depth_);
+    RETURN_IF_ERROR(Deep());
+    return IfExpression();
+  }
 
   Result<NodePtr> IfExpression() {
     ASSIGN_OR_RETURN(NodePtr a, Or());
@@ -244,7 +275,10 @@ class Parser {
 
   Result<NodePtr> Or() {
     ASSIGN_OR_RETURN(NodePtr l, And());
+    Nest chain(depth_, 0);
     while (IsIdent("or")) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       ++cur_;
       ASSIGN_OR_RETURN(NodePtr r, And());
       l = Binary("or", std::move(l), std::move(r));
@@ -253,7 +287,10 @@ class Parser {
   }
   Result<NodePtr> And() {
     ASSIGN_OR_RETURN(NodePtr l, Not());
+    Nest chain(depth_, 0);
     while (IsIdent("and")) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       ++cur_;
       ASSIGN_OR_RETURN(NodePtr r, Not());
       l = Binary("and", std::move(l), std::move(r));
@@ -263,6 +300,8 @@ class Parser {
   Result<NodePtr> Not() {
     if (IsIdent("not")) {
       ++cur_;
+      Nest nest(depth_);
+      RETURN_IF_ERROR(Deep());
       ASSIGN_OR_RETURN(NodePtr arg, Not());
       NodePtr n = Make(NodeType::kUnary);
       n->str = "not";
@@ -273,7 +312,10 @@ class Parser {
   }
   Result<NodePtr> Comparison() {
     ASSIGN_OR_RETURN(NodePtr l, Additive());
+    Nest chain(depth_, 0);
     while (true) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       std::string op;
       if (IsIdent("not") && IsIdent("in", 1)) {
         op = "not in";
@@ -293,7 +335,10 @@ class Parser {
   }
   Result<NodePtr> Additive() {
     ASSIGN_OR_RETURN(NodePtr l, Multiplicative());
+    Nest chain(depth_, 0);
     while (Is({T::kAdditive})) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       std::string op = t_[cur_++].value;
       ASSIGN_OR_RETURN(NodePtr r, Multiplicative());
       l = Binary(op, std::move(l), std::move(r));
@@ -302,7 +347,10 @@ class Parser {
   }
   Result<NodePtr> Multiplicative() {
     ASSIGN_OR_RETURN(NodePtr l, Power());
+    Nest chain(depth_, 0);
     while (Is({T::kMultiplicative})) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       std::string op = t_[cur_++].value;
       ASSIGN_OR_RETURN(NodePtr r, Power());
       l = Binary(op, std::move(l), std::move(r));
@@ -311,7 +359,10 @@ class Parser {
   }
   Result<NodePtr> Power() {
     ASSIGN_OR_RETURN(NodePtr l, Test());
+    Nest chain(depth_, 0);
     while (Is({T::kExponentiation})) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       std::string op = t_[cur_++].value;
       ASSIGN_OR_RETURN(NodePtr r, Test());
       l = Binary(op, std::move(l), std::move(r));
@@ -320,7 +371,10 @@ class Parser {
   }
   Result<NodePtr> Test() {
     ASSIGN_OR_RETURN(NodePtr operand, Filter());
+    Nest chain(depth_, 0);
     while (IsIdent("is")) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       ++cur_;
       bool negate = IsIdent("not");
       if (negate) ++cur_;
@@ -336,7 +390,10 @@ class Parser {
   }
   Result<NodePtr> Filter() {
     ASSIGN_OR_RETURN(NodePtr operand, UnarySign());
+    Nest chain(depth_, 0);
     while (Is({T::kPipe})) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       ++cur_;
       ASSIGN_OR_RETURN(NodePtr filter, Primary());
       if (filter->type != NodeType::kIdentifier) return Fail("Expected identifier for the filter");
@@ -354,6 +411,8 @@ class Parser {
     if (cur_ < t_.size() && (t_[cur_].type == T::kUnary || t_[cur_].type == T::kAdditive) &&
         (t_[cur_].value == "-" || t_[cur_].value == "+")) {
       std::string op = t_[cur_++].value;
+      Nest nest(depth_);
+      RETURN_IF_ERROR(Deep());
       ASSIGN_OR_RETURN(NodePtr arg, UnarySign());
       NodePtr n = Make(NodeType::kUnary);
       n->str = op;
@@ -369,6 +428,8 @@ class Parser {
     return m;
   }
   Result<NodePtr> Call(NodePtr callee) {
+    Nest nest(depth_);
+    RETURN_IF_ERROR(Deep());
     NodePtr n = Make(NodeType::kCall);
     n->a = std::move(callee);
     ASSIGN_OR_RETURN(n->list, Args(false));
@@ -445,7 +506,10 @@ class Parser {
     return n;
   }
   Result<NodePtr> Member(NodePtr object) {
+    Nest chain(depth_, 0);
     while (Is({T::kDot}) || Is({T::kOpenSquareBracket})) {
+      chain.More();
+      RETURN_IF_ERROR(Deep());
       bool computed = t_[cur_].type == T::kOpenSquareBracket;
       ++cur_;
       NodePtr prop;
