@@ -11,18 +11,20 @@
 
 #include <fmt/format.h>
 
+#include "base/check.h"
 #include "kernels/roofline.h"
 
 namespace crescent::cli {
 
 namespace {
 
-// Busy jiffies of the whole machine (user + nice + system + irq + softirq + steal).
+// Busy jiffies of the whole machine (user + nice + system + irq + softirq +
+// steal); -1 when /proc/stat cannot be read.
 double MachineBusySeconds() {
   std::ifstream f("/proc/stat");
   std::string cpu;
   uint64_t user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
-  f >> cpu >> user >> nice >> sys >> idle >> iowait >> irq >> softirq >> steal;
+  if (!(f >> cpu >> user >> nice >> sys >> idle >> iowait >> irq >> softirq >> steal) || cpu != "cpu") return -1;
   return static_cast<double>(user + nice + sys + irq + softirq + steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
@@ -43,6 +45,7 @@ double Median(std::vector<double> v) {
 
 DecodeRatio MeasureDecodeRatio(engine::Engine& e, PromptMaker& pm, int64_t batch, int64_t prompt_len, int64_t gen_len,
                                double weight_bytes, int pairs) {
+  CHECK_GT(pairs, 0);
   DecodeRatio r;
   DecodeRate(e, pm, batch, prompt_len, std::min<int64_t>(gen_len, 8));  // warm-up
   const auto t0 = std::chrono::steady_clock::now();
@@ -61,7 +64,8 @@ DecodeRatio MeasureDecodeRatio(engine::Engine& e, PromptMaker& pm, int64_t batch
     r.pairs.push_back(p);
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.other_load_cores = std::max(0.0, (MachineBusySeconds() - busy0) - (SelfCpuSeconds() - self0)) / wall;
+  const double busy1 = MachineBusySeconds();
+  r.other_load_cores = std::max(0.0, (busy1 - busy0) - (SelfCpuSeconds() - self0)) / wall;
   std::vector<double> ratios, rates, bws;
   for (const auto& p : r.pairs) {
     ratios.push_back(p.ratio);
@@ -77,6 +81,9 @@ DecodeRatio MeasureDecodeRatio(engine::Engine& e, PromptMaker& pm, int64_t batch
   if (r.probe_disagreement > 0.15) {
     r.trusted = false;
     r.why = fmt::format("the bandwidth probes beside a run disagree by {:.0f}% (over 15%)", 100 * r.probe_disagreement);
+  } else if (busy0 < 0 || busy1 < 0) {
+    r.trusted = false;
+    r.why = "/proc/stat could not be read, so other load could not be ruled out";
   } else if (r.other_load_cores > 0.2) {
     r.trusted = false;
     r.why = fmt::format("other processes used {:.2f} cores during the runs", r.other_load_cores);

@@ -272,6 +272,26 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
   }
   im.final_norm = ToF32(get("model.norm.weight"));
   TensorView embed = get("model.embed_tokens.weight");
+  // Quantized at load: the embedding's rows go through the type a GGUF of
+  // that kind stores it in, so both hold the same values.
+  std::vector<uint8_t> embed_q;
+  std::vector<float> embed_rows;
+  if (!options.quantization.empty() && !embed.quantized()) {
+    ASSIGN_OR_RETURN(QuantType et, model::TensorTypeFor(options.quantization, "model.embed_tokens.weight", embed.shape, cfg));
+    if (IsBlockQuantized(et)) {
+      const int64_t k = embed.shape.back(), rows = embed.numel() / k;
+      ASSIGN_OR_RETURN(int64_t row_bytes, QuantBytes(et, k));
+      embed_q.resize(static_cast<size_t>(row_bytes * rows));
+      std::vector<float> row(static_cast<size_t>(k));
+      for (int64_t r = 0; r < rows; ++r) {
+        embed.Row(r, row.data());
+        QuantizeRow(et, row.data(), embed_q.data() + r * row_bytes, k);
+      }
+      embed.quant = et;
+      embed.dtype = DType::kF32;
+      embed.bytes = {reinterpret_cast<const std::byte*>(embed_q.data()), embed_q.size()};
+    }
+  }
   if (im.act == DType::kBF16) {
     // Converted unless it is bf16 already (an f32 model run in bf16, a GGUF).
     std::vector<uint8_t> bytes;

@@ -41,7 +41,7 @@ struct Linear::Impl {
   bool has_bias = false;
   bool gemv = false;  // weights are BA16a64b2a bf16: small M uses GemvBf16
   std::unique_ptr<QuantMatmul> quant;  // block-quantized weights (CreateQuantized)
-  bool prefill_dequant = false;         // quant: M > kGemvMaxRows runs bf16 tiles through oneDNN
+  bool prefill_dequant = false;         // quant: M > kQuantDecodeRows runs bf16 tiles through oneDNN
   struct Prim {
     dnnl::matmul prim;
     dnnl::memory::desc src, dst;
@@ -169,6 +169,7 @@ void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const 
     const int64_t need = impl_->quant->BlockedBf16Elems();
     if (need > tiles_elems) {
       tiles.reset(static_cast<uint16_t*>(std::aligned_alloc(64, static_cast<size_t>((need * 2 + 63) / 64 * 64))));
+      CHECK(tiles != nullptr) << "no memory for " << need * 2 << " bytes of bf16 weight tiles";
       tiles_elems = need;
     }
     impl_->quant->DequantizeBf16Blocked(tiles.get());

@@ -133,11 +133,14 @@ void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32
     const float* xb = x + b * 32;
     float amax = 0;
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    // A NaN or infinity makes the block's scale NaN, so it reaches the
+    // outputs as in a float matmul (and no float-to-int conversion is UB).
+    const float d = std::isfinite(amax) ? amax / 127.0f : NAN, id = d > 0 ? 1.0f / d : 0.0f;
     dx[b] = d;
     int32_t s0 = 0, s1 = 0;
     for (int i = 0; i < 32; ++i) {
-      const int q = static_cast<int>(std::nearbyint(xb[i] * id));
+      const float v = xb[i] * id;
+      const int q = std::isfinite(v) ? static_cast<int>(std::nearbyint(std::clamp(v, -127.0f, 127.0f))) : 0;
       xq[b * 32 + i] = static_cast<int8_t>(std::clamp(q, -127, 127));
       (i < 16 ? s0 : s1) += xq[b * 32 + i];
     }
@@ -420,7 +423,8 @@ Result<QuantMatmul> QuantMatmul::Pack(int64_t k, std::span<const QuantSegment> s
     if (g.f.kind == Kind::kQ6) g.vbytes = kQ6Values, g.sub_stride = kQ6Block;
     g.tile_stride = (k / s) * g.sub_stride;
     const size_t total = static_cast<size_t>(g.tiles * g.tile_stride);
-    g.packed.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (total + 63) / 64 * 64)));
+    g.packed.reset(static_cast<uint8_t*>(std::aligned_alloc(64, std::max<size_t>(64, (total + 63) / 64 * 64))));
+    if (!g.packed) return ResourceExhausted("QuantMatmul: no memory for " + std::to_string(total) + " bytes of weights");
     std::memset(g.packed.get(), 0, total);
     const int64_t row_bytes = QuantBytes(src.type, k).value();
     std::vector<uint8_t> v(static_cast<size_t>(k));

@@ -1,11 +1,15 @@
 // QuantMatmul: y[M, N] (+)= x[M, K] · Wᵀ (+ bias) with W in a ggml block type
-// (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; base/quant.h), computed in integers as ggml
-// does: each row of x is quantized to int8 per block of 32 (scale max|x|/127,
-// round to nearest) and each weight sub-block's integer dot product is scaled
-// once. The result therefore differs from a dequantize-then-multiply in f32 by
-// the activations' 8-bit rounding (the tests bound it), never by the weights:
-// their values are ggml's up to the f16 rounding of each sub-block's scale
-// product (d * sc for the K-quants; see below).
+// (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K; base/quant.h), computed in integers: each row
+// of x is quantized to int8 per block of 32 (scale max|x|/127, round half to
+// even) and each weight sub-block's integer dot product is scaled once. (ggml
+// does the same for Q8_0/Q4_0 with round-half-away; for the K-quants it
+// quantizes x per 256 with one scale, so results differ from llama.cpp's by
+// the activations' rounding, not only by summation order.) Against a
+// dequantize-then-multiply in f32 the result differs by the activations'
+// 8-bit rounding (the tests bound it) and by the f16 rounding of each
+// sub-block's scale product (d * sc, dmin * m for the K-quants; at most
+// 2^-11 relative, more for scales in f16's subnormal range below 6e-5).
+// NaN or infinite activations make their block's outputs NaN.
 //
 // Layout (repacked at Pack, owned anonymous memory): W's rows in tiles of 64.
 // Within a tile, for each K sub-block of 32 elements:
@@ -60,8 +64,8 @@ class QuantMatmul {
   // Writes W as bf16 in oneDNN's blocked layout BA16a64b2a for [K, N] (N
   // padded to 64; see kernels/gemv.h), the weights of a bf16 matmul: prefill
   // shapes run there (kernels/linear.h). False (nothing written) when the
-  // build has no AVX512-BF16 or a segment other than the last is not whole
-  // tiles of 64 rows.
+  // build lacks AVX512-BF16, -VNNI or -VBMI, or a segment other than the last
+  // is not whole tiles of 64 rows.
   bool DequantizeBf16Blocked(uint16_t* out) const;
   bool CanDequantizeBf16Blocked() const;
   int64_t BlockedBf16Elems() const;  // of DequantizeBf16Blocked's output

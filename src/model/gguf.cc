@@ -122,18 +122,25 @@ Status ReadValue(Reader& r, GgufType t, GgufValue* out, const std::string& where
     return Status(StatusCode::kDataLoss, where + ": an array of " + std::to_string(n) +
                                              " elements does not fit in the file");
   }
+  // Grown as elements are read: a count the bytes could hold still reserves
+  // no more than a million elements ahead of them.
+  const size_t ahead = std::min<uint64_t>(n, 1 << 20);
   if (a.type == GgufType::kString) {
-    a.strings.resize(n);
-    for (auto& s : a.strings) RETURN_IF_ERROR(r.ReadString(&s, "an array's string"));
+    a.strings.reserve(ahead);
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string s;
+      RETURN_IF_ERROR(r.ReadString(&s, "an array's string"));
+      a.strings.push_back(std::move(s));
+    }
   } else if (IsFloat(a.type)) {
-    a.floats.reserve(n);
+    a.floats.reserve(ahead);
     for (uint64_t i = 0; i < n; ++i) {
       std::variant<int64_t, double, std::string, GgufArray> v;
       RETURN_IF_ERROR(ReadScalar(r, a.type, &v, where));
       a.floats.push_back(std::get<double>(v));
     }
   } else {
-    a.ints.reserve(n);
+    a.ints.reserve(ahead);
     for (uint64_t i = 0; i < n; ++i) {
       std::variant<int64_t, double, std::string, GgufArray> v;
       RETURN_IF_ERROR(ReadScalar(r, a.type, &v, where));
@@ -219,15 +226,18 @@ Result<GgufFile> GgufFile::Parse(std::span<const std::byte> bytes, std::string w
     if (!names.insert(t.name).second) return InvalidArgument(w + ": duplicate tensor '" + t.name + "'");
     RETURN_IF_ERROR(r.Read(&n_dims, "a tensor's dimension count"));
     if (n_dims > kMaxDims) return InvalidArgument(tw + " has " + std::to_string(n_dims) + " dimensions (at most 4)");
-    int64_t numel = 1;
+    // The product of the non-zero dimensions must fit as well, so no subset
+    // of them a reader multiplies can overflow.
+    int64_t numel = 1, nonzero = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       uint64_t ne = 0;
       RETURN_IF_ERROR(r.Read(&ne, "a tensor's dimensions"));
-      if (ne > static_cast<uint64_t>(INT64_MAX) || (ne != 0 && static_cast<int64_t>(ne) > INT64_MAX / std::max<int64_t>(numel, 1))) {
+      if (ne > static_cast<uint64_t>(INT64_MAX) || (ne != 0 && static_cast<int64_t>(ne) > INT64_MAX / nonzero)) {
         return InvalidArgument(tw + ": its element count overflows");
       }
       t.ne.push_back(static_cast<int64_t>(ne));
       numel *= static_cast<int64_t>(ne);
+      if (ne != 0) nonzero *= static_cast<int64_t>(ne);
     }
     RETURN_IF_ERROR(r.Read(&type, "a tensor's type"));
     auto qt = QuantTypeFromGgml(type);
@@ -265,6 +275,12 @@ Result<GgufFile> GgufFile::Parse(std::span<const std::byte> bytes, std::string w
       return Status(StatusCode::kDataLoss, w + ": tensor '" + g.tensors_[i].name + "' data [" +
                                                std::to_string(raw.offset) + ", +" + std::to_string(size) +
                                                ") lies past the end of the file");
+    }
+    // Typed reads of the blocks (f16 scales, f32 values) need 4-byte alignment
+    // in the file (a file with general.alignment 1 or 2 may not give it).
+    if ((data + raw.offset) % 4 != 0) {
+      return InvalidArgument(w + ": tensor '" + g.tensors_[i].name + "' data starts at byte " +
+                             std::to_string(data + raw.offset) + ", not a multiple of 4");
     }
     g.tensors_[i].bytes = bytes.subspan(static_cast<size_t>(data + raw.offset), static_cast<size_t>(size));
     if (size > 0) ranges.push_back({raw.offset, raw.offset + size});

@@ -12,10 +12,12 @@
 // Everything is validated at Open, before any value is used: every length and
 // count against the bytes left in the file, duplicate keys and tensor names,
 // at most 4 dimensions, element counts and byte sizes that overflow, the
-// alignment (a power of two), each tensor's offset aligned and its data inside
-// the file, rows that are not whole blocks, tensor types crescent cannot read
-// (named with the tensor). A bad file is an InvalidArgument or DataLoss Status,
-// never undefined behaviour.
+// alignment (a power of two), each tensor's offset aligned (and its data at a
+// multiple of 4 bytes in the file) and inside the file, rows that are not
+// whole blocks. A bad file is an InvalidArgument or DataLoss Status, a tensor
+// type crescent cannot read an Unimplemented one naming the tensor and the
+// type; never undefined behaviour. A tensor may have a zero dimension (no
+// data); the product of its non-zero dimensions fits int64.
 //
 // The file is mmapped read-only; tensor bytes point into the mapping and live
 // as long as the GgufFile. Thread-safety: immutable after Open.

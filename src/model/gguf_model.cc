@@ -102,6 +102,7 @@ Result<std::optional<std::vector<std::string>>> FindGgufModel(const std::string&
       if (!split || split->no == 1) file = JoinPath(path, split ? SplitFileName(split->stem, 1, split->count) : name);
     }
     if (models.empty()) return std::optional<std::vector<std::string>>();
+    if (file == path) return NotFound(path + ": its GGUF split set has no part 1");
     if (models.size() > 1) {
       return InvalidArgument(path + ": holds " + std::to_string(models.size()) +
                              " GGUF models; name the .gguf file to serve");
@@ -241,6 +242,13 @@ Result<ModelConfig> GgufModelConfig(const std::vector<GgufFile>& parts) {
   } else if (c.num_heads > 0) {
     c.head_dim = c.hidden_size / c.num_heads;
   }
+  if (g.Has(key("rope.dimension_count"))) {
+    ASSIGN_OR_RETURN(int64_t rot, g.Int(key("rope.dimension_count")));
+    if (rot != c.head_dim) {
+      return Status(StatusCode::kUnimplemented, w + ": partial RoPE (rope.dimension_count " + std::to_string(rot) +
+                                                    " of head_dim " + std::to_string(c.head_dim) + ") is not supported");
+    }
+  }
   ASSIGN_OR_RETURN(c.rms_norm_eps, g.Float(key("attention.layer_norm_rms_epsilon")));
   c.rms_norm_eps = ShortestOfF32(c.rms_norm_eps);
   c.rope_theta = 10000.0;
@@ -280,7 +288,7 @@ Result<ModelConfig> GgufModelConfig(const std::vector<GgufFile>& parts) {
   // Llama 3: the frequency table must be the llama3 scaling of some factor;
   // the original context and band edges are Llama 3's (8192, 1, 4).
   if (const GgufTensor* freqs = FindTensor(parts, "rope_freqs.weight")) {
-    if (freqs->type != QuantType::kF32 || freqs->numel() != c.head_dim / 2 || c.head_dim <= 0) {
+    if (freqs->type != QuantType::kF32 || c.head_dim < 2 || freqs->numel() != c.head_dim / 2) {
       return InvalidArgument(w + ": rope_freqs.weight must be f32 [head_dim / 2]");
     }
     std::vector<float> table(static_cast<size_t>(freqs->numel()));

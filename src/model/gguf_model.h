@@ -5,7 +5,8 @@
 // every part must be there, split.count agrees), or a folder that holds one
 // GGUF model and no config.json.
 //
-// Architectures: llama (Llama 2/3, Mistral), qwen2, qwen3. Names:
+// Architectures: llama (Llama 3; Llama 2 and Mistral files carry SentencePiece
+// tokenizers, which model/gguf_tokenizer.h refuses for now), qwen2, qwen3. Names:
 //   token_embd.weight -> model.embed_tokens.weight    output.weight -> lm_head.weight
 //   output_norm.weight -> model.norm.weight           blk.N.attn_norm -> input_layernorm
 //   blk.N.attn_{q,k,v,output} -> self_attn.{q,k,v,o}_proj (weight and bias)

@@ -177,6 +177,31 @@ TEST(GgufTest, BrokenTensorTablesAreClearErrors) {
   EXPECT_NE(ParseStatus(two("a", "b", 0)).message().find("overlap"), std::string::npos);
 }
 
+TEST(GgufTest, MisalignedDataAndHugeDimensionsAfterAZeroAreRefused) {
+  // general.alignment 1 puts a tensor at an odd byte: refused before any typed read.
+  std::string f = Header(kMagic, 3, 1, 1) + Str("general.alignment") + Le<uint32_t>(4) + Le<uint32_t>(1) + Str("t") +
+                  Le<uint32_t>(1) + Le<uint64_t>(2) + Le<uint32_t>(1) + Le<uint64_t>(1);
+  f += std::string(16, '\0');
+  EXPECT_NE(ParseStatus(f).message().find("not a multiple of 4"), std::string::npos) << ParseStatus(f).message();
+  // {0, 2^62, 2^62}: no data, but its non-zero dimensions overflow.
+  EXPECT_NE(ParseStatus(OneTensor("t", {0, uint64_t{1} << 62, uint64_t{1} << 62}, 0, 0)).message().find("overflows"),
+            std::string::npos);
+  EXPECT_TRUE(GgufFile::Parse(Bytes(OneTensor("t", {0, 4}, 0, 0)), "empty").ok()) << "a zero dimension alone is fine";
+}
+
+TEST(GgufTest, TokenizerJsonOfTheWrongShapeIsAnErrorWhenWritten) {
+  GgufWriter w;
+  // No model.type and an added token without "special": accepted, as Hugging Face does.
+  EXPECT_TRUE(AddTokenizerToGguf(R"({"model":{"vocab":{"a":0},"merges":[]},"pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"}},{"type":"ByteLevel"}]},"added_tokens":[{"id":1,"content":"<x>"}]})",
+                                 "", w).ok());
+  for (const char* bad : {R"({"model":{"type":"BPE","vocab":{"a":"zero"},"merges":[]},"pre_tokenizer":{"x":"ByteLevel \u0027s"}})",
+                          R"({"model":{"type":"BPE","vocab":{"a":9223372036854775807},"merges":[]}})",
+                          R"({"model":{"type":"BPE","vocab":[],"merges":7}})"}) {
+    GgufWriter w2;
+    EXPECT_FALSE(AddTokenizerToGguf(bad, "", w2).ok()) << bad;
+  }
+}
+
 TEST(GgufTest, NamesAndQkRowOrderFollowLlamaCpp) {
   for (const char* hf : {"model.embed_tokens.weight", "lm_head.weight", "model.norm.weight",
                          "model.layers.12.self_attn.q_proj.weight", "model.layers.0.self_attn.k_norm.weight",

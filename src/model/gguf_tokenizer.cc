@@ -148,7 +148,21 @@ Result<TokenizerJson> GgufTokenizerJson(const GgufFile& g) {
   return TokenizerJson{json::serialize(t), json::serialize(c)};
 }
 
+namespace {
+Result<TokenizerIds> AddTokenizer(std::string_view tokenizer_json, std::string_view config_json, GgufWriter& w);
+}  // namespace
+
 Result<TokenizerIds> AddTokenizerToGguf(std::string_view tokenizer_json, std::string_view config_json, GgufWriter& w) {
+  // The JSON accessors below throw on a field of the wrong kind: one error.
+  try {
+    return AddTokenizer(tokenizer_json, config_json, w);
+  } catch (const std::exception& e) {
+    return InvalidArgument(std::string("tokenizer.json: not a tokenizer GGUF can hold (") + e.what() + ")");
+  }
+}
+
+namespace {
+Result<TokenizerIds> AddTokenizer(std::string_view tokenizer_json, std::string_view config_json, GgufWriter& w) {
   ASSIGN_OR_RETURN(json::value root, ParseJson(tokenizer_json, "tokenizer.json"));
   json::value cfg_root = json::object();
   if (!config_json.empty()) {
@@ -158,7 +172,7 @@ Result<TokenizerIds> AddTokenizerToGguf(std::string_view tokenizer_json, std::st
   const json::object& o = root.get_object();
   const json::value* model = o.if_contains("model");
   if (!model || !model->is_object() || !model->get_object().contains("vocab") ||
-      model->get_object().at("type") != "BPE") {
+      (model->get_object().contains("type") && model->get_object().at("type") != "BPE")) {
     return Unimplemented("tokenizer.json: only BPE models can be written to GGUF");
   }
   // The split regex names the pre-tokenizer.
@@ -178,14 +192,15 @@ Result<TokenizerIds> AddTokenizerToGguf(std::string_view tokenizer_json, std::st
   if (const json::value* a = o.if_contains("added_tokens"); a && a->is_array()) {
     for (const auto& t : a->get_array()) {
       const auto& to = t.as_object();
+      const bool special = to.contains("special") && to.at("special").as_bool();
       by_id[to.at("id").to_number<int64_t>()] = {std::string(to.at("content").as_string()),
-                                                 to.at("special").as_bool() ? kControl : kUserDefined};
+                                                 special ? kControl : kUserDefined};
     }
   }
-  const int64_t n = by_id.empty() ? 0 : by_id.rbegin()->first + 1;
-  if (n > (int64_t{1} << 24) || (!by_id.empty() && by_id.begin()->first < 0)) {
+  if (!by_id.empty() && (by_id.rbegin()->first >= (int64_t{1} << 24) || by_id.begin()->first < 0)) {
     return InvalidArgument("tokenizer.json: token ids out of range");
   }
+  const int64_t n = by_id.empty() ? 0 : by_id.rbegin()->first + 1;
   std::vector<std::string> tokens(static_cast<size_t>(n));
   std::vector<int32_t> types(static_cast<size_t>(n), static_cast<int32_t>(kUnused));
   std::map<std::string, int64_t> ids;
@@ -246,5 +261,6 @@ Result<TokenizerIds> AddTokenizerToGguf(std::string_view tokenizer_json, std::st
   out.tokens = std::move(tokens);
   return out;
 }
+}  // namespace
 
 }  // namespace crescent::model

@@ -2,15 +2,16 @@
 // GGUF model runs through the one tokenizer crescent has (model/tokenizer.h).
 //
 // Read (GgufTokenizerJson): tokenizer.ggml.model "gpt2" (byte-level BPE:
-// tokens, merges "a b", token_type, pre) and "llama" (SentencePiece: tokens,
-// scores, token_type with <0xXX> byte tokens; merges are derived from the
-// scores as Hugging Face's converter derives them). tokenizer.ggml.pre names
-// the split regex as llama.cpp does (llama-bpe, qwen2, gpt-2/default); an
-// unknown name is an error naming it. Token types: 1 normal, 2 unknown,
-// 3 control (special added tokens), 4 user-defined (added, not special),
-// 5 unused, 6 byte. bos/eos/padding ids, add_bos_token and
-// tokenizer.chat_template go to the tokenizer_config.json half.
-// clean_up_tokenization_spaces is false, as llama.cpp decodes.
+// tokens, merges "a b", token_type, pre), the tokenizers of Llama 3, Qwen2/3
+// and GPT-2 style models. tokenizer.ggml.pre names the split regex as
+// llama.cpp does (llama-bpe, qwen2, gpt-2 and their aliases; a missing pre is
+// llama.cpp's "default", which is refused like any other unknown name).
+// SentencePiece tokenizers (model "llama": Llama 2, Mistral v0.1) are refused
+// with Unimplemented for now. Token types: 1 normal, 2 unknown, 3 control
+// (special added tokens), 4 user-defined (added, not special), 5 unused,
+// 6 byte. bos/eos/padding ids, add_bos_token and tokenizer.chat_template go
+// to the tokenizer_config.json half; a token text that repeats keeps its
+// first id. clean_up_tokenization_spaces is false, as llama.cpp decodes.
 //
 // Write (AddTokenizerToGguf): a byte-level BPE tokenizer.json whose split
 // regex is one of the above (Llama 3, Qwen2/3, GPT-2) and its

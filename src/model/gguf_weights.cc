@@ -32,7 +32,7 @@ Result<WeightFiles> WeightFiles::OpenGguf(const std::vector<std::string>& files)
       if (permute && (hf.ends_with("self_attn.q_proj.weight") || hf.ends_with("self_attn.k_proj.weight") ||
                       hf.ends_with("self_attn.q_proj.bias") || hf.ends_with("self_attn.k_proj.bias"))) {
         const int64_t rows = v.shape.empty() ? 0 : v.shape[0];
-        if (v.shape.size() > 2 || rows % cfg.head_dim != 0) {
+        if (v.shape.empty() || v.shape.size() > 2 || rows <= 0 || rows % cfg.head_dim != 0) {
           return InvalidArgument(g->path() + ": tensor '" + t.name + "' of shape " + v.ShapeString() +
                                  " is not whole heads of " + std::to_string(cfg.head_dim));
         }
