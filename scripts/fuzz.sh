@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
 targets=(fuzz_openai_request fuzz_json_schema fuzz_chat_template fuzz_safetensors fuzz_tokenizer_json fuzz_trace
-         fuzz_model_config fuzz_http_request fuzz_metadata fuzz_gguf)
+         fuzz_model_config fuzz_http_request fuzz_metadata fuzz_gguf fuzz_store_records)
 which=${1:-all}
 seconds=${2:-20}
 if [ "$which" != all ]; then targets=("$which"); fi

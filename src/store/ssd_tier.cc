@@ -118,7 +118,10 @@ Status SsdTier::Scan() {
     if (fd >= 0) close(fd);
     RecordHeader h;
     if (ok) std::memcpy(&h, head.get(), sizeof(h));
-    if (!ok || !h.Valid() || h.size == 0 || h.generation != loc || (h.flags & kTombstone)) {
+    // A size past the tier's capacity cannot be a record it wrote (and would
+    // wrap RecordBytes' rounding).
+    if (!ok || !h.Valid() || h.size == 0 || h.size > options_.capacity || h.generation != loc ||
+        (h.flags & kTombstone)) {
       LOG_WARNING("SSD tier: {} has no valid record header; removed", path);
       scan_.bad_headers++;
       unlink(path.c_str());

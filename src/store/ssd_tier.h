@@ -5,7 +5,8 @@
 // 4 KiB self-describing header, then the bytes padded to 4 KiB). A write goes
 // to `<location>.tmp` and is renamed when complete, so a killed node leaves no
 // half record under a real name. Open() rescans the directory: every record
-// whose header is valid and whose file is long enough is held again (the
+// whose header is valid (its checksum, and a size within the capacity) and
+// whose file is long enough is held again (the
 // node re-reports them to the master); torn files, bad headers and
 // temporaries are skipped, counted and removed, never served. Readers still
 // verify the checksum of the bytes (a flipped byte on disk is a miss).

@@ -131,6 +131,27 @@ TEST_F(SsdTierTest, DamagedFilesAreSkippedOrCaughtNeverServed) {
   EXPECT_TRUE(t->Read(good, Key{4, 0}, small).ok());
 }
 
+// A header whose checksum matches but whose size no record of this tier can
+// have (past its capacity; 2^64 - 100 wrapped RecordBytes' rounding to one
+// block) is a bad header, not an object of 16 EiB.
+TEST_F(SsdTierTest, AHeaderSizedPastTheCapacityIsRefused) {
+  {
+    auto t = Open();
+    Record d({4, 0}, 5000, 4);
+    ASSERT_TRUE(t->WriteRecord(d.base).ok());
+  }
+  for (uint64_t size : {~uint64_t{0} - 100, uint64_t{1} << 40}) {
+    RecordHeader h = MakeHeader(Key{9, 9}, size, 0, 5);
+    std::string block(kBlock * 2, '\0');
+    std::memcpy(block.data(), &h, sizeof(h));
+    std::ofstream(dir_ + "/5.rec", std::ios::binary) << block;
+    auto t = Open();
+    EXPECT_EQ(t->scan_report().bad_headers, 1u) << size;
+    EXPECT_EQ(t->scan_report().records, 1u);
+    EXPECT_FALSE(std::filesystem::exists(dir_ + "/5.rec"));
+  }
+}
+
 TEST_F(SsdTierTest, AFullTierRefusesWrites) {
   auto t = Open(RecordBytes(1 << 20) * 2);
   Record r({1, 0}, 1 << 20, 1);
