@@ -235,16 +235,22 @@ void TileVnni(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a,
   constexpr int kRegs = K == Kind::kU4 ? S / 8 : S / 4;  // 64-byte registers per group of 16 rows
   constexpr int64_t kGroupBytes = kRegs * 64;
   const int64_t nsub = k / S;
+  __m512 acc[MT][4];
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) acc[m][q] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  // One group of 16 rows at a time through all of K: MT accumulators and a
-  // sub-block's registers stay in registers (no spills); the first group's
-  // pass brings the tile into L2 for the other three.
-  for (int q = 0; q < 4; ++q) {
-    __m512 acc[MT];
-    for (int m = 0; m < MT; ++m) acc[m] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nsub; ++b) {
-      const uint8_t* p = tile + b * g.sub_stride;
-      const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
+  for (int64_t b = 0; b < nsub; ++b) {
+    const uint8_t* p = tile + b * g.sub_stride;
+    const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
+    // (no software prefetch: the stream is sequential)
+    float dxv[MT];
+    int32_t xsum[MT];
+    for (int m = 0; m < MT; ++m) {
+      dxv[m] = a[m].dx[(b * S) / 32];
+      xsum[m] = S == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
+    }
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
       const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
       __m512 mn = _mm512_setzero_ps();
       if constexpr (K != Kind::kS8) {
@@ -263,8 +269,6 @@ void TileVnni(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a,
       }
       for (int m = 0; m < MT; ++m) {
         const int8_t* x = a[m].xq + b * S;
-        const float dx = a[m].dx[(b * S) / 32];
-        const int32_t xsum = S == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
         // Two chains of dot products (even and odd registers) for latency.
         __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
         for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); j += 2) {
@@ -276,30 +280,40 @@ void TileVnni(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a,
         }
         ia = _mm512_add_epi32(ia, ib);
         if constexpr (K == Kind::kS8) {
-          ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum));
-          acc[m] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dx)), sc, acc[m]);
+          ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum[m]));
+          acc[m][q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dxv[m])), sc, acc[m][q]);
         } else {
-          const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia), sc, _mm512_mul_ps(mn, _mm512_set1_ps(static_cast<float>(xsum))));
-          acc[m] = _mm512_fmadd_ps(t, _mm512_set1_ps(dx), acc[m]);
+          const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia), sc,
+                                           _mm512_mul_ps(mn, _mm512_set1_ps(static_cast<float>(xsum[m]))));
+          acc[m][q] = _mm512_fmadd_ps(t, _mm512_set1_ps(dxv[m]), acc[m][q]);
         }
       }
     }
-    for (int m = 0; m < MT; ++m) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m]);
   }
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m][q]);
 }
 
 template <int MT>
 void TileVnniQ6(const uint8_t* tile, int64_t k, const ActRow* a, float* out) {
+  __m512 acc[MT][4];
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) acc[m][q] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
-  for (int q = 0; q < 4; ++q) {  // one group of 16 rows at a time, as TileVnni
-    __m512 acc[MT];
-    for (int m = 0; m < MT; ++m) acc[m] = _mm512_setzero_ps();
-    for (int64_t blk = 0; blk < k / 256; ++blk) {
-      const uint8_t* p = tile + blk * kQ6Block;
-      const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
-      const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
-      const __m512 dq = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ds + 16 * q)));
-      for (int u = 0; u < 8; ++u) {
+  for (int64_t blk = 0; blk < k / 256; ++blk) {
+    const uint8_t* p = tile + blk * kQ6Block;
+    const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
+    const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
+    // (no software prefetch: the stream is sequential)
+    for (int u = 0; u < 8; ++u) {
+      float dxv[MT];
+      int32_t xa[MT], xb[MT];
+      for (int m = 0; m < MT; ++m) {
+        dxv[m] = a[m].dx[blk * 8 + u];
+        xa[m] = 32 * a[m].xs[blk * 16 + 2 * u];
+        xb[m] = 32 * a[m].xs[blk * 16 + 2 * u + 1];
+      }
+      for (int q = 0; q < 4; ++q) {
         const uint8_t* base = p + u * kQ6Unit + q * 384;
         __m512i v[8];
         const __m512i pl0 = _mm512_load_si512(base + 256), pl1 = _mm512_load_si512(base + 320);
@@ -322,6 +336,7 @@ void TileVnniQ6(const uint8_t* tile, int64_t k, const ActRow* a, float* out) {
         const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
         const __m512i scb =
             _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u + 1) * 64 + 16 * q)));
+        const __m512 dq = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ds + 16 * q)));
         for (int m = 0; m < MT; ++m) {
           const int8_t* x = a[m].xq + blk * 256 + 32 * u;
           __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
@@ -332,15 +347,16 @@ void TileVnniQ6(const uint8_t* tile, int64_t k, const ActRow* a, float* out) {
             std::memcpy(&x4, x + 16 + 4 * j, 4);
             ib = _mm512_dpbusd_epi32(ib, v[4 + j], _mm512_set1_epi32(x4));
           }
-          ia = _mm512_mullo_epi32(_mm512_sub_epi32(ia, _mm512_set1_epi32(32 * a[m].xs[blk * 16 + 2 * u])), sca);
-          ib = _mm512_mullo_epi32(_mm512_sub_epi32(ib, _mm512_set1_epi32(32 * a[m].xs[blk * 16 + 2 * u + 1])), scb);
-          acc[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)),
-                                   _mm512_mul_ps(dq, _mm512_set1_ps(a[m].dx[blk * 8 + u])), acc[m]);
+          ia = _mm512_mullo_epi32(_mm512_sub_epi32(ia, _mm512_set1_epi32(xa[m])), sca);
+          ib = _mm512_mullo_epi32(_mm512_sub_epi32(ib, _mm512_set1_epi32(xb[m])), scb);
+          acc[m][q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)),
+                                      _mm512_mul_ps(dq, _mm512_set1_ps(dxv[m])), acc[m][q]);
         }
       }
     }
-    for (int m = 0; m < MT; ++m) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m]);
   }
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m][q]);
 }
 
 void TileVnniQ6M(const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
