@@ -4,7 +4,6 @@
 // dequantized, and the file opened as model weights (Hugging Face names,
 // llama's q/k rows put back) with a row of each read. An error for anything
 // malformed, never a crash.
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "base/quant.h"
+#include "fuzz/memory_file.h"
 #include "model/gguf.h"
 #include "model/gguf_model.h"
 #include "model/gguf_tokenizer.h"
@@ -33,15 +33,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<model::GgufFile> parts;
   parts.push_back(std::move(g).value());
   if (!model::GgufModelConfig(parts).ok()) return 0;
-  const int fd = memfd_create("fuzz.gguf", 0);
+  std::string path;
+  const int fd = crescent::fuzz::MemoryFile(data, size, "fuzz.gguf", &path);
   if (fd < 0) return 0;
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t n = write(fd, data + done, size - done);
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
-  auto w = model::WeightFiles::OpenGguf({"/proc/self/fd/" + std::to_string(fd)});
+  auto w = model::WeightFiles::OpenGguf({path});
   if (w.ok()) {
     for (const std::string& name : w->Names()) {
       auto t = w->Get(name);

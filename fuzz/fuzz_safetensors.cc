@@ -1,7 +1,6 @@
 // A safetensors file (the input, in a memory file): its header and tensor
 // table read, every tensor looked up; an error for anything malformed
 // (sizes, offsets, dtypes, a header longer than the file), never a crash.
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
@@ -11,19 +10,15 @@
 #include <string>
 
 #include "base/json.h"
+#include "fuzz/memory_file.h"
 #include "model/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const int fd = memfd_create("fuzz.safetensors", 0);
+  std::string path;
+  const int fd = crescent::fuzz::MemoryFile(data, size, "fuzz.safetensors", &path);
   if (fd < 0) return 0;
-  size_t done = 0;
-  while (done < size) {
-    const ssize_t n = write(fd, data + done, size - done);
-    if (n <= 0) break;
-    done += static_cast<size_t>(n);
-  }
   crescent::Result<crescent::model::SafetensorsFile> f =
-      crescent::model::SafetensorsFile::Open("/proc/self/fd/" + std::to_string(fd));
+      crescent::model::SafetensorsFile::Open(path);
   if (f.ok() && size > 8) {
     // Look every name of the header up (valid JSON or not, Open decided).
     uint64_t n = 0;

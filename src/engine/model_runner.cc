@@ -74,6 +74,24 @@ std::vector<float> ToF32(const TensorView& t) {
   return v;
 }
 
+// `t` re-quantized into block type `qt`, row by row, as a GGUF of that type
+// holds it; `storage` owns the bytes the returned view points into.
+Result<TensorView> QuantizedView(const TensorView& t, QuantType qt, std::vector<uint8_t>* storage) {
+  const int64_t k = t.shape.back(), rows = t.numel() / k;
+  ASSIGN_OR_RETURN(int64_t row_bytes, QuantBytes(qt, k));
+  storage->resize(static_cast<size_t>(row_bytes * rows));
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t r = 0; r < rows; ++r) {
+    t.Row(r, row.data());
+    QuantizeRow(qt, row.data(), storage->data() + r * row_bytes, k);
+  }
+  TensorView v = t;
+  v.quant = qt;
+  v.dtype = DType::kF32;
+  v.bytes = {reinterpret_cast<const std::byte*>(storage->data()), storage->size()};
+  return v;
+}
+
 }  // namespace
 
 struct ModelRunner::Impl {
@@ -185,28 +203,15 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
       // The reference: each part through its block type's values, then dense.
       buf.clear();
       int64_t n = 0;
+      std::vector<uint8_t> q;
       for (size_t i = 0; i < parts.size(); ++i) {
-        const TensorView& t = parts[i];
-        n += t.shape[0];
-        if (t.quantized() || !IsBlockQuantized(types[i])) {
-          AppendAs(t, im.act, buf);
+        n += parts[i].shape[0];
+        if (parts[i].quantized() || !IsBlockQuantized(types[i])) {
+          AppendAs(parts[i], im.act, buf);
           continue;
         }
-        ASSIGN_OR_RETURN(int64_t row_bytes, QuantBytes(types[i], k));
-        std::vector<uint8_t> q(static_cast<size_t>(row_bytes));
-        std::vector<float> row(static_cast<size_t>(k));
-        const size_t at = buf.size();
-        buf.resize(at + static_cast<size_t>(t.shape[0] * k) * DTypeSize(im.act));
-        for (int64_t r = 0; r < t.shape[0]; ++r) {
-          t.Row(r, row.data());
-          QuantizeRow(types[i], row.data(), q.data(), k);
-          DequantizeRow(types[i], q.data(), row.data(), k);
-          if (im.act == DType::kF32) {
-            std::memcpy(buf.data() + at + static_cast<size_t>(r * k) * 4, row.data(), static_cast<size_t>(k) * 4);
-          } else {
-            kernels::F32ToBf16(row.data(), reinterpret_cast<uint16_t*>(buf.data() + at) + r * k, k);
-          }
-        }
+        ASSIGN_OR_RETURN(TensorView v, QuantizedView(parts[i], types[i], &q));
+        AppendAs(v, im.act, buf);  // dequantized row by row
       }
       return Linear::Create(n, k, im.act, buf.data(), bias.empty() ? nullptr : bias.data());
     }
@@ -223,14 +228,8 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
         // A plain part beside quantized ones (or asked to be quantized): Q8_0
         // unless its type was chosen above.
         const QuantType qt = IsBlockQuantized(types[i]) ? types[i] : QuantType::kQ8_0;
-        ASSIGN_OR_RETURN(int64_t row_bytes, QuantBytes(qt, k));
-        std::vector<uint8_t>& buf = qbufs.emplace_back(static_cast<size_t>(row_bytes * rows));
-        std::vector<float> row(static_cast<size_t>(k));
-        for (int64_t r = 0; r < rows; ++r) {
-          t.Row(r, row.data());
-          QuantizeRow(qt, row.data(), buf.data() + r * row_bytes, k);
-        }
-        segs.push_back({qt, rows, buf.data()});
+        ASSIGN_OR_RETURN(TensorView v, QuantizedView(t, qt, &qbufs.emplace_back()));
+        segs.push_back({qt, rows, v.bytes.data()});
       }
       return Linear::CreateQuantized(k, segs, bias.empty() ? nullptr : bias.data(), im.act);
     }
@@ -275,21 +274,10 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::Load(const std::string& dir, c
   // Quantized at load: the embedding's rows go through the type a GGUF of
   // that kind stores it in, so both hold the same values.
   std::vector<uint8_t> embed_q;
-  std::vector<float> embed_rows;
   if (!options.quantization.empty() && !embed.quantized()) {
     ASSIGN_OR_RETURN(QuantType et, model::TensorTypeFor(options.quantization, "model.embed_tokens.weight", embed.shape, cfg));
     if (IsBlockQuantized(et)) {
-      const int64_t k = embed.shape.back(), rows = embed.numel() / k;
-      ASSIGN_OR_RETURN(int64_t row_bytes, QuantBytes(et, k));
-      embed_q.resize(static_cast<size_t>(row_bytes * rows));
-      std::vector<float> row(static_cast<size_t>(k));
-      for (int64_t r = 0; r < rows; ++r) {
-        embed.Row(r, row.data());
-        QuantizeRow(et, row.data(), embed_q.data() + r * row_bytes, k);
-      }
-      embed.quant = et;
-      embed.dtype = DType::kF32;
-      embed.bytes = {reinterpret_cast<const std::byte*>(embed_q.data()), embed_q.size()};
+      ASSIGN_OR_RETURN(embed, QuantizedView(embed, et, &embed_q));
     }
   }
   if (im.act == DType::kBF16) {

@@ -64,15 +64,6 @@ const std::pair<std::string_view, std::string_view> kTopNames[] = {
     {"output.weight", "lm_head.weight"},
 };
 
-bool HasTensor(const std::vector<GgufFile>& parts, const std::string& name) {
-  for (const auto& p : parts) {
-    for (const auto& t : p.tensors()) {
-      if (t.name == name) return true;
-    }
-  }
-  return false;
-}
-
 const GgufTensor* FindTensor(const std::vector<GgufFile>& parts, const std::string& name) {
   for (const auto& p : parts) {
     for (const auto& t : p.tensors()) {
@@ -271,8 +262,8 @@ Result<ModelConfig> GgufModelConfig(const std::vector<GgufFile>& parts) {
       return Status(StatusCode::kUnimplemented, w + ": rope scaling '" + type + "' is not supported (linear, llama3)");
     }
   }
-  c.tie_word_embeddings = !HasTensor(parts, "output.weight");
-  if (c.architecture == Architecture::kLlama) c.qkv_bias = c.o_bias = HasTensor(parts, "blk.0.attn_q.bias");
+  c.tie_word_embeddings = FindTensor(parts, "output.weight") == nullptr;
+  if (c.architecture == Architecture::kLlama) c.qkv_bias = c.o_bias = FindTensor(parts, "blk.0.attn_q.bias") != nullptr;
   if (g.Has("tokenizer.ggml.bos_token_id")) {
     ASSIGN_OR_RETURN(c.bos_token_id, g.Int("tokenizer.ggml.bos_token_id"));
   }
