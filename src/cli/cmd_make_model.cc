@@ -19,7 +19,7 @@ void RegisterMakeModel(CLI::App& app) {
   auto opts = std::make_shared<Opts>();
   CLI::App* cmd = app.add_subcommand("make-model", "Write a dummy (random-weight) model: config.json, "
                                                    "model.safetensors (bf16), tokenizer files");
-  cmd->add_option("--config", opts->config, "tiny-llama3 | tiny-qwen3 | llama3-1b | qwen3-0.6b | path/to/config.json")
+  cmd->add_option("--config", opts->config, "tiny-llama3 | tiny-qwen3 | tiny-llama2 | llama3-1b | qwen3-0.6b | path/to/config.json")
       ->required();
   cmd->add_option("--tokenizer", opts->tokenizer, "Folder with tokenizer.json and tokenizer_config.json")->required();
   cmd->add_option("--out", opts->out, "Output folder")->required();

@@ -25,7 +25,7 @@ void RegisterServe(CLI::App& app) {
   auto kv_cache = std::make_shared<std::string>("0");
   auto offload_ssd = std::make_shared<std::string>("64G");
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model over the OpenAI API (HTTP, SSE)");
-  cmd->add_option("--model", o->model.spec, "Model folder, or dummy:<preset> (tiny-llama3, tiny-qwen3, llama3-1b, "
+  cmd->add_option("--model", o->model.spec, "Model folder, or dummy:<preset> (tiny-llama3, tiny-qwen3, tiny-llama2, llama3-1b, "
                                             "qwen3-0.6b) for a random-weight model with a real tokenizer")
       ->required();
   cmd->add_option("--host", o->host, "Address to listen on")->capture_default_str();

@@ -32,6 +32,19 @@ ModelConfig Llama3Base() {
   return c;
 }
 
+ModelConfig Llama2Base() {
+  ModelConfig c;
+  c.architecture = Architecture::kLlama;
+  c.vocab_size = 32000;
+  c.rope_theta = 10000.0;
+  c.max_position_embeddings = 4096;
+  c.rms_norm_eps = 1e-5;
+  c.tie_word_embeddings = false;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
 ModelConfig Qwen3Base() {
   ModelConfig c;
   c.architecture = Architecture::kQwen3;
@@ -73,7 +86,9 @@ void FillUniform(uint64_t seed, float center, float stddev, std::vector<uint16_t
 
 }  // namespace
 
-std::vector<std::string> DummyPresetNames() { return {"tiny-llama3", "tiny-qwen3", "llama3-1b", "qwen3-0.6b"}; }
+std::vector<std::string> DummyPresetNames() {
+  return {"tiny-llama3", "tiny-qwen3", "tiny-llama2", "llama3-1b", "qwen3-0.6b"};
+}
 
 Result<ModelConfig> DummyPresetConfig(std::string_view name) {
   if (name == "tiny-llama3") {
@@ -83,6 +98,16 @@ Result<ModelConfig> DummyPresetConfig(std::string_view name) {
     c.num_layers = 4;
     c.num_heads = 4;
     c.num_kv_heads = 2;
+    c.head_dim = 64;
+    return c;
+  }
+  if (name == "tiny-llama2") {  // Llama 2's tokenizer and hyper-parameters (SentencePiece, MHA)
+    ModelConfig c = Llama2Base();
+    c.hidden_size = 256;
+    c.intermediate_size = 768;
+    c.num_layers = 4;
+    c.num_heads = 4;
+    c.num_kv_heads = 4;
     c.head_dim = 64;
     return c;
   }

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "base/json.h"
+#include "model/gguf_tokenizer_parts.h"
 
 namespace crescent::model {
 
@@ -31,29 +32,161 @@ const PreTokenizer kPre[] = {
      false, false, false},
 };
 
-enum TokenType : int64_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+using namespace gguf_tok;  // NOLINT: the shared parts' names
 
 }  // namespace
+
+namespace gguf_tok {
+
+json::object AddSpecialTokensTemplate(const std::string* bos, int64_t bos_id, const std::string* eos, int64_t eos_id) {
+  auto special = [](const std::string& t, int type_id) {
+    return json::object{{"SpecialToken", json::object{{"id", t}, {"type_id", type_id}}}};
+  };
+  auto seq = [](const char* id, int type_id) {
+    return json::object{{"Sequence", json::object{{"id", id}, {"type_id", type_id}}}};
+  };
+  json::array single, pair;
+  json::object tokens;
+  if (bos) {
+    single.push_back(special(*bos, 0));
+    pair.push_back(special(*bos, 0));
+    tokens[*bos] = json::object{{"id", *bos}, {"ids", json::array{bos_id}}, {"tokens", json::array{*bos}}};
+  }
+  single.push_back(seq("A", 0));
+  pair.push_back(seq("A", 0));
+  if (eos) {
+    single.push_back(special(*eos, 0));
+    pair.push_back(special(*eos, 0));
+    tokens[*eos] = json::object{{"id", *eos}, {"ids", json::array{eos_id}}, {"tokens", json::array{*eos}}};
+  }
+  if (bos) pair.push_back(special(*bos, 1));
+  pair.push_back(seq("B", 1));
+  if (eos) pair.push_back(special(*eos, 1));
+  return json::object{{"type", "TemplateProcessing"},
+                      {"single", std::move(single)},
+                      {"pair", std::move(pair)},
+                      {"special_tokens", std::move(tokens)}};
+}
+
+std::string ConfigToken(const json::object& cfg, const char* key) {
+  const json::value* v = cfg.if_contains(key);
+  if (!v) return "";
+  if (v->is_string()) return std::string(v->get_string());
+  if (v->is_object() && v->get_object().contains("content") && v->get_object().at("content").is_string()) {
+    return std::string(v->get_object().at("content").get_string());
+  }
+  return "";
+}
+
+void AddSpecialTokenIds(const json::object& cfg, const std::vector<std::string>& tokens, GgufWriter& w,
+                        TokenizerIds* out) {
+  std::map<std::string, int64_t, std::less<>> ids;
+  for (size_t i = 0; i < tokens.size(); ++i) ids.emplace(tokens[i], static_cast<int64_t>(i));
+  for (auto [key, name] : {std::pair{"bos_token", "tokenizer.ggml.bos_token_id"},
+                           std::pair{"eos_token", "tokenizer.ggml.eos_token_id"},
+                           std::pair{"pad_token", "tokenizer.ggml.padding_token_id"},
+                           std::pair{"unk_token", "tokenizer.ggml.unknown_token_id"}}) {
+    auto it = ids.find(ConfigToken(cfg, key));
+    if (it == ids.end()) continue;
+    w.AddU32(name, static_cast<uint32_t>(it->second));
+    if (std::string_view(key) == "bos_token") out->bos = it->second;
+    if (std::string_view(key) == "eos_token") out->eos = it->second;
+  }
+}
+
+Result<std::vector<int64_t>> TokenTypes(const GgufFile& g, size_t n) {
+  if (!g.Has("tokenizer.ggml.token_type")) return std::vector<int64_t>(n, kNormal);
+  ASSIGN_OR_RETURN(const GgufArray* t, g.Array("tokenizer.ggml.token_type"));
+  if (t->ints.size() != n) {
+    return InvalidArgument(g.path() + ": tokenizer.ggml.token_type has " + std::to_string(t->size()) +
+                           " entries for " + std::to_string(n) + " tokens");
+  }
+  return t->ints;
+}
+
+bool IsAddedType(int64_t type) { return type == kControl || type == kUserDefined || type == kUnknown; }
+
+json::array AddedTokensOf(const std::vector<std::string>& tokens, const std::vector<int64_t>& types) {
+  json::array added;
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    const int64_t type = types[id];
+    if (!IsAddedType(type)) continue;
+    added.push_back(json::object{{"id", id},          {"content", tokens[id]}, {"single_word", false},
+                                 {"lstrip", false},   {"rstrip", false},       {"normalized", type == kUserDefined},
+                                 {"special", type != kUserDefined}});
+  }
+  return added;
+}
+
+int64_t TokenIdOr(const GgufFile& g, const char* key, int64_t n) {
+  auto v = g.Int(key);
+  return v.ok() && *v >= 0 && *v < n ? *v : -1;
+}
+
+Result<TokenTable> TokenTableOf(const json::object& o) {
+  std::map<int64_t, std::pair<std::string, int64_t>> by_id;  // id -> (text, type)
+  for (const auto& kv : o.at("model").as_object().at("vocab").as_object()) {
+    by_id[kv.value().to_number<int64_t>()] = {std::string(kv.key()), kNormal};
+  }
+  if (const json::value* a = o.if_contains("added_tokens"); a && a->is_array()) {
+    for (const auto& t : a->get_array()) {
+      const auto& to = t.as_object();
+      const bool special = to.contains("special") && to.at("special").as_bool();
+      by_id[to.at("id").to_number<int64_t>()] = {std::string(to.at("content").as_string()),
+                                                 special ? kControl : kUserDefined};
+    }
+  }
+  if (!by_id.empty() && (by_id.rbegin()->first >= (int64_t{1} << 24) || by_id.begin()->first < 0)) {
+    return InvalidArgument("tokenizer.json: token ids out of range");
+  }
+  const int64_t n = by_id.empty() ? 0 : by_id.rbegin()->first + 1;
+  TokenTable t;
+  t.tokens.resize(static_cast<size_t>(n));
+  t.types.assign(static_cast<size_t>(n), static_cast<int32_t>(kUnused));
+  for (int64_t i = 0; i < n; ++i) {
+    auto it = by_id.find(i);
+    if (it == by_id.end()) {
+      t.tokens[static_cast<size_t>(i)] = "[PAD" + std::to_string(i) + "]";
+      continue;
+    }
+    t.tokens[static_cast<size_t>(i)] = it->second.first;
+    t.types[static_cast<size_t>(i)] = static_cast<int32_t>(it->second.second);
+  }
+  return t;
+}
+
+AddedSpecials SpecialsAddedBy(const json::object& o) {
+  // Added when the post-processor's template puts a special token before
+  // (bos) or after (eos) the sequence.
+  AddedSpecials a;
+  const json::value* pp = o.if_contains("post_processor");
+  if (!pp || !pp->is_object() || !pp->get_object().contains("type") ||
+      pp->get_object().at("type") != "TemplateProcessing") {
+    return a;
+  }
+  const json::value* single = pp->get_object().if_contains("single");
+  if (!single || !single->is_array() || single->get_array().empty()) return a;
+  const json::array& s = single->get_array();
+  auto special = [](const json::value& v) { return v.is_object() && v.get_object().contains("SpecialToken"); };
+  a.bos = special(s.front());
+  a.eos = s.size() > 1 && special(s.back());
+  return a;
+}
+
+}  // namespace gguf_tok
 
 Result<TokenizerJson> GgufTokenizerJson(const GgufFile& g) {
   const std::string& w = g.path();
   ASSIGN_OR_RETURN(std::string model, g.String("tokenizer.ggml.model"));
+  if (model == "llama") return SpmTokenizerJson(g);
   if (model != "gpt2") {
-    return Status(StatusCode::kUnimplemented,
-                  w + ": tokenizer.ggml.model '" + model + "' is not supported (gpt2: byte-level BPE)");
+    return Status(StatusCode::kUnimplemented, w + ": tokenizer.ggml.model '" + model +
+                                                  "' is not supported (gpt2: byte-level BPE, llama: SentencePiece)");
   }
   ASSIGN_OR_RETURN(const GgufArray* tokens, g.Array("tokenizer.ggml.tokens"));
   if (tokens->type != GgufType::kString) return InvalidArgument(w + ": tokenizer.ggml.tokens must be strings");
   const int64_t n = static_cast<int64_t>(tokens->strings.size());
-  std::vector<int64_t> types(static_cast<size_t>(n), kNormal);
-  if (g.Has("tokenizer.ggml.token_type")) {
-    ASSIGN_OR_RETURN(const GgufArray* t, g.Array("tokenizer.ggml.token_type"));
-    if (t->ints.size() != tokens->strings.size()) {
-      return InvalidArgument(w + ": tokenizer.ggml.token_type has " + std::to_string(t->size()) + " entries for " +
-                             std::to_string(n) + " tokens");
-    }
-    types = t->ints;
-  }
+  ASSIGN_OR_RETURN(std::vector<int64_t> types, TokenTypes(g, tokens->strings.size()));
   ASSIGN_OR_RETURN(const GgufArray* merges, g.Array("tokenizer.ggml.merges"));
   if (merges->type != GgufType::kString) return InvalidArgument(w + ": tokenizer.ggml.merges must be strings");
   std::string pre_name = "default";
@@ -71,16 +204,10 @@ Result<TokenizerJson> GgufTokenizerJson(const GgufFile& g) {
                                                   "' is not supported (llama-bpe, qwen2, gpt-2 and their aliases)");
   }
   json::object vocab;
-  json::array added;
+  json::array added = AddedTokensOf(tokens->strings, types);
   for (int64_t id = 0; id < n; ++id) {
     const std::string& tok = tokens->strings[static_cast<size_t>(id)];
-    const int64_t type = types[static_cast<size_t>(id)];
-    if (type == kControl || type == kUserDefined || type == kUnknown) {
-      added.push_back(json::object{{"id", id}, {"content", tok}, {"single_word", false}, {"lstrip", false},
-                                   {"rstrip", false}, {"normalized", type == kUserDefined}, {"special", type != kUserDefined}});
-    } else if (!vocab.contains(tok)) {
-      vocab[tok] = id;  // a repeated text keeps its first id
-    }
+    if (!IsAddedType(types[static_cast<size_t>(id)]) && !vocab.contains(tok)) vocab[tok] = id;  // first id wins
   }
   json::array merge_list;
   for (const std::string& m : merges->strings) {
@@ -89,10 +216,7 @@ Result<TokenizerJson> GgufTokenizerJson(const GgufFile& g) {
     if (sp == std::string::npos) return InvalidArgument(w + ": merge '" + m + "' is not 'left right'");
     merge_list.push_back(json::string(m));
   }
-  auto id_key = [&](const char* key) -> int64_t {
-    auto v = g.Int(key);
-    return v.ok() && *v >= 0 && *v < n ? *v : -1;
-  };
+  auto id_key = [&](const char* key) { return TokenIdOr(g, key, n); };
   const int64_t bos = id_key("tokenizer.ggml.bos_token_id"), eos = id_key("tokenizer.ggml.eos_token_id"),
                 pad = id_key("tokenizer.ggml.padding_token_id");
   bool add_bos = pre->add_bos;
@@ -117,15 +241,7 @@ Result<TokenizerJson> GgufTokenizerJson(const GgufFile& g) {
                                                  {"trim_offsets", false},
                                                  {"use_regex", false}}}}};
   if (add_bos) {
-    const std::string& b = tokens->strings[static_cast<size_t>(bos)];
-    t["post_processor"] = json::object{
-        {"type", "TemplateProcessing"},
-        {"single", json::array{json::object{{"SpecialToken", json::object{{"id", b}, {"type_id", 0}}}},
-                               json::object{{"Sequence", json::object{{"id", "A"}, {"type_id", 0}}}}}},
-        {"pair", json::array{json::object{{"SpecialToken", json::object{{"id", b}, {"type_id", 0}}}},
-                             json::object{{"Sequence", json::object{{"id", "A"}, {"type_id", 0}}}},
-                             json::object{{"Sequence", json::object{{"id", "B"}, {"type_id", 1}}}}}},
-        {"special_tokens", json::object{{b, json::object{{"id", b}, {"ids", json::array{bos}}, {"tokens", json::array{b}}}}}}};
+    t["post_processor"] = AddSpecialTokensTemplate(&tokens->strings[static_cast<size_t>(bos)], bos, nullptr, -1);
   } else {
     t["post_processor"] = json::object{
         {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
@@ -175,6 +291,7 @@ Result<TokenizerIds> AddTokenizer(std::string_view tokenizer_json, std::string_v
       (model->get_object().contains("type") && model->get_object().at("type") != "BPE")) {
     return Unimplemented("tokenizer.json: only BPE models can be written to GGUF");
   }
+  if (IsSpmTokenizerJson(o)) return AddSpmTokenizer(o, cfg_root.get_object(), w);
   // The split regex names the pre-tokenizer.
   const std::string pre_text = json::serialize(o.contains("pre_tokenizer") ? o.at("pre_tokenizer") : json::value());
   const PreTokenizer* pre = nullptr;
@@ -185,35 +302,8 @@ Result<TokenizerIds> AddTokenizer(std::string_view tokenizer_json, std::string_v
     }
   }
   if (!pre) return Unimplemented("tokenizer.json: its pre-tokenizer is not one GGUF names (Llama 3, Qwen2, GPT-2)");
-  std::map<int64_t, std::pair<std::string, int64_t>> by_id;  // id -> (text, type)
-  for (const auto& kv : model->get_object().at("vocab").as_object()) {
-    by_id[kv.value().to_number<int64_t>()] = {std::string(kv.key()), kNormal};
-  }
-  if (const json::value* a = o.if_contains("added_tokens"); a && a->is_array()) {
-    for (const auto& t : a->get_array()) {
-      const auto& to = t.as_object();
-      const bool special = to.contains("special") && to.at("special").as_bool();
-      by_id[to.at("id").to_number<int64_t>()] = {std::string(to.at("content").as_string()),
-                                                 special ? kControl : kUserDefined};
-    }
-  }
-  if (!by_id.empty() && (by_id.rbegin()->first >= (int64_t{1} << 24) || by_id.begin()->first < 0)) {
-    return InvalidArgument("tokenizer.json: token ids out of range");
-  }
-  const int64_t n = by_id.empty() ? 0 : by_id.rbegin()->first + 1;
-  std::vector<std::string> tokens(static_cast<size_t>(n));
-  std::vector<int32_t> types(static_cast<size_t>(n), static_cast<int32_t>(kUnused));
-  std::map<std::string, int64_t> ids;
-  for (int64_t i = 0; i < n; ++i) {
-    auto it = by_id.find(i);
-    if (it == by_id.end()) {
-      tokens[static_cast<size_t>(i)] = "[PAD" + std::to_string(i) + "]";
-      continue;
-    }
-    tokens[static_cast<size_t>(i)] = it->second.first;
-    types[static_cast<size_t>(i)] = static_cast<int32_t>(it->second.second);
-    ids.emplace(it->second.first, i);
-  }
+  ASSIGN_OR_RETURN(TokenTable table, TokenTableOf(o));
+  std::vector<std::string>& tokens = table.tokens;
   std::vector<std::string> merges;
   for (const auto& m : model->get_object().at("merges").as_array()) {
     if (m.is_string()) {
@@ -224,36 +314,14 @@ Result<TokenizerIds> AddTokenizer(std::string_view tokenizer_json, std::string_v
     }
   }
   const json::object& cfg = cfg_root.get_object();
-  auto token_of = [&](const char* key) -> std::string {
-    const json::value* v = cfg.if_contains(key);
-    if (!v) return "";
-    if (v->is_string()) return std::string(v->get_string());
-    if (v->is_object() && v->get_object().contains("content")) return std::string(v->get_object().at("content").as_string());
-    return "";
-  };
-  // BOS is added when the post-processor puts a special token before the sequence.
-  bool add_bos = false;
-  if (const json::value* pp = o.if_contains("post_processor"); pp && pp->is_object()) {
-    const json::value* single = pp->get_object().if_contains("single");
-    add_bos = pp->get_object().contains("type") && pp->get_object().at("type") == "TemplateProcessing" && single &&
-              single->is_array() && !single->get_array().empty() &&
-              single->get_array()[0].is_object() && single->get_array()[0].get_object().contains("SpecialToken");
-  }
+  const bool add_bos = SpecialsAddedBy(o).bos;
   w.AddString("tokenizer.ggml.model", "gpt2");
   w.AddString("tokenizer.ggml.pre", pre->names[0]);
   w.AddStrings("tokenizer.ggml.tokens", tokens);  // moved into the result below
-  w.AddI32s("tokenizer.ggml.token_type", types);
+  w.AddI32s("tokenizer.ggml.token_type", table.types);
   w.AddStrings("tokenizer.ggml.merges", merges);
   TokenizerIds out;
-  for (auto [key, name] : {std::pair{"bos_token", "tokenizer.ggml.bos_token_id"},
-                           std::pair{"eos_token", "tokenizer.ggml.eos_token_id"},
-                           std::pair{"pad_token", "tokenizer.ggml.padding_token_id"}}) {
-    auto it = ids.find(token_of(key));
-    if (it == ids.end()) continue;
-    w.AddU32(name, static_cast<uint32_t>(it->second));
-    if (std::string_view(key) == "bos_token") out.bos = it->second;
-    if (std::string_view(key) == "eos_token") out.eos = it->second;
-  }
+  AddSpecialTokenIds(cfg, tokens, w, &out);
   w.AddBool("tokenizer.ggml.add_bos_token", add_bos);
   if (const json::value* ct = cfg.if_contains("chat_template"); ct && ct->is_string()) {
     w.AddString("tokenizer.chat_template", ct->get_string());

