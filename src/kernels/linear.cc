@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 
+#include "base/large_buffer.h"
 #include "base/logging.h"
 #include "kernels/gemv.h"
 
@@ -36,6 +37,7 @@ struct Linear::Impl {
   int64_t n = 0, k = 0;
   DType dtype = DType::kBF16;
   dnnl::memory::desc w_desc;  // blocked layout
+  LargeBuffer weight_bytes;  // what `weights` points into: huge pages where allowed
   dnnl::memory weights;
   dnnl::memory bias;  // [1, N] f32, or empty
   bool has_bias = false;
@@ -101,7 +103,10 @@ Result<Linear> Linear::Create(int64_t n, int64_t k, DType dtype, const void* wei
     // HF [N, K] row-major is the [K, N] tensor in format "ba".
     dnnl::memory::desc plain({k, n}, ToDnnl(dtype), tag::ba);
     dnnl::memory src(plain, Engine(), const_cast<void*>(weights));
-    im.weights = dnnl::memory(im.w_desc, Engine());
+    auto buf = LargeBuffer::Allocate(im.w_desc.get_size());
+    if (!buf.ok()) return buf.status();
+    im.weight_bytes = std::move(*buf);
+    im.weights = dnnl::memory(im.w_desc, Engine(), im.weight_bytes.data());
     dnnl::reorder(src, im.weights).execute(Stream(), src, im.weights);
 #if defined(__AVX512BF16__)
     im.gemv = dtype == DType::kBF16 && im.w_desc == dnnl::memory::desc({k, n}, dt::bf16, tag::BA16a64b2a);

@@ -8,7 +8,11 @@
 namespace crescent::kernels {
 
 // Streaming-read bandwidth in GB/s (1e9 bytes/s): all cores summing a buffer
-// of `bytes` (>= 1 GiB by default) that was written first; best of `repeats`.
+// of `bytes` (>= 1 GiB by default, in huge pages as weights are) that was
+// written first; best of `repeats` passes of each of three read patterns
+// (loads as fast as they issue; one line per two dependent FMAs, in one and in
+// two streams per thread), because the fastest loop is not what memory
+// serves best on every host.
 double MeasureReadBandwidthGBs(int64_t bytes = int64_t{1} << 30, int repeats = 5);
 
 // oneDNN bf16 matmul throughput in GFLOP/s for [n x n] x [n x n] with weights in
