@@ -86,7 +86,8 @@ void AddSpecialTokenIds(const json::object& cfg, const std::vector<std::string>&
                            std::pair{"eos_token", "tokenizer.ggml.eos_token_id"},
                            std::pair{"pad_token", "tokenizer.ggml.padding_token_id"},
                            std::pair{"unk_token", "tokenizer.ggml.unknown_token_id"}}) {
-    auto it = ids.find(ConfigToken(cfg, key));
+    const std::string text = ConfigToken(cfg, key);
+    auto it = text.empty() ? ids.end() : ids.find(text);
     if (it == ids.end()) continue;
     w.AddU32(name, static_cast<uint32_t>(it->second));
     if (std::string_view(key) == "bos_token") out->bos = it->second;
@@ -108,9 +109,10 @@ bool IsAddedType(int64_t type) { return type == kControl || type == kUserDefined
 
 json::array AddedTokensOf(const std::vector<std::string>& tokens, const std::vector<int64_t>& types) {
   json::array added;
+  std::set<std::string_view> seen;  // a text that repeats keeps its first id
   for (size_t id = 0; id < tokens.size(); ++id) {
     const int64_t type = types[id];
-    if (!IsAddedType(type)) continue;
+    if (!IsAddedType(type) || !seen.insert(tokens[id]).second) continue;
     added.push_back(json::object{{"id", id},          {"content", tokens[id]}, {"single_word", false},
                                  {"lstrip", false},   {"rstrip", false},       {"normalized", type == kUserDefined},
                                  {"special", type != kUserDefined}});

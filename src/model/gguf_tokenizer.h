@@ -24,7 +24,8 @@
 // Prepend("▁") and Replace(" ", "▁"), no pre-tokenizer: Llama 2, Mistral),
 // with its tokenizer_config.json, as llama.cpp's converter writes them. A
 // SentencePiece piece scores minus the rank of the first merge that makes it,
-// so reading back gives the same merges in the same order.
+// so reading back gives the same merges in the same order when they were
+// every split of the pieces in LlamaConverter's order (Llama 2's, Mistral's).
 // Thread-safety: functions of their arguments.
 #pragma once
 

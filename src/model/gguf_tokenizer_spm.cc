@@ -10,11 +10,17 @@
 // ids), which gives the same merges, and so does this reader. The writer goes
 // the other way: a piece scores minus the rank of the first merge that makes
 // it, so reading back gives the merges it was given (exactly, for a
-// tokenizer.json the converter made; checked on Llama 2's). A piece no merge
-// makes scores below every merge.
+// tokenizer.json whose merges are every split of its pieces in the order
+// Hugging Face's LlamaConverter wrote them; checked on Llama 2's). A normal
+// piece no merge makes scores below every merge; control, byte, unknown and
+// unused pieces score 0, as llama.cpp's converter writes them. (Newer
+// converters order the splits of one piece by their halves' lengths and
+// leave special tokens out; such files read back with those merges in the
+// order above.)
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <unordered_map>
 
 #include "model/gguf_tokenizer_parts.h"
@@ -36,8 +42,14 @@ json::object ReplaceStep(std::string_view from, std::string_view to) {
   return json::object{{"type", "Replace"}, {"pattern", json::object{{"String", from}}}, {"content", to}};
 }
 
+// Pieces longer than this make no merges (SentencePiece's own pieces are at
+// most 16 characters; a file of ever longer pieces would otherwise ask for
+// merges cubic in its size), and a file whose merges pass kMaxMerges is refused.
+constexpr size_t kMaxMergedPiece = 256;
+constexpr size_t kMaxMerges = size_t{1} << 24;
+
 // Every split of every piece into two pieces, ranked as the converter ranks them.
-json::array MergesOf(const std::vector<std::string>& tokens, const std::vector<double>& scores) {
+Result<json::array> MergesOf(const std::vector<std::string>& tokens, const std::vector<double>& scores) {
   std::unordered_map<std::string_view, int64_t> id;
   id.reserve(tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) id.emplace(tokens[i], static_cast<int64_t>(i));
@@ -48,7 +60,7 @@ json::array MergesOf(const std::vector<std::string>& tokens, const std::vector<d
   std::vector<Merge> merges, local;
   for (size_t i = 0; i < tokens.size(); ++i) {
     const std::string_view piece = tokens[i];
-    if (id.at(piece) != static_cast<int64_t>(i)) continue;  // a repeated piece counts once
+    if (id.at(piece) != static_cast<int64_t>(i) || piece.size() > kMaxMergedPiece) continue;  // a repeated piece counts once
     local.clear();
     for (size_t k = 1; k < piece.size(); ++k) {
       if ((static_cast<unsigned char>(piece[k]) & 0xC0) == 0x80) continue;  // split at characters
@@ -58,6 +70,10 @@ json::array MergesOf(const std::vector<std::string>& tokens, const std::vector<d
     std::sort(local.begin(), local.end(),
               [](const Merge& a, const Merge& b) { return a.left != b.left ? a.left < b.left : a.right < b.right; });
     merges.insert(merges.end(), local.begin(), local.end());
+    if (merges.size() > kMaxMerges) {
+      return ResourceExhausted("tokenizer.ggml.tokens: more than " + std::to_string(kMaxMerges) +
+                               " merges derive from these pieces");
+    }
   }
   std::stable_sort(merges.begin(), merges.end(), [](const Merge& a, const Merge& b) { return a.score > b.score; });
   json::array out;
@@ -101,11 +117,19 @@ Result<TokenizerJson> SpmTokenizerJson(const GgufFile& g) {
   std::vector<double> scores(pieces.size(), 0.0);
   if (g.Has("tokenizer.ggml.scores")) {
     ASSIGN_OR_RETURN(const GgufArray* s, g.Array("tokenizer.ggml.scores"));
+    if (s->type != GgufType::kF32 && s->type != GgufType::kF64) {
+      return InvalidArgument(w + ": tokenizer.ggml.scores must be floats");
+    }
     if (s->floats.size() != pieces.size()) {
       return InvalidArgument(w + ": tokenizer.ggml.scores has " + std::to_string(s->size()) + " entries for " +
                              std::to_string(n) + " tokens");
     }
     scores = s->floats;
+    for (size_t i = 0; i < scores.size(); ++i) {
+      if (!std::isfinite(scores[i])) {
+        return InvalidArgument(w + ": tokenizer.ggml.scores[" + std::to_string(i) + "] is not a finite number");
+      }
+    }
   }
   ASSIGN_OR_RETURN(bool add_bos, BoolOr(g, "tokenizer.ggml.add_bos_token", true));
   ASSIGN_OR_RETURN(bool add_eos, BoolOr(g, "tokenizer.ggml.add_eos_token", false));
@@ -119,6 +143,7 @@ Result<TokenizerJson> SpmTokenizerJson(const GgufFile& g) {
   if (add_bos && bos < 0) return InvalidArgument(w + ": add_bos_token without a bos_token_id");
   if (add_eos && eos < 0) return InvalidArgument(w + ": add_eos_token without an eos_token_id");
 
+  ASSIGN_OR_RETURN(json::array merges, MergesOf(pieces, scores));
   json::object vocab;  // every piece, as the converter keeps them (the unknown one included)
   for (int64_t id = 0; id < n; ++id) {
     if (!vocab.contains(pieces[static_cast<size_t>(id)])) vocab[pieces[static_cast<size_t>(id)]] = id;
@@ -148,7 +173,7 @@ Result<TokenizerJson> SpmTokenizerJson(const GgufFile& g) {
                             {"byte_fallback", true},
                             {"ignore_merges", false},
                             {"vocab", std::move(vocab)},
-                            {"merges", MergesOf(pieces, scores)}};
+                            {"merges", std::move(merges)}};
 
   json::object c;
   c["clean_up_tokenization_spaces"] = false;  // llama.cpp does not clean up
@@ -216,6 +241,10 @@ Result<TokenizerIds> AddSpmTokenizer(const json::object& root, const json::objec
     first_rank.emplace(std::move(joined), rank++);
   }
   const size_t n = table.tokens.size();
+  if (static_cast<size_t>(rank) + n > (size_t{1} << 24)) {
+    return InvalidArgument("tokenizer.json: " + std::to_string(rank) + " merges and " + std::to_string(n) +
+                           " tokens are more ranks than an f32 score tells apart");
+  }
   std::vector<float> scores(n, 0.0f);
   for (size_t i = 0; i < n; ++i) {
     const std::string& t = table.tokens[i];

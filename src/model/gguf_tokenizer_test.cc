@@ -10,6 +10,7 @@
 
 #include <boost/json.hpp>
 
+#include <cmath>
 #include <filesystem>
 
 #include "base/file.h"
@@ -77,6 +78,40 @@ TEST(GgufTokenizerTest, SentencePieceScoresMergeHighestFirst) {
   ASSERT_TRUE(nob.ok()) << nob.status().ToString();
   EXPECT_EQ(nob->Encode("\xC3\xA9\xC3\xA9 a", false), (std::vector<int32_t>{nob->TokenToId(sp), 0, nob->TokenToId(sp + "a")}))
       << "unknown characters fuse into one <unk>";
+}
+
+TEST(GgufTokenizerTest, MergesAreRankedAsTheConverterRanksThem) {
+  // Equal scores keep the pieces' order; two splits of one piece go by
+  // (left id, right id); a split never cuts a character; a repeated piece
+  // and its first id count once.
+  GgufWriter w;
+  w.AddString("tokenizer.ggml.model", "llama");
+  w.AddStrings("tokenizer.ggml.tokens", {"<unk>", "c", "a", "b", "ab", "bc", "abc", "\xC3\xA9", "x\xC3\xA9", "x", "ab"});
+  w.AddF32s("tokenizer.ggml.scores", {0, -9, -9, -9, -2, -2, -1, -9, -3, -9, -0.5f});
+  w.AddBool("tokenizer.ggml.add_bos_token", false);
+  auto g = GgufFile::Parse(Bytes(w.Serialize()), "m.gguf");
+  ASSERT_TRUE(g.ok());
+  auto j = GgufTokenizerJson(*g);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  std::vector<std::string> got;
+  const json::value root = json::parse(j->tokenizer_json);
+  for (const auto& m : root.as_object().at("model").as_object().at("merges").as_array()) {
+    got.push_back(std::string(m.as_array().at(0).as_string()) + " " + std::string(m.as_array().at(1).as_string()));
+  }
+  // abc (-1): (a, bc) has left id 2 < (ab, c)'s 4; ab (-2) before bc (-2) by piece order; x\xC3\xA9 (-3).
+  EXPECT_EQ(got, (std::vector<std::string>{"a bc", "ab c", "a b", "b c", "x \xC3\xA9"}));
+}
+
+TEST(GgufTokenizerTest, WithoutASpacePrefixAndWithEos) {
+  GgufWriter w = SmallSpm(true);
+  w.AddBool("tokenizer.ggml.add_space_prefix", false);
+  w.AddBool("tokenizer.ggml.add_eos_token", true);
+  auto t = TokenizerOf(w.Serialize());
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  const std::string sp = kSp;
+  EXPECT_EQ(t->Encode("ab"), (std::vector<int32_t>{1, t->TokenToId("ab"), 2})) << "no \u2581 in front, </s> after";
+  EXPECT_EQ(t->Encode(" ab", false), (std::vector<int32_t>{t->TokenToId(sp + "ab")}));
+  EXPECT_EQ(t->Decode(t->Encode(" ab ba"), true), " ab ba") << "nothing stripped";
 }
 
 TEST(GgufTokenizerTest, Llama2ThroughGgufIsTheSameTokenizer) {
@@ -174,6 +209,23 @@ TEST(GgufTokenizerTest, BrokenSentencePieceMetadataIsAnError) {
   empty.AddString("tokenizer.ggml.model", "llama");
   empty.AddStrings("tokenizer.ggml.tokens", {});
   EXPECT_NE(error_of(empty).find("empty"), std::string::npos);
+  GgufWriter nan;
+  nan.AddString("tokenizer.ggml.model", "llama");
+  nan.AddStrings("tokenizer.ggml.tokens", {"<unk>", "a"});
+  nan.AddF32s("tokenizer.ggml.scores", {0.0f, std::nanf("")});
+  nan.AddBool("tokenizer.ggml.add_bos_token", false);
+  EXPECT_NE(error_of(nan).find("scores[1] is not a finite number"), std::string::npos) << error_of(nan);
+  GgufWriter ints;
+  ints.AddString("tokenizer.ggml.model", "llama");
+  ints.AddStrings("tokenizer.ggml.tokens", {"<unk>", "a"});
+  ints.AddI32s("tokenizer.ggml.scores", {0, 1});
+  ints.AddBool("tokenizer.ggml.add_bos_token", false);
+  EXPECT_NE(error_of(ints).find("scores must be floats"), std::string::npos) << error_of(ints);
+  GgufWriter far_bos;
+  far_bos.AddString("tokenizer.ggml.model", "llama");
+  far_bos.AddStrings("tokenizer.ggml.tokens", {"<unk>", "a"});
+  far_bos.AddU32("tokenizer.ggml.bos_token_id", 7);
+  EXPECT_NE(error_of(far_bos).find("add_bos_token without a bos_token_id"), std::string::npos) << "an id past the vocabulary is none";
   GgufWriter bert;
   bert.AddString("tokenizer.ggml.model", "bert");
   EXPECT_NE(error_of(bert).find("'bert' is not supported"), std::string::npos);
