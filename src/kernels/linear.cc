@@ -167,21 +167,22 @@ void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const 
   constexpr int64_t kMaxTileElems = int64_t{64} << 20;
   if (impl_->quant && impl_->prefill_dequant && m > kQuantDecodeRows &&
       impl_->quant->BlockedBf16Elems() <= kMaxTileElems) {
-    // One buffer per calling thread, grown to the largest matrix, 64-byte
-    // aligned (AMX tile loads and 64-byte stores must not straddle lines).
-    thread_local std::unique_ptr<uint16_t[], void (*)(uint16_t*)> tiles{nullptr, [](uint16_t* p) { std::free(p); }};
-    thread_local int64_t tiles_elems = 0;
+    // One buffer per calling thread, grown to the largest matrix, page
+    // aligned (AMX tile loads and 64-byte stores must not straddle lines) and
+    // in huge pages where allowed, as the weights are.
+    thread_local LargeBuffer tiles;
     const int64_t need = impl_->quant->BlockedBf16Elems();
-    if (need > tiles_elems) {
-      tiles.reset(static_cast<uint16_t*>(std::aligned_alloc(64, static_cast<size_t>((need * 2 + 63) / 64 * 64))));
-      CHECK(tiles != nullptr) << "no memory for " << need * 2 << " bytes of bf16 weight tiles";
-      tiles_elems = need;
+    if (static_cast<size_t>(need) * 2 > tiles.size()) {
+      auto buf = LargeBuffer::Allocate(static_cast<size_t>(need) * 2);
+      CHECK(buf.ok()) << "no memory for " << need * 2 << " bytes of bf16 weight tiles";
+      tiles = std::move(*buf);
     }
-    impl_->quant->DequantizeBf16Blocked(tiles.get());
+    auto* tile_data = reinterpret_cast<uint16_t*>(tiles.data());
+    impl_->quant->DequantizeBf16Blocked(tile_data);
     const Impl::Prim& p = impl_->Get(m, accumulate);
     dnnl::memory src(p.src, Engine(), const_cast<void*>(x));
     dnnl::memory dst(p.dst, Engine(), y);
-    dnnl::memory w(impl_->w_desc, Engine(), tiles.get());
+    dnnl::memory w(impl_->w_desc, Engine(), tile_data);
     std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}};
     if (impl_->has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
     p.prim.execute(Stream(), args);
