@@ -28,11 +28,11 @@ KvPagePool::KvPagePool(const KvCacheShape& shape, int64_t num_pages, bool prefau
   // of gigabytes costs no start-up time (a memset of 8 GB took ~20 s here), and
   // transparent huge pages where the kernel allows them, for fewer TLB misses
   // when attention walks the pages.
-  void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  CHECK(p != MAP_FAILED) << "cannot map " << bytes_ << " bytes of KV cache";
-  madvise(p, bytes_, MADV_HUGEPAGE);
-  if (prefault) madvise(p, bytes_, MADV_POPULATE_WRITE);
-  data_ = static_cast<std::byte*>(p);
+  auto mem = LargeBuffer::Allocate(bytes_);
+  CHECK(mem.ok()) << "cannot map " << bytes_ << " bytes of KV cache";
+  mem_ = std::move(*mem);
+  if (prefault) madvise(mem_.data(), bytes_, MADV_POPULATE_WRITE);
+  data_ = reinterpret_cast<std::byte*>(mem_.data());
   const size_t n = static_cast<size_t>(num_pages);
   ref_.assign(n, 0);
   prev_.assign(n, -1);
@@ -44,7 +44,7 @@ KvPagePool::KvPagePool(const KvCacheShape& shape, int64_t num_pages, bool prefau
   num_free_ = num_pages;
 }
 
-KvPagePool::~KvPagePool() { munmap(data_, bytes_); }
+KvPagePool::~KvPagePool() = default;
 
 kernels::KvLayerView KvPagePool::Layer(int64_t layer) const {
   kernels::KvLayerView v;

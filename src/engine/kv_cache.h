@@ -28,6 +28,7 @@
 
 #include "base/dtype.h"
 #include "base/hash.h"
+#include "base/large_buffer.h"
 #include "base/status.h"
 #include "engine/kv_connector.h"
 #include "engine/kv_events.h"
@@ -120,7 +121,8 @@ class KvPagePool final : public KvPageAccess {
 
   KvCacheShape shape_;
   int64_t num_pages_;
-  std::byte* data_ = nullptr;
+  LargeBuffer mem_;             // zeroed on first touch, huge pages where allowed
+  std::byte* data_ = nullptr;  // mem_.data()
   size_t bytes_ = 0;
   std::vector<int32_t> ref_;
   std::vector<int32_t> free_;  // never-keyed free pages, LIFO (warm in cache)

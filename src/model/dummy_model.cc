@@ -84,6 +84,18 @@ void FillUniform(uint64_t seed, float center, float stddev, std::vector<uint16_t
   });
 }
 
+// A base config with a model's sizes.
+ModelConfig Sized(ModelConfig c, int64_t hidden, int64_t intermediate, int64_t layers, int64_t heads, int64_t kv_heads,
+                  int64_t head_dim) {
+  c.hidden_size = hidden;
+  c.intermediate_size = intermediate;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = head_dim;
+  return c;
+}
+
 }  // namespace
 
 std::vector<std::string> DummyPresetNames() {
@@ -91,56 +103,13 @@ std::vector<std::string> DummyPresetNames() {
 }
 
 Result<ModelConfig> DummyPresetConfig(std::string_view name) {
-  if (name == "tiny-llama3") {
-    ModelConfig c = Llama3Base();
-    c.hidden_size = 256;
-    c.intermediate_size = 768;
-    c.num_layers = 4;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.head_dim = 64;
-    return c;
-  }
-  if (name == "tiny-llama2") {  // Llama 2's tokenizer and hyper-parameters (SentencePiece, MHA)
-    ModelConfig c = Llama2Base();
-    c.hidden_size = 256;
-    c.intermediate_size = 768;
-    c.num_layers = 4;
-    c.num_heads = 4;
-    c.num_kv_heads = 4;
-    c.head_dim = 64;
-    return c;
-  }
-  if (name == "llama3-1b") {  // Llama-3.2-1B
-    ModelConfig c = Llama3Base();
-    c.hidden_size = 2048;
-    c.intermediate_size = 8192;
-    c.num_layers = 16;
-    c.num_heads = 32;
-    c.num_kv_heads = 8;
-    c.head_dim = 64;
-    return c;
-  }
-  if (name == "tiny-qwen3") {
-    ModelConfig c = Qwen3Base();
-    c.hidden_size = 256;
-    c.intermediate_size = 768;
-    c.num_layers = 4;
-    c.num_heads = 4;
-    c.num_kv_heads = 2;
-    c.head_dim = 128;  // head_dim override: q_dim (512) != hidden_size
-    return c;
-  }
-  if (name == "qwen3-0.6b") {  // Qwen3-0.6B
-    ModelConfig c = Qwen3Base();
-    c.hidden_size = 1024;
-    c.intermediate_size = 3072;
-    c.num_layers = 28;
-    c.num_heads = 16;
-    c.num_kv_heads = 8;
-    c.head_dim = 128;
-    return c;
-  }
+  if (name == "tiny-llama3") return Sized(Llama3Base(), 256, 768, 4, 4, 2, 64);
+  // Llama 2's tokenizer and hyper-parameters (SentencePiece, MHA).
+  if (name == "tiny-llama2") return Sized(Llama2Base(), 256, 768, 4, 4, 4, 64);
+  if (name == "llama3-1b") return Sized(Llama3Base(), 2048, 8192, 16, 32, 8, 64);  // Llama-3.2-1B
+  // head_dim override: q_dim (512) != hidden_size.
+  if (name == "tiny-qwen3") return Sized(Qwen3Base(), 256, 768, 4, 4, 2, 128);
+  if (name == "qwen3-0.6b") return Sized(Qwen3Base(), 1024, 3072, 28, 16, 8, 128);  // Qwen3-0.6B
   std::string names;
   for (const auto& n : DummyPresetNames()) names += (names.empty() ? "" : ", ") + n;
   return InvalidArgument("unknown dummy model '" + std::string(name) + "' (presets: " + names +

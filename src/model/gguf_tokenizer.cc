@@ -7,6 +7,7 @@
 
 #include "base/json.h"
 #include "model/gguf_tokenizer_parts.h"
+#include "model/tokenizer_merges.h"
 
 namespace crescent::model {
 
@@ -120,6 +121,12 @@ json::array AddedTokensOf(const std::vector<std::string>& tokens, const std::vec
   return added;
 }
 
+Result<bool> BoolOr(const GgufFile& g, const std::string& key, bool fallback) {
+  if (!g.Has(key)) return fallback;
+  ASSIGN_OR_RETURN(int64_t v, g.Int(key));
+  return v != 0;
+}
+
 int64_t TokenIdOr(const GgufFile& g, const char* key, int64_t n) {
   auto v = g.Int(key);
   return v.ok() && *v >= 0 && *v < n ? *v : -1;
@@ -221,11 +228,7 @@ Result<TokenizerJson> GgufTokenizerJson(const GgufFile& g) {
   auto id_key = [&](const char* key) { return TokenIdOr(g, key, n); };
   const int64_t bos = id_key("tokenizer.ggml.bos_token_id"), eos = id_key("tokenizer.ggml.eos_token_id"),
                 pad = id_key("tokenizer.ggml.padding_token_id");
-  bool add_bos = pre->add_bos;
-  if (g.Has("tokenizer.ggml.add_bos_token")) {
-    ASSIGN_OR_RETURN(int64_t b, g.Int("tokenizer.ggml.add_bos_token"));
-    add_bos = b != 0;
-  }
+  ASSIGN_OR_RETURN(bool add_bos, BoolOr(g, "tokenizer.ggml.add_bos_token", pre->add_bos));
   if (add_bos && bos < 0) return InvalidArgument(w + ": add_bos_token without a bos_token_id");
 
   json::object t;
@@ -306,15 +309,10 @@ Result<TokenizerIds> AddTokenizer(std::string_view tokenizer_json, std::string_v
   if (!pre) return Unimplemented("tokenizer.json: its pre-tokenizer is not one GGUF names (Llama 3, Qwen2, GPT-2)");
   ASSIGN_OR_RETURN(TokenTable table, TokenTableOf(o));
   std::vector<std::string>& tokens = table.tokens;
+  ASSIGN_OR_RETURN(auto pairs, ParseMerges(model->get_object().at("merges").as_array()));
   std::vector<std::string> merges;
-  for (const auto& m : model->get_object().at("merges").as_array()) {
-    if (m.is_string()) {
-      merges.emplace_back(m.get_string());
-    } else {
-      const auto& pair = m.as_array();
-      merges.push_back(std::string(pair.at(0).as_string()) + " " + std::string(pair.at(1).as_string()));
-    }
-  }
+  merges.reserve(pairs.size());
+  for (const auto& [l, r] : pairs) merges.push_back(l + " " + r);
   const json::object& cfg = cfg_root.get_object();
   const bool add_bos = SpecialsAddedBy(o).bos;
   w.AddString("tokenizer.ggml.model", "gpt2");

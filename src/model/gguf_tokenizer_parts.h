@@ -59,6 +59,9 @@ Result<std::vector<int64_t>> TokenTypes(const GgufFile& g, size_t n);
 bool IsAddedType(int64_t type);
 boost::json::array AddedTokensOf(const std::vector<std::string>& tokens, const std::vector<int64_t>& types);
 
+// A flag at `key` (any integer or bool type), `fallback` when absent.
+Result<bool> BoolOr(const GgufFile& g, const std::string& key, bool fallback);
+
 // The integer id at `key` when it names a token, else -1.
 int64_t TokenIdOr(const GgufFile& g, const char* key, int64_t n);
 

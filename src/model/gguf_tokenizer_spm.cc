@@ -24,6 +24,7 @@
 #include <unordered_map>
 
 #include "model/gguf_tokenizer_parts.h"
+#include "model/tokenizer_merges.h"
 
 namespace crescent::model::gguf_tok {
 
@@ -98,11 +99,6 @@ std::vector<const json::value*> NormalizerSteps(const json::value& norm) {
   return steps;
 }
 
-Result<bool> BoolOr(const GgufFile& g, const std::string& key, bool fallback) {
-  if (!g.Has(key)) return fallback;
-  ASSIGN_OR_RETURN(int64_t v, g.Int(key));
-  return v != 0;
-}
 
 }  // namespace
 
@@ -227,19 +223,9 @@ Result<TokenizerIds> AddSpmTokenizer(const json::object& root, const json::objec
                               : "";
   // Scores: minus the rank of the first merge making the piece.
   std::unordered_map<std::string, int64_t> first_rank;
-  int64_t rank = 0;
-  for (const auto& m : model.at("merges").as_array()) {
-    std::string joined;
-    if (m.is_string()) {
-      const std::string_view s = m.get_string();
-      const size_t sp = s.find(' ');
-      if (sp == std::string_view::npos) return InvalidArgument("tokenizer.json: merge without a space: " + std::string(s));
-      joined = std::string(s.substr(0, sp)) + std::string(s.substr(sp + 1));
-    } else {
-      joined = std::string(m.as_array().at(0).as_string()) + std::string(m.as_array().at(1).as_string());
-    }
-    first_rank.emplace(std::move(joined), rank++);
-  }
+  ASSIGN_OR_RETURN(auto pairs, ParseMerges(model.at("merges").as_array()));
+  const int64_t rank = static_cast<int64_t>(pairs.size());
+  for (size_t i = 0; i < pairs.size(); ++i) first_rank.emplace(pairs[i].first + pairs[i].second, static_cast<int64_t>(i));
   const size_t n = table.tokens.size();
   if (static_cast<size_t>(rank) + n > (size_t{1} << 24)) {
     return InvalidArgument("tokenizer.json: " + std::to_string(rank) + " merges and " + std::to_string(n) +

@@ -16,6 +16,7 @@
 #include "model/normalizer.h"
 #include "model/pretokenizer.h"
 #include "model/tokenizer_added_tokens.h"
+#include "model/tokenizer_merges.h"
 #include "model/tokenizer_unicode.h"
 
 namespace crescent::model {
@@ -319,23 +320,7 @@ Result<Tokenizer> Tokenizer::FromJson(std::string_view tokenizer_json, std::stri
     vocab.emplace_back(std::string(kv.key()), static_cast<int32_t>(id));
     max_id = std::max(max_id, static_cast<int32_t>(id));
   }
-  std::vector<std::pair<std::string, std::string>> merges;
-  merges.reserve(merges_v->get_array().size());
-  for (const json::value& m : merges_v->get_array()) {
-    if (m.is_string()) {
-      std::string_view s = m.get_string();
-      size_t sp = s.find(' ');
-      if (sp == std::string_view::npos) return InvalidArgument("tokenizer.json: merge without a space: " + std::string(s));
-      size_t sp2 = s.find(' ', sp + 1);
-      merges.emplace_back(std::string(s.substr(0, sp)),
-                          std::string(s.substr(sp + 1, sp2 == std::string_view::npos ? std::string_view::npos : sp2 - sp - 1)));
-    } else if (m.is_array() && m.get_array().size() == 2 && m.get_array()[0].is_string() &&
-               m.get_array()[1].is_string()) {
-      merges.emplace_back(std::string(m.get_array()[0].get_string()), std::string(m.get_array()[1].get_string()));
-    } else {
-      return InvalidArgument("tokenizer.json: malformed merge entry");
-    }
-  }
+  ASSIGN_OR_RETURN(auto merges, ParseMerges(merges_v->get_array()));
 
   // Vocabulary and added tokens (added tokens override, as in the reference).
   const json::value& added_v = field("added_tokens");
