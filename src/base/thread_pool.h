@@ -1,11 +1,21 @@
 // ThreadPool: data-parallel loops over the machine's cores.
 //
-// It is a thin layer over the OpenMP runtime on purpose: oneDNN (Debian's build)
-// runs its kernels on the OpenMP team, and our own kernels must share that one
-// team, or two sets of spinning threads would fight over the same cores.
-// Thread-safety: ParallelFor may be called from any thread; calls from two threads
-// at once each get their own team (and share the cores). Not reentrant from
-// inside a ParallelFor body (the inner loop then runs serially).
+// Two sets of threads, one for each kind of work, never both busy at once:
+//   - Our kernels' loops (ParallelFor, RunOnAll) run on a hot team: one
+//     persistent worker per core beside the caller, which spins for up to
+//     kSpinMicros after a loop before it sleeps on a futex. A decode step is
+//     a hundred short loops with a few microseconds of serial work between
+//     them; a team that sleeps in those gaps pays a futex wake per loop
+//     (libgomp sleeps after ~100 spins once a second thread has its own
+//     OpenMP team, as the loader's does: that was 5% of decode).
+//   - oneDNN (Debian's build) runs on the OpenMP team. Linear calls
+//     ParkWorkers() before a oneDNN primitive so the hot team stops spinning
+//     and leaves the cores to it.
+// Thread-safety: ParallelFor/RunOnAll may be called from any thread; one
+// caller at a time gets the hot team, a second caller meanwhile gets an
+// OpenMP team of its own (and shares the cores). Not reentrant from inside a
+// loop body (the inner loop then runs serially on the calling thread).
+// A child made by fork() gets a team of its own on its first loop.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +27,9 @@ class ThreadPool {
  public:
   // The process-wide pool, sized to the cores this process may use.
   static ThreadPool& Default();
+
+  // How long a hot-team worker spins for the next loop before it sleeps.
+  static constexpr int64_t kSpinMicros = 300;
 
   int num_threads() const { return num_threads_; }
   // REQUIRES: n >= 1. Also sets the OpenMP team size used by oneDNN.
@@ -30,6 +43,11 @@ class ThreadPool {
   // Runs fn(thread_index, num_threads) once on each of `threads` threads
   // (0 = all); for kernels that partition work themselves.
   void RunOnAll(const std::function<void(int, int)>& fn, int threads = 0) const;
+
+  // Asks the hot team's spinning workers to sleep now (before work that runs
+  // on other threads, such as a oneDNN primitive). Cheap; any later loop
+  // wakes them.
+  void ParkWorkers() const;
 
  private:
   ThreadPool();

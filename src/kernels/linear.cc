@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "base/large_buffer.h"
+#include "base/thread_pool.h"
 #include "base/logging.h"
 #include "kernels/gemv.h"
 
@@ -185,6 +186,7 @@ void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const 
     dnnl::memory w(impl_->w_desc, Engine(), tile_data);
     std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}};
     if (impl_->has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
+    ThreadPool::Default().ParkWorkers();  // the OpenMP team needs the cores
     p.prim.execute(Stream(), args);
     Stream().wait();
     return;
@@ -211,6 +213,7 @@ void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const 
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, impl_->weights}, {DNNL_ARG_DST, dst}};
   if (impl_->has_bias) args.emplace(DNNL_ARG_BIAS, impl_->bias);
+  ThreadPool::Default().ParkWorkers();
   p.prim.execute(Stream(), args);
   Stream().wait();
 }
