@@ -134,20 +134,38 @@ TEST(ThreadPoolTest, FewerThreadsThanCores) {
   ExpectEachIndexOnce(1);
 }
 
-// A forked child has none of its parent's threads: its loops must still run
-// (on a team of its own), including the very first job of that new team,
-// which is published before its workers have started.
+int64_t SumOfIndices(int64_t n) {
+  std::atomic<int64_t> sum{0};
+  ThreadPool::Default().ParallelFor(n, [&](int64_t b, int64_t e) {
+    for (int64_t k = b; k < e; ++k) sum += k;
+  });
+  return sum.load();
+}
+
+// The first loop of a process is published before its workers have started;
+// they must still run it (a worker that read the generation when it started
+// slept through it, and the caller waited forever). A fresh process each
+// time: the threadsafe death-test style re-executes this binary.
+TEST(ThreadPoolTest, FirstLoopOfAProcess) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EXIT(std::exit(SumOfIndices(1000) == 999 * 1000 / 2 ? 0 : 1), testing::ExitedWithCode(0), "");
+  }
+}
+
+// A forked child has none of its parent's threads: its loops must still run,
+// on a team of its own. (ThreadSanitizer refuses to start a thread after a
+// multi-threaded fork, so there this cannot run.)
 TEST(ThreadPoolTest, ForkedChildRunsLoops) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "TSan cannot start threads in a forked child";
+#endif
   ExpectEachIndexOnce(0);  // the parent's team exists and is warm
   for (int i = 0; i < 20; ++i) {
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      std::atomic<int64_t> sum{0};
-      ThreadPool::Default().ParallelFor(1000, [&](int64_t b, int64_t e) {
-        for (int64_t k = b; k < e; ++k) sum += k;
-      });
-      _exit(sum.load() == 999 * 1000 / 2 ? 0 : 1);
+      _exit(SumOfIndices(1000) == 999 * 1000 / 2 ? 0 : 1);
     }
     int status = 0;
     // A child that hangs for 10 s is killed and fails the test.
