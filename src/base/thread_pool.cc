@@ -69,8 +69,24 @@ class HotTeam {
     gen_.fetch_add(1, std::memory_order_seq_cst);
     if (sleepers_.load(std::memory_order_seq_cst) > 0) gen_.notify_all();
     t_in_loop = true;
-    fn(0, n);
+    try {
+      fn(0, n);
+    } catch (...) {
+      // A bug threw in the caller's part: the workers still run theirs on
+      // this frame's fn, so wait for them before the frame unwinds.
+      t_in_loop = false;
+      WaitForWorkers();
+      throw;
+    }
     t_in_loop = false;
+    WaitForWorkers();
+    return true;
+  }
+
+  void Park() { park_.store(true, std::memory_order_relaxed); }
+
+ private:
+  void WaitForWorkers() {
     for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
       if (spins < 100000) {
         CpuRelax();
@@ -78,12 +94,8 @@ class HotTeam {
         std::this_thread::yield();  // a worker was descheduled: let it run
       }
     }
-    return true;
   }
 
-  void Park() { park_.store(true, std::memory_order_relaxed); }
-
- private:
   void Worker(int index) {
     t_in_loop = true;
     // Generation 0 is the one at construction, not a load here: a thread

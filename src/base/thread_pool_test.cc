@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -132,6 +133,17 @@ TEST(ThreadPoolTest, FewerThreadsThanCores) {
   pool.SetNumThreads(cores);
   ExpectEachIndexOnce(0);
   ExpectEachIndexOnce(1);
+}
+
+// Exceptions are for bugs, but one thrown in the caller's part of a loop must
+// not leave the workers running on a dead frame: the loop after it is whole.
+TEST(ThreadPoolTest, AThrowInTheCallersPartLeavesThePoolWhole) {
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_THROW(ThreadPool::Default().RunOnAll([](int t, int) {
+      if (t == 0) throw std::runtime_error("bug");
+    }), std::runtime_error);
+    ExpectEachIndexOnce(0);
+  }
 }
 
 int64_t SumOfIndices(int64_t n) {
