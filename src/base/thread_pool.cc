@@ -13,7 +13,6 @@
 #include <chrono>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 #include "base/check.h"
 
@@ -44,7 +43,7 @@ inline void CpuRelax() {
 thread_local bool t_in_loop = false;
 
 // Persistent workers 1..size-1; the caller is worker 0. A job is published by
-// bumping gen_ (release) after fn_/n_ are written; every worker acknowledges
+// bumping gen_ after fn_/n_ are written; every worker acknowledges
 // every job through pending_, so the caller may reuse fn_/n_ once it is 0.
 class HotTeam {
  public:
@@ -124,7 +123,6 @@ class HotTeam {
     uint32_t g;
     while ((g = gen_.load(std::memory_order_seq_cst)) == seen) gen_.wait(seen, std::memory_order_seq_cst);
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
     return g;
   }
 
@@ -146,22 +144,24 @@ std::atomic<HotTeam*> g_team{nullptr};
 
 void ForgetTeamInChild() { g_team.store(nullptr, std::memory_order_relaxed); }
 
-HotTeam& Team(int size) {
-  HotTeam* team = g_team.load(std::memory_order_acquire);
-  if (team != nullptr) return *team;
-  static const bool registered = (pthread_atfork(nullptr, nullptr, ForgetTeamInChild), true);
-  (void)registered;
-  auto* fresh = new HotTeam(size);
-  if (g_team.compare_exchange_strong(team, fresh, std::memory_order_acq_rel)) return *fresh;
-  delete fresh;  // another thread made one first; it has started no thread
-  return *team;
-}
-
 int AffinityCores() {
   cpu_set_t set;
   int cores = 1;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
   return std::max(1, cores);
+}
+
+// One worker per core this process may use; sized once, when first made (a
+// loop's hot path is a load here, no system call).
+HotTeam& Team() {
+  HotTeam* team = g_team.load(std::memory_order_acquire);
+  if (team != nullptr) return *team;
+  static const bool registered = (pthread_atfork(nullptr, nullptr, ForgetTeamInChild), true);
+  (void)registered;
+  auto* fresh = new HotTeam(AffinityCores());
+  if (g_team.compare_exchange_strong(team, fresh, std::memory_order_acq_rel)) return *fresh;
+  delete fresh;  // another thread made one first; it has started no thread
+  return *team;
 }
 
 }  // namespace
@@ -183,7 +183,7 @@ void ThreadPool::SetNumThreads(int n) {
 }
 
 void ThreadPool::ParkWorkers() const {
-  if (num_threads_ > 1) Team(AffinityCores()).Park();
+  if (num_threads_ > 1) Team().Park();
 }
 
 void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn,
@@ -207,7 +207,7 @@ void ThreadPool::RunOnAll(const std::function<void(int, int)>& fn, int threads) 
     fn(0, 1);
     return;
   }
-  HotTeam& team = Team(AffinityCores());
+  HotTeam& team = Team();
   if (k <= team.size() && team.TryRun(k, fn)) return;
   if (kSerialOmp) {
     fn(0, 1);

@@ -11,8 +11,8 @@
 #include <mutex>
 
 #include "base/large_buffer.h"
-#include "base/thread_pool.h"
 #include "base/logging.h"
+#include "base/thread_pool.h"
 #include "kernels/gemv.h"
 
 namespace crescent::kernels {
