@@ -11,9 +11,13 @@
 //
 // CreateQuantized holds ggml block-quantized weights instead (kernels/
 // quant_matmul.h: integer dot products on int8-quantized activations, every
-// M); its dtype() is the activations' (bf16 or f32).
+// M); its dtype() is the activations' (bf16 or f32). With bf16 activations,
+// M > 32 (prefill) dequantizes the weights to bf16 a chunk of columns at a
+// time into a buffer per thread that stays in L2, and multiplies each chunk
+// there with oneDNN: threads take chunks in turn on the hot team
+// (base/thread_pool.h), each running single-threaded primitives.
 // Thread-safety: Forward may be called from one thread at a time (the engine's
-// step thread); it runs on all cores through the OpenMP team.
+// step thread); it runs on all cores (oneDNN's OpenMP team or the hot team).
 #pragma once
 
 #include <cstdint>

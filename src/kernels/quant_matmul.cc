@@ -566,7 +566,7 @@ void QuantMatmul::Impl::Run(const float* xf, const uint16_t* xb, int64_t m, floa
   });
 }
 
-int64_t QuantMatmul::BlockedBf16Elems() const { return (impl_->n + kTile - 1) / kTile * kTile * impl_->k; }
+int64_t QuantMatmul::tiles() const { return (impl_->n + kTile - 1) / kTile; }
 const float* QuantMatmul::bias() const { return impl_->bias.empty() ? nullptr : impl_->bias.data(); }
 
 #if defined(__AVX512BF16__) && defined(__AVX512VNNI__) && defined(__AVX512VBMI__)
@@ -648,46 +648,37 @@ bool QuantMatmul::CanDequantizeBf16Blocked() const {
   return true;
 }
 
-bool QuantMatmul::DequantizeBf16Blocked(uint16_t* out) const {
+bool QuantMatmul::DequantizeBf16Blocked(int64_t t0, int64_t t1, uint16_t* out) const {
   const Impl& im = *impl_;
   if (!CanDequantizeBf16Blocked()) return false;
+  CHECK(0 <= t0 && t0 <= t1 && t1 <= tiles());
   const int64_t kbs = im.k / 32;
-  int64_t total = 0;
-  for (const Segment& g : im.segments) total += g.tiles;
   // out[(nb * KB + kb) * 16 + kp][64 n][2 k]: the (even, odd) k pair of 16
   // rows is one 64-byte store.
   const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
                                          5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  ThreadPool::Default().ParallelFor(total, [&](int64_t t0, int64_t t1) {
-    for (int64_t ti = t0; ti < t1; ++ti) {
-      int64_t base = 0;
-      const Segment* g = nullptr;
-      for (const Segment& s : im.segments) {
-        if (ti < base + s.tiles) {
-          g = &s;
-          break;
-        }
-        base += s.tiles;
-      }
-      const uint8_t* tile = g->packed.data() + (ti - base) * g->tile_stride;
-      __m512 vals[32];
-      for (int64_t kb = 0; kb < kbs; ++kb) {
-        uint16_t* blk = out + (ti * kbs + kb) * 2048;
-        for (int q = 0; q < 4; ++q) {
-          GroupValues(*g, tile, kb, q, vals);
-          for (int kp = 0; kp < 16; ++kp) {
-            const __m512i bf = (__m512i)_mm512_cvtne2ps_pbh(vals[2 * kp + 1], vals[2 * kp]);
-            _mm512_storeu_si512(blk + kp * 128 + q * 32, _mm512_permutexvar_epi16(pairs, bf));
-          }
+  int64_t base = 0;
+  auto seg = im.segments.begin();
+  for (int64_t ti = t0; ti < t1; ++ti) {
+    while (ti >= base + seg->tiles) base += seg->tiles, ++seg;
+    const uint8_t* tile = seg->packed.data() + (ti - base) * seg->tile_stride;
+    __m512 vals[32];
+    for (int64_t kb = 0; kb < kbs; ++kb) {
+      uint16_t* blk = out + ((ti - t0) * kbs + kb) * 2048;
+      for (int q = 0; q < 4; ++q) {
+        GroupValues(*seg, tile, kb, q, vals);
+        for (int kp = 0; kp < 16; ++kp) {
+          const __m512i bf = (__m512i)_mm512_cvtne2ps_pbh(vals[2 * kp + 1], vals[2 * kp]);
+          _mm512_storeu_si512(blk + kp * 128 + q * 32, _mm512_permutexvar_epi16(pairs, bf));
         }
       }
     }
-  }, 1);
+  }
   return true;
 }
 #else
 bool QuantMatmul::CanDequantizeBf16Blocked() const { return false; }
-bool QuantMatmul::DequantizeBf16Blocked(uint16_t*) const { return false; }
+bool QuantMatmul::DequantizeBf16Blocked(int64_t, int64_t, uint16_t*) const { return false; }
 #endif
 
 void QuantMatmul::Forward(const uint16_t* x, int64_t m, float* y, bool accumulate) const {

@@ -61,14 +61,16 @@ class QuantMatmul {
   // Bytes one Forward reads of weights (the packed tiles).
   int64_t weight_bytes() const;
 
-  // Writes W as bf16 in oneDNN's blocked layout BA16a64b2a for [K, N] (N
-  // padded to 64; see kernels/gemv.h), the weights of a bf16 matmul: prefill
-  // shapes run there (kernels/linear.h). False (nothing written) when the
+  // Writes W's tiles [t0, t1) (output rows 64 t0 .. 64 t1, zero past n) as
+  // bf16 in oneDNN's blocked layout BA16a64b2a for [K, 64 (t1 - t0)] (see
+  // kernels/gemv.h), the weights of a bf16 matmul over those rows: prefill
+  // shapes run there a chunk at a time (kernels/linear.h). Runs on the calling
+  // thread; out is 64 (t1 - t0) K elements. False (nothing written) when the
   // build lacks AVX512-BF16, -VNNI or -VBMI, or a segment other than the last
   // is not whole tiles of 64 rows.
-  bool DequantizeBf16Blocked(uint16_t* out) const;
+  bool DequantizeBf16Blocked(int64_t t0, int64_t t1, uint16_t* out) const;
   bool CanDequantizeBf16Blocked() const;
-  int64_t BlockedBf16Elems() const;  // of DequantizeBf16Blocked's output
+  int64_t tiles() const;             // ceil(n / 64)
   const float* bias() const;         // [n] or null
 
   // x: [m, k] bf16 bits (or f32 with x_f32); y: [m, n] f32. With accumulate, y += x·Wᵀ + b.

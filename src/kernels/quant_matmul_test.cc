@@ -190,6 +190,38 @@ TEST(QuantMatmulSegmentsTest, PrefillShapesRunOnBf16TilesOfTheSameValues) {
   }
 }
 
+// A wide K makes Linear's prefill path split the columns into chunks (of 2
+// tiles here, the last one partial: 330 = 2 x 128 + 74 columns) and the rows
+// into blocks, each a matmul of its own whose result lands in its place in y,
+// run by both threads.
+TEST(QuantMatmulSegmentsTest, PrefillInChunksOfColumnsMatchesTheReference) {
+  const int64_t k = 4096;
+  Weights q = MakeWeights(QuantType::kQ8_0, 128, k, 5), kk = MakeWeights(QuantType::kQ4_K, 64, k, 6),
+          v = MakeWeights(QuantType::kQ6_K, 138, k, 7);
+  const QuantSegment segs[] = {{q.type, 128, q.bytes.data()}, {kk.type, 64, kk.bytes.data()}, {v.type, 138, v.bytes.data()}};
+  const int64_t n = 330;
+  std::vector<float> bias(n);
+  for (int i = 0; i < n; ++i) bias[i] = 0.01f * (i % 17) - 0.05f;
+  auto lin = Linear::CreateQuantized(k, segs, bias.data(), DType::kBF16);
+  ASSERT_TRUE(lin.ok()) << lin.status().ToString();
+  std::vector<float> all;
+  for (const Weights* w : {&q, &kk, &v}) all.insert(all.end(), w->deq.begin(), w->deq.end());
+  const int64_t m = 300;  // two blocks of rows: 256 + 44
+  std::vector<float> x = Activations(m, k, 8);
+  std::vector<uint16_t> xb(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xb[i] = F32ToBf16(x[i]), x[i] = Bf16ToF32(xb[i]);
+  std::vector<double> ref, mag;
+  Reference(x, all, m, n, k, &ref, &mag);
+  for (bool accumulate : {false, true}) {
+    SCOPED_TRACE(accumulate ? "accumulate" : "overwrite");
+    std::vector<float> y(m * n, accumulate ? -1.5f : NAN);
+    lin->Forward(xb.data(), m, y.data(), accumulate);
+    for (int64_t i = 0; i < m * n; ++i) {
+      ASSERT_NEAR(y[i], ref[i] + bias[i % n] + (accumulate ? -1.5 : 0.0), 1e-2 * mag[i] + 1e-4) << i;
+    }
+  }
+}
+
 TEST(QuantMatmulSegmentsTest, BadShapesAreErrors) {
   std::vector<uint8_t> bytes(34 * 4);
   const QuantSegment plain{QuantType::kBF16, 1, bytes.data()};
