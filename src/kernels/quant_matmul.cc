@@ -237,172 +237,193 @@ void TileScalar(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* 
 }
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-template <Kind K, int S, int MT>
-void TileVnni(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, float* out) {
+// NT tiles at once (NT = 2 only with MT = 1): two streams of weights per
+// thread, where one left memory idle (see quant_matmul.h).
+template <Kind K, int S, int MT, int NT = 1>
+void TileVnni(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, float* const* outs) {
   constexpr int kRegs = K == Kind::kU4 ? S / 8 : S / 4;  // 64-byte registers per group of 16 rows
   constexpr int64_t kGroupBytes = kRegs * 64;
   const int64_t nsub = k / S;
-  __m512 acc[MT][4];
-  for (int m = 0; m < MT; ++m)
-    for (int q = 0; q < 4; ++q) acc[m][q] = _mm512_setzero_ps();
+  __m512 accs[NT][MT][4];
+  for (int tt = 0; tt < NT; ++tt)
+    for (int m = 0; m < MT; ++m)
+      for (int q = 0; q < 4; ++q) accs[tt][m][q] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nsub; ++b) {
-    const uint8_t* p = tile + b * g.sub_stride;
-    const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
-    for (int64_t off = 0; off < g.sub_stride; off += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
-    }
-    float dxv[MT];
-    int32_t xsum[MT];
-    for (int m = 0; m < MT; ++m) {
-      dxv[m] = a[m].dx[(b * S) / 32];
-      xsum[m] = S == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
-    }
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) {
-      const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
-      __m512 mn = _mm512_setzero_ps();
-      if constexpr (K != Kind::kS8) {
-        mn = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)));
-      }
-      __m512i w[K == Kind::kU4 ? 2 * kRegs : kRegs];
-      const uint8_t* wq = p + q * kGroupBytes;
-      for (int j = 0; j < kRegs; ++j) {
-        const __m512i v = _mm512_load_si512(wq + j * 64);
-        if constexpr (K == Kind::kU4) {
-          w[2 * j] = _mm512_and_si512(v, low4);
-          w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-        } else {
-          w[j] = v;
-        }
-      }
-      for (int m = 0; m < MT; ++m) {
-        const int8_t* x = a[m].xq + b * S;
-        // Two chains of dot products (even and odd registers) for latency.
-        __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
-        for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); j += 2) {
-          int32_t x4, x5;
-          std::memcpy(&x4, x + 4 * j, 4);  // kU4: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
-          std::memcpy(&x5, x + 4 * j + 4, 4);
-          ia = _mm512_dpbusd_epi32(ia, w[j], _mm512_set1_epi32(x4));
-          ib = _mm512_dpbusd_epi32(ib, w[j + 1], _mm512_set1_epi32(x5));
-        }
-        ia = _mm512_add_epi32(ia, ib);
-        if constexpr (K == Kind::kS8) {
-          ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum[m]));
-          acc[m][q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dxv[m])), sc, acc[m][q]);
-        } else {
-          const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia), sc,
-                                           _mm512_mul_ps(mn, _mm512_set1_ps(static_cast<float>(xsum[m]))));
-          acc[m][q] = _mm512_fmadd_ps(t, _mm512_set1_ps(dxv[m]), acc[m][q]);
-        }
-      }
-    }
-  }
-  for (int m = 0; m < MT; ++m)
-    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m][q]);
-}
-
-template <int MT>
-void TileVnniQ6(const uint8_t* tile, int64_t k, const ActRow* a, float* out) {
-  __m512 acc[MT][4];
-  for (int m = 0; m < MT; ++m)
-    for (int q = 0; q < 4; ++q) acc[m][q] = _mm512_setzero_ps();
-  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
-  for (int64_t blk = 0; blk < k / 256; ++blk) {
-    const uint8_t* p = tile + blk * kQ6Block;
-    const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
-    const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
-    for (int u = 0; u < 8; ++u) {
-      for (int64_t off = u * kQ6Block / 8; off < (u + 1) * kQ6Block / 8; off += 64) {
+    for (int tt = 0; tt < NT; ++tt) {
+      __m512 (&acc)[MT][4] = accs[tt];
+      const uint8_t* p = tiles[tt] + b * g.sub_stride;
+      const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
+      for (int64_t off = 0; off < g.sub_stride; off += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
       }
       float dxv[MT];
-      int32_t xa[MT], xb[MT];
+      int32_t xsum[MT];
       for (int m = 0; m < MT; ++m) {
-        dxv[m] = a[m].dx[blk * 8 + u];
-        xa[m] = 32 * a[m].xs[blk * 16 + 2 * u];
-        xb[m] = 32 * a[m].xs[blk * 16 + 2 * u + 1];
+        dxv[m] = a[m].dx[(b * S) / 32];
+        xsum[m] = S == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
       }
+#pragma GCC unroll 4
       for (int q = 0; q < 4; ++q) {
-        const uint8_t* base = p + u * kQ6Unit + q * 384;
-        __m512i v[8];
-        const __m512i pl0 = _mm512_load_si512(base + 256), pl1 = _mm512_load_si512(base + 320);
-        for (int j = 0; j < 4; ++j) {
-          const __m512i nib = _mm512_load_si512(base + j * 64);
-          for (int half = 0; half < 2; ++half) {
-            const int jj = 2 * j + half;  // k 4jj .. 4jj+3 of the unit
-            const __m512i lo = half ? _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4) : _mm512_and_si512(nib, low4);
-            const __m512i plane = jj < 4 ? pl0 : pl1;
-            __m512i top;
-            switch (jj % 4) {
-              case 0: top = _mm512_and_si512(plane, low2); break;
-              case 1: top = _mm512_and_si512(_mm512_srli_epi16(plane, 2), low2); break;
-              case 2: top = _mm512_and_si512(_mm512_srli_epi16(plane, 4), low2); break;
-              default: top = _mm512_and_si512(_mm512_srli_epi16(plane, 6), low2); break;
-            }
-            v[jj] = _mm512_or_si512(lo, _mm512_slli_epi16(top, 4));
+        const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
+        __m512 mn = _mm512_setzero_ps();
+        if constexpr (K != Kind::kS8) {
+          mn = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)));
+        }
+        __m512i w[K == Kind::kU4 ? 2 * kRegs : kRegs];
+        const uint8_t* wq = p + q * kGroupBytes;
+        for (int j = 0; j < kRegs; ++j) {
+          const __m512i v = _mm512_load_si512(wq + j * 64);
+          if constexpr (K == Kind::kU4) {
+            w[2 * j] = _mm512_and_si512(v, low4);
+            w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+          } else {
+            w[j] = v;
           }
         }
-        const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
-        const __m512i scb =
-            _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u + 1) * 64 + 16 * q)));
-        const __m512 dq = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ds + 16 * q)));
         for (int m = 0; m < MT; ++m) {
-          const int8_t* x = a[m].xq + blk * 256 + 32 * u;
+          const int8_t* x = a[m].xq + b * S;
+          // Two chains of dot products (even and odd registers) for latency.
           __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
-          for (int j = 0; j < 4; ++j) {
-            int32_t x4;
-            std::memcpy(&x4, x + 4 * j, 4);
-            ia = _mm512_dpbusd_epi32(ia, v[j], _mm512_set1_epi32(x4));
-            std::memcpy(&x4, x + 16 + 4 * j, 4);
-            ib = _mm512_dpbusd_epi32(ib, v[4 + j], _mm512_set1_epi32(x4));
+          for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); j += 2) {
+            int32_t x4, x5;
+            std::memcpy(&x4, x + 4 * j, 4);  // kU4: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
+            std::memcpy(&x5, x + 4 * j + 4, 4);
+            ia = _mm512_dpbusd_epi32(ia, w[j], _mm512_set1_epi32(x4));
+            ib = _mm512_dpbusd_epi32(ib, w[j + 1], _mm512_set1_epi32(x5));
           }
-          ia = _mm512_mullo_epi32(_mm512_sub_epi32(ia, _mm512_set1_epi32(xa[m])), sca);
-          ib = _mm512_mullo_epi32(_mm512_sub_epi32(ib, _mm512_set1_epi32(xb[m])), scb);
-          acc[m][q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)),
-                                      _mm512_mul_ps(dq, _mm512_set1_ps(dxv[m])), acc[m][q]);
+          ia = _mm512_add_epi32(ia, ib);
+          if constexpr (K == Kind::kS8) {
+            ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum[m]));
+            acc[m][q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dxv[m])), sc, acc[m][q]);
+          } else {
+            const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia), sc,
+                                             _mm512_mul_ps(mn, _mm512_set1_ps(static_cast<float>(xsum[m]))));
+            acc[m][q] = _mm512_fmadd_ps(t, _mm512_set1_ps(dxv[m]), acc[m][q]);
+          }
         }
       }
     }
   }
-  for (int m = 0; m < MT; ++m)
-    for (int q = 0; q < 4; ++q) _mm512_storeu_ps(out + m * kTile + 16 * q, acc[m][q]);
+  for (int tt = 0; tt < NT; ++tt)
+    for (int m = 0; m < MT; ++m)
+      for (int q = 0; q < 4; ++q) _mm512_storeu_ps(outs[tt] + m * kTile + 16 * q, accs[tt][m][q]);
 }
 
-void TileVnniQ6M(const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+template <int MT, int NT = 1>
+void TileVnniQ6(const uint8_t* const* tiles, int64_t k, const ActRow* a, float* const* outs) {
+  __m512 accs[NT][MT][4];
+  for (int tt = 0; tt < NT; ++tt)
+    for (int m = 0; m < MT; ++m)
+      for (int q = 0; q < 4; ++q) accs[tt][m][q] = _mm512_setzero_ps();
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  for (int64_t blk = 0; blk < k / 256; ++blk) {
+    for (int u = 0; u < 8; ++u) {
+      for (int tt = 0; tt < NT; ++tt) {
+        __m512 (&acc)[MT][4] = accs[tt];
+        const uint8_t* p = tiles[tt] + blk * kQ6Block;
+        const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
+        const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
+        for (int64_t off = u * kQ6Block / 8; off < (u + 1) * kQ6Block / 8; off += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
+        }
+        float dxv[MT];
+        int32_t xa[MT], xb[MT];
+        for (int m = 0; m < MT; ++m) {
+          dxv[m] = a[m].dx[blk * 8 + u];
+          xa[m] = 32 * a[m].xs[blk * 16 + 2 * u];
+          xb[m] = 32 * a[m].xs[blk * 16 + 2 * u + 1];
+        }
+        for (int q = 0; q < 4; ++q) {
+          const uint8_t* base = p + u * kQ6Unit + q * 384;
+          __m512i v[8];
+          const __m512i pl0 = _mm512_load_si512(base + 256), pl1 = _mm512_load_si512(base + 320);
+          for (int j = 0; j < 4; ++j) {
+            const __m512i nib = _mm512_load_si512(base + j * 64);
+            for (int half = 0; half < 2; ++half) {
+              const int jj = 2 * j + half;  // k 4jj .. 4jj+3 of the unit
+              const __m512i lo = half ? _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4) : _mm512_and_si512(nib, low4);
+              const __m512i plane = jj < 4 ? pl0 : pl1;
+              __m512i top;
+              switch (jj % 4) {
+                case 0: top = _mm512_and_si512(plane, low2); break;
+                case 1: top = _mm512_and_si512(_mm512_srli_epi16(plane, 2), low2); break;
+                case 2: top = _mm512_and_si512(_mm512_srli_epi16(plane, 4), low2); break;
+                default: top = _mm512_and_si512(_mm512_srli_epi16(plane, 6), low2); break;
+              }
+              v[jj] = _mm512_or_si512(lo, _mm512_slli_epi16(top, 4));
+            }
+          }
+          const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
+          const __m512i scb =
+              _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u + 1) * 64 + 16 * q)));
+          const __m512 dq = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ds + 16 * q)));
+          for (int m = 0; m < MT; ++m) {
+            const int8_t* x = a[m].xq + blk * 256 + 32 * u;
+            __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
+            for (int j = 0; j < 4; ++j) {
+              int32_t x4;
+              std::memcpy(&x4, x + 4 * j, 4);
+              ia = _mm512_dpbusd_epi32(ia, v[j], _mm512_set1_epi32(x4));
+              std::memcpy(&x4, x + 16 + 4 * j, 4);
+              ib = _mm512_dpbusd_epi32(ib, v[4 + j], _mm512_set1_epi32(x4));
+            }
+            ia = _mm512_mullo_epi32(_mm512_sub_epi32(ia, _mm512_set1_epi32(xa[m])), sca);
+            ib = _mm512_mullo_epi32(_mm512_sub_epi32(ib, _mm512_set1_epi32(xb[m])), scb);
+            acc[m][q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)),
+                                        _mm512_mul_ps(dq, _mm512_set1_ps(dxv[m])), acc[m][q]);
+          }
+        }
+      }
+    }
+  }
+  for (int tt = 0; tt < NT; ++tt)
+    for (int m = 0; m < MT; ++m)
+      for (int q = 0; q < 4; ++q) _mm512_storeu_ps(outs[tt] + m * kTile + 16 * q, accs[tt][m][q]);
+}
+
+void TileVnniQ6M(const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt, float* const* outs) {
+  if (nt == 2) return TileVnniQ6<1, 2>(tiles, k, a, outs);
   switch (mt) {
-    case 1: TileVnniQ6<1>(tile, k, a, out); break;
-    case 2: TileVnniQ6<2>(tile, k, a, out); break;
-    case 3: TileVnniQ6<3>(tile, k, a, out); break;
-    default: TileVnniQ6<4>(tile, k, a, out); break;
+    case 1: TileVnniQ6<1>(tiles, k, a, outs); break;
+    case 2: TileVnniQ6<2>(tiles, k, a, outs); break;
+    case 3: TileVnniQ6<3>(tiles, k, a, outs); break;
+    default: TileVnniQ6<4>(tiles, k, a, outs); break;
   }
 }
 
 template <Kind K, int S>
-void TileVnniM(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
+void TileVnniM(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
+               float* const* outs) {
+  if (nt == 2) return TileVnni<K, S, 1, 2>(g, tiles, k, a, outs);
   switch (mt) {
-    case 1: TileVnni<K, S, 1>(g, tile, k, a, out); break;
-    case 2: TileVnni<K, S, 2>(g, tile, k, a, out); break;
-    case 3: TileVnni<K, S, 3>(g, tile, k, a, out); break;
-    default: TileVnni<K, S, 4>(g, tile, k, a, out); break;
+    case 1: TileVnni<K, S, 1>(g, tiles, k, a, outs); break;
+    case 2: TileVnni<K, S, 2>(g, tiles, k, a, outs); break;
+    case 3: TileVnni<K, S, 3>(g, tiles, k, a, outs); break;
+    default: TileVnni<K, S, 4>(g, tiles, k, a, outs); break;
   }
 }
 
 std::atomic<bool> g_portable{false};
 
-void Tile(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
-  if (g_portable.load(std::memory_order_relaxed)) return TileScalar(g, tile, k, a, mt, out);
-  if (g.f.kind == Kind::kS8 && g.f.s == 32) return TileVnniM<Kind::kS8, 32>(g, tile, k, a, mt, out);
-  if (g.f.kind == Kind::kQ6) return TileVnniQ6M(tile, k, a, mt, out);
-  if (g.f.kind == Kind::kU8) return TileVnniM<Kind::kU8, 32>(g, tile, k, a, mt, out);
-  return TileVnniM<Kind::kU4, 32>(g, tile, k, a, mt, out);
+// nt tiles (1, or 2 with mt = 1), each with its own 64 x mt outputs.
+void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
+           float* const* outs) {
+  if (g_portable.load(std::memory_order_relaxed)) {
+    for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
+    return;
+  }
+  if (g.f.kind == Kind::kS8 && g.f.s == 32) return TileVnniM<Kind::kS8, 32>(g, tiles, k, a, mt, nt, outs);
+  if (g.f.kind == Kind::kQ6) return TileVnniQ6M(tiles, k, a, mt, nt, outs);
+  if (g.f.kind == Kind::kU8) return TileVnniM<Kind::kU8, 32>(g, tiles, k, a, mt, nt, outs);
+  return TileVnniM<Kind::kU4, 32>(g, tiles, k, a, mt, nt, outs);
 }
 constexpr bool kVectorized = true;
 #else
 std::atomic<bool> g_portable{false};
-void Tile(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
-  TileScalar(g, tile, k, a, mt, out);
+void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
+           float* const* outs) {
+  for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
 }
 constexpr bool kVectorized = false;
 #endif
@@ -534,33 +555,58 @@ void QuantMatmul::Impl::Run(const float* xf, const uint16_t* xb, int64_t m, floa
   // thread's tiles stream past them.
   constexpr int64_t kMBlock = 64;
   ThreadPool::Default().RunOnAll([&](int t, int nt) {
-    alignas(64) float out[kMaxMt * kTile];
+    alignas(64) float out[2][kMaxMt * kTile];
+    // Tile `tile` of g's results for rows m0 .. m0 + mt into y.
+    const auto emit = [&](const Segment& g, int64_t tile, int64_t m0, int mt, const float* res) {
+      const int64_t r0 = tile * kTile, len = std::min(kTile, g.rows - r0);
+      for (int i = 0; i < mt; ++i) {
+        float* yr = y + (m0 + i) * n + g.n0 + r0;
+        const float* o = res + i * kTile;
+        const float* bs = bias.empty() ? nullptr : bias.data() + g.n0 + r0;
+        for (int64_t j = 0; j < len; ++j) {
+          const float v = o[j] + (bs ? bs[j] : 0.0f);
+          yr[j] = accumulate ? yr[j] + v : v;
+        }
+      }
+    };
+    float* const outs[2] = {out[0], out[1]};
     const int64_t t0 = total_tiles * t / nt, t1 = total_tiles * (t + 1) / nt;
     for (int64_t mb = 0; mb < m; mb += kMBlock) {
       const int64_t me = std::min(m, mb + kMBlock);
       int64_t base = 0;
       for (const Segment& g : segments) {
-        for (int64_t ti = std::max(t0, base); ti < std::min(t1, base + g.tiles); ++ti) {
-          const int64_t tile = ti - base;
-          const uint8_t* tp = g.packed.data() + tile * g.tile_stride;
+        const int64_t lo = std::max(t0, base) - base, hi = std::min(t1, base + g.tiles) - base;
+        base += g.tiles;
+        if (lo >= hi) continue;
+        if (m == 1) {
+          // Decode: two streams of tiles, the range's halves side by side
+          // (TileVnni), and the odd one out alone.
+          const int64_t half = (hi - lo) / 2;
+          const ActRow a{xqp, dxp, xsp};
+          for (int64_t i = 0; i < half; ++i) {
+            const int64_t ta = lo + i, tb = lo + half + i;
+            const uint8_t* const tp[2] = {g.packed.data() + ta * g.tile_stride, g.packed.data() + tb * g.tile_stride};
+            Tiles(g, tp, k, &a, 1, 2, outs);
+            emit(g, ta, 0, 1, out[0]);
+            emit(g, tb, 0, 1, out[1]);
+          }
+          if ((hi - lo) % 2 != 0) {
+            const uint8_t* const tp[1] = {g.packed.data() + (hi - 1) * g.tile_stride};
+            Tiles(g, tp, k, &a, 1, 1, outs);
+            emit(g, hi - 1, 0, 1, out[0]);
+          }
+          continue;
+        }
+        for (int64_t tile = lo; tile < hi; ++tile) {
+          const uint8_t* const tp[1] = {g.packed.data() + tile * g.tile_stride};
           for (int64_t m0 = mb; m0 < me; m0 += kMaxMt) {
             const int mt = static_cast<int>(std::min<int64_t>(kMaxMt, me - m0));
             ActRow a[kMaxMt];
             for (int i = 0; i < mt; ++i) a[i] = {xqp + (m0 + i) * k, dxp + (m0 + i) * k / 32, xsp + (m0 + i) * k / 16};
-            Tile(g, tp, k, a, mt, out);
-            const int64_t r0 = tile * kTile, len = std::min(kTile, g.rows - r0);
-            for (int i = 0; i < mt; ++i) {
-              float* yr = y + (m0 + i) * n + g.n0 + r0;
-              const float* o = out + i * kTile;
-              const float* bs = bias.empty() ? nullptr : bias.data() + g.n0 + r0;
-              for (int64_t j = 0; j < len; ++j) {
-                const float v = o[j] + (bs ? bs[j] : 0.0f);
-                yr[j] = accumulate ? yr[j] + v : v;
-              }
-            }
+            Tiles(g, tp, k, a, mt, 1, outs);
+            emit(g, tile, m0, mt, out[0]);
           }
         }
-        base += g.tiles;
       }
     }
   });

@@ -8,9 +8,11 @@
 
 #include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "base/dtype.h"
+#include "base/thread_pool.h"
 #include "kernels/linear.h"
 
 namespace crescent::kernels {
@@ -135,6 +137,48 @@ TEST_P(QuantMatmulTest, BiasAccumulateAndBf16Inputs) {
   std::vector<double> ref, mag;
   Reference(RoundedActivations(x, k), w.deq, m, n, k, &ref, &mag);
   for (int64_t i = 0; i < m * n; ++i) EXPECT_NEAR(a[i], ref[i] + bias[i % n], 2e-3 * mag[i] + 1e-5);
+}
+
+// Decode (M = 1) walks two tiles of a thread's range side by side: ranges
+// of odd and even lengths, a range that starts or ends inside a segment, a
+// partial last tile, bias and accumulate, on 1, 2 and 3 threads.
+TEST_P(QuantMatmulTest, DecodeTwoStreamsCoverEveryTileOfEverySegment) {
+  const QuantType t = GetParam();
+  const int64_t k = 512;
+  const int64_t rows[] = {300, 192, 256};  // 5 (last partial), 3 and 4 tiles
+  std::vector<Weights> ws;
+  std::vector<QuantSegment> segs;
+  std::vector<float> all;
+  for (int i = 0; i < 3; ++i) ws.push_back(MakeWeights(t, rows[i], k, 20 + i));
+  for (const Weights& w : ws) {
+    segs.push_back({t, w.n, w.bytes.data()});
+    all.insert(all.end(), w.deq.begin(), w.deq.end());
+  }
+  const int64_t n = static_cast<int64_t>(all.size()) / k;
+  std::vector<float> bias(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) bias[j] = 0.001f * static_cast<float>(j % 97);
+  auto qm = QuantMatmul::Pack(k, segs, bias.data());
+  ASSERT_TRUE(qm.ok()) << qm.status().ToString();
+  const std::vector<float> x = Activations(1, k, 3);
+  std::vector<double> ref, mag;
+  Reference(RoundedActivations(x, k), all, 1, n, k, &ref, &mag);
+  ThreadPool& pool = ThreadPool::Default();
+  const int threads = pool.num_threads();
+  for (int nt : {1, 2, 3}) {
+    pool.SetNumThreads(nt);
+    for (bool portable : {false, true}) {
+      SetQuantMatmulPortableForTesting(portable);
+      SCOPED_TRACE(std::to_string(nt) + (portable ? " threads, portable" : " threads, vnni"));
+      std::vector<float> y(static_cast<size_t>(n), -7.0f), acc(static_cast<size_t>(n), 2.0f);
+      qm->ForwardF32(x.data(), 1, y.data());
+      qm->ForwardF32(x.data(), 1, acc.data(), /*accumulate=*/true);
+      for (int64_t j = 0; j < n; ++j) {
+        ASSERT_NEAR(y[j], ref[j] + bias[j], 2e-3 * mag[j] + 1e-5) << j;
+        ASSERT_FLOAT_EQ(acc[j], y[j] + 2.0f) << j;
+      }
+    }
+  }
+  pool.SetNumThreads(threads);
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, QuantMatmulTest,
