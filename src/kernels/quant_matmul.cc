@@ -244,142 +244,151 @@ void TileVnni(const Segment& g, const uint8_t* const* tiles, int64_t k, const Ac
   constexpr int kRegs = K == Kind::kU4 ? S / 8 : S / 4;  // 64-byte registers per group of 16 rows
   constexpr int64_t kGroupBytes = kRegs * 64;
   const int64_t nsub = k / S;
-  __m512 accs[NT][MT][4];
-  for (int tt = 0; tt < NT; ++tt)
-    for (int m = 0; m < MT; ++m)
-      for (int q = 0; q < 4; ++q) accs[tt][m][q] = _mm512_setzero_ps();
+  // Separate named accumulators (not an array indexed by stream) so they
+  // stay in registers.
+  __m512 acc0[MT][4], acc1[MT][4];
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) acc0[m][q] = acc1[m][q] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F);
-  for (int64_t b = 0; b < nsub; ++b) {
-    for (int tt = 0; tt < NT; ++tt) {
-      __m512 (&acc)[MT][4] = accs[tt];
-      const uint8_t* p = tiles[tt] + b * g.sub_stride;
-      const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
-      for (int64_t off = 0; off < g.sub_stride; off += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
-      }
-      float dxv[MT];
-      int32_t xsum[MT];
-      for (int m = 0; m < MT; ++m) {
-        dxv[m] = a[m].dx[(b * S) / 32];
-        xsum[m] = S == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
-      }
+  const auto step = [&](int64_t b, const uint8_t* tile, __m512 (&acc)[MT][4]) __attribute__((always_inline)) {
+    const uint8_t* p = tile + b * g.sub_stride;
+    const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
+    for (int64_t off = 0; off < g.sub_stride; off += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
+    }
+    float dxv[MT];
+    int32_t xsum[MT];
+    for (int m = 0; m < MT; ++m) {
+      dxv[m] = a[m].dx[(b * S) / 32];
+      xsum[m] = S == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
+    }
 #pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) {
-        const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
-        __m512 mn = _mm512_setzero_ps();
-        if constexpr (K != Kind::kS8) {
-          mn = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)));
+    for (int q = 0; q < 4; ++q) {
+      const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
+      __m512 mn = _mm512_setzero_ps();
+      if constexpr (K != Kind::kS8) {
+        mn = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)));
+      }
+      __m512i w[K == Kind::kU4 ? 2 * kRegs : kRegs];
+      const uint8_t* wq = p + q * kGroupBytes;
+      for (int j = 0; j < kRegs; ++j) {
+        const __m512i v = _mm512_load_si512(wq + j * 64);
+        if constexpr (K == Kind::kU4) {
+          w[2 * j] = _mm512_and_si512(v, low4);
+          w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        } else {
+          w[j] = v;
         }
-        __m512i w[K == Kind::kU4 ? 2 * kRegs : kRegs];
-        const uint8_t* wq = p + q * kGroupBytes;
-        for (int j = 0; j < kRegs; ++j) {
-          const __m512i v = _mm512_load_si512(wq + j * 64);
-          if constexpr (K == Kind::kU4) {
-            w[2 * j] = _mm512_and_si512(v, low4);
-            w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-          } else {
-            w[j] = v;
-          }
+      }
+      for (int m = 0; m < MT; ++m) {
+        const int8_t* x = a[m].xq + b * S;
+        // Two chains of dot products (even and odd registers) for latency.
+        __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
+        for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); j += 2) {
+          int32_t x4, x5;
+          std::memcpy(&x4, x + 4 * j, 4);  // kU4: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
+          std::memcpy(&x5, x + 4 * j + 4, 4);
+          ia = _mm512_dpbusd_epi32(ia, w[j], _mm512_set1_epi32(x4));
+          ib = _mm512_dpbusd_epi32(ib, w[j + 1], _mm512_set1_epi32(x5));
         }
-        for (int m = 0; m < MT; ++m) {
-          const int8_t* x = a[m].xq + b * S;
-          // Two chains of dot products (even and odd registers) for latency.
-          __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
-          for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); j += 2) {
-            int32_t x4, x5;
-            std::memcpy(&x4, x + 4 * j, 4);  // kU4: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
-            std::memcpy(&x5, x + 4 * j + 4, 4);
-            ia = _mm512_dpbusd_epi32(ia, w[j], _mm512_set1_epi32(x4));
-            ib = _mm512_dpbusd_epi32(ib, w[j + 1], _mm512_set1_epi32(x5));
-          }
-          ia = _mm512_add_epi32(ia, ib);
-          if constexpr (K == Kind::kS8) {
-            ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum[m]));
-            acc[m][q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dxv[m])), sc, acc[m][q]);
-          } else {
-            const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia), sc,
-                                             _mm512_mul_ps(mn, _mm512_set1_ps(static_cast<float>(xsum[m]))));
-            acc[m][q] = _mm512_fmadd_ps(t, _mm512_set1_ps(dxv[m]), acc[m][q]);
-          }
+        ia = _mm512_add_epi32(ia, ib);
+        if constexpr (K == Kind::kS8) {
+          ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum[m]));
+          acc[m][q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dxv[m])), sc, acc[m][q]);
+        } else {
+          const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia), sc,
+                                           _mm512_mul_ps(mn, _mm512_set1_ps(static_cast<float>(xsum[m]))));
+          acc[m][q] = _mm512_fmadd_ps(t, _mm512_set1_ps(dxv[m]), acc[m][q]);
         }
       }
     }
+  };
+  for (int64_t b = 0; b < nsub; ++b) {
+    step(b, tiles[0], acc0);
+    if constexpr (NT == 2) step(b, tiles[1], acc1);
   }
-  for (int tt = 0; tt < NT; ++tt)
-    for (int m = 0; m < MT; ++m)
-      for (int q = 0; q < 4; ++q) _mm512_storeu_ps(outs[tt] + m * kTile + 16 * q, accs[tt][m][q]);
+  for (int m = 0; m < MT; ++m) {
+    for (int q = 0; q < 4; ++q) {
+      _mm512_storeu_ps(outs[0] + m * kTile + 16 * q, acc0[m][q]);
+      if constexpr (NT == 2) _mm512_storeu_ps(outs[1] + m * kTile + 16 * q, acc1[m][q]);
+    }
+  }
 }
 
 template <int MT, int NT = 1>
 void TileVnniQ6(const uint8_t* const* tiles, int64_t k, const ActRow* a, float* const* outs) {
-  __m512 accs[NT][MT][4];
-  for (int tt = 0; tt < NT; ++tt)
-    for (int m = 0; m < MT; ++m)
-      for (int q = 0; q < 4; ++q) accs[tt][m][q] = _mm512_setzero_ps();
+  __m512 acc0[MT][4], acc1[MT][4];  // named, not indexed, to stay in registers
+  for (int m = 0; m < MT; ++m)
+    for (int q = 0; q < 4; ++q) acc0[m][q] = acc1[m][q] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
-  for (int64_t blk = 0; blk < k / 256; ++blk) {
-    for (int u = 0; u < 8; ++u) {
-      for (int tt = 0; tt < NT; ++tt) {
-        __m512 (&acc)[MT][4] = accs[tt];
-        const uint8_t* p = tiles[tt] + blk * kQ6Block;
-        const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
-        const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
-        for (int64_t off = u * kQ6Block / 8; off < (u + 1) * kQ6Block / 8; off += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
-        }
-        float dxv[MT];
-        int32_t xa[MT], xb[MT];
-        for (int m = 0; m < MT; ++m) {
-          dxv[m] = a[m].dx[blk * 8 + u];
-          xa[m] = 32 * a[m].xs[blk * 16 + 2 * u];
-          xb[m] = 32 * a[m].xs[blk * 16 + 2 * u + 1];
-        }
-        for (int q = 0; q < 4; ++q) {
-          const uint8_t* base = p + u * kQ6Unit + q * 384;
-          __m512i v[8];
-          const __m512i pl0 = _mm512_load_si512(base + 256), pl1 = _mm512_load_si512(base + 320);
-          for (int j = 0; j < 4; ++j) {
-            const __m512i nib = _mm512_load_si512(base + j * 64);
-            for (int half = 0; half < 2; ++half) {
-              const int jj = 2 * j + half;  // k 4jj .. 4jj+3 of the unit
-              const __m512i lo = half ? _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4) : _mm512_and_si512(nib, low4);
-              const __m512i plane = jj < 4 ? pl0 : pl1;
-              __m512i top;
-              switch (jj % 4) {
-                case 0: top = _mm512_and_si512(plane, low2); break;
-                case 1: top = _mm512_and_si512(_mm512_srli_epi16(plane, 2), low2); break;
-                case 2: top = _mm512_and_si512(_mm512_srli_epi16(plane, 4), low2); break;
-                default: top = _mm512_and_si512(_mm512_srli_epi16(plane, 6), low2); break;
-              }
-              v[jj] = _mm512_or_si512(lo, _mm512_slli_epi16(top, 4));
-            }
+  const auto step = [&](int64_t blk, int u, const uint8_t* tile,
+                        __m512 (&acc)[MT][4]) __attribute__((always_inline)) {
+    const uint8_t* p = tile + blk * kQ6Block;
+    const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
+    const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
+    for (int64_t off = u * kQ6Block / 8; off < (u + 1) * kQ6Block / 8; off += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
+    }
+    float dxv[MT];
+    int32_t xa[MT], xb[MT];
+    for (int m = 0; m < MT; ++m) {
+      dxv[m] = a[m].dx[blk * 8 + u];
+      xa[m] = 32 * a[m].xs[blk * 16 + 2 * u];
+      xb[m] = 32 * a[m].xs[blk * 16 + 2 * u + 1];
+    }
+    for (int q = 0; q < 4; ++q) {
+      const uint8_t* base = p + u * kQ6Unit + q * 384;
+      __m512i v[8];
+      const __m512i pl0 = _mm512_load_si512(base + 256), pl1 = _mm512_load_si512(base + 320);
+      for (int j = 0; j < 4; ++j) {
+        const __m512i nib = _mm512_load_si512(base + j * 64);
+        for (int half = 0; half < 2; ++half) {
+          const int jj = 2 * j + half;  // k 4jj .. 4jj+3 of the unit
+          const __m512i lo = half ? _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4) : _mm512_and_si512(nib, low4);
+          const __m512i plane = jj < 4 ? pl0 : pl1;
+          __m512i top;
+          switch (jj % 4) {
+            case 0: top = _mm512_and_si512(plane, low2); break;
+            case 1: top = _mm512_and_si512(_mm512_srli_epi16(plane, 2), low2); break;
+            case 2: top = _mm512_and_si512(_mm512_srli_epi16(plane, 4), low2); break;
+            default: top = _mm512_and_si512(_mm512_srli_epi16(plane, 6), low2); break;
           }
-          const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
-          const __m512i scb =
-              _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u + 1) * 64 + 16 * q)));
-          const __m512 dq = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ds + 16 * q)));
-          for (int m = 0; m < MT; ++m) {
-            const int8_t* x = a[m].xq + blk * 256 + 32 * u;
-            __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
-            for (int j = 0; j < 4; ++j) {
-              int32_t x4;
-              std::memcpy(&x4, x + 4 * j, 4);
-              ia = _mm512_dpbusd_epi32(ia, v[j], _mm512_set1_epi32(x4));
-              std::memcpy(&x4, x + 16 + 4 * j, 4);
-              ib = _mm512_dpbusd_epi32(ib, v[4 + j], _mm512_set1_epi32(x4));
-            }
-            ia = _mm512_mullo_epi32(_mm512_sub_epi32(ia, _mm512_set1_epi32(xa[m])), sca);
-            ib = _mm512_mullo_epi32(_mm512_sub_epi32(ib, _mm512_set1_epi32(xb[m])), scb);
-            acc[m][q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)),
-                                        _mm512_mul_ps(dq, _mm512_set1_ps(dxv[m])), acc[m][q]);
-          }
+          v[jj] = _mm512_or_si512(lo, _mm512_slli_epi16(top, 4));
         }
       }
+      const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
+      const __m512i scb =
+          _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u + 1) * 64 + 16 * q)));
+      const __m512 dq = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ds + 16 * q)));
+      for (int m = 0; m < MT; ++m) {
+        const int8_t* x = a[m].xq + blk * 256 + 32 * u;
+        __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {
+          int32_t x4;
+          std::memcpy(&x4, x + 4 * j, 4);
+          ia = _mm512_dpbusd_epi32(ia, v[j], _mm512_set1_epi32(x4));
+          std::memcpy(&x4, x + 16 + 4 * j, 4);
+          ib = _mm512_dpbusd_epi32(ib, v[4 + j], _mm512_set1_epi32(x4));
+        }
+        ia = _mm512_mullo_epi32(_mm512_sub_epi32(ia, _mm512_set1_epi32(xa[m])), sca);
+        ib = _mm512_mullo_epi32(_mm512_sub_epi32(ib, _mm512_set1_epi32(xb[m])), scb);
+        acc[m][q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)),
+                                    _mm512_mul_ps(dq, _mm512_set1_ps(dxv[m])), acc[m][q]);
+      }
+    }
+  };
+  for (int64_t blk = 0; blk < k / 256; ++blk) {
+    for (int u = 0; u < 8; ++u) {
+      step(blk, u, tiles[0], acc0);
+      if constexpr (NT == 2) step(blk, u, tiles[1], acc1);
     }
   }
-  for (int tt = 0; tt < NT; ++tt)
-    for (int m = 0; m < MT; ++m)
-      for (int q = 0; q < 4; ++q) _mm512_storeu_ps(outs[tt] + m * kTile + 16 * q, accs[tt][m][q]);
+  for (int m = 0; m < MT; ++m) {
+    for (int q = 0; q < 4; ++q) {
+      _mm512_storeu_ps(outs[0] + m * kTile + 16 * q, acc0[m][q]);
+      if constexpr (NT == 2) _mm512_storeu_ps(outs[1] + m * kTile + 16 * q, acc1[m][q]);
+    }
+  }
 }
 
 void TileVnniQ6M(const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt, float* const* outs) {
