@@ -320,7 +320,7 @@ void TileVnniQ6(const uint8_t* const* tiles, int64_t k, const ActRow* a, float* 
   __m512 acc0[MT][4], acc1[MT][4];  // named, not indexed, to stay in registers
   for (int m = 0; m < MT; ++m)
     for (int q = 0; q < 4; ++q) acc0[m][q] = acc1[m][q] = _mm512_setzero_ps();
-  const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+  const __m512i low4 = _mm512_set1_epi8(0x0F), low6 = _mm512_set1_epi8(0x3F);
   const auto step = [&](int64_t blk, int u, const uint8_t* tile,
                         __m512 (&acc)[MT][4]) __attribute__((always_inline)) {
     const uint8_t* p = tile + blk * kQ6Block;
@@ -344,16 +344,18 @@ void TileVnniQ6(const uint8_t* const* tiles, int64_t k, const ActRow* a, float* 
         const __m512i nib = _mm512_load_si512(base + j * 64);
         for (int half = 0; half < 2; ++half) {
           const int jj = 2 * j + half;  // k 4jj .. 4jj+3 of the unit
-          const __m512i lo = half ? _mm512_and_si512(_mm512_srli_epi16(nib, 4), low4) : _mm512_and_si512(nib, low4);
+          // The nibble in bits 0-3, jj's 2 bits of the plane moved to bits
+          // 4-5, then one select (bits 0-3 from lo, 4-7 from top) and a mask.
+          const __m512i lo = half ? _mm512_srli_epi16(nib, 4) : nib;
           const __m512i plane = jj < 4 ? pl0 : pl1;
           __m512i top;
           switch (jj % 4) {
-            case 0: top = _mm512_and_si512(plane, low2); break;
-            case 1: top = _mm512_and_si512(_mm512_srli_epi16(plane, 2), low2); break;
-            case 2: top = _mm512_and_si512(_mm512_srli_epi16(plane, 4), low2); break;
-            default: top = _mm512_and_si512(_mm512_srli_epi16(plane, 6), low2); break;
+            case 0: top = _mm512_slli_epi16(plane, 4); break;
+            case 1: top = _mm512_slli_epi16(plane, 2); break;
+            case 2: top = plane; break;
+            default: top = _mm512_srli_epi16(plane, 2); break;
           }
-          v[jj] = _mm512_or_si512(lo, _mm512_slli_epi16(top, 4));
+          v[jj] = _mm512_and_si512(_mm512_ternarylogic_epi32(lo, top, low4, 0xE4), low6);
         }
       }
       const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
