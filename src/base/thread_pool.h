@@ -9,8 +9,10 @@
 //     (libgomp sleeps after ~100 spins once a second thread has its own
 //     OpenMP team, as the loader's does: that was 5% of decode).
 //   - oneDNN (Debian's build) runs on the OpenMP team. Linear calls
-//     ParkWorkers() before a oneDNN primitive so the hot team stops spinning
-//     and leaves the cores to it.
+//     ParkWorkers() before a multi-threaded oneDNN primitive so the hot team
+//     stops spinning and leaves the cores to it. (Quantized prefill instead
+//     runs single-threaded oneDNN primitives on the hot team, one per chunk
+//     of columns: kernels/linear.cc.)
 // Thread-safety: ParallelFor/RunOnAll may be called from any thread; one
 // caller at a time gets the hot team, a second caller meanwhile gets an
 // OpenMP team of its own (and shares the cores). Not reentrant from inside a

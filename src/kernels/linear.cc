@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 
+#include "base/check.h"
 #include "base/large_buffer.h"
 #include "base/logging.h"
 #include "base/thread_pool.h"
@@ -33,6 +34,18 @@ dnnl::stream& Stream() {
 }
 // Quantized weights: up to this many rows the integer kernel, beyond it bf16 tiles.
 constexpr int64_t kQuantDecodeRows = 32;
+// The calling thread's OpenMP team size set to 1 for a scope, and restored
+// when it ends (also by an exception).
+class OneOmpThread {
+ public:
+  OneOmpThread() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneOmpThread() { omp_set_num_threads(saved_); }
+  OneOmpThread(const OneOmpThread&) = delete;
+  OneOmpThread& operator=(const OneOmpThread&) = delete;
+
+ private:
+  int saved_;
+};
 dt ToDnnl(DType t) { return t == DType::kF32 ? dt::f32 : t == DType::kBF16 ? dt::bf16 : dt::f16; }
 }  // namespace
 
@@ -59,8 +72,10 @@ struct Linear::Impl {
   };
   mutable std::map<std::pair<int64_t, int64_t>, ChunkPrim> chunk_cache;
 
-  const ChunkPrim& GetChunk(int64_t m, int64_t cols) const;
-  void ForwardDequantized(const uint16_t* x, int64_t m, float* y, bool accumulate) const;
+  // A copy (primitives are shared handles): a later call may clear the cache.
+  ChunkPrim GetChunk(int64_t m, int64_t cols) const;
+  // False when oneDNN made no primitive (nothing written): the caller falls back.
+  bool ForwardDequantized(const uint16_t* x, int64_t m, float* y, bool accumulate) const;
 
   dnnl::matmul::primitive_desc Desc(int64_t m, bool accumulate, const dnnl::memory::desc& w) const {
     dnnl::memory::desc src({m, k}, ToDnnl(dtype), tag::ab);
@@ -93,7 +108,7 @@ struct Linear::Impl {
   }
 };
 
-const Linear::Impl::ChunkPrim& Linear::Impl::GetChunk(int64_t m, int64_t cols) const {
+Linear::Impl::ChunkPrim Linear::Impl::GetChunk(int64_t m, int64_t cols) const {
   const auto key = std::make_pair(m, cols);
   auto it = chunk_cache.find(key);
   if (it != chunk_cache.end()) return it->second;
@@ -106,25 +121,20 @@ const Linear::Impl::ChunkPrim& Linear::Impl::GetChunk(int64_t m, int64_t cols) c
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // one per thread: primitives run concurrently
   // oneDNN sizes a primitive's parallelism from the creating thread's OpenMP
-  // ICV: one thread, so it runs inline on whichever of our threads executes it.
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(1);
-  std::unique_ptr<dnnl::matmul::primitive_desc> pd;
-  try {
-    pd = std::make_unique<dnnl::matmul::primitive_desc>(
-        has_bias ? dnnl::matmul::desc(src, w, b, dst) : dnnl::matmul::desc(src, w, dst), attr, Engine());
-  } catch (...) {
-    omp_set_num_threads(saved);
-    throw;
-  }
-  omp_set_num_threads(saved);
-  const std::string impl = pd->impl_info_str();
+  // ICV, and keys its own primitive cache on it: one thread for both the
+  // descriptor and the primitive, so it runs inline on whichever of our
+  // threads executes it.
+  const OneOmpThread one;
+  const dnnl::matmul::primitive_desc pd(
+      has_bias ? dnnl::matmul::desc(src, w, b, dst) : dnnl::matmul::desc(src, w, dst), attr, Engine());
+  const std::string impl = pd.impl_info_str();
   if (impl.find("ref") != std::string::npos) {
     LOG_WARNING("oneDNN chose a slow matmul ({}) for M={} N={} K={}", impl, m, cols, k);
   }
-  if (chunk_cache.size() > 256) chunk_cache.clear();  // bound memory for many distinct M
-  ChunkPrim p{dnnl::matmul(*pd), src, w, dst, b, pd->scratchpad_desc()};
-  return chunk_cache.emplace(key, std::move(p)).first->second;
+  ChunkPrim p{dnnl::matmul(pd), src, w, dst, b, pd.scratchpad_desc()};
+  if (chunk_cache.size() >= 256) chunk_cache.clear();  // bound memory for many distinct M
+  chunk_cache.emplace(key, p);
+  return p;
 }
 
 // Prefill on quantized weights: the tiles dequantized a chunk of columns at a
@@ -133,9 +143,11 @@ const Linear::Impl::ChunkPrim& Linear::Impl::GetChunk(int64_t m, int64_t cols) c
 // copied (or added) into their columns of y. Threads take chunks in turn, so
 // the whole matrix is never written out in bf16 (2 bytes a weight to memory
 // and back, which made quantized prefill slower than bf16's).
-void Linear::Impl::ForwardDequantized(const uint16_t* x, int64_t m, float* y, bool accumulate) const {
+bool Linear::Impl::ForwardDequantized(const uint16_t* x, int64_t m, float* y, bool accumulate) const {
   // Bytes of bf16 weights per chunk: a quarter of L2 (2 MB here) leaves room
-  // for the rows of x and the chunk's results, kRowBlock rows at a time.
+  // for the rows of x and the chunk's results, kRowBlock rows at a time. A
+  // chunk is at least one tile of 64 columns (so 64 x K x 2 bytes when that
+  // is more, 1.8 MB at K = 14336).
   // Measured at prompt 512, Q8_0 tokens/s: 256 KB 550, 512 KB 512-599,
   // 1 MB 512-562, 2 MB 546; Q4_K_M 502, 583-630, 518-582, 580.
   constexpr int64_t kChunkBytes = int64_t{1} << 19, kRowBlock = 256;
@@ -144,15 +156,26 @@ void Linear::Impl::ForwardDequantized(const uint16_t* x, int64_t m, float* y, bo
   const int64_t chunks = (tiles + per - 1) / per;
   const int64_t full_cols = std::min(n, per * 64), last_cols = n - (chunks - 1) * per * 64;
   const int64_t full_rows = std::min(m, kRowBlock), last_rows = m - (m - 1) / kRowBlock * kRowBlock;
-  // Made here, on the calling thread (the caches are not thread-safe).
-  const ChunkPrim* prims[2][2] = {{&GetChunk(full_rows, full_cols), &GetChunk(full_rows, last_cols)},
-                                  {&GetChunk(last_rows, full_cols), &GetChunk(last_rows, last_cols)}};
+  // Made here, on the calling thread (the caches are not thread-safe). If
+  // oneDNN cannot make them, the integer kernel (any M, only slower) does it.
+  ChunkPrim prims[2][2];
+  try {
+    prims[0][0] = GetChunk(full_rows, full_cols);
+    prims[0][1] = GetChunk(full_rows, last_cols);
+    prims[1][0] = GetChunk(last_rows, full_cols);
+    prims[1][1] = GetChunk(last_rows, last_cols);
+  } catch (const dnnl::error& e) {
+    LOG_WARNING("oneDNN: no prefill matmul for M={} K={} ({}); using the integer kernel", m, k, e.what());
+    return false;
+  }
   size_t scratch = 0;
-  for (auto& row : prims)
-    for (const ChunkPrim* p : row) scratch = std::max(scratch, p->scratch.get_size());
+  for (const auto& row : prims)
+    for (const ChunkPrim& p : row) scratch = std::max(scratch, p.scratch.get_size());
   const float* bias_data = quant->bias();
   std::atomic<int64_t> next{0};
   ThreadPool::Default().RunOnAll([&](int, int) {
+    // Any OpenMP region oneDNN opens from here is this thread alone.
+    const OneOmpThread one;
     // Page aligned (AMX tile loads and 64-byte stores must not straddle
     // lines), grown to the largest chunk; the stream is per thread too.
     thread_local LargeBuffer tile_buf, out_buf, scratch_buf;
@@ -175,15 +198,21 @@ void Linear::Impl::ForwardDequantized(const uint16_t* x, int64_t m, float* y, bo
       quant->DequantizeBf16Blocked(t0, t1, tile_data);
       for (int64_t r0 = 0; r0 < m; r0 += kRowBlock) {
         const int64_t rows = std::min(kRowBlock, m - r0);
-        const ChunkPrim& p = *prims[rows == full_rows ? 0 : 1][c == chunks - 1 ? 1 : 0];
+        const ChunkPrim& p = prims[rows == full_rows ? 0 : 1][c == chunks - 1 ? 1 : 0];
         std::unordered_map<int, dnnl::memory> args{
             {DNNL_ARG_SRC, dnnl::memory(p.src, Engine(), const_cast<uint16_t*>(x + r0 * k))},
             {DNNL_ARG_WEIGHTS, dnnl::memory(p.w, Engine(), tile_data)},
             {DNNL_ARG_DST, dnnl::memory(p.dst, Engine(), out)},
             {DNNL_ARG_SCRATCHPAD, dnnl::memory(p.scratch, Engine(), scratch_buf.data())}};
         if (has_bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias, Engine(), const_cast<float*>(bias_data) + col0));
-        p.prim.execute(stream, args);
-        stream.wait();
+        // A oneDNN failure here, after the primitive was made, is a bug; it
+        // must not unwind out of a pool thread.
+        try {
+          p.prim.execute(stream, args);
+          stream.wait();
+        } catch (const dnnl::error& e) {
+          CHECK(false) << "oneDNN prefill matmul (" << rows << " x " << cols << " x " << k << "): " << e.what();
+        }
         for (int64_t r = 0; r < rows; ++r) {
           float* yr = y + (r0 + r) * n + col0;
           const float* o = out + r * cols;
@@ -196,6 +225,7 @@ void Linear::Impl::ForwardDequantized(const uint16_t* x, int64_t m, float* y, bo
       }
     }
   });
+  return true;
 }
 
 Linear::Linear() = default;
@@ -266,8 +296,8 @@ Result<Linear> Linear::CreateQuantized(int64_t k, std::span<const QuantSegment> 
 
 void Linear::Forward(const void* x, int64_t m, float* y, bool accumulate) const {
   if (m <= 0) return;
-  if (impl_->quant && impl_->prefill_dequant && m > kQuantDecodeRows) {
-    impl_->ForwardDequantized(static_cast<const uint16_t*>(x), m, y, accumulate);
+  if (impl_->quant && impl_->prefill_dequant && m > kQuantDecodeRows &&
+      impl_->ForwardDequantized(static_cast<const uint16_t*>(x), m, y, accumulate)) {
     return;
   }
   if (impl_->quant) {

@@ -11,41 +11,24 @@
 #include "base/dtype.h"
 #include "base/large_buffer.h"
 #include "base/thread_pool.h"
+#include "kernels/quant_tile.h"
 
 namespace crescent::kernels {
 
 namespace {
 
-constexpr int64_t kTile = 64;  // output rows per tile
-constexpr int kMaxMt = 4;      // activation rows per kernel call
-// Software prefetch distance of the decode kernels: the hardware prefetcher
-// alone left a thread's stream of weights short of what memory gives (BM_Quant
-// at M = 1, GB/s: Q8_0 25 -> 27-28, Q4_K 19.7 -> 20-23, Q6_K 17.5 -> 23-26
-// with 8-24 KB ahead, all about equal; 4 KB was worse for Q6_K; the T0, T1
-// and T2 hints measured the same).
-constexpr int64_t kPrefetchAhead = 16384;
-
-// kS8: int8 + 128 per byte; kU8: 0..255 with a min; kU4: nibbles with a min;
-// kQ6: Q6_K as ggml stores it, 6-bit values (a nibble plane and a 2-bit
-// plane), int8 scales per 16 and an f16 d per 256 (6.5625 bits per weight).
-enum class Kind { kS8, kU8, kU4, kQ6 };
-
-struct Format {
-  Kind kind;
-  int s;         // sub-block elements
-  bool has_min;
-};
-
-Format FormatOf(QuantType t) {
-  switch (t) {
-    case QuantType::kQ8_0: return {Kind::kS8, 32, false};
-    case QuantType::kQ6_K: return {Kind::kQ6, 256, false};
-    case QuantType::kQ4_0: return {Kind::kU4, 32, true};
-    case QuantType::kQ4_K: return {Kind::kU4, 32, true};
-    case QuantType::kQ5_K: return {Kind::kU8, 32, true};
-    default: CHECK(false) << "not a block type"; return {};
-  }
-}
+using quant_tile::ActRow;
+using quant_tile::Format;
+using quant_tile::FormatOf;
+using quant_tile::Kind;
+using quant_tile::kMaxMt;
+using quant_tile::kQ6Block;
+using quant_tile::kQ6Scales;
+using quant_tile::kQ6Unit;
+using quant_tile::kQ6Values;
+using quant_tile::kTile;
+using quant_tile::Segment;
+using quant_tile::Tiles;
 
 // One row of `t` as stored values (the packed form's bytes before
 // interleaving), and f32 scale and min per sub-block: x = scale * v - min for
@@ -115,34 +98,18 @@ void DecodeQ6Row(const uint8_t* src, int64_t k, uint8_t* q, int8_t* sc, float* d
   }
 }
 
-// kQ6 layout inside one 256-element block of a tile: 8 units of 32 k; per
-// unit and group of 16 rows 4 nibble registers (k 8j..8j+7: low nibble k,
-// high k + 4) then 2 plane registers (k 16h..16h+15: byte i holds k = i + 4t
-// at bits 2t); then int8 scales [16 sub-blocks][64 rows]; then f16 d [64].
-constexpr int64_t kQ6Unit = 4 * 384, kQ6Values = 8 * kQ6Unit, kQ6Scales = 16 * 64, kQ6Block = kQ6Values + kQ6Scales + 128;
-
-struct Segment {
-  Format f;
-  int64_t n0 = 0, rows = 0, tiles = 0;
-  int64_t vbytes = 0, sub_stride = 0, tile_stride = 0;
-  LargeBuffer packed;  // zeroed, huge pages where allowed
-};
-
-// One activation row, quantized per block of 32.
-struct ActRow {
-  const int8_t* xq;
-  const float* dx;     // [k / 32]
-  const int32_t* xs;   // [k / 16] sums of xq
-};
-
 void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32_t* xs) {
   for (int64_t b = 0; b < k / 32; ++b) {
     const float* xb = x + b * 32;
     float amax = 0;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    bool finite = true;  // std::max drops a NaN, so it is looked for apart
+    for (int i = 0; i < 32; ++i) {
+      amax = std::max(amax, std::fabs(xb[i]));
+      finite = finite && std::isfinite(xb[i]);
+    }
     // A NaN or infinity makes the block's scale NaN, so it reaches the
     // outputs as in a float matmul (and no float-to-int conversion is UB).
-    const float d = std::isfinite(amax) ? amax / 127.0f : NAN, id = d > 0 ? 1.0f / d : 0.0f;
+    const float d = finite ? amax / 127.0f : NAN, id = d > 0 ? 1.0f / d : 0.0f;
     dx[b] = d;
     int32_t s0 = 0, s1 = 0;
     for (int i = 0; i < 32; ++i) {
@@ -156,293 +123,10 @@ void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32
   }
 }
 
-// A kQ6 value back from the packed planes.
-int Q6Value(const uint8_t* block, int64_t kk, int r) {
-  const int u = static_cast<int>(kk / 32), e = static_cast<int>(kk % 32), q = r / 16, lane = r % 16;
-  const uint8_t* base = block + u * kQ6Unit + q * 384;
-  const int j = e / 8, i = e % 4, hi = (e % 8) / 4;
-  const uint8_t nib = base[j * 64 + lane * 4 + i];
-  const int low = hi ? nib >> 4 : nib & 15;
-  const int h = e / 16, t = (e % 16) / 4;
-  const int top = (base[256 + h * 64 + lane * 4 + (e % 4)] >> (2 * t)) & 3;
-  return low | (top << 4);
-}
-
-void TileScalarQ6(const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
-  for (int m = 0; m < mt; ++m) std::fill(out + m * kTile, out + (m + 1) * kTile, 0.0f);
-  for (int64_t blk = 0; blk < k / 256; ++blk) {
-    const uint8_t* p = tile + blk * kQ6Block;
-    const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
-    const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
-    for (int r = 0; r < kTile; ++r) {
-      const float d = F16ToF32(ds[r]);
-      for (int m = 0; m < mt; ++m) {
-        for (int u = 0; u < 8; ++u) {
-          int32_t t = 0;
-          for (int sb = 0; sb < 2; ++sb) {
-            int32_t dot = 0;
-            for (int e = 0; e < 16; ++e) {
-              const int64_t kk = 32 * u + 16 * sb + e;
-              dot += Q6Value(p, kk, r) * a[m].xq[blk * 256 + kk];
-            }
-            dot -= 32 * a[m].xs[blk * 16 + 2 * u + sb];
-            t += dot * scs[(2 * u + sb) * 64 + r];
-          }
-          out[m * kTile + r] += static_cast<float>(t) * d * a[m].dx[blk * 8 + u];
-        }
-      }
-    }
-  }
-}
-
-// The portable kernel: out[m][r] for the tile's 64 rows.
-void TileScalar(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* a, int mt, float* out) {
-  if (g.f.kind == Kind::kQ6) return TileScalarQ6(tile, k, a, mt, out);
-  const int s = g.f.s;
-  const int64_t nsub = k / s;
-  for (int m = 0; m < mt; ++m) std::fill(out + m * kTile, out + (m + 1) * kTile, 0.0f);
-  for (int64_t b = 0; b < nsub; ++b) {
-    const uint8_t* p = tile + b * g.sub_stride;
-    const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
-    const uint16_t* mins = scales + kTile;
-    for (int r = 0; r < kTile; ++r) {
-      const int q = r / 16, lane = r % 16;
-      const float sc = F16ToF32(scales[r]), mn = g.f.has_min ? F16ToF32(mins[r]) : 0.0f;
-      for (int m = 0; m < mt; ++m) {
-        const int8_t* x = a[m].xq + b * s;
-        int32_t dot = 0;
-        if (g.f.kind == Kind::kU4) {
-          for (int j = 0; j < s / 8; ++j) {
-            const uint8_t* w = p + q * 8 * s + j * 64 + lane * 4;
-            for (int i = 0; i < 4; ++i) dot += (w[i] & 15) * x[8 * j + i] + (w[i] >> 4) * x[8 * j + 4 + i];
-          }
-        } else {
-          for (int j = 0; j < s / 4; ++j) {
-            const uint8_t* w = p + q * 16 * s + j * 64 + lane * 4;
-            for (int i = 0; i < 4; ++i) dot += w[i] * x[4 * j + i];
-          }
-        }
-        const int32_t xsum = s == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
-        const float dx = a[m].dx[(b * s) / 32];
-        float v;
-        if (g.f.kind == Kind::kS8) {
-          v = sc * static_cast<float>(dot - 128 * xsum);
-        } else {
-          v = sc * static_cast<float>(dot) - mn * static_cast<float>(xsum);
-        }
-        out[m * kTile + r] += v * dx;
-      }
-    }
-  }
-}
-
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-// NT tiles at once (NT = 2 only with MT = 1): two streams of weights per
-// thread, where one left memory idle (see quant_matmul.h).
-template <Kind K, int S, int MT, int NT = 1>
-void TileVnni(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, float* const* outs) {
-  constexpr int kRegs = K == Kind::kU4 ? S / 8 : S / 4;  // 64-byte registers per group of 16 rows
-  constexpr int64_t kGroupBytes = kRegs * 64;
-  const int64_t nsub = k / S;
-  // Separate named accumulators (not an array indexed by stream) so they
-  // stay in registers.
-  __m512 acc0[MT][4], acc1[MT][4];
-  for (int m = 0; m < MT; ++m)
-    for (int q = 0; q < 4; ++q) acc0[m][q] = acc1[m][q] = _mm512_setzero_ps();
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const auto step = [&](int64_t b, const uint8_t* tile, __m512 (&acc)[MT][4]) __attribute__((always_inline)) {
-    const uint8_t* p = tile + b * g.sub_stride;
-    const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
-    for (int64_t off = 0; off < g.sub_stride; off += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
-    }
-    float dxv[MT];
-    int32_t xsum[MT];
-    for (int m = 0; m < MT; ++m) {
-      dxv[m] = a[m].dx[(b * S) / 32];
-      xsum[m] = S == 32 ? a[m].xs[2 * b] + a[m].xs[2 * b + 1] : a[m].xs[b];
-    }
-#pragma GCC unroll 4
-    for (int q = 0; q < 4; ++q) {
-      const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
-      __m512 mn = _mm512_setzero_ps();
-      if constexpr (K != Kind::kS8) {
-        mn = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)));
-      }
-      __m512i w[K == Kind::kU4 ? 2 * kRegs : kRegs];
-      const uint8_t* wq = p + q * kGroupBytes;
-      for (int j = 0; j < kRegs; ++j) {
-        const __m512i v = _mm512_load_si512(wq + j * 64);
-        if constexpr (K == Kind::kU4) {
-          w[2 * j] = _mm512_and_si512(v, low4);
-          w[2 * j + 1] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-        } else {
-          w[j] = v;
-        }
-      }
-      for (int m = 0; m < MT; ++m) {
-        const int8_t* x = a[m].xq + b * S;
-        // Two chains of dot products (even and odd registers) for latency.
-        __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
-        for (int j = 0; j < (K == Kind::kU4 ? 2 * kRegs : kRegs); j += 2) {
-          int32_t x4, x5;
-          std::memcpy(&x4, x + 4 * j, 4);  // kU4: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
-          std::memcpy(&x5, x + 4 * j + 4, 4);
-          ia = _mm512_dpbusd_epi32(ia, w[j], _mm512_set1_epi32(x4));
-          ib = _mm512_dpbusd_epi32(ib, w[j + 1], _mm512_set1_epi32(x5));
-        }
-        ia = _mm512_add_epi32(ia, ib);
-        if constexpr (K == Kind::kS8) {
-          ia = _mm512_sub_epi32(ia, _mm512_set1_epi32(128 * xsum[m]));
-          acc[m][q] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ia), _mm512_set1_ps(dxv[m])), sc, acc[m][q]);
-        } else {
-          const __m512 t = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ia), sc,
-                                           _mm512_mul_ps(mn, _mm512_set1_ps(static_cast<float>(xsum[m]))));
-          acc[m][q] = _mm512_fmadd_ps(t, _mm512_set1_ps(dxv[m]), acc[m][q]);
-        }
-      }
-    }
-  };
-  for (int64_t b = 0; b < nsub; ++b) {
-    step(b, tiles[0], acc0);
-    if constexpr (NT == 2) step(b, tiles[1], acc1);
-  }
-  for (int m = 0; m < MT; ++m) {
-    for (int q = 0; q < 4; ++q) {
-      _mm512_storeu_ps(outs[0] + m * kTile + 16 * q, acc0[m][q]);
-      if constexpr (NT == 2) _mm512_storeu_ps(outs[1] + m * kTile + 16 * q, acc1[m][q]);
-    }
-  }
-}
-
-template <int MT, int NT = 1>
-void TileVnniQ6(const uint8_t* const* tiles, int64_t k, const ActRow* a, float* const* outs) {
-  __m512 acc0[MT][4], acc1[MT][4];  // named, not indexed, to stay in registers
-  for (int m = 0; m < MT; ++m)
-    for (int q = 0; q < 4; ++q) acc0[m][q] = acc1[m][q] = _mm512_setzero_ps();
-  const __m512i low4 = _mm512_set1_epi8(0x0F), low6 = _mm512_set1_epi8(0x3F);
-  const auto step = [&](int64_t blk, int u, const uint8_t* tile,
-                        __m512 (&acc)[MT][4]) __attribute__((always_inline)) {
-    const uint8_t* p = tile + blk * kQ6Block;
-    const int8_t* scs = reinterpret_cast<const int8_t*>(p + kQ6Values);
-    const uint16_t* ds = reinterpret_cast<const uint16_t*>(p + kQ6Values + kQ6Scales);
-    for (int64_t off = u * kQ6Block / 8; off < (u + 1) * kQ6Block / 8; off += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + off), _MM_HINT_T0);
-    }
-    float dxv[MT];
-    int32_t xa[MT], xb[MT];
-    for (int m = 0; m < MT; ++m) {
-      dxv[m] = a[m].dx[blk * 8 + u];
-      xa[m] = 32 * a[m].xs[blk * 16 + 2 * u];
-      xb[m] = 32 * a[m].xs[blk * 16 + 2 * u + 1];
-    }
-    for (int q = 0; q < 4; ++q) {
-      const uint8_t* base = p + u * kQ6Unit + q * 384;
-      __m512i v[8];
-      const __m512i pl0 = _mm512_load_si512(base + 256), pl1 = _mm512_load_si512(base + 320);
-      for (int j = 0; j < 4; ++j) {
-        const __m512i nib = _mm512_load_si512(base + j * 64);
-        for (int half = 0; half < 2; ++half) {
-          const int jj = 2 * j + half;  // k 4jj .. 4jj+3 of the unit
-          // The nibble in bits 0-3, jj's 2 bits of the plane moved to bits
-          // 4-5, then one select (bits 0-3 from lo, 4-7 from top) and a mask.
-          const __m512i lo = half ? _mm512_srli_epi16(nib, 4) : nib;
-          const __m512i plane = jj < 4 ? pl0 : pl1;
-          __m512i top;
-          switch (jj % 4) {
-            case 0: top = _mm512_slli_epi16(plane, 4); break;
-            case 1: top = _mm512_slli_epi16(plane, 2); break;
-            case 2: top = plane; break;
-            default: top = _mm512_srli_epi16(plane, 2); break;
-          }
-          v[jj] = _mm512_and_si512(_mm512_ternarylogic_epi32(lo, top, low4, 0xE4), low6);
-        }
-      }
-      const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
-      const __m512i scb =
-          _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u + 1) * 64 + 16 * q)));
-      const __m512 dq = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ds + 16 * q)));
-      for (int m = 0; m < MT; ++m) {
-        const int8_t* x = a[m].xq + blk * 256 + 32 * u;
-        __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
-        for (int j = 0; j < 4; ++j) {
-          int32_t x4;
-          std::memcpy(&x4, x + 4 * j, 4);
-          ia = _mm512_dpbusd_epi32(ia, v[j], _mm512_set1_epi32(x4));
-          std::memcpy(&x4, x + 16 + 4 * j, 4);
-          ib = _mm512_dpbusd_epi32(ib, v[4 + j], _mm512_set1_epi32(x4));
-        }
-        ia = _mm512_mullo_epi32(_mm512_sub_epi32(ia, _mm512_set1_epi32(xa[m])), sca);
-        ib = _mm512_mullo_epi32(_mm512_sub_epi32(ib, _mm512_set1_epi32(xb[m])), scb);
-        acc[m][q] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(ia, ib)),
-                                    _mm512_mul_ps(dq, _mm512_set1_ps(dxv[m])), acc[m][q]);
-      }
-    }
-  };
-  for (int64_t blk = 0; blk < k / 256; ++blk) {
-    for (int u = 0; u < 8; ++u) {
-      step(blk, u, tiles[0], acc0);
-      if constexpr (NT == 2) step(blk, u, tiles[1], acc1);
-    }
-  }
-  for (int m = 0; m < MT; ++m) {
-    for (int q = 0; q < 4; ++q) {
-      _mm512_storeu_ps(outs[0] + m * kTile + 16 * q, acc0[m][q]);
-      if constexpr (NT == 2) _mm512_storeu_ps(outs[1] + m * kTile + 16 * q, acc1[m][q]);
-    }
-  }
-}
-
-void TileVnniQ6M(const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt, float* const* outs) {
-  if (nt == 2) return TileVnniQ6<1, 2>(tiles, k, a, outs);
-  switch (mt) {
-    case 1: TileVnniQ6<1>(tiles, k, a, outs); break;
-    case 2: TileVnniQ6<2>(tiles, k, a, outs); break;
-    case 3: TileVnniQ6<3>(tiles, k, a, outs); break;
-    default: TileVnniQ6<4>(tiles, k, a, outs); break;
-  }
-}
-
-template <Kind K, int S>
-void TileVnniM(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
-               float* const* outs) {
-  if (nt == 2) return TileVnni<K, S, 1, 2>(g, tiles, k, a, outs);
-  switch (mt) {
-    case 1: TileVnni<K, S, 1>(g, tiles, k, a, outs); break;
-    case 2: TileVnni<K, S, 2>(g, tiles, k, a, outs); break;
-    case 3: TileVnni<K, S, 3>(g, tiles, k, a, outs); break;
-    default: TileVnni<K, S, 4>(g, tiles, k, a, outs); break;
-  }
-}
-
-std::atomic<bool> g_portable{false};
-
-// nt tiles (1, or 2 with mt = 1), each with its own 64 x mt outputs.
-void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
-           float* const* outs) {
-  if (g_portable.load(std::memory_order_relaxed)) {
-    for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
-    return;
-  }
-  if (g.f.kind == Kind::kS8 && g.f.s == 32) return TileVnniM<Kind::kS8, 32>(g, tiles, k, a, mt, nt, outs);
-  if (g.f.kind == Kind::kQ6) return TileVnniQ6M(tiles, k, a, mt, nt, outs);
-  if (g.f.kind == Kind::kU8) return TileVnniM<Kind::kU8, 32>(g, tiles, k, a, mt, nt, outs);
-  return TileVnniM<Kind::kU4, 32>(g, tiles, k, a, mt, nt, outs);
-}
-constexpr bool kVectorized = true;
-#else
-std::atomic<bool> g_portable{false};
-void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
-           float* const* outs) {
-  for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
-}
-constexpr bool kVectorized = false;
-#endif
-
 }  // namespace
 
-bool QuantMatmulVectorized() { return kVectorized; }
-void SetQuantMatmulPortableForTesting(bool portable) { g_portable = portable; }
+bool QuantMatmulVectorized() { return quant_tile::Vectorized(); }
+void SetQuantMatmulPortableForTesting(bool portable) { quant_tile::SetPortable(portable); }
 
 struct QuantMatmul::Impl {
   int64_t n = 0, k = 0, bytes = 0;

@@ -26,13 +26,15 @@
 // A matrix may be made of segments of different types along N (a fused
 // q|k|v whose v is Q6_K in a Q4_K_M file).
 //
-// At M = 1 (decode) a thread walks two of its tiles side by side, the two
-// halves of its range in one kernel, so two streams of weights are in flight
-// per core; one stream left memory idle (BM_Quant M = 1, n 2048, k 8192,
-// GB/s: Q4_K 23.9 -> 27.6, Q6_K 19 -> 22.9, Q8_0 28 unchanged).
+// At M = 1 (decode) a thread walks two of its tiles side by side (the two
+// halves of its part of each segment, in one kernel), so two streams of
+// weights are in flight per core; one stream left memory idle for the 4- and
+// 6-bit types (BM_Quant M = 1, 2048 x 8192 from DRAM: Q4_K 24 -> 27-28,
+// Q6_K 19 -> 23-24 GB/s; Q8_0 unchanged within 27-31).
 //
 // AVX512-VNNI where the build targets it; a portable loop otherwise (same
-// layout, same results up to f32 summation order). Thread-safe after Pack;
+// layout, same results up to f32 summation order; the tile kernels are in
+// quant_tile.h). Thread-safe after Pack;
 // Forward runs on the default pool.
 #pragma once
 

@@ -234,12 +234,15 @@ TEST(QuantMatmulSegmentsTest, PrefillShapesRunOnBf16TilesOfTheSameValues) {
   }
 }
 
-// A wide K makes Linear's prefill path split the columns into chunks (of 2
-// tiles here, the last one partial: 330 = 2 x 128 + 74 columns) and the rows
-// into blocks, each a matmul of its own whose result lands in its place in y,
-// run by both threads.
+// Linear's prefill path splits the columns into chunks (of 2 tiles at this
+// K, so one chunk spans the Q4_K and Q6_K segments and the last is partial:
+// 330 = 2 x 128 + 74 columns) and the rows into blocks, each a matmul of its
+// own whose result lands in its place in y, run by two threads.
 TEST(QuantMatmulSegmentsTest, PrefillInChunksOfColumnsMatchesTheReference) {
-  const int64_t k = 4096;
+  ThreadPool& pool = ThreadPool::Default();
+  const int threads = pool.num_threads();
+  pool.SetNumThreads(2);
+  const int64_t k = 2048;
   Weights q = MakeWeights(QuantType::kQ8_0, 128, k, 5), kk = MakeWeights(QuantType::kQ4_K, 64, k, 6),
           v = MakeWeights(QuantType::kQ6_K, 138, k, 7);
   const QuantSegment segs[] = {{q.type, 128, q.bytes.data()}, {kk.type, 64, kk.bytes.data()}, {v.type, 138, v.bytes.data()}};
@@ -262,6 +265,85 @@ TEST(QuantMatmulSegmentsTest, PrefillInChunksOfColumnsMatchesTheReference) {
     lin->Forward(xb.data(), m, y.data(), accumulate);
     for (int64_t i = 0; i < m * n; ++i) {
       ASSERT_NEAR(y[i], ref[i] + bias[i % n] + (accumulate ? -1.5 : 0.0), 1e-2 * mag[i] + 1e-4) << i;
+    }
+  }
+  pool.SetNumThreads(threads);
+}
+
+// Many prompt lengths: each adds primitives for its last block of rows to
+// Linear's cache until it is cleared, which must not pull the primitives of
+// the call in progress from under it (it did: the call held references into
+// the cache). Checked on the first and last rows of each.
+TEST(QuantMatmulSegmentsTest, PrefillOverManyPromptLengthsOutlivesItsPrimitiveCache) {
+  const int64_t k = 2048, n = 330;
+  Weights w = MakeWeights(QuantType::kQ8_0, n, k, 9);
+  const QuantSegment seg{w.type, n, w.bytes.data()};
+  auto lin = Linear::CreateQuantized(k, {&seg, 1}, nullptr, DType::kBF16);
+  ASSERT_TRUE(lin.ok()) << lin.status().ToString();
+  const int64_t max_m = 257 + 140;  // two new primitives per length: over 256
+  std::vector<float> x = Activations(max_m, k, 10);
+  std::vector<uint16_t> xb(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xb[i] = F32ToBf16(x[i]), x[i] = Bf16ToF32(xb[i]);
+  std::vector<double> ref, mag;
+  Reference(x, w.deq, max_m, n, k, &ref, &mag);
+  std::vector<float> y(static_cast<size_t>(max_m * n));
+  for (int64_t m = 257; m <= max_m; ++m) {
+    lin->Forward(xb.data(), m, y.data());
+    for (int64_t r : {int64_t{0}, m - 1}) {
+      for (int64_t j = 0; j < n; ++j) {
+        ASSERT_NEAR(y[r * n + j], ref[r * n + j], 1e-2 * mag[r * n + j] + 1e-4) << "m " << m << " row " << r;
+      }
+    }
+  }
+}
+
+// The vectorized and portable kernels give the same results up to f32
+// summation order, for every type, decode and batch shapes.
+TEST(QuantMatmulSegmentsTest, VnniAndPortableAgree) {
+  const int64_t k = 512, n = 130;
+  for (QuantType t : {QuantType::kQ8_0, QuantType::kQ4_0, QuantType::kQ4_K, QuantType::kQ5_K, QuantType::kQ6_K}) {
+    SCOPED_TRACE(std::string(QuantTypeName(t)));
+    Weights w = MakeWeights(t, n, k, 12);
+    const QuantSegment seg{t, n, w.bytes.data()};
+    auto qm = QuantMatmul::Pack(k, {&seg, 1}, nullptr);
+    ASSERT_TRUE(qm.ok());
+    for (int64_t m : {1, 3, 9}) {
+      const std::vector<float> x = Activations(m, k, 13);
+      std::vector<double> ref, mag;
+      Reference(x, w.deq, m, n, k, &ref, &mag);
+      std::vector<float> fast(static_cast<size_t>(m * n)), portable(fast.size());
+      SetQuantMatmulPortableForTesting(false);
+      qm->ForwardF32(x.data(), m, fast.data());
+      SetQuantMatmulPortableForTesting(true);
+      qm->ForwardF32(x.data(), m, portable.data());
+      SetQuantMatmulPortableForTesting(false);
+      for (int64_t i = 0; i < m * n; ++i) ASSERT_NEAR(fast[i], portable[i], 1e-5 * mag[i]) << "m " << m << " " << i;
+    }
+  }
+}
+
+// A NaN or an infinity in x makes the outputs NaN (every output sums over
+// the poisoned block), as a float matmul would, on both kernels.
+TEST(QuantMatmulSegmentsTest, NonFiniteActivationsGiveNaN) {
+  const int64_t k = 256, n = 64;
+  for (QuantType t : {QuantType::kQ8_0, QuantType::kQ4_K, QuantType::kQ6_K}) {
+    Weights w = MakeWeights(t, n, k, 14);
+    const QuantSegment seg{t, n, w.bytes.data()};
+    auto qm = QuantMatmul::Pack(k, {&seg, 1}, nullptr);
+    ASSERT_TRUE(qm.ok());
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+      for (bool portable : {false, true}) {
+        SetQuantMatmulPortableForTesting(portable);
+        std::vector<float> x = Activations(2, k, 15);
+        x[k + 77] = bad;  // row 1 only
+        std::vector<float> y(2 * n);
+        qm->ForwardF32(x.data(), 2, y.data());
+        for (int64_t j = 0; j < n; ++j) {
+          EXPECT_TRUE(std::isfinite(y[j])) << QuantTypeName(t) << " row 0 " << j;
+          EXPECT_TRUE(std::isnan(y[n + j])) << QuantTypeName(t) << " " << bad << " row 1 " << j;
+        }
+      }
+      SetQuantMatmulPortableForTesting(false);
     }
   }
 }

@@ -1,0 +1,72 @@
+// The packed form of QuantMatmul's weights and the kernels that multiply one
+// tile of it (internal to kernels/; quant_matmul.h is the interface and
+// describes the layout): tiles of kTile output rows, and for each the
+// results of up to kMaxMt rows of quantized activations. Tiles() runs the
+// AVX512-VNNI kernels where the build targets them and a portable loop
+// otherwise (or when SetPortable(true)); both give the same results up to
+// f32 summation order. Pure functions of their inputs: thread-safe.
+#pragma once
+
+#include <cstdint>
+
+#include "base/check.h"
+#include "base/large_buffer.h"
+#include "base/quant.h"
+
+namespace crescent::kernels::quant_tile {
+
+constexpr int64_t kTile = 64;  // output rows per tile
+constexpr int kMaxMt = 4;      // activation rows per kernel call
+
+// kS8: int8 + 128 per byte; kU8: 0..255 with a min; kU4: nibbles with a min;
+// kQ6: Q6_K as ggml stores it, 6-bit values (a nibble plane and a 2-bit
+// plane), int8 scales per 16 and an f16 d per 256 (6.5625 bits per weight).
+enum class Kind { kS8, kU8, kU4, kQ6 };
+
+struct Format {
+  Kind kind;
+  int s;         // sub-block elements
+  bool has_min;
+};
+
+inline Format FormatOf(QuantType t) {
+  switch (t) {
+    case QuantType::kQ8_0: return {Kind::kS8, 32, false};
+    case QuantType::kQ6_K: return {Kind::kQ6, 256, false};
+    case QuantType::kQ4_0: return {Kind::kU4, 32, true};
+    case QuantType::kQ4_K: return {Kind::kU4, 32, true};
+    case QuantType::kQ5_K: return {Kind::kU8, 32, true};
+    default: CHECK(false) << "not a block type"; return {};
+  }
+}
+
+// kQ6 layout inside one 256-element block of a tile: 8 units of 32 k; per
+// unit and group of 16 rows 4 nibble registers (k 8j..8j+7: low nibble k,
+// high k + 4) then 2 plane registers (k 16h..16h+15: byte i holds k = i + 4t
+// at bits 2t); then int8 scales [16 sub-blocks][64 rows]; then f16 d [64].
+constexpr int64_t kQ6Unit = 4 * 384, kQ6Values = 8 * kQ6Unit, kQ6Scales = 16 * 64, kQ6Block = kQ6Values + kQ6Scales + 128;
+
+struct Segment {
+  Format f;
+  int64_t n0 = 0, rows = 0, tiles = 0;
+  int64_t vbytes = 0, sub_stride = 0, tile_stride = 0;
+  LargeBuffer packed;  // zeroed, huge pages where allowed
+};
+// One activation row, quantized per block of 32.
+struct ActRow {
+  const int8_t* xq;
+  const float* dx;     // [k / 32]
+  const int32_t* xs;   // [k / 16] sums of xq
+};
+
+// nt tiles (1, or 2 with mt = 1: two streams of weights at once), each with
+// its own kTile x mt outputs (row-major by activation row), over all of k.
+void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
+           float* const* outs);
+
+// Whether Tiles() has vectorized kernels in this build; SetPortable(true)
+// makes it use the portable loop (for tests).
+bool Vectorized();
+void SetPortable(bool portable);
+
+}  // namespace crescent::kernels::quant_tile
