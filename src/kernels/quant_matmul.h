@@ -77,7 +77,10 @@ class QuantMatmul {
   // is not whole tiles of 64 rows.
   bool DequantizeBf16Blocked(int64_t t0, int64_t t1, uint16_t* out) const;
   bool CanDequantizeBf16Blocked() const;
-  int64_t tiles() const;             // ceil(n / 64)
+  // ceil(n / 64): the tiles DequantizeBf16Blocked numbers, where every
+  // segment but the last is whole tiles (CanDequantizeBf16Blocked); with
+  // partial segments the packed form holds more tiles than this.
+  int64_t tiles() const;
   const float* bias() const;         // [n] or null
 
   // x: [m, k] bf16 bits (or f32 with x_f32); y: [m, n] f32. With accumulate, y += x·Wᵀ + b.
