@@ -292,14 +292,9 @@ void TileVnniM(const Segment& g, const uint8_t* const* tiles, int64_t k, const A
   }
 }
 
-std::atomic<bool> g_portable{false};
-
-void TilesImpl(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
+// The VNNI kernel for nt tiles of g's kind.
+void TilesVnni(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
                float* const* outs) {
-  if (g_portable.load(std::memory_order_relaxed)) {
-    for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
-    return;
-  }
   if (g.f.kind == Kind::kS8 && g.f.s == 32) return TileVnniM<Kind::kS8, 32>(g, tiles, k, a, mt, nt, outs);
   if (g.f.kind == Kind::kQ6) return TileVnniQ6M(tiles, k, a, mt, nt, outs);
   if (g.f.kind == Kind::kU8) return TileVnniM<Kind::kU8, 32>(g, tiles, k, a, mt, nt, outs);
@@ -307,19 +302,19 @@ void TilesImpl(const Segment& g, const uint8_t* const* tiles, int64_t k, const A
 }
 constexpr bool kVectorized = true;
 #else
-std::atomic<bool> g_portable{false};
-void TilesImpl(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
-               float* const* outs) {
-  for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
-}
 constexpr bool kVectorized = false;
 #endif
+
+std::atomic<bool> g_portable{false};
 
 }  // namespace
 
 void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
            float* const* outs) {
-  TilesImpl(g, tiles, k, a, mt, nt, outs);
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  if (!g_portable.load(std::memory_order_relaxed)) return TilesVnni(g, tiles, k, a, mt, nt, outs);
+#endif
+  for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
 }
 bool Vectorized() { return kVectorized; }
 void SetPortable(bool portable) { g_portable = portable; }
