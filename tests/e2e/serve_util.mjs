@@ -4,6 +4,7 @@
 //
 // Usage: node <test>.mjs --crescent BIN --source DIR --work DIR
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -18,10 +19,20 @@ export function parseArgs() {
   return out;
 }
 
-// The openai package from the repo's npm folder.
+// The openai package from the repo's npm folder, its client on sockets that
+// are not kept alive. Debian 12's Node 18 with node-fetch 2.7 (the openai
+// package's transport there) reports a complete chunked response on a
+// kept-alive socket as "Premature close" (node-fetch issues 1576 and 1767:
+// its check looks for a data listener the socket still has); Node 20 does
+// not. Every serve test failed on a fresh Debian 12 for it.
 export function loadOpenAI(source) {
   const require = createRequire(path.join(source, 'third_party/npm/package.json'));
-  return require('openai');
+  const { OpenAI } = require('openai');
+  return class extends OpenAI {
+    constructor(opts) {
+      super({ httpAgent: new http.Agent({ keepAlive: false }), ...opts });
+    }
+  };
 }
 
 export const HOST = '127.0.0.1';
