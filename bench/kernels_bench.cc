@@ -13,11 +13,15 @@
 #include <benchmark/benchmark.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <immintrin.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
+#include "base/large_buffer.h"
+#include "base/thread_pool.h"
 #include "kernels/attention.h"
 #include "kernels/gemv.h"
 #include "base/quant.h"
@@ -122,6 +126,45 @@ void BM_StreamRead(benchmark::State& st) {
   for (auto _ : st) gbs = crescent::kernels::MeasureReadBandwidthGBs(int64_t{1} << 30, 3);
   st.counters["GB/s"] = gbs;
 }
+
+// The ceiling the quantized decode kernels work under: BM_Quant's access
+// pattern with loads alone. Copies of a buffer the size of Q8_0's down matrix
+// (2048 x 8192) that together exceed ColdBytes(), one RunOnAll per copy as
+// per Forward, and each thread reading the two halves of its range side by
+// side (two streams, as QuantMatmul at M = 1), 64 bytes per load. Beside
+// BM_StreamRead it shows how much of the probe a pure read of weights laid
+// out as the engine lays them reaches; beside BM_Quant, what the kernels'
+// arithmetic costs on top.
+void BM_DecodeRead(benchmark::State& st) {
+  const int64_t bytes = int64_t{2048} * 8192 / 32 * 34;  // Q8_0's packed size
+  const int64_t copies = std::max<int64_t>(1, ColdBytes() / bytes + 1);
+  std::vector<crescent::LargeBuffer> bufs;
+  for (int64_t c = 0; c < copies; ++c) {
+    bufs.push_back(crescent::LargeBuffer::Allocate(static_cast<size_t>(bytes)).value());
+    std::memset(bufs.back().data(), 1, static_cast<size_t>(bytes));
+  }
+  std::vector<int64_t> sinks(64, 0);
+  size_t it = 0;
+  for (auto _ : st) {
+    const uint8_t* base = bufs[it++ % bufs.size()].data();
+    crescent::ThreadPool::Default().RunOnAll([&](int t, int nt) {
+      const int64_t lines = bytes / 64, b = lines * t / nt, e = lines * (t + 1) / nt, half = (e - b) / 2;
+      const uint8_t* s0 = base + b * 64;
+      const uint8_t* s1 = s0 + half * 64;
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+      for (int64_t i = 0; i < half; ++i) {
+        a0 = _mm512_add_epi32(a0, _mm512_load_si512(s0 + i * 64));
+        a1 = _mm512_add_epi32(a1, _mm512_load_si512(s1 + i * 64));
+      }
+      alignas(64) int32_t lanes[16];
+      _mm512_store_si512(lanes, _mm512_add_epi32(a0, a1));
+      sinks[static_cast<size_t>(t) % sinks.size()] += lanes[0];
+    });
+  }
+  benchmark::DoNotOptimize(sinks.data());
+  st.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_DecodeRead)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 // Paged attention with Llama-3.2-1B's heads (32 query, 8 KV, head_dim 64, bf16 KV,
 // 16-token pages): `seqs` sequences with `ctx` tokens in pages, each adding `n` new

@@ -98,31 +98,6 @@ void DecodeQ6Row(const uint8_t* src, int64_t k, uint8_t* q, int8_t* sc, float* d
   }
 }
 
-void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32_t* xs) {
-  for (int64_t b = 0; b < k / 32; ++b) {
-    const float* xb = x + b * 32;
-    float amax = 0;
-    bool finite = true;  // std::max drops a NaN, so it is looked for apart
-    for (int i = 0; i < 32; ++i) {
-      amax = std::max(amax, std::fabs(xb[i]));
-      finite = finite && std::isfinite(xb[i]);
-    }
-    // A NaN or infinity makes the block's scale NaN, so it reaches the
-    // outputs as in a float matmul (and no float-to-int conversion is UB).
-    const float d = finite ? amax / 127.0f : NAN, id = d > 0 ? 1.0f / d : 0.0f;
-    dx[b] = d;
-    int32_t s0 = 0, s1 = 0;
-    for (int i = 0; i < 32; ++i) {
-      const float v = xb[i] * id;
-      const int q = std::isfinite(v) ? static_cast<int>(std::nearbyint(std::clamp(v, -127.0f, 127.0f))) : 0;
-      xq[b * 32 + i] = static_cast<int8_t>(std::clamp(q, -127, 127));
-      (i < 16 ? s0 : s1) += xq[b * 32 + i];
-    }
-    xs[2 * b] = s0;
-    xs[2 * b + 1] = s1;
-  }
-}
-
 }  // namespace
 
 bool QuantMatmulVectorized() { return quant_tile::Vectorized(); }
@@ -235,13 +210,12 @@ void QuantMatmul::Impl::Run(const float* xf, const uint16_t* xb, int64_t m, floa
   float* dxp = dx.data();
   int32_t* xsp = xs.data();
   ThreadPool::Default().ParallelFor(m, [&](int64_t b, int64_t e) {
-    std::vector<float> row(static_cast<size_t>(k));
     for (int64_t r = b; r < e; ++r) {
-      const float* x = xf ? xf + r * k : row.data();
-      if (!xf) {
-        for (int64_t i = 0; i < k; ++i) row[static_cast<size_t>(i)] = Bf16ToF32(xb[r * k + i]);
+      if (xf) {
+        quant_tile::QuantizeActivations(xf + r * k, k, xqp + r * k, dxp + r * k / 32, xsp + r * k / 16);
+      } else {
+        quant_tile::QuantizeActivationsBf16(xb + r * k, k, xqp + r * k, dxp + r * k / 32, xsp + r * k / 16);
       }
-      QuantizeActivations(x, k, xqp + r * k, dxp + r * k / 32, xsp + r * k / 16);
     }
   }, 1);
   int64_t total_tiles = 0;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "base/dtype.h"
 #include "base/thread_pool.h"
 #include "kernels/linear.h"
+#include "kernels/quant_tile.h"
 
 namespace crescent::kernels {
 namespace {
@@ -319,6 +321,61 @@ TEST(QuantMatmulSegmentsTest, VnniAndPortableAgree) {
       SetQuantMatmulPortableForTesting(false);
       for (int64_t i = 0; i < m * n; ++i) ASSERT_NEAR(fast[i], portable[i], 1e-5 * mag[i]) << "m " << m << " " << i;
     }
+  }
+}
+
+// The vector QuantizeActivations writes the portable loop's bytes, from f32
+// and from bf16: normal values, ties that round to even, blocks of zeros,
+// denormals (whose scale's inverse overflows), huge values, NaN and +-inf.
+TEST(QuantMatmulSegmentsTest, VectorAndPortableActivationsAreTheSameBytes) {
+  const int64_t k = 32 * 64;
+  std::mt19937 rng(16);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(k));
+  for (auto& v : x) v = dist(rng);
+  for (int i = 0; i < 32; ++i) x[32 + i] = 0.0f;                                  // block 1: zeros
+  for (int i = 0; i < 32; ++i) x[64 + i] = static_cast<float>(i % 7) * 0.5f - 1.5f;  // block 2: ties
+  x[64] = 127.0f;                                                                  // ... scaled by 1
+  for (int i = 0; i < 32; ++i) x[96 + i] = 1e-45f * static_cast<float>(i);       // block 3: denormals
+  for (int i = 0; i < 32; ++i) x[128 + i] = 3e38f * (i % 2 ? 1.0f : -0.7f);      // block 4: huge
+  x[160 + 5] = NAN;                                                                // block 5
+  x[192 + 31] = INFINITY;                                                          // block 6
+  x[224 + 0] = -INFINITY;                                                          // block 7
+  x[256 + 3] = -0.0f;
+  std::vector<uint16_t> xb(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xb[i] = F32ToBf16(x[i]);
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "f32");
+    std::vector<int8_t> q[2];
+    std::vector<float> d[2];
+    std::vector<int32_t> s[2];
+    for (int portable = 0; portable < 2; ++portable) {
+      q[portable].assign(static_cast<size_t>(k), 99);
+      d[portable].assign(static_cast<size_t>(k / 32), 99.0f);
+      s[portable].assign(static_cast<size_t>(k / 16), 99);
+      SetQuantMatmulPortableForTesting(portable == 1);
+      if (bf16) {
+        quant_tile::QuantizeActivationsBf16(xb.data(), k, q[portable].data(), d[portable].data(), s[portable].data());
+      } else {
+        quant_tile::QuantizeActivations(x.data(), k, q[portable].data(), d[portable].data(), s[portable].data());
+      }
+    }
+    SetQuantMatmulPortableForTesting(false);
+    EXPECT_EQ(q[0], q[1]);
+    EXPECT_EQ(s[0], s[1]);
+    for (int64_t b = 0; b < k / 32; ++b) {
+      EXPECT_TRUE(std::memcmp(&d[0][b], &d[1][b], sizeof(float)) == 0 || (std::isnan(d[0][b]) && std::isnan(d[1][b])))
+          << "block " << b << ": " << d[0][b] << " vs " << d[1][b];
+    }
+    EXPECT_TRUE(std::isnan(d[0][5]) && std::isnan(d[0][6]) && std::isnan(d[0][7]));
+    EXPECT_EQ(d[0][1], 0.0f);
+    EXPECT_EQ(q[0][64], 127);
+    // Block 2 at a scale of exactly 1 (its max is 127): halves go to even.
+    EXPECT_EQ(q[0][65], -1);  // -1.0
+    EXPECT_EQ(q[0][66], 0);   // -0.5
+    EXPECT_EQ(q[0][68], 0);   //  0.5
+    EXPECT_EQ(q[0][70], 2);   //  1.5
+    EXPECT_EQ(q[0][71], -2);  // -1.5
   }
 }
 

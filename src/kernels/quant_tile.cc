@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 
 #include "base/dtype.h"
@@ -107,6 +108,55 @@ void TileScalar(const Segment& g, const uint8_t* tile, int64_t k, const ActRow* 
     }
   }
 }
+
+// The portable QuantizeActivations on one block of 32 floats.
+void QuantizeBlockScalar(const float* xb, int8_t* xq, float* dx, int32_t* xs) {
+  float amax = 0;
+  bool finite = true;  // std::max drops a NaN, so it is looked for apart
+  for (int i = 0; i < 32; ++i) {
+    amax = std::max(amax, std::fabs(xb[i]));
+    finite = finite && std::isfinite(xb[i]);
+  }
+  const float d = finite ? amax / 127.0f : NAN, id = d > 0 ? 1.0f / d : 0.0f;
+  *dx = d;
+  int32_t s0 = 0, s1 = 0;
+  for (int i = 0; i < 32; ++i) {
+    const float v = xb[i] * id;
+    const int q = std::isfinite(v) ? static_cast<int>(std::nearbyint(std::clamp(v, -127.0f, 127.0f))) : 0;
+    xq[i] = static_cast<int8_t>(std::clamp(q, -127, 127));
+    (i < 16 ? s0 : s1) += xq[i];
+  }
+  xs[0] = s0;
+  xs[1] = s1;
+}
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__)
+// The same on 32 floats in two registers: the scalar steps lane by lane
+// (max of |x|, one division, a product, a clamp, rounding to nearest even),
+// each exact as IEEE defines it, so the bytes match.
+__attribute__((always_inline)) inline void QuantizeBlockVec(__m512 a, __m512 b, int8_t* xq, float* dx, int32_t* xs) {
+  constexpr int kNonFinite = 0x99;  // fpclass: QNaN, SNaN, +inf, -inf
+  const bool finite = (_mm512_fpclass_ps_mask(a, kNonFinite) | _mm512_fpclass_ps_mask(b, kNonFinite)) == 0;
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+  const float d = finite ? amax / 127.0f : NAN, id = d > 0 ? 1.0f / d : 0.0f;
+  *dx = d;
+  const __m512 vid = _mm512_set1_ps(id), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const auto quantize = [&](__m512 x) __attribute__((always_inline)) {
+    const __m512 v = _mm512_mul_ps(x, vid);
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    const __mmask16 ok = static_cast<__mmask16>(~_mm512_fpclass_ps_mask(v, kNonFinite));
+    return _mm512_maskz_cvt_roundps_epi32(ok, c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  };
+  const __m512i qa = quantize(a), qb = quantize(b);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(xq), _mm512_cvtepi32_epi8(qa));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(xq + 16), _mm512_cvtepi32_epi8(qb));
+  xs[0] = _mm512_reduce_add_epi32(qa);
+  xs[1] = _mm512_reduce_add_epi32(qb);
+}
+constexpr bool kVectorQuantize = true;
+#else
+constexpr bool kVectorQuantize = false;
+#endif
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // NT tiles at once (NT = 2 only with MT = 1): two streams of weights per
@@ -309,6 +359,38 @@ std::atomic<bool> g_portable{false};
 
 }  // namespace
 
+void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32_t* xs) {
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__)
+  if (!g_portable.load(std::memory_order_relaxed)) {
+    for (int64_t b = 0; b < k / 32; ++b) {
+      QuantizeBlockVec(_mm512_loadu_ps(x + 32 * b), _mm512_loadu_ps(x + 32 * b + 16), xq + 32 * b, dx + b, xs + 2 * b);
+    }
+    return;
+  }
+#endif
+  for (int64_t b = 0; b < k / 32; ++b) QuantizeBlockScalar(x + 32 * b, xq + 32 * b, dx + b, xs + 2 * b);
+}
+
+void QuantizeActivationsBf16(const uint16_t* x, int64_t k, int8_t* xq, float* dx, int32_t* xs) {
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__)
+  if (!g_portable.load(std::memory_order_relaxed)) {
+    const auto widen = [](const uint16_t* p) __attribute__((always_inline)) {
+      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    };
+    for (int64_t b = 0; b < k / 32; ++b) {
+      QuantizeBlockVec(widen(x + 32 * b), widen(x + 32 * b + 16), xq + 32 * b, dx + b, xs + 2 * b);
+    }
+    return;
+  }
+#endif
+  float row[32];
+  for (int64_t b = 0; b < k / 32; ++b) {
+    for (int i = 0; i < 32; ++i) row[i] = Bf16ToF32(x[32 * b + i]);
+    QuantizeBlockScalar(row, xq + 32 * b, dx + b, xs + 2 * b);
+  }
+}
+
 void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
            float* const* outs) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -316,7 +398,7 @@ void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRo
 #endif
   for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
 }
-bool Vectorized() { return kVectorized; }
+bool Vectorized() { return kVectorized && kVectorQuantize; }
 void SetPortable(bool portable) { g_portable = portable; }
 
 }  // namespace crescent::kernels::quant_tile

@@ -59,13 +59,22 @@ struct ActRow {
   const int32_t* xs;   // [k / 16] sums of xq
 };
 
+// x[0, k), k a multiple of 32, to one activation row: per block of 32,
+// dx = max|x| / 127 (NaN when the block holds a NaN or an infinity, so it
+// reaches the outputs as in a float matmul), xq = x / dx rounded half to even
+// (0 where that is not finite), xs = sums of xq per 16. The vector form (AVX-512,
+// unless SetPortable(true)) writes the same bytes as the portable loop.
+void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32_t* xs);
+// The same from bf16 x, without a float copy of the row.
+void QuantizeActivationsBf16(const uint16_t* x, int64_t k, int8_t* xq, float* dx, int32_t* xs);
+
 // nt tiles (1, or 2 with mt = 1: two streams of weights at once), each with
 // its own kTile x mt outputs (row-major by activation row), over all of k.
 void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
            float* const* outs);
 
-// Whether Tiles() has vectorized kernels in this build; SetPortable(true)
-// makes it use the portable loop (for tests).
+// Whether Tiles() and QuantizeActivations() have vectorized forms in this
+// build; SetPortable(true) makes both use the portable loops (for tests).
 bool Vectorized();
 void SetPortable(bool portable);
 
