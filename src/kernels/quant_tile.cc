@@ -243,6 +243,14 @@ void TileVnniQ6(const uint8_t* const* tiles, int64_t k, const ActRow* a, float* 
   for (int m = 0; m < MT; ++m)
     for (int q = 0; q < 4; ++q) acc0[m][q] = acc1[m][q] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi8(0x0F), low6 = _mm512_set1_epi8(0x3F);
+#if defined(__GFNI__)
+  // Affine matrices (one per t): output bit 4 takes input bit 2t, bit 5 takes
+  // 2t + 1 (row 7 - i of the matrix, byte 7 - i of the qword, feeds output bit i).
+  const auto top_bits = [](int t) {
+    return _mm512_set1_epi64(static_cast<long long>((uint64_t{1} << (2 * t)) << 24 | (uint64_t{1} << (2 * t + 1)) << 16));
+  };
+  const __m512i kTopBits[4] = {top_bits(0), top_bits(1), top_bits(2), top_bits(3)};
+#endif
   const auto step = [&](int64_t blk, int u, const uint8_t* tile,
                         __m512 (&acc)[MT][4]) __attribute__((always_inline)) {
     const uint8_t* p = tile + blk * kQ6Block;
@@ -271,8 +279,15 @@ void TileVnniQ6(const uint8_t* const* tiles, int64_t k, const ActRow* a, float* 
           const int jj = 2 * j + half;  // k 4jj .. 4jj+3 of the unit
           // The nibble in bits 0-3, jj's 2 bits of the plane moved to bits
           // 4-5, then one select (bits 0-3 from lo, 4-7 from top) and a mask.
+          // With GFNI (BM_QuantCached Q6_K 67-72 -> 81-85 GB/s; from DRAM and
+          // in decode within noise) one affine op moves the 2 bits and clears
+          // the rest, so no mask follows the select.
           const __m512i lo = half ? _mm512_srli_epi16(nib, 4) : nib;
           const __m512i plane = jj < 4 ? pl0 : pl1;
+#if defined(__GFNI__)
+          v[jj] = _mm512_ternarylogic_epi32(lo, _mm512_gf2p8affine_epi64_epi8(plane, kTopBits[jj % 4], 0), low4, 0xE4);
+          (void)low6;
+#else
           __m512i top;
           switch (jj % 4) {
             case 0: top = _mm512_slli_epi16(plane, 4); break;
@@ -281,6 +296,7 @@ void TileVnniQ6(const uint8_t* const* tiles, int64_t k, const ActRow* a, float* 
             default: top = _mm512_srli_epi16(plane, 2); break;
           }
           v[jj] = _mm512_and_si512(_mm512_ternarylogic_epi32(lo, top, low4, 0xE4), low6);
+#endif
         }
       }
       const __m512i sca = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(scs + (2 * u) * 64 + 16 * q)));
