@@ -131,10 +131,12 @@ void BM_StreamRead(benchmark::State& st) {
 // pattern with loads alone. Copies of a buffer the size of Q8_0's down matrix
 // (2048 x 8192) that together exceed ColdBytes(), one RunOnAll per copy as
 // per Forward, and each thread reading the two halves of its range side by
-// side (two streams, as QuantMatmul at M = 1), 64 bytes per load. Beside
+// side (two streams, as QuantMatmul at M = 1; here they alternate line by
+// line, with no software prefetch), 64 bytes per load. Beside
 // BM_StreamRead it shows how much of the probe a pure read of weights laid
 // out as the engine lays them reaches; beside BM_Quant, what the kernels'
 // arithmetic costs on top.
+#if defined(__AVX512F__)
 void BM_DecodeRead(benchmark::State& st) {
   const int64_t bytes = int64_t{2048} * 8192 / 32 * 34;  // Q8_0's packed size
   const int64_t copies = std::max<int64_t>(1, ColdBytes() / bytes + 1);
@@ -143,7 +145,7 @@ void BM_DecodeRead(benchmark::State& st) {
     bufs.push_back(crescent::LargeBuffer::Allocate(static_cast<size_t>(bytes)).value());
     std::memset(bufs.back().data(), 1, static_cast<size_t>(bytes));
   }
-  std::vector<int64_t> sinks(64, 0);
+  std::vector<int64_t> sinks(static_cast<size_t>(crescent::ThreadPool::Default().num_threads()), 0);
   size_t it = 0;
   for (auto _ : st) {
     const uint8_t* base = bufs[it++ % bufs.size()].data();
@@ -156,15 +158,14 @@ void BM_DecodeRead(benchmark::State& st) {
         a0 = _mm512_add_epi32(a0, _mm512_load_si512(s0 + i * 64));
         a1 = _mm512_add_epi32(a1, _mm512_load_si512(s1 + i * 64));
       }
-      alignas(64) int32_t lanes[16];
-      _mm512_store_si512(lanes, _mm512_add_epi32(a0, a1));
-      sinks[static_cast<size_t>(t) % sinks.size()] += lanes[0];
+      sinks[static_cast<size_t>(t)] += _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1));
     });
   }
   benchmark::DoNotOptimize(sinks.data());
   st.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate);
 }
 BENCHMARK(BM_DecodeRead)->UseRealTime()->Unit(benchmark::kMicrosecond);
+#endif
 
 // Paged attention with Llama-3.2-1B's heads (32 query, 8 KV, head_dim 64, bf16 KV,
 // 16-token pages): `seqs` sequences with `ctx` tokens in pages, each adding `n` new

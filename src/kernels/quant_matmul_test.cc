@@ -325,8 +325,9 @@ TEST(QuantMatmulSegmentsTest, VnniAndPortableAgree) {
 }
 
 // The vector QuantizeActivations writes the portable loop's bytes, from f32
-// and from bf16: normal values, ties that round to even, blocks of zeros,
-// denormals (whose scale's inverse overflows), huge values, NaN and +-inf.
+// and from bf16: normal values, ties that round to even, blocks of zeros and
+// of -0, denormals (a scale of 0), tiny values (whose scale's inverse
+// overflows), bf16 denormals and tiny normals, huge values, NaN and +-inf.
 TEST(QuantMatmulSegmentsTest, VectorAndPortableActivationsAreTheSameBytes) {
   const int64_t k = 32 * 64;
   std::mt19937 rng(16);
@@ -336,7 +337,9 @@ TEST(QuantMatmulSegmentsTest, VectorAndPortableActivationsAreTheSameBytes) {
   for (int i = 0; i < 32; ++i) x[32 + i] = 0.0f;                                  // block 1: zeros
   for (int i = 0; i < 32; ++i) x[64 + i] = static_cast<float>(i % 7) * 0.5f - 1.5f;  // block 2: ties
   x[64] = 127.0f;                                                                  // ... scaled by 1
-  for (int i = 0; i < 32; ++i) x[96 + i] = 1e-45f * static_cast<float>(i);       // block 3: denormals
+  for (int i = 0; i < 32; ++i) x[96 + i] = 1e-45f * static_cast<float>(i);       // block 3: denormals, dx 0
+  for (int i = 0; i < 32; ++i) x[288 + i] = 1e-38f * static_cast<float>(i + 1);  // block 9: 1 / dx is inf
+  for (int i = 0; i < 32; ++i) x[320 + i] = -0.0f;                                // block 10: -0
   for (int i = 0; i < 32; ++i) x[128 + i] = 3e38f * (i % 2 ? 1.0f : -0.7f);      // block 4: huge
   x[160 + 5] = NAN;                                                                // block 5
   x[192 + 31] = INFINITY;                                                          // block 6
@@ -344,6 +347,8 @@ TEST(QuantMatmulSegmentsTest, VectorAndPortableActivationsAreTheSameBytes) {
   x[256 + 3] = -0.0f;
   std::vector<uint16_t> xb(x.size());
   for (size_t i = 0; i < x.size(); ++i) xb[i] = F32ToBf16(x[i]);
+  for (int i = 0; i < 32; ++i) xb[352 + i] = static_cast<uint16_t>(i + 1);  // block 11 (bf16): denormals
+  for (int i = 0; i < 32; ++i) xb[384 + i] = static_cast<uint16_t>(0x0080 + 3 * i);  // block 12: tiny normals
   for (bool bf16 : {false, true}) {
     SCOPED_TRACE(bf16 ? "bf16" : "f32");
     std::vector<int8_t> q[2];
@@ -369,6 +374,11 @@ TEST(QuantMatmulSegmentsTest, VectorAndPortableActivationsAreTheSameBytes) {
     }
     EXPECT_TRUE(std::isnan(d[0][5]) && std::isnan(d[0][6]) && std::isnan(d[0][7]));
     EXPECT_EQ(d[0][1], 0.0f);
+    EXPECT_EQ(d[0][10], 0.0f);
+    if (!bf16) {
+      EXPECT_GT(d[0][9], 0.0f);  // the inverse-overflow case is reached: xq 0 where x * inf is inf
+      EXPECT_TRUE(std::isinf(1.0f / d[0][9]));
+    }
     EXPECT_EQ(q[0][64], 127);
     // Block 2 at a scale of exactly 1 (its max is 127): halves go to even.
     EXPECT_EQ(q[0][65], -1);  // -1.0

@@ -153,9 +153,6 @@ __attribute__((always_inline)) inline void QuantizeBlockVec(__m512 a, __m512 b, 
   xs[0] = _mm512_reduce_add_epi32(qa);
   xs[1] = _mm512_reduce_add_epi32(qb);
 }
-constexpr bool kVectorQuantize = true;
-#else
-constexpr bool kVectorQuantize = false;
 #endif
 
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
@@ -376,6 +373,7 @@ std::atomic<bool> g_portable{false};
 }  // namespace
 
 void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32_t* xs) {
+  DCHECK(k % 32 == 0) << "k = " << k;
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__)
   if (!g_portable.load(std::memory_order_relaxed)) {
     for (int64_t b = 0; b < k / 32; ++b) {
@@ -388,6 +386,7 @@ void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32
 }
 
 void QuantizeActivationsBf16(const uint16_t* x, int64_t k, int8_t* xq, float* dx, int32_t* xs) {
+  DCHECK(k % 32 == 0) << "k = " << k;
 #if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__)
   if (!g_portable.load(std::memory_order_relaxed)) {
     const auto widen = [](const uint16_t* p) __attribute__((always_inline)) {
@@ -414,7 +413,7 @@ void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRo
 #endif
   for (int t = 0; t < nt; ++t) TileScalar(g, tiles[t], k, a, mt, outs[t]);
 }
-bool Vectorized() { return kVectorized && kVectorQuantize; }
+bool Vectorized() { return kVectorized; }
 void SetPortable(bool portable) { g_portable = portable; }
 
 }  // namespace crescent::kernels::quant_tile

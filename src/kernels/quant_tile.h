@@ -61,9 +61,11 @@ struct ActRow {
 
 // x[0, k), k a multiple of 32, to one activation row: per block of 32,
 // dx = max|x| / 127 (NaN when the block holds a NaN or an infinity, so it
-// reaches the outputs as in a float matmul), xq = x / dx rounded half to even
-// (0 where that is not finite), xs = sums of xq per 16. The vector form (AVX-512,
-// unless SetPortable(true)) writes the same bytes as the portable loop.
+// reaches the outputs as in a float matmul), xq = x * (1 / dx) clamped to
+// +-127 and rounded half to even (0 where that product is not finite: dx NaN,
+// or 1 / dx overflowing for a block of tiny values; all 0 when dx is 0),
+// xs = sums of xq per 16. The vector form (AVX-512, unless SetPortable(true))
+// writes the same bytes as the portable loop.
 void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32_t* xs);
 // The same from bf16 x, without a float copy of the row.
 void QuantizeActivationsBf16(const uint16_t* x, int64_t k, int8_t* xq, float* dx, int32_t* xs);
@@ -73,8 +75,8 @@ void QuantizeActivationsBf16(const uint16_t* x, int64_t k, int8_t* xq, float* dx
 void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
            float* const* outs);
 
-// Whether Tiles() and QuantizeActivations() have vectorized forms in this
-// build; SetPortable(true) makes both use the portable loops (for tests).
+// Whether Tiles() has vectorized kernels in this build; SetPortable(true)
+// makes it and QuantizeActivations() use the portable loops (for tests).
 bool Vectorized();
 void SetPortable(bool portable);
 
