@@ -11,6 +11,7 @@
 #include "base/dtype.h"
 #include "base/large_buffer.h"
 #include "base/thread_pool.h"
+#include "kernels/convert.h"
 #include "kernels/quant_tile.h"
 
 namespace crescent::kernels {
@@ -210,12 +211,12 @@ void QuantMatmul::Impl::Run(const float* xf, const uint16_t* xb, int64_t m, floa
   float* dxp = dx.data();
   int32_t* xsp = xs.data();
   ThreadPool::Default().ParallelFor(m, [&](int64_t b, int64_t e) {
+    thread_local std::vector<float> row;  // a bf16 row widened (kept: no allocation per call)
+    if (!xf) row.resize(static_cast<size_t>(k));
     for (int64_t r = b; r < e; ++r) {
-      if (xf) {
-        quant_tile::QuantizeActivations(xf + r * k, k, xqp + r * k, dxp + r * k / 32, xsp + r * k / 16);
-      } else {
-        quant_tile::QuantizeActivationsBf16(xb + r * k, k, xqp + r * k, dxp + r * k / 32, xsp + r * k / 16);
-      }
+      const float* x = xf ? xf + r * k : row.data();
+      if (!xf) Bf16ToF32(xb + r * k, row.data(), k);
+      quant_tile::QuantizeActivations(x, k, xqp + r * k, dxp + r * k / 32, xsp + r * k / 16);
     }
   }, 1);
   int64_t total_tiles = 0;

@@ -359,11 +359,12 @@ TEST(QuantMatmulSegmentsTest, VectorAndPortableActivationsAreTheSameBytes) {
       d[portable].assign(static_cast<size_t>(k / 32), 99.0f);
       s[portable].assign(static_cast<size_t>(k / 16), 99);
       SetQuantMatmulPortableForTesting(portable == 1);
+      // bf16 rows are widened first, as QuantMatmul does.
+      std::vector<float> in = x;
       if (bf16) {
-        quant_tile::QuantizeActivationsBf16(xb.data(), k, q[portable].data(), d[portable].data(), s[portable].data());
-      } else {
-        quant_tile::QuantizeActivations(x.data(), k, q[portable].data(), d[portable].data(), s[portable].data());
+        for (int64_t i = 0; i < k; ++i) in[static_cast<size_t>(i)] = Bf16ToF32(xb[static_cast<size_t>(i)]);
       }
+      quant_tile::QuantizeActivations(in.data(), k, q[portable].data(), d[portable].data(), s[portable].data());
     }
     SetQuantMatmulPortableForTesting(false);
     EXPECT_EQ(q[0], q[1]);

@@ -385,27 +385,6 @@ void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32
   for (int64_t b = 0; b < k / 32; ++b) QuantizeBlockScalar(x + 32 * b, xq + 32 * b, dx + b, xs + 2 * b);
 }
 
-void QuantizeActivationsBf16(const uint16_t* x, int64_t k, int8_t* xq, float* dx, int32_t* xs) {
-  DCHECK(k % 32 == 0) << "k = " << k;
-#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512BW__)
-  if (!g_portable.load(std::memory_order_relaxed)) {
-    const auto widen = [](const uint16_t* p) __attribute__((always_inline)) {
-      const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    };
-    for (int64_t b = 0; b < k / 32; ++b) {
-      QuantizeBlockVec(widen(x + 32 * b), widen(x + 32 * b + 16), xq + 32 * b, dx + b, xs + 2 * b);
-    }
-    return;
-  }
-#endif
-  float row[32];
-  for (int64_t b = 0; b < k / 32; ++b) {
-    for (int i = 0; i < 32; ++i) row[i] = Bf16ToF32(x[32 * b + i]);
-    QuantizeBlockScalar(row, xq + 32 * b, dx + b, xs + 2 * b);
-  }
-}
-
 void Tiles(const Segment& g, const uint8_t* const* tiles, int64_t k, const ActRow* a, int mt, int nt,
            float* const* outs) {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)

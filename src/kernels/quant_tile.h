@@ -67,8 +67,6 @@ struct ActRow {
 // xs = sums of xq per 16. The vector form (AVX-512, unless SetPortable(true))
 // writes the same bytes as the portable loop.
 void QuantizeActivations(const float* x, int64_t k, int8_t* xq, float* dx, int32_t* xs);
-// The same from bf16 x, without a float copy of the row.
-void QuantizeActivationsBf16(const uint16_t* x, int64_t k, int8_t* xq, float* dx, int32_t* xs);
 
 // nt tiles (1, or 2 with mt = 1: two streams of weights at once), each with
 // its own kTile x mt outputs (row-major by activation row), over all of k.
