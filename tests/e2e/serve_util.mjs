@@ -20,11 +20,12 @@ export function parseArgs() {
 }
 
 // The openai package from the repo's npm folder, its client on sockets that
-// are not kept alive. Debian 12's Node 18 with node-fetch 2.7 (the openai
-// package's transport there) reports a complete chunked response on a
-// kept-alive socket as "Premature close" (node-fetch issues 1576 and 1767:
-// its check looks for a data listener the socket still has); Node 20 does
-// not. Every serve test failed on a fresh Debian 12 for it.
+// are not kept alive. On Debian 12 (nodejs 18.20.4+dfsg-1~deb12u3) Node's
+// Agent puts a 'data' listener (freeSocketDataGuard, a security fix) on a
+// socket it takes back into its pool, and node-fetch 2.7 (the openai
+// package's transport) reads any data listener left at a chunked response's
+// 'close' as "Premature close": every streamed request failed there, against
+// any server (docs/serving.md). Node 20 from nodesource has no such guard.
 export function loadOpenAI(source) {
   const require = createRequire(path.join(source, 'third_party/npm/package.json'));
   const { OpenAI } = require('openai');
