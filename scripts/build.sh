@@ -10,12 +10,15 @@
 #   scripts/build.sh thread-safety  clang-15 with -Wthread-safety -Werror in build-tsa/:
 #                               the libraries whose locks are annotated
 #                               (base/thread_annotations.h); a warning fails it
+#   scripts/build.sh portable   Release build in build-v3/ for x86-64-v3 (AVX2, no
+#                               AVX-512: Zen 2/3, Intel client CPUs) instead of -march=native
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-release}
 case "$kind" in
   release) dir=build; flags=(-DCMAKE_BUILD_TYPE=Release) ;;
   asan) dir=build-asan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRESCENT_SANITIZE=ON) ;;
+  portable) dir=build-v3; flags=(-DCMAKE_BUILD_TYPE=Release -DCRESCENT_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3) ;;
   tsan) dir=build-tsan; flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCRESCENT_TSAN=ON) ;;
   thread-safety)
     bash scripts/setup.sh >/dev/null
@@ -31,7 +34,7 @@ struct P { crescent::Mutex mu; int x GUARDED_BY(mu) = 0; void F() { x = 1; } };'
     fi
     echo "build: thread-safety analysis clean (base, transfer, store, engine, server)"
     exit 0 ;;
-  *) echo "usage: $0 [release|asan|tsan|thread-safety]" >&2; exit 2 ;;
+  *) echo "usage: $0 [release|asan|tsan|thread-safety|portable]" >&2; exit 2 ;;
 esac
 cmake -S . -B "$dir" -G Ninja "${flags[@]}" >/dev/null
 ninja -C "$dir" -j "$(nproc)"

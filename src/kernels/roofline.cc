@@ -26,6 +26,7 @@ namespace {
 // Sums lines [b, e) of `buf`: kPace 0 as fast as loads issue (four chains),
 // kPace p one line per chain of p dependent FMAs (4 cycles each) over
 // `streams` interleaved parts. Returns a value the caller keeps.
+#if defined(__AVX512F__)
 template <int kPace>
 float ReadLines(const float* buf, int64_t b, int64_t e, int streams) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -55,6 +56,59 @@ float ReadLines(const float* buf, int64_t b, int64_t e, int streams) {
   _mm512_store_ps(lanes, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
   return lanes[0] + lanes[15];
 }
+#else
+// Without AVX-512 the same loops on GCC's generic vectors of the target's
+// register width (AVX: 32 bytes, else SSE's 16), a 64-byte line being kN of
+// them; a paced step is a multiply and an add unless the target fuses them.
+// Only locals hold the vector type: passed or returned, it would change the ABI.
+#if defined(__AVX__)
+constexpr int kVecBytes = 32;
+#else
+constexpr int kVecBytes = 16;
+#endif
+template <int kPace>
+float ReadLines(const float* buf, int64_t b, int64_t e, int streams) {
+  typedef float Vec __attribute__((vector_size(kVecBytes)));
+  constexpr int kN = 64 / kVecBytes;  // vectors per line
+  const Vec* v = reinterpret_cast<const Vec*>(__builtin_assume_aligned(buf, 64));
+  Vec a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  if constexpr (kPace == 0) {
+    for (int64_t i = b * kN; i < e * kN; i += 4) {  // a line is 2 or 4 vectors
+      a0 += v[i];
+      a1 += v[i + 1];
+      if constexpr (kN == 4) {
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+      } else if (i + 2 < e * kN) {
+        a2 += v[i + 2];
+        a3 += v[i + 3];
+      }
+    }
+  } else {
+    volatile float unit = 1.0f;  // opaque to the compiler: the steps stay
+    const Vec one = Vec{} + unit;
+    const int64_t part = (e - b) / streams;
+    for (int64_t i = 0; i < part; ++i) {
+      // One chain per stream: the line's vectors summed, then paced.
+      const int64_t l0 = (b + i) * kN;
+      Vec x = v[l0];
+      for (int j = 1; j < kN; ++j) x += v[l0 + j];
+      a0 = a0 * one + x;
+      for (int p = 1; p < kPace; ++p) a0 = a0 * one + a0;
+      if (streams > 1) {
+        const int64_t l1 = (b + part + i) * kN;
+        Vec y = v[l1];
+        for (int j = 1; j < kN; ++j) y += v[l1 + j];
+        a1 = a1 * one + y;
+        for (int p = 1; p < kPace; ++p) a1 = a1 * one + a1;
+      }
+    }
+    for (int64_t i = (b + streams * part) * kN; i < e * kN; ++i) a2 += v[i];
+  }
+  const Vec sum = (a0 + a1) + (a2 + a3);
+  return sum[0] + sum[kVecBytes / 4 - 1];
+}
+#endif
 
 }  // namespace
 
