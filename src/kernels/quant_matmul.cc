@@ -21,6 +21,9 @@ namespace {
 using quant_tile::ActRow;
 using quant_tile::Format;
 using quant_tile::FormatOf;
+using quant_tile::ByteScales;
+using quant_tile::kK4Group;
+using quant_tile::kK5Group;
 using quant_tile::Kind;
 using quant_tile::kMaxMt;
 using quant_tile::kQ6Block;
@@ -29,11 +32,14 @@ using quant_tile::kQ6Unit;
 using quant_tile::kQ6Values;
 using quant_tile::kTile;
 using quant_tile::Segment;
+using quant_tile::SubOffset;
+using quant_tile::SupersOffset;
 using quant_tile::Tiles;
 
 // One row of `t` as stored values (the packed form's bytes before
 // interleaving), and f32 scale and min per sub-block: x = scale * v - min for
-// kU8/kU4, x = scale * (v - 128) for kS8.
+// the types with a min, x = scale * (v - 128) for Q8_0. (Pack keeps the
+// K-quants' own scale bytes, d and dmin instead of these products.)
 void DecodeRow(QuantType t, const uint8_t* src, int64_t k, uint8_t* v, float* scale, float* min) {
   const int64_t be = QuantBlockElems(t), bb = QuantBlockBytes(t);
   for (int64_t blk = 0; blk < k / be; ++blk, src += bb) {
@@ -137,10 +143,18 @@ Result<QuantMatmul> QuantMatmul::Pack(int64_t k, std::span<const QuantSegment> s
     g.rows = src.rows;
     g.tiles = (src.rows + kTile - 1) / kTile;
     const int s = g.f.s;
-    g.vbytes = g.f.kind == Kind::kU4 ? kTile * s / 2 : kTile * s;
+    const Kind kind = g.f.kind;
+    g.vbytes = kind == Kind::kS8 ? kTile * s : kTile * s / 2;
     g.sub_stride = g.vbytes + (g.f.has_min ? 4 : 2) * kTile;
-    if (g.f.kind == Kind::kQ6) g.vbytes = kQ6Values, g.sub_stride = kQ6Block;
     g.tile_stride = (k / s) * g.sub_stride;
+    if (kind == Kind::kQ6) g.vbytes = kQ6Values, g.sub_stride = kQ6Block, g.tile_stride = (k / s) * kQ6Block;
+    if (ByteScales(kind)) {
+      // Byte scale and min per row of a sub-block; d and dmin after 8 of them.
+      g.vbytes = 4 * (kind == Kind::kK5 ? kK5Group : kK4Group);
+      g.sub_stride = g.vbytes + 2 * kTile;
+      g.block_stride = 8 * g.sub_stride + 4 * kTile;
+      g.tile_stride = (k / 256) * g.block_stride;
+    }
     const size_t total = static_cast<size_t>(g.tiles * g.tile_stride);
     auto buf = LargeBuffer::Allocate(total);
     if (!buf.ok()) return ResourceExhausted("QuantMatmul: no memory for " + std::to_string(total) + " bytes of weights");
@@ -175,16 +189,41 @@ Result<QuantMatmul> QuantMatmul::Pack(int64_t k, std::span<const QuantSegment> s
     for (int64_t r = 0; r < src.rows && g.f.kind != Kind::kQ6; ++r) {
       DecodeRow(src.type, static_cast<const uint8_t*>(src.data) + r * row_bytes, k, v.data(), scale.data(), min.data());
       const int64_t t = r / kTile, rt = r % kTile, q = rt / 16, lane = rt % 16;
+      uint8_t* tile = g.packed.data() + t * g.tile_stride;
+      const uint8_t* row = static_cast<const uint8_t*>(src.data) + r * row_bytes;
       for (int64_t b = 0; b < k / s; ++b) {
-        uint8_t* p = g.packed.data() + t * g.tile_stride + b * g.sub_stride;
+        uint8_t* p = tile + SubOffset(g, b);
         const uint8_t* vb = v.data() + b * s;
-        if (g.f.kind == Kind::kU4) {
-          for (int j = 0; j < s / 8; ++j)
-            for (int i = 0; i < 4; ++i)
-              p[q * 8 * s + j * 64 + lane * 4 + i] = static_cast<uint8_t>(vb[8 * j + i] | (vb[8 * j + 4 + i] << 4));
-        } else {
+        if (kind == Kind::kS8) {
           for (int j = 0; j < s / 4; ++j)
             for (int i = 0; i < 4; ++i) p[q * 16 * s + j * 64 + lane * 4 + i] = vb[4 * j + i];
+        } else {
+          // Nibbles (low: k = 8j + i, high: k = 8j + 4 + i), and kK5's 5th
+          // bits after them (k = i + 4t at bit t).
+          uint8_t* group = p + q * (kind == Kind::kK5 ? kK5Group : kK4Group);
+          for (int j = 0; j < s / 8; ++j)
+            for (int i = 0; i < 4; ++i)
+              group[j * 64 + lane * 4 + i] = static_cast<uint8_t>((vb[8 * j + i] & 15) | ((vb[8 * j + 4 + i] & 15) << 4));
+          if (kind == Kind::kK5) {
+            for (int i = 0; i < 4; ++i) {
+              uint8_t bits = 0;
+              for (int t5 = 0; t5 < 8; ++t5) bits |= static_cast<uint8_t>(((vb[i + 4 * t5] >> 4) & 1) << t5);
+              group[4 * 64 + lane * 4 + i] = bits;
+            }
+          }
+        }
+        if (ByteScales(kind)) {
+          // ggml's own scale and min bytes, d and dmin: x = d * sc * v - dmin * m.
+          const uint8_t* at = row + (b / 8) * QuantBlockBytes(src.type);
+          const auto* b4 = reinterpret_cast<const BlockQ4K*>(at);
+          const auto* b5 = reinterpret_cast<const BlockQ5K*>(at);
+          const bool five = kind == Kind::kK5;
+          KQuantScaleMin(five ? b5->scales : b4->scales, static_cast<int>(b % 8), p + g.vbytes + rt,
+                         p + g.vbytes + kTile + rt);
+          auto* supers = reinterpret_cast<uint16_t*>(tile + SupersOffset(g, b));
+          supers[rt] = five ? b5->d : b4->d;
+          supers[kTile + rt] = five ? b5->dmin : b4->dmin;
+          continue;
         }
         uint16_t* sc = reinterpret_cast<uint16_t*>(p + g.vbytes);
         sc[rt] = F32ToF16(scale[b]);
@@ -329,29 +368,46 @@ void GroupValues(const Segment& g, const uint8_t* tile, int64_t kb, int q, __m51
     }
     return;
   }
-  const uint8_t* p = tile + kb * g.sub_stride;
+  const uint8_t* p = tile + SubOffset(g, kb);
   const uint16_t* scales = reinterpret_cast<const uint16_t*>(p + g.vbytes);
-  const __m512 sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
-  const __m512 mn = g.f.has_min ? _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)))
-                                : _mm512_setzero_ps();
-  if (g.f.kind == Kind::kU4) {
-    const uint8_t* wq = p + q * 8 * 32;
-    for (int j = 0; j < 4; ++j) {
-      const __m512i v = _mm512_load_si512(wq + j * 64);
-      SplitK4(_mm512_and_si512(v, low4), false, w);
-      for (int i = 0; i < 4; ++i) vals[8 * j + i] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(w[i]), sc, mn);
-      SplitK4(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4), false, w);
-      for (int i = 0; i < 4; ++i) vals[8 * j + 4 + i] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(w[i]), sc, mn);
+  __m512 sc, mn;
+  if (ByteScales(g.f.kind)) {
+    const auto bytes = [&](int64_t off) {
+      return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p + off))));
+    };
+    const uint16_t* supers = reinterpret_cast<const uint16_t*>(tile + SupersOffset(g, kb));
+    sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(supers + 16 * q))),
+                       bytes(g.vbytes + 16 * q));
+    mn = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(supers + kTile + 16 * q))),
+                       bytes(g.vbytes + kTile + 16 * q));
+  } else {
+    sc = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + 16 * q)));
+    mn = g.f.has_min ? _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(scales + kTile + 16 * q)))
+                     : _mm512_setzero_ps();
+  }
+  if (g.f.kind != Kind::kS8) {
+    const bool five = g.f.kind == Kind::kK5;
+    const uint8_t* wq = p + q * (five ? kK5Group : kK4Group);
+    const __m512i plane = five ? _mm512_load_si512(wq + 4 * 64) : _mm512_setzero_si512(), bit4 = _mm512_set1_epi8(0x10);
+    for (int jj = 0; jj < 8; ++jj) {  // k 4jj .. 4jj+3: register jj / 2, low or high nibbles
+      const __m512i v = _mm512_load_si512(wq + (jj / 2) * 64);
+      __m512i x = _mm512_and_si512(jj % 2 ? _mm512_srli_epi16(v, 4) : v, low4);
+      if (five) {  // bit jj of the plane's bytes to bit 4
+        const __m512i top = jj <= 4 ? _mm512_slli_epi16(plane, static_cast<unsigned>(4 - jj))
+                                    : _mm512_srli_epi16(plane, static_cast<unsigned>(jj - 4));
+        x = _mm512_or_si512(x, _mm512_and_si512(top, bit4));
+      }
+      SplitK4(x, false, w);
+      for (int i = 0; i < 4; ++i) vals[4 * jj + i] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(w[i]), sc, mn);
     }
     return;
   }
-  const uint8_t* wq = p + q * 16 * 32;
-  const bool s8 = g.f.kind == Kind::kS8;
+  const uint8_t* wq = p + q * 16 * 32;  // kS8
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int j = 0; j < 8; ++j) {
     const __m512i v = _mm512_load_si512(wq + j * 64);
-    SplitK4(s8 ? _mm512_xor_si512(v, flip) : v, s8, w);  // int8 + 128, back to int8
-    for (int i = 0; i < 4; ++i) vals[4 * j + i] = _mm512_fmsub_ps(_mm512_cvtepi32_ps(w[i]), sc, mn);
+    SplitK4(_mm512_xor_si512(v, flip), true, w);  // int8 + 128, back to int8
+    for (int i = 0; i < 4; ++i) vals[4 * j + i] = _mm512_mul_ps(_mm512_cvtepi32_ps(w[i]), sc);
   }
 }
 

@@ -5,22 +5,28 @@
 // does the same for Q8_0/Q4_0 with round-half-away; for the K-quants it
 // quantizes x per 256 with one scale, so results differ from llama.cpp's by
 // the activations' rounding, not only by summation order.) Against a
-// dequantize-then-multiply in f32 the result differs by the activations'
-// 8-bit rounding (the tests bound it) and by the f16 rounding of each
-// sub-block's scale product (d * sc, dmin * m for the K-quants; at most
-// 2^-11 relative, more for scales in f16's subnormal range below 6e-5).
+// dequantize-then-multiply in f32 the result differs only by the
+// activations' 8-bit rounding (the tests bound it) and f32 summation order:
+// every type keeps its scales exactly (Q4_0's min, 8 d, in f16; the
+// K-quants' integer scales times their f16 d and dmin, exact in f32).
 // NaN or infinite activations make their block's outputs NaN.
 //
 // Layout (repacked at Pack, owned anonymous memory): W's rows in tiles of 64.
 // Within a tile, for each K sub-block of 32 elements:
 //   values  4 groups of 16 rows; a 64-byte register holds 16 rows x 4 k bytes
-//           (int8 + 128 for Q8_0, 0..31 for Q5_K) or 16 rows x 8 k nibbles
-//           (Q4_0, Q4_K: byte i of a row holds k = i and k = i + 4)
-//   scales  64 f16: the sub-block's scale per row (Q4_K: d * sc)
-//   mins    64 f16 for the types with a min (Q4_0: 8 d; Q4_K, Q5_K: dmin * m)
+//           (int8 + 128 for Q8_0) or 16 rows x 8 k nibbles (Q4_0, Q4_K,
+//           Q5_K: byte i of a row holds k = i and k = i + 4); Q5_K's group
+//           has a fifth register of its 5th bits (byte i: k = i + 4t at bit t)
+//   scales  Q8_0, Q4_0: 64 f16, the sub-block's scale per row (Q4_0: d), and
+//           for Q4_0 64 f16 mins (8 d); Q4_K, Q5_K: 64 bytes of the 6-bit
+//           scale and 64 of the 6-bit min, and after every 8 sub-blocks the
+//           f16 d and dmin of the 64 rows (x = d * sc * v - dmin * m)
 // so one vpdpbusd multiplies 16 rows by 4 k against a broadcast of 4
 // activation bytes, all of one tile's K streams contiguously, and threads
-// split the tiles. Q6_K keeps ggml's own parts per 256 elements: the 6-bit
+// split the tiles. Q4_K reads 4.625 bits per weight and Q5_K 5.625 (ggml
+// packs the 6-bit pairs into 4.5 and 5.5; an f16 scale and min per 32, as
+// before, read 5 and, with Q5_K's values in bytes, 9). Q6_K keeps ggml's own
+// parts per 256 elements: the 6-bit
 // values as a nibble plane and a 2-bit plane in the same register order, the
 // int8 scales per 16 and d, so it reads 6.5625 bits per weight as ggml does.
 // A matrix may be made of segments of different types along N (a fused

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/dtype.h"
@@ -101,7 +102,7 @@ TEST_P(QuantMatmulTest, MatchesDequantizeThenMultiplyForEveryShapeClass) {
     const std::vector<float> x = Activations(m, k, static_cast<uint32_t>(m));
     std::vector<double> ref, mag, ref_exact, mag_exact;
     // Against the activations as the kernel rounds them: only summation order
-    // and the f16 rounding of per-sub-block scales remain.
+    // remains (KQuantsReadGgmlScalesExactlyInFewBits holds the K-quants to it).
     Reference(RoundedActivations(x, k), w.deq, m, n, k, &ref, &mag);
     Reference(x, w.deq, m, n, k, &ref_exact, &mag_exact);
     for (bool portable : {false, true}) {
@@ -321,6 +322,36 @@ TEST(QuantMatmulSegmentsTest, VnniAndPortableAgree) {
       SetQuantMatmulPortableForTesting(false);
       for (int64_t i = 0; i < m * n; ++i) ASSERT_NEAR(fast[i], portable[i], 1e-5 * mag[i]) << "m " << m << " " << i;
     }
+  }
+}
+
+// Q4_K and Q5_K keep ggml's own scales (a 6-bit scale and min per 32 as
+// bytes, f16 d and dmin per 256: 4.625 and 5.625 bits per weight, not an f16
+// scale and min per 32), so beside the activations' rounding only f32
+// summation order remains.
+TEST(QuantMatmulSegmentsTest, KQuantsReadGgmlScalesExactlyInFewBits) {
+  const int64_t k = 768, n = 128;  // three blocks of 256 per row, two tiles
+  for (const auto& [t, millibits] : {std::pair{QuantType::kQ4_K, 4625}, std::pair{QuantType::kQ5_K, 5625}}) {
+    SCOPED_TRACE(std::string(QuantTypeName(t)));
+    Weights w = MakeWeights(t, n, k, 21);
+    const QuantSegment seg{w.type, n, w.bytes.data()};
+    auto qm = QuantMatmul::Pack(k, {&seg, 1}, nullptr);
+    ASSERT_TRUE(qm.ok());
+    EXPECT_EQ(qm->weight_bytes() * 8 * 1000, n * k * millibits);
+    for (bool portable : {false, true}) {
+      SetQuantMatmulPortableForTesting(portable);
+      for (int64_t m : {1, 3}) {
+        const std::vector<float> x = Activations(m, k, 22);
+        std::vector<double> ref, mag;
+        Reference(RoundedActivations(x, k), w.deq, m, n, k, &ref, &mag);
+        std::vector<float> y(static_cast<size_t>(m * n));
+        qm->ForwardF32(x.data(), m, y.data());
+        for (int64_t i = 0; i < m * n; ++i) {
+          ASSERT_NEAR(y[i], ref[i], 2e-6 * mag[i]) << (portable ? "portable " : "vnni ") << "m " << m << " " << i;
+        }
+      }
+    }
+    SetQuantMatmulPortableForTesting(false);
   }
 }
 

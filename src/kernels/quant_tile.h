@@ -18,10 +18,13 @@ namespace crescent::kernels::quant_tile {
 constexpr int64_t kTile = 64;  // output rows per tile
 constexpr int kMaxMt = 4;      // activation rows per kernel call
 
-// kS8: int8 + 128 per byte; kU8: 0..255 with a min; kU4: nibbles with a min;
+// kS8: int8 + 128 per byte; kU4: nibbles with a min;
+// kK4, kK5: Q4_K and Q5_K with ggml's own scales (the 6-bit scale and min per
+// 32 as bytes, f16 d and dmin per 256): 4.625 and 5.625 bits per weight;
 // kQ6: Q6_K as ggml stores it, 6-bit values (a nibble plane and a 2-bit
 // plane), int8 scales per 16 and an f16 d per 256 (6.5625 bits per weight).
-enum class Kind { kS8, kU8, kU4, kQ6 };
+enum class Kind { kS8, kU4, kK4, kK5, kQ6 };
+inline bool ByteScales(Kind k) { return k == Kind::kK4 || k == Kind::kK5; }
 
 struct Format {
   Kind kind;
@@ -34,8 +37,8 @@ inline Format FormatOf(QuantType t) {
     case QuantType::kQ8_0: return {Kind::kS8, 32, false};
     case QuantType::kQ6_K: return {Kind::kQ6, 256, false};
     case QuantType::kQ4_0: return {Kind::kU4, 32, true};
-    case QuantType::kQ4_K: return {Kind::kU4, 32, true};
-    case QuantType::kQ5_K: return {Kind::kU8, 32, true};
+    case QuantType::kQ4_K: return {Kind::kK4, 32, true};
+    case QuantType::kQ5_K: return {Kind::kK5, 32, true};
     default: CHECK(false) << "not a block type"; return {};
   }
 }
@@ -45,13 +48,26 @@ inline Format FormatOf(QuantType t) {
 // high k + 4) then 2 plane registers (k 16h..16h+15: byte i holds k = i + 4t
 // at bits 2t); then int8 scales [16 sub-blocks][64 rows]; then f16 d [64].
 constexpr int64_t kQ6Unit = 4 * 384, kQ6Values = 8 * kQ6Unit, kQ6Scales = 16 * 64, kQ6Block = kQ6Values + kQ6Scales + 128;
+// kK4 and kK5 layout of one 256-element block of a tile: 8 sub-blocks of 32
+// k, each its values then uint8 scales [64 rows] and uint8 mins [64]; then
+// f16 d [64] and f16 dmin [64]: x = d * sc * v - dmin * m. The values per
+// group of 16 rows: kU4's 4 nibble registers, and for kK5 then a register of
+// the 5th bits (byte i of a row holds k = i + 4t at bit t, t = 0..7).
+constexpr int64_t kK4Group = 4 * 64, kK5Group = 5 * 64;
 
 struct Segment {
   Format f;
   int64_t n0 = 0, rows = 0, tiles = 0;
   int64_t vbytes = 0, sub_stride = 0, tile_stride = 0;
+  int64_t block_stride = 0;  // kK4, kK5: bytes per 256 k (8 sub-blocks, d, dmin)
   LargeBuffer packed;  // zeroed, huge pages where allowed
 };
+// The offset in a tile of sub-block b (32 k, or g.f.s) for kinds other than kQ6.
+inline int64_t SubOffset(const Segment& g, int64_t b) {
+  return ByteScales(g.f.kind) ? (b / 8) * g.block_stride + (b % 8) * g.sub_stride : b * g.sub_stride;
+}
+// kK4, kK5: the offset of the f16 d [64] (then dmin [64]) of the block holding sub-block b.
+inline int64_t SupersOffset(const Segment& g, int64_t b) { return (b / 8) * g.block_stride + 8 * g.sub_stride; }
 // One activation row, quantized per block of 32.
 struct ActRow {
   const int8_t* xq;
