@@ -211,10 +211,10 @@ TEST(QuantMatmulSegmentsTest, MixedTypesAlongNAreOneMatmul) {
 
 // Prefill shapes through Linear: the weights dequantized into bf16 tiles and
 // multiplied by oneDNN (M > 32), against the same reference; decode shapes
-// through the integer kernel; both for a Q4_K_M-like q|k|v.
+// through the integer kernel; both for a K-quant q|k|v (Q4_K, Q5_K, Q6_K).
 TEST(QuantMatmulSegmentsTest, PrefillShapesRunOnBf16TilesOfTheSameValues) {
   const int64_t k = 512;
-  Weights q = MakeWeights(QuantType::kQ4_K, 128, k, 1), kk = MakeWeights(QuantType::kQ8_0, 64, k, 2),
+  Weights q = MakeWeights(QuantType::kQ4_K, 128, k, 1), kk = MakeWeights(QuantType::kQ5_K, 64, k, 2),
           v = MakeWeights(QuantType::kQ6_K, 64, k, 3);
   const QuantSegment segs[] = {{q.type, 128, q.bytes.data()}, {kk.type, 64, kk.bytes.data()}, {v.type, 64, v.bytes.data()}};
   std::vector<float> bias(256);
@@ -330,7 +330,12 @@ TEST(QuantMatmulSegmentsTest, VnniAndPortableAgree) {
 // scale and min per 32), so beside the activations' rounding only f32
 // summation order remains.
 TEST(QuantMatmulSegmentsTest, KQuantsReadGgmlScalesExactlyInFewBits) {
-  const int64_t k = 768, n = 128;  // three blocks of 256 per row, two tiles
+  // Three blocks of 256 per row; five tiles, so with two threads each walks
+  // two tiles side by side (decode) and one alone.
+  const int64_t k = 768, n = 320;
+  ThreadPool& pool = ThreadPool::Default();
+  const int threads = pool.num_threads();
+  pool.SetNumThreads(2);
   for (const auto& [t, millibits] : {std::pair{QuantType::kQ4_K, 4625}, std::pair{QuantType::kQ5_K, 5625}}) {
     SCOPED_TRACE(std::string(QuantTypeName(t)));
     Weights w = MakeWeights(t, n, k, 21);
@@ -353,6 +358,7 @@ TEST(QuantMatmulSegmentsTest, KQuantsReadGgmlScalesExactlyInFewBits) {
     }
     SetQuantMatmulPortableForTesting(false);
   }
+  pool.SetNumThreads(threads);
 }
 
 // The vector QuantizeActivations writes the portable loop's bytes, from f32

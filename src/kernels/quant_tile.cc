@@ -258,7 +258,7 @@ void TileVnni(const Segment& g, const uint8_t* const* tiles, int64_t k, const Ac
         __m512i ia = _mm512_setzero_si512(), ib = _mm512_setzero_si512();
         for (int j = 0; j < (kNibbles ? 2 * kRegs : kRegs); j += 2) {
           int32_t x4, x5;
-          std::memcpy(&x4, x + 4 * j, 4);  // kU4: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
+          std::memcpy(&x4, x + 4 * j, 4);  // nibbles: registers pair k 8j'..+3 and 8j'+4..+7, i.e. 4 j again
           std::memcpy(&x5, x + 4 * j + 4, 4);
           ia = _mm512_dpbusd_epi32(ia, w[j], _mm512_set1_epi32(x4));
           ib = _mm512_dpbusd_epi32(ib, w[j + 1], _mm512_set1_epi32(x5));
