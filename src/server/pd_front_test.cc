@@ -169,17 +169,20 @@ TEST_F(PdFrontTest, APrefillLongerThanTheLeaseKeepsItsReservation) {
 // up (the front then retries with a fresh reservation).
 TEST_F(PdFrontTest, AReservationEndedUnderAPrefillStopsItsWrites) {
   Build(/*d_lease_ms=*/300);
-  EngineRequest req = Req(2500, 9, 6);
-  const auto r0 = std::chrono::steady_clock::now();
+  EngineRequest req = Req(2500, 9, 6);  // 40 steps of 64 prompt tokens
   const Completion want = Run(*ref_, req);
-  const auto prefill = std::chrono::steady_clock::now() - r0;  // about what the prefill instance takes
   auto front = PdFront::Create(FrontOptions()).value();
   engine::OutputQueue q;
+  const int64_t steps0 = p_->Stats().steps;
   ASSERT_TRUE(front->Submit(req, q.Callback()).ok());
-  for (int i = 0; i < 500 && d_->kv_reservation_stats().reserved == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // The prefill is writing once it has run 10 of its steps: counted, not
+  // timed (a sleep sized from the reference run ended after the prefill
+  // when the two ran at different speeds under load).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (p_->Stats().steps < steps0 + 10 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  std::this_thread::sleep_for(prefill / 3);  // the prefill is writing by now
+  ASSERT_LT(p_->Stats().steps, steps0 + 40) << "the prefill ended before the reservation could be ended under it";
   d_->CancelKv(1);  // the first reservation of this decode engine
   Completion got = engine::Collect(q.WaitFinished(1)[0]);
   EXPECT_EQ(svc_p_->stats().leases_lost, 1) << "the prefill instance did not see the reservation end";
